@@ -1,0 +1,133 @@
+"""Read TLC trip records (local path, s3:// or gs://), clean them, and build the model features."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+MIN_MINUTES = 1.0
+MAX_MINUTES = 60.0
+CATEGORICAL = ["PU_DO"]
+NUMERICAL = ["trip_distance"]
+FEATURES = CATEGORICAL + NUMERICAL
+TARGET = "duration"
+
+
+class DataError(Exception):
+    """The input data cannot be used: missing file, unreadable, or not a TLC trip file."""
+
+
+@dataclass(frozen=True)
+class CleaningReport:
+    rows_read: int
+    rows_kept: int
+    dropped: dict[str, int]
+
+    def summary(self) -> str:
+        reasons = ", ".join(f"{n} {why}" for why, n in self.dropped.items() if n) or "none"
+        return f"kept {self.rows_kept} of {self.rows_read} rows; dropped: {reasons}"
+
+
+def _read_bytes(uri: str) -> bytes:
+    if uri.startswith("s3://"):
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        bucket, _, key = uri[len("s3://") :].partition("/")
+        # boto3 honours AWS_ENDPOINT_URL itself; passing it keeps older SDKs working the same way.
+        client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+        try:
+            return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "error")
+            raise DataError(f"{uri}: {code}") from exc
+        except BotoCoreError as exc:
+            raise DataError(f"{uri}: {exc}") from exc
+    if uri.startswith("gs://"):
+        from google.api_core.exceptions import GoogleAPIError
+        from google.auth.exceptions import GoogleAuthError
+        from google.cloud import storage
+
+        bucket, _, key = uri[len("gs://") :].partition("/")
+        try:
+            return storage.Client().bucket(bucket).blob(key).download_as_bytes()
+        except (GoogleAPIError, GoogleAuthError) as exc:
+            raise DataError(f"{uri}: {exc}") from exc
+    path = Path(uri.removeprefix("file://"))
+    if not path.is_file():
+        raise DataError(f"{uri}: no such file")
+    return path.read_bytes()
+
+
+def read_trips(uri: str) -> pd.DataFrame:
+    """Read one TLC parquet file and normalise green (lpep_) / yellow (tpep_) column names."""
+    try:
+        frame = pd.read_parquet(io.BytesIO(_read_bytes(uri)))
+    except DataError:
+        raise
+    except Exception as exc:  # pyarrow raises several types for a file that is not parquet
+        raise DataError(f"{uri}: not a readable parquet file ({exc.__class__.__name__})") from exc
+    for prefix in ("lpep", "tpep"):
+        pickup, dropoff = f"{prefix}_pickup_datetime", f"{prefix}_dropoff_datetime"
+        if pickup in frame.columns and dropoff in frame.columns:
+            frame = frame.rename(columns={pickup: "pickup_datetime", dropoff: "dropoff_datetime"})
+            break
+    else:
+        raise DataError(
+            f"{uri}: not a TLC trip file: needs lpep_ (green) or tpep_ (yellow) "
+            "pickup_datetime and dropoff_datetime columns"
+        )
+    missing = [c for c in ("PULocationID", "DOLocationID", "trip_distance") if c not in frame]
+    if missing:
+        raise DataError(f"{uri}: not a TLC trip file: missing column(s) {', '.join(missing)}")
+    return frame
+
+
+def clean(frame: pd.DataFrame) -> tuple[pd.DataFrame, CleaningReport]:
+    """Keep trips of 1-60 minutes with known locations and distance; report what was dropped."""
+    minutes = (frame["dropoff_datetime"] - frame["pickup_datetime"]).dt.total_seconds() / 60
+    checks = {
+        "missing location or distance": frame[
+            ["PULocationID", "DOLocationID", "trip_distance"]
+        ].isna().any(axis=1),
+        "missing pickup or dropoff time": minutes.isna(),
+        f"shorter than {MIN_MINUTES:g} min": minutes < MIN_MINUTES,
+        f"longer than {MAX_MINUTES:g} min": minutes > MAX_MINUTES,
+        "negative distance": frame["trip_distance"] < 0,
+    }
+    dropped: dict[str, int] = {}
+    keep = pd.Series(True, index=frame.index)
+    for reason, bad in checks.items():
+        # Count each row once, under the first reason that drops it.
+        dropped[reason] = int((bad & keep).sum())
+        keep &= ~bad
+    kept = frame.loc[keep].copy()
+    kept[TARGET] = minutes[keep]
+    report = CleaningReport(rows_read=len(frame), rows_kept=len(kept), dropped=dropped)
+    return kept, report
+
+
+def features(frame: pd.DataFrame) -> pd.DataFrame:
+    """The model input: PU_DO ("{PULocationID}_{DOLocationID}") and trip_distance."""
+    pu = frame["PULocationID"].astype("int64").astype(str)
+    do = frame["DOLocationID"].astype("int64").astype(str)
+    return pd.DataFrame(
+        {"PU_DO": (pu + "_" + do).astype(object), "trip_distance": frame["trip_distance"].astype(float)},
+        index=frame.index,
+    )
+
+
+def load(uri: str) -> tuple[pd.DataFrame, pd.Series, CleaningReport]:
+    """Read, clean and featurise one month: (X, y, report)."""
+    kept, report = clean(read_trips(uri))
+    log.info("%s: %s", uri, report.summary())
+    if report.rows_kept == 0:
+        raise DataError(f"{uri}: no trips left after cleaning ({report.summary()})")
+    return features(kept), kept[TARGET], report

@@ -1,0 +1,150 @@
+"""Train, evaluate, log and register each candidate model, then run the promotion gate."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.models import infer_signature
+from sklearn.metrics import root_mean_squared_error
+
+import training
+from training import registry
+from training.data import CleaningReport, load
+from training.models import Candidate
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT = "nyc-taxi-duration"
+PACKAGE_DIR = Path(training.__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Result:
+    model: str
+    run_id: str
+    version: str
+    val_rmse: float
+    alias: str
+
+
+def git_commit() -> str:
+    """The commit the job runs from: GIT_COMMIT (set in images) or the checkout's HEAD."""
+    if os.environ.get("GIT_COMMIT"):
+        return os.environ["GIT_COMMIT"]
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PACKAGE_DIR, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def _requirements() -> list[str]:
+    # Pinned from this environment; inferring them would reload the model in a subprocess.
+    names = ["mlflow", "scikit-learn", "lightgbm", "pandas", "numpy", "scipy"]
+    return [f"{n}=={metadata.version(n)}" for n in names]
+
+
+def champion_rmse_on(client: MlflowClient, model_name: str, X: pd.DataFrame, y: pd.Series):
+    """The current champion's RMSE on this validation month, so both are judged on the same data.
+
+    Falls back to the RMSE recorded when the champion was registered if it cannot be loaded.
+    """
+    champion = registry.current_champion(client, model_name)
+    if champion is None:
+        return None, None
+    try:
+        model = mlflow.pyfunc.load_model(f"models:/{model_name}@{registry.CHAMPION}")
+        return champion, float(root_mean_squared_error(y, model.predict(X)))
+    except Exception as exc:  # any load failure: judge by the recorded figure instead
+        recorded = champion.tags.get(registry.VAL_RMSE_TAG)
+        log.warning("could not score %s v%s (%s)", model_name, champion.version, exc)
+        return champion, float(recorded) if recorded else None
+
+
+def train_one(
+    candidate: Candidate,
+    X_train: pd.DataFrame,
+    y_train: pd.Series,
+    X_val: pd.DataFrame,
+    y_val: pd.Series,
+    reports: dict[str, CleaningReport],
+    data_uris: dict[str, str],
+    model_name: str,
+    margin: float,
+) -> Result:
+    client = MlflowClient()
+    with mlflow.start_run(run_name=candidate.name) as run:
+        pipeline = candidate.build()
+        mlflow.log_params({"model": candidate.name, **pipeline.named_steps["model"].get_params()})
+        mlflow.set_tags(
+            {
+                "git_commit": git_commit(),
+                "train_data": data_uris["train"],
+                "val_data": data_uris["val"],
+                "model_family": candidate.name,
+            }
+        )
+        pipeline.fit(X_train, y_train, **candidate.fit_params())
+        train_rmse = float(root_mean_squared_error(y_train, pipeline.predict(X_train)))
+        val_pred = pipeline.predict(X_val)
+        val_rmse = float(root_mean_squared_error(y_val, val_pred))
+        metrics = {"train_rmse": train_rmse, "val_rmse": val_rmse}
+        for split, report in reports.items():
+            metrics[f"{split}_rows_read"] = report.rows_read
+            metrics[f"{split}_rows_kept"] = report.rows_kept
+            metrics[f"{split}_rows_dropped"] = report.rows_read - report.rows_kept
+        mlflow.log_metrics(metrics)
+        log.info("%s: train RMSE %.4f, val RMSE %.4f", candidate.name, train_rmse, val_rmse)
+
+        example = X_val.head(5)
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            signature=infer_signature(example, pipeline.predict(example)),
+            input_example=example,
+            code_paths=[str(PACKAGE_DIR)],
+            # skops (not pickle) format: loading runs no code but these named functions.
+            skops_trusted_types=candidate.trusted_types(),
+            pip_requirements=_requirements(),
+            registered_model_name=model_name,
+        )
+        version = str(info.registered_model_version)
+        client.set_model_version_tag(model_name, version, registry.VAL_RMSE_TAG, f"{val_rmse:.6f}")
+
+        # The gate runs last: anything that failed above left the aliases untouched.
+        champion, champion_rmse = champion_rmse_on(client, model_name, X_val, y_val)
+        if champion is not None and champion_rmse is not None:
+            mlflow.log_metric("champion_val_rmse", champion_rmse)
+        decision = registry.decide(val_rmse, champion_rmse, margin)
+        alias = registry.apply(client, model_name, version, decision)
+        mlflow.set_tag("alias", alias)
+    return Result(candidate.name, run.info.run_id, version, val_rmse, alias)
+
+
+def run(
+    train_uri: str,
+    val_uri: str,
+    candidates: list[Candidate],
+    model_name: str = training.REGISTERED_MODEL,
+    experiment: str = EXPERIMENT,
+    margin: float = 0.0,
+) -> list[Result]:
+    X_train, y_train, train_report = load(train_uri)
+    X_val, y_val, val_report = load(val_uri)
+    mlflow.set_experiment(experiment)
+    reports = {"train": train_report, "val": val_report}
+    uris = {"train": train_uri, "val": val_uri}
+    return [
+        train_one(c, X_train, y_train, X_val, y_val, reports, uris, model_name, margin)
+        for c in candidates
+    ]
