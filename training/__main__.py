@@ -33,7 +33,9 @@ def check_tracking_server(uri: str, timeout: float = 10.0) -> None:
     try:
         resp = requests.get(url, params={"max_results": 1}, auth=auth, timeout=timeout)
     except requests.RequestException as exc:
-        raise SetupError(f"tracking server {uri} is unreachable ({exc.__class__.__name__})") from exc
+        raise SetupError(
+            f"tracking server {uri} is unreachable ({exc.__class__.__name__})"
+        ) from exc
     if resp.status_code == 401:
         who = f"user {user!r}" if auth else "no credentials"
         hint = "" if auth else "; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"

@@ -94,9 +94,9 @@ def clean(frame: pd.DataFrame) -> tuple[pd.DataFrame, CleaningReport]:
     """Keep trips of 1-60 minutes with known locations and distance; report what was dropped."""
     minutes = (frame["dropoff_datetime"] - frame["pickup_datetime"]).dt.total_seconds() / 60
     checks = {
-        "missing location or distance": frame[
-            ["PULocationID", "DOLocationID", "trip_distance"]
-        ].isna().any(axis=1),
+        "missing location or distance": frame[["PULocationID", "DOLocationID", "trip_distance"]]
+        .isna()
+        .any(axis=1),
         "missing pickup or dropoff time": minutes.isna(),
         f"shorter than {MIN_MINUTES:g} min": minutes < MIN_MINUTES,
         f"longer than {MAX_MINUTES:g} min": minutes > MAX_MINUTES,
@@ -119,7 +119,10 @@ def features(frame: pd.DataFrame) -> pd.DataFrame:
     pu = frame["PULocationID"].astype("int64").astype(str)
     do = frame["DOLocationID"].astype("int64").astype(str)
     return pd.DataFrame(
-        {"PU_DO": (pu + "_" + do).astype(object), "trip_distance": frame["trip_distance"].astype(float)},
+        {
+            "PU_DO": (pu + "_" + do).astype(object),
+            "trip_distance": frame["trip_distance"].astype(float),
+        },
         index=frame.index,
     )
 

@@ -33,7 +33,8 @@ def decide(new_rmse: float, champion_rmse: float | None, margin: float) -> Decis
     threshold = champion_rmse * (1 - margin)
     if new_rmse < threshold:
         return Decision(
-            True, f"val RMSE {new_rmse:.4f} beats {CHAMPION}'s {champion_rmse:.4f} (margin {margin:g})"
+            True,
+            f"val RMSE {new_rmse:.4f} beats {CHAMPION}'s {champion_rmse:.4f} (margin {margin:g})",
         )
     return Decision(
         False,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -52,6 +54,26 @@ def _requirements() -> list[str]:
     # Pinned from this environment; inferring them would reload the model in a subprocess.
     names = ["mlflow", "scikit-learn", "lightgbm", "pandas", "numpy", "scipy"]
     return [f"{n}=={metadata.version(n)}" for n in names]
+
+
+def _log_model(pipeline, candidate: Candidate, example, model_name: str, staging: Path):
+    # Ship only what the pipeline calls (training/features.py) with the model, importable under
+    # the same name, so `mlflow models serve` and the model API load it without this repo.
+    package = staging / "training"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    shutil.copy(PACKAGE_DIR / "features.py", package / "features.py")
+    return mlflow.sklearn.log_model(
+        pipeline,
+        name="model",
+        signature=infer_signature(example, pipeline.predict(example)),
+        input_example=example,
+        code_paths=[str(package)],
+        # skops (not pickle) format: loading runs no code but these named types.
+        skops_trusted_types=candidate.trusted_types(),
+        pip_requirements=_requirements(),
+        registered_model_name=model_name,
+    )
 
 
 def champion_rmse_on(client: MlflowClient, model_name: str, X: pd.DataFrame, y: pd.Series):
@@ -107,17 +129,8 @@ def train_one(
         log.info("%s: train RMSE %.4f, val RMSE %.4f", candidate.name, train_rmse, val_rmse)
 
         example = X_val.head(5)
-        info = mlflow.sklearn.log_model(
-            pipeline,
-            name="model",
-            signature=infer_signature(example, pipeline.predict(example)),
-            input_example=example,
-            code_paths=[str(PACKAGE_DIR)],
-            # skops (not pickle) format: loading runs no code but these named functions.
-            skops_trusted_types=candidate.trusted_types(),
-            pip_requirements=_requirements(),
-            registered_model_name=model_name,
-        )
+        with tempfile.TemporaryDirectory() as staging:
+            info = _log_model(pipeline, candidate, example, model_name, Path(staging))
         version = str(info.registered_model_version)
         client.set_model_version_tag(model_name, version, registry.VAL_RMSE_TAG, f"{val_rmse:.6f}")
 

@@ -1,0 +1,134 @@
+"""The one rendering of the `mlflow server` command, shared by the local platform and the VM bootstrap.
+
+The command carries no secret: the PostgreSQL password reaches libpq through PGPASSWORD and the admin
+credentials reach MLflow's basic-auth app through MLFLOW_AUTH_ADMIN_USERNAME/PASSWORD (and its CSRF
+key through MLFLOW_FLASK_SERVER_SECRET_KEY), all set in the environment by whoever starts the server (the local launcher, or the VM's systemd unit after
+fetching them from the cloud's secret store).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+# Names of the environment variables the starter must fill from its secret store.
+# MLFLOW_FLASK_SERVER_SECRET_KEY signs the auth app's CSRF tokens; it must be stable across restarts.
+SECRET_ENV = (
+    "PGPASSWORD",
+    "MLFLOW_AUTH_ADMIN_USERNAME",
+    "MLFLOW_AUTH_ADMIN_PASSWORD",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY",
+)
+ARTIFACT_SCHEMES = ("s3://", "gs://")
+PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+class ServerConfigError(ValueError):
+    """A server setting is invalid; the message names the setting and what is allowed."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    db_host: str
+    """PostgreSQL host (the RDS/Cloud SQL private address, or 127.0.0.1 locally)."""
+    artifacts_destination: str
+    """Where the server stores artifacts: s3://bucket/prefix or gs://bucket/prefix."""
+    auth_config_path: str
+    """Where the rendered basic-auth ini file is written on the server's machine."""
+    db_port: int = 5432
+    db_name: str = "mlflow"
+    auth_db_name: str = "mlflow_auth"
+    """A database of its own for the auth app's users and permissions."""
+    db_user: str = "mlflow"
+    db_sslmode: str | None = None
+    """libpq sslmode, e.g. "require" for a managed database; None leaves libpq's default."""
+    host: str = "0.0.0.0"  # noqa: S104 - the VM serves clients; who may connect is the firewall's job
+    port: int = 5000
+    workers: int = 2
+    allowed_hosts: tuple[str, ...] = field(default_factory=tuple)
+    """Host headers the server accepts (DNS-rebinding guard); include the static IP or DNS name."""
+    default_permission: str = "READ"
+    mlflow_bin: str = "mlflow"
+
+    def __post_init__(self) -> None:
+        if not self.artifacts_destination.startswith(ARTIFACT_SCHEMES):
+            raise ServerConfigError(
+                f"artifacts_destination must start with one of {', '.join(ARTIFACT_SCHEMES)}, "
+                f"got {self.artifacts_destination!r}"
+            )
+        if not self.artifacts_destination.split("://", 1)[1].strip("/"):
+            raise ServerConfigError("artifacts_destination must name a bucket")
+        for key in ("db_name", "auth_db_name", "db_user"):
+            if not _IDENT.match(getattr(self, key)):
+                raise ServerConfigError(
+                    f"{key} must be a plain SQL identifier, got {getattr(self, key)!r}"
+                )
+        if self.db_name == self.auth_db_name:
+            raise ServerConfigError("auth_db_name must differ from db_name")
+        for key in ("port", "db_port"):
+            if not 1 <= getattr(self, key) <= 65535:
+                raise ServerConfigError(f"{key} must be 1-65535, got {getattr(self, key)}")
+        if not 1 <= self.workers <= 16:
+            raise ServerConfigError(f"workers must be 1-16, got {self.workers}")
+        if self.default_permission not in PERMISSIONS:
+            raise ServerConfigError(
+                f"default_permission must be one of {', '.join(PERMISSIONS)}, "
+                f"got {self.default_permission!r}"
+            )
+        if not self.allowed_hosts:
+            raise ServerConfigError("allowed_hosts must list at least one host")
+
+
+@dataclass(frozen=True)
+class ServerCommand:
+    argv: list[str]
+    env: dict[str, str]
+    """Non-secret environment for the server process."""
+    auth_ini: str
+    """Contents of the basic-auth config file, to write at settings.auth_config_path."""
+    secret_env: tuple[str, ...] = SECRET_ENV
+
+    def shell(self) -> str:
+        """The argv as one shell-quoted line (for systemd units and scripts)."""
+        import shlex
+
+        return shlex.join(self.argv)
+
+
+def database_uri(s: ServerSettings, db_name: str) -> str:
+    # No password here: libpq takes it from PGPASSWORD. psycopg2 explicitly, because with
+    # SQLAlchemy 2.1 a bare postgresql:// means psycopg 3, which the server does not ship.
+    uri = f"postgresql+psycopg2://{s.db_user}@{s.db_host}:{s.db_port}/{db_name}"
+    return f"{uri}?sslmode={s.db_sslmode}" if s.db_sslmode else uri
+
+
+def render(s: ServerSettings) -> ServerCommand:
+    """The `mlflow server` argv, environment and auth config for these settings."""
+    argv = [
+        s.mlflow_bin,
+        "server",
+        "--backend-store-uri", database_uri(s, s.db_name),
+        # Proxied artifacts and no --default-artifact-root: clients reach the bucket only
+        # through the server, so they never need bucket credentials.
+        "--serve-artifacts",
+        "--artifacts-destination", s.artifacts_destination,
+        "--app-name", "basic-auth",
+        "--host", s.host,
+        "--port", str(s.port),
+        "--workers", str(s.workers),
+        "--allowed-hosts", ",".join(s.allowed_hosts),
+    ]  # fmt: skip
+    env = {
+        "MLFLOW_AUTH_CONFIG_PATH": s.auth_config_path,
+        # The job runner adds worker processes a small VM cannot afford; this bundle uses no jobs.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
+    auth_ini = (
+        "[mlflow]\n"
+        f"default_permission = {s.default_permission}\n"
+        f"database_uri = {database_uri(s, s.auth_db_name)}\n"
+        "# admin_username / admin_password come from MLFLOW_AUTH_ADMIN_USERNAME/PASSWORD.\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    return ServerCommand(argv=argv, env=env, auth_ini=auth_ini)

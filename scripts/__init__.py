@@ -1,0 +1,1 @@
+"""Helper programs: the local platform, deploy/destroy helpers, smoke test, benchmarks."""

@@ -1,0 +1,441 @@
+"""Start the platform's real components as local processes: PostgreSQL, moto_server (S3), the MLflow
+server (rendered by infra.mlflow_server) and the model API. Used by `make demo` and the test fixtures.
+
+Every start waits for readiness against a deadline and, if the process dies first, raises with the
+tail of its log, so a failure says why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from infra.mlflow_server import ServerSettings, render
+
+LOOPBACK = "127.0.0.1"
+BIN = Path(sys.executable).parent
+# moto accepts any credentials; these only keep boto3 from looking for real ones.
+FAKE_AWS = {
+    "AWS_ACCESS_KEY_ID": "local-platform",
+    "AWS_SECRET_ACCESS_KEY": "local-platform",  # noqa: S105 - not a secret, moto ignores it
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+class ComponentError(RuntimeError):
+    """A component failed to start or to become ready."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((LOOPBACK, port))
+        except OSError:
+            return False
+        return True
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@dataclass
+class Proc:
+    """A started component: its process, log file and how to reach it."""
+
+    name: str
+    popen: subprocess.Popen
+    log: Path
+    url: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def stop(self, timeout: float = 20.0) -> None:
+        stop_pid(self.popen.pid, timeout)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=1)
+
+
+def stop_pid(pid: int, timeout: float = 20.0) -> bool:
+    """SIGTERM the process group led by pid, then SIGKILL after timeout. False if already gone."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    return True
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        # A zombie (exited, not reaped) counts as gone.
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def spawn(
+    name: str,
+    argv: list[str],
+    log: Path,
+    env: dict[str, str] | None = None,
+    user: str | None = None,
+    cwd: Path | None = None,
+) -> Proc:
+    """Start argv in its own session (so it outlives `make demo` and stops as a group)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        popen = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            user=user,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    return Proc(name=name, popen=popen, log=log)
+
+
+def wait_until(proc: Proc, ready: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ready() until it is true; fail early with the log if the process exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            raise ComponentError(
+                f"{proc.name} exited with code {proc.popen.returncode} before {what}; "
+                f"last lines of {proc.log}:\n{log_tail(proc.log)}"
+            )
+        try:
+            if ready():
+                return
+        except (requests.RequestException, OSError):
+            pass
+        time.sleep(0.2)
+    proc.stop()
+    raise ComponentError(
+        f"{proc.name} not {what} after {timeout:.0f}s; last lines of {proc.log}:\n{log_tail(proc.log)}"
+    )
+
+
+def http_ok(url: str, status: int = 200) -> Callable[[], bool]:
+    return lambda: requests.get(url, timeout=2).status_code == status
+
+
+# --- PostgreSQL --------------------------------------------------------------------------------
+
+
+def pg_bindir() -> Path:
+    """The PostgreSQL server binaries: on PATH, or Debian's /usr/lib/postgresql/<major>/bin."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3])
+    )
+    if not candidates:
+        raise ComponentError(
+            "PostgreSQL server binaries not found (initdb); install them, e.g. "
+            "`apt-get install -y postgresql`"
+        )
+    return Path(candidates[-1]).parent
+
+
+def pg_user() -> str | None:
+    """PostgreSQL refuses to run as root: as root, run it as 'postgres' (or 'nobody')."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    raise ComponentError("running as root and no 'postgres' or 'nobody' user to run PostgreSQL as")
+
+
+@dataclass(frozen=True)
+class PgCluster:
+    datadir: Path
+    superuser_password: str
+
+
+def pg_init(datadir: Path, password_file: Path) -> PgCluster:
+    """Create a cluster (once) with password auth on TCP; the superuser password lives in a 600 file."""
+    user = pg_user()
+    if (datadir / "PG_VERSION").exists():
+        return PgCluster(datadir, password_file.read_text().strip())
+    password = new_password()
+    datadir.mkdir(parents=True, exist_ok=True)
+    password_file.parent.mkdir(parents=True, exist_ok=True)
+    password_file.write_text(password)
+    password_file.chmod(0o600)
+    pwfile = datadir.parent / f".{datadir.name}.pw"
+    pwfile.write_text(password)
+    try:
+        if user:
+            entry = pwd.getpwnam(user)
+            os.chown(datadir, entry.pw_uid, entry.pw_gid)
+            os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+            # The server user must be able to reach the data directory.
+            for parent in datadir.parents:
+                if parent == Path("/"):
+                    break
+                if not os.stat(parent).st_mode & 0o001:
+                    parent.chmod(os.stat(parent).st_mode | 0o001)
+        subprocess.run(
+            [
+                str(pg_bindir() / "initdb"),
+                "-D",
+                str(datadir),
+                "-U",
+                "postgres",
+                "--auth-host=scram-sha-256",
+                "--auth-local=scram-sha-256",
+                f"--pwfile={pwfile}",
+                "--encoding=UTF8",
+                "--no-instructions",
+            ],  # fmt: skip
+            check=True,
+            capture_output=True,
+            user=user,
+        )
+    except subprocess.CalledProcessError as exc:
+        raise ComponentError(f"initdb failed: {exc.stderr.decode(errors='replace')}") from exc
+    finally:
+        pwfile.unlink(missing_ok=True)
+    return PgCluster(datadir, password)
+
+
+def pg_start(cluster: PgCluster, port: int, log: Path) -> Proc:
+    user = pg_user()
+    if user:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.touch()
+        os.chown(log, pwd.getpwnam(user).pw_uid, -1)
+    proc = spawn(
+        "postgresql",
+        [
+            str(pg_bindir() / "postgres"),
+            "-D",
+            str(cluster.datadir),
+            "-p",
+            str(port),
+            "-c",
+            f"listen_addresses={LOOPBACK}",
+            "-c",
+            "unix_socket_directories=",
+        ],  # fmt: skip
+        log,
+        user=user,
+    )
+    proc.url = f"postgresql://{LOOPBACK}:{port}"
+    proc.extra = {"port": port}
+    wait_until(
+        proc, lambda: _pg_accepts(port, cluster.superuser_password), 60, "accepting connections"
+    )
+    return proc
+
+
+def _pg_accepts(port: int, password: str) -> bool:
+    import psycopg2
+
+    try:
+        psycopg2.connect(
+            host=LOOPBACK, port=port, user="postgres", password=password, dbname="postgres"
+        ).close()
+    except psycopg2.OperationalError:
+        return False
+    return True
+
+
+def pg_ensure_databases(
+    port: int, superuser_password: str, user: str, password: str, databases: list[str]
+) -> None:
+    """Create (or reset the password of) a login role owning the given databases."""
+    import psycopg2
+    from psycopg2 import sql
+
+    conn = psycopg2.connect(
+        host=LOOPBACK, port=port, user="postgres", password=superuser_password, dbname="postgres"
+    )
+    conn.autocommit = True  # CREATE DATABASE cannot run in a transaction
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,))
+        verb = "ALTER" if cur.fetchone() else "CREATE"
+        cur.execute(
+            sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(user)), (password,)
+        )
+        for db in databases:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,))
+            if not cur.fetchone():
+                cur.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                        sql.Identifier(db), sql.Identifier(user)
+                    )
+                )
+    conn.close()
+
+
+# --- S3 (moto_server) --------------------------------------------------------------------------
+
+
+def moto_start(port: int, log: Path, recording: Path | None = None) -> Proc:
+    """moto_server on loopback; with `recording`, S3 writes are recorded and replayed on restart,
+    so the local bucket keeps its objects across `make demo-down` / `make demo`."""
+    env = dict(FAKE_AWS)
+    if recording:
+        recording.parent.mkdir(parents=True, exist_ok=True)
+        env |= {"MOTO_ENABLE_RECORDING": "true", "MOTO_RECORDER_FILEPATH": str(recording)}
+    proc = spawn(
+        "moto_server", [str(BIN / "moto_server"), "-H", LOOPBACK, "-p", str(port)], log, env
+    )
+    proc.url = f"http://{LOOPBACK}:{port}"
+    wait_until(proc, http_ok(f"{proc.url}/moto-api/data.json"), 30, "answering")
+    if recording and recording.exists() and recording.stat().st_size:
+        requests.post(
+            f"{proc.url}/moto-api/recorder/replay-recording", data=proc.url, timeout=300
+        ).raise_for_status()
+    return proc
+
+
+def s3_client(endpoint: str):
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=FAKE_AWS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_AWS["AWS_SECRET_ACCESS_KEY"],
+        region_name=FAKE_AWS["AWS_DEFAULT_REGION"],
+    )
+
+
+def ensure_bucket(endpoint: str, bucket: str) -> None:
+    client = s3_client(endpoint)
+    existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+    if bucket not in existing:
+        client.create_bucket(Bucket=bucket)
+
+
+# --- MLflow tracking server --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MlflowCredentials:
+    username: str
+    password: str
+
+    def env(self, tracking_uri: str) -> dict[str, str]:
+        return {
+            "MLFLOW_TRACKING_URI": tracking_uri,
+            "MLFLOW_TRACKING_USERNAME": self.username,
+            "MLFLOW_TRACKING_PASSWORD": self.password,
+        }
+
+
+def mlflow_start(
+    *,
+    port: int,
+    db_port: int,
+    db_password: str,
+    admin: MlflowCredentials,
+    secret_key: str,
+    s3_endpoint: str,
+    bucket: str,
+    workdir: Path,
+    workers: int = 1,
+) -> Proc:
+    """Start `mlflow server` exactly as infra.mlflow_server renders it for the VM, on loopback."""
+    settings = ServerSettings(
+        db_host=LOOPBACK,
+        db_port=db_port,
+        artifacts_destination=f"s3://{bucket}/mlflow",
+        auth_config_path=str(workdir / "basic_auth.ini"),
+        host=LOOPBACK,
+        port=port,
+        workers=workers,
+        allowed_hosts=(f"{LOOPBACK}:{port}", f"localhost:{port}"),
+        mlflow_bin=str(BIN / "mlflow"),
+    )
+    command = render(settings)
+    workdir.mkdir(parents=True, exist_ok=True)
+    ini = Path(settings.auth_config_path)
+    ini.write_text(command.auth_ini)
+    secrets_env = {
+        "PGPASSWORD": db_password,
+        "MLFLOW_AUTH_ADMIN_USERNAME": admin.username,
+        "MLFLOW_AUTH_ADMIN_PASSWORD": admin.password,
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secret_key,
+    }
+    assert set(secrets_env) == set(command.secret_env)
+    env = {
+        **command.env,
+        **secrets_env,
+        **FAKE_AWS,
+        # The server (not the clients) talks to the bucket; this points it at moto.
+        "MLFLOW_S3_ENDPOINT_URL": s3_endpoint,
+        "AWS_ENDPOINT_URL": s3_endpoint,
+    }
+    proc = spawn("mlflow-server", command.argv, workdir / "mlflow-server.log", env, cwd=workdir)
+    proc.url = f"http://{LOOPBACK}:{port}"
+    wait_until(proc, http_ok(f"{proc.url}/health"), 120, "healthy")
+    return proc
+
+
+# --- model API ---------------------------------------------------------------------------------
+
+
+def model_api_start(port: int, log: Path, env: dict[str, str], workers: int = 1) -> Proc:
+    argv = [
+        str(BIN / "uvicorn"),
+        "services.model_api.main:app",
+        "--host", LOOPBACK,
+        "--port", str(port),
+        "--workers", str(workers),
+        "--no-access-log",
+    ]  # fmt: skip
+    proc = spawn("model-api", argv, log, env)
+    proc.url = f"http://{LOOPBACK}:{port}"
+    wait_until(proc, http_ok(f"{proc.url}/health"), 60, "alive")
+    return proc
