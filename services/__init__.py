@@ -1,0 +1,1 @@
+"""The service stacks (project mlops-services) and the services they deploy."""

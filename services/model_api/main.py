@@ -1,0 +1,8 @@
+"""ASGI entrypoint: `uvicorn services.model_api.main:app`."""
+
+import logging
+
+from services.model_api.app import create_app
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+app = create_app()

@@ -1,0 +1,1 @@
+"""Routes, split by concern: predictions, and operations (health, readiness, metrics)."""

@@ -1,0 +1,36 @@
+"""GET /health (the process is alive), /ready (a model is loaded), /metrics (Prometheus)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from services.model_api.metrics import exposition
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health", summary="Liveness: the process answers")
+def health() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/ready", summary="Readiness: a model is loaded, and which version")
+def ready(request: Request) -> JSONResponse:
+    holder = request.app.state.model
+    body = {"model": holder.uri}
+    loaded = holder.current
+    if loaded is None:
+        return JSONResponse(
+            {**body, "status": "not ready", "reason": holder.error}, status_code=503
+        )
+    body |= {"status": "ready", "model_version": loaded.version, "loaded_at": loaded.loaded_at}
+    if holder.error:  # still serving, but the last refresh failed
+        body["last_refresh_error"] = holder.error
+    return JSONResponse(body)
+
+
+@router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+def metrics() -> Response:
+    payload, content_type = exposition()
+    return Response(payload, media_type=content_type)
