@@ -48,6 +48,8 @@ def free_port() -> int:
 
 def port_is_free(port: int) -> bool:
     with socket.socket() as s:
+        # As the servers themselves do: a port in TIME_WAIT after a restart is free to them.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((LOOPBACK, port))
         except OSError:
@@ -384,6 +386,7 @@ def mlflow_start(
     s3_endpoint: str,
     bucket: str,
     workdir: Path,
+    log: Path,
     workers: int = 1,
 ) -> Proc:
     """Start `mlflow server` exactly as infra.mlflow_server renders it for the VM, on loopback."""
@@ -417,7 +420,7 @@ def mlflow_start(
         "MLFLOW_S3_ENDPOINT_URL": s3_endpoint,
         "AWS_ENDPOINT_URL": s3_endpoint,
     }
-    proc = spawn("mlflow-server", command.argv, workdir / "mlflow-server.log", env, cwd=workdir)
+    proc = spawn("mlflow-server", command.argv, log, env, cwd=workdir)
     proc.url = f"http://{LOOPBACK}:{port}"
     wait_until(proc, http_ok(f"{proc.url}/health"), 120, "healthy")
     return proc

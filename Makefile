@@ -1,0 +1,43 @@
+# The commands the README gives. `make install` needs python3.11 and either uv or pip.
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(shell command -v uv 2>/dev/null)
+
+.PHONY: help install test test-unit lint format demo demo-down demo-status clean-local
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: ## create .venv with every dependency, pinned by uv.lock
+ifdef UV
+	uv sync --frozen --python python3.11
+else
+	python3.11 -m pip install --quiet uv
+	python3.11 -m uv sync --frozen --python python3.11
+endif
+
+test: ## the full test suite, real PostgreSQL/moto/MLflow included (what CI runs)
+	$(PY) -m pytest
+
+test-unit: ## only the fast tests
+	$(PY) -m pytest -m "not integration"
+
+lint: ## ruff, hadolint on the Dockerfiles, shellcheck on the shell scripts
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/hadolint training/Dockerfile services/model_api/Dockerfile
+	$(VENV)/bin/shellcheck .ci/run
+
+format: ## apply ruff's formatting and safe fixes
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+demo: ## the whole platform on this machine; prints URLs and a sample prediction
+	$(PY) -m scripts.local_platform up
+
+demo-down: ## stop every process `make demo` started; keep the data in .local/
+	$(PY) -m scripts.local_platform down
+
+demo-status: ## which local components are running
+	$(PY) -m scripts.local_platform status

@@ -1,0 +1,271 @@
+"""The whole platform on this machine: `python -m scripts.local_platform up|down|status`.
+
+`up` starts PostgreSQL (data in .local/pgdata), moto_server as the S3 endpoint (objects kept across
+restarts by replaying its recording), the MLflow server rendered by infra.mlflow_server with auth on,
+trains the baseline and then the stronger model on generated TLC-shaped data, starts the model API
+and prints one prediction. Everything keeps running in the background; `down` stops it by pid and
+keeps the data. Running `up` again while the platform runs only reports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from scripts import components as c
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL = ROOT / ".local"
+SECRETS = LOCAL / "secrets"
+LOGS = LOCAL / "logs"
+PIDS = LOCAL / "pids.json"
+ENDPOINTS = LOCAL / "endpoints.json"
+MLFLOW_ENV = LOCAL / "mlflow.env"
+DATA = LOCAL / "data"
+BUCKET = "mlflow-artifacts"
+ADMIN_USER = "admin"
+MODEL_NAME = "nyc-taxi-duration"
+# Preferred ports; a taken one is replaced by a free one, and the output says so.
+PORTS = {"postgresql": 5432, "s3": 5001, "tracking": 5000, "model_api": 8000}
+# What each component's command line contains, so `down` never signals a recycled pid.
+MARKERS = {
+    "model-api": "services.model_api.main:app",
+    "mlflow-server": "mlflow",
+    "moto_server": "moto_server",
+    "postgresql": "postgres",
+}
+SAMPLE = {"PULocationID": 43, "DOLocationID": 151, "trip_distance": 1.8}
+
+
+def say(msg: str) -> None:
+    print(f"==> {msg}", flush=True)
+
+
+def secret(name: str) -> str:
+    """A generated secret kept in .local/secrets (dir 700, files 600), made on first use."""
+    SECRETS.mkdir(parents=True, exist_ok=True)
+    SECRETS.chmod(0o700)
+    path = SECRETS / name
+    if not path.exists():
+        path.write_text(c.new_password())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def pick_port(name: str) -> int:
+    preferred = PORTS[name]
+    if c.port_is_free(preferred):
+        return preferred
+    port = c.free_port()
+    say(f"port {preferred} ({name}) is taken; using {port}")
+    return port
+
+
+def write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    path.chmod(0o600)
+
+
+def running() -> dict[str, int]:
+    """Components from pids.json whose process is still alive (and still ours)."""
+    if not PIDS.exists():
+        return {}
+    alive = {}
+    for name, pid in json.loads(PIDS.read_text()).items():
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if c.pid_alive(pid) and MARKERS.get(name, name) in cmdline:
+            alive[name] = pid
+    return alive
+
+
+def record_pid(name: str, pid: int) -> None:
+    pids = json.loads(PIDS.read_text()) if PIDS.exists() else {}
+    pids[name] = pid
+    PIDS.write_text(json.dumps(pids, indent=2))
+
+
+def ensure_data() -> tuple[Path, Path]:
+    from training.generate import write_month
+
+    months = []
+    for month in (1, 2):
+        path = DATA / f"green_tripdata_2024-{month:02d}.parquet"
+        if not path.exists():
+            write_month(path, 2024, month, rows=20_000, seed=0, colour="green")
+        months.append(path)
+    return months[0], months[1]
+
+
+def train(env: dict[str, str], train_path: Path, val_path: Path) -> None:
+    # Baseline first, then the stronger model: the second run exercises the promotion gate.
+    for model in ("linear", "lightgbm"):
+        say(f"training {model} (log: {LOGS / 'training.log'})")
+        with open(LOGS / "training.log", "a") as log:
+            result = subprocess.run(
+                [sys.executable, "-m", "training", "--train", str(train_path), "--val",
+                 str(val_path), "--model", model],
+                env={**os.environ, **env},
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                cwd=ROOT,
+            )  # fmt: skip
+        if result.returncode != 0:
+            raise c.ComponentError(
+                f"training {model} failed; last lines of {LOGS / 'training.log'}:\n"
+                + c.log_tail(LOGS / "training.log")
+            )
+        print("    " + result.stdout.strip().replace("\n", "\n    "), flush=True)
+
+
+def up(args: argparse.Namespace) -> int:
+    alive = running()
+    if alive and ENDPOINTS.exists():
+        if set(alive) == set(MARKERS):
+            say("the local platform is already running")
+            return report(json.loads(ENDPOINTS.read_text()))
+        say(
+            f"some components are down ({', '.join(sorted(set(MARKERS) - set(alive)))}); restarting"
+        )
+        down(args)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    PIDS.unlink(missing_ok=True)
+    started = time.monotonic()
+    try:
+        say("starting PostgreSQL (data in .local/pgdata)")
+        cluster = c.pg_init(LOCAL / "pgdata", SECRETS / "postgres-superuser")
+        pg = c.pg_start(cluster, pick_port("postgresql"), LOGS / "postgresql.log")
+        record_pid("postgresql", pg.pid)
+        db_password = secret("mlflow-db")
+        c.pg_ensure_databases(
+            pg.extra["port"], cluster.superuser_password, "mlflow", db_password,
+            ["mlflow", "mlflow_auth"],
+        )  # fmt: skip
+
+        say("starting moto_server as the S3 endpoint")
+        moto = c.moto_start(pick_port("s3"), LOGS / "moto.log", LOCAL / "s3" / "moto_recording")
+        record_pid("moto_server", moto.pid)
+        c.ensure_bucket(moto.url, BUCKET)
+
+        say("starting the MLflow server (PostgreSQL backend, S3 artifacts, basic auth)")
+        admin = c.MlflowCredentials(ADMIN_USER, secret("mlflow-admin"))
+        mlflow = c.mlflow_start(
+            port=pick_port("tracking"),
+            db_port=pg.extra["port"],
+            db_password=db_password,
+            admin=admin,
+            secret_key=secret("mlflow-flask-key"),
+            s3_endpoint=moto.url,
+            bucket=BUCKET,
+            workdir=LOCAL / "mlflow",
+            log=LOGS / "mlflow-server.log",
+            workers=args.workers,
+        )
+        record_pid("mlflow-server", mlflow.pid)
+        tracking_env = admin.env(mlflow.url)
+        write_private(MLFLOW_ENV, "".join(f"{k}={v}\n" for k, v in tracking_env.items()))
+
+        say("generating two months of TLC-shaped trip data")
+        train_path, val_path = ensure_data()
+        train(tracking_env, train_path, val_path)
+
+        say("starting the model API")
+        api = c.model_api_start(
+            pick_port("model_api"),
+            LOGS / "model-api.log",
+            {**tracking_env, "MODEL_API_REFRESH_SECONDS": "10"},
+        )
+        record_pid("model-api", api.pid)
+        c.wait_until(api, c.http_ok(f"{api.url}/ready"), 180, "ready with a model")
+    except c.ComponentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        say("stopping what was started")
+        down(args)
+        return 1
+    endpoints = {
+        "trackingUri": mlflow.url,
+        "modelApiUrl": api.url,
+        "s3EndpointUrl": moto.url,
+        "artifactBucket": BUCKET,
+        "registeredModel": MODEL_NAME,
+    }
+    ENDPOINTS.write_text(json.dumps(endpoints, indent=2) + "\n")
+    say(f"up in {time.monotonic() - started:.0f}s")
+    return report(endpoints)
+
+
+def report(endpoints: dict[str, str]) -> int:
+    api = endpoints["modelApiUrl"]
+    resp = requests.post(f"{api}/predict", json=SAMPLE, timeout=10)
+    print(
+        f"""
+  MLflow tracking server  {endpoints["trackingUri"]}   (user {ADMIN_USER}; password in {MLFLOW_ENV.relative_to(ROOT)})
+  model API               {api}/docs
+  S3 endpoint (moto)      {endpoints["s3EndpointUrl"]}   bucket {endpoints["artifactBucket"]}
+  endpoints               {ENDPOINTS.relative_to(ROOT)}
+  logs                    {LOGS.relative_to(ROOT)}/
+
+  curl -s -X POST {api}/predict -H 'content-type: application/json' \\
+       -d '{json.dumps(SAMPLE)}'
+  -> {resp.status_code} {resp.text}
+
+  stop with: make demo-down   (data is kept in .local/)
+""",
+        flush=True,
+    )
+    return 0 if resp.ok else 1
+
+
+def down(args: argparse.Namespace | None = None) -> int:
+    alive = running()
+    if not alive:
+        say("nothing of the local platform is running")
+    # Reverse dependency order: clients before the servers they use.
+    for name in ("model-api", "mlflow-server", "moto_server", "postgresql"):
+        if name in alive:
+            say(f"stopping {name} (pid {alive[name]})")
+            c.stop_pid(alive[name], timeout=30)
+    PIDS.unlink(missing_ok=True)
+    left = running()
+    if left:
+        print(f"error: still running: {left}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    alive = running()
+    for name in MARKERS:
+        print(f"{name:14} {'running, pid ' + str(alive[name]) if name in alive else 'stopped'}")
+    return 0 if set(alive) == set(MARKERS) else 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.local_platform",
+        description="Run the MLOps platform on this machine (state and data in .local/).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_up = sub.add_parser("up", help="start everything, train, serve, print a prediction")
+    p_up.add_argument("--workers", type=int, default=2, help="MLflow server workers (default 2)")
+    sub.add_parser("down", help="stop every process `up` started; keep the data")
+    sub.add_parser("status", help="which components are running")
+    args = parser.parse_args(argv)
+    return {"up": up, "down": down, "status": status}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
