@@ -28,6 +28,8 @@ from infra.mlflow_server import ServerSettings, render
 
 LOOPBACK = "127.0.0.1"
 BIN = Path(sys.executable).parent
+# Nothing started here may phone home: MLflow's usage telemetry is off for every component.
+QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
 # moto accepts any credentials; these only keep boto3 from looking for real ones.
 FAKE_AWS = {
     "AWS_ACCESS_KEY_ID": "local-platform",
@@ -131,7 +133,7 @@ def spawn(
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **QUIET, **(env or {})},
             user=user,
             cwd=cwd,
             start_new_session=True,

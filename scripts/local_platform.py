@@ -117,7 +117,7 @@ def train(env: dict[str, str], train_path: Path, val_path: Path) -> None:
             result = subprocess.run(
                 [sys.executable, "-m", "training", "--train", str(train_path), "--val",
                  str(val_path), "--model", model],
-                env={**os.environ, **env},
+                env={**os.environ, **c.QUIET, **env},
                 stdout=subprocess.PIPE,
                 stderr=log,
                 text=True,

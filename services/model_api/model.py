@@ -45,7 +45,7 @@ class ModelHolder:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.current: Loaded | None = None
-        self.error: str | None = "model not loaded yet"
+        self.error: str | None = f"{self.uri}: not loaded yet, first attempt in progress"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

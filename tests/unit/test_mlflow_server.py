@@ -1,0 +1,99 @@
+"""The one rendering of `mlflow server` (the local platform and the VM bootstrap both use it)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from infra.mlflow_server import SECRET_ENV, ServerConfigError, ServerSettings, render
+
+BASE = ServerSettings(
+    db_host="db.internal",
+    artifacts_destination="s3://team-artifacts/mlflow",
+    auth_config_path="/etc/mlflow/basic_auth.ini",
+    allowed_hosts=("203.0.113.10:5000",),
+)
+
+
+def flag(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+def test_backend_is_postgres_through_psycopg2_without_a_password():
+    argv = render(BASE).argv
+    assert (
+        flag(argv, "--backend-store-uri") == "postgresql+psycopg2://mlflow@db.internal:5432/mlflow"
+    )
+
+
+def test_artifacts_are_proxied_and_there_is_no_default_artifact_root():
+    """Clients then need no bucket credentials: every artifact goes through the server."""
+    argv = render(BASE).argv
+    assert flag(argv, "--artifacts-destination") == "s3://team-artifacts/mlflow"
+    assert "--serve-artifacts" in argv
+    assert "--default-artifact-root" not in argv
+
+
+def test_gcs_destination_is_accepted():
+    argv = render(dataclasses.replace(BASE, artifacts_destination="gs://b/mlflow")).argv
+    assert flag(argv, "--artifacts-destination") == "gs://b/mlflow"
+
+
+def test_basic_auth_is_on_with_admin_credentials_from_the_environment():
+    command = render(BASE)
+    assert flag(command.argv, "--app-name") == "basic-auth"
+    assert command.env["MLFLOW_AUTH_CONFIG_PATH"] == BASE.auth_config_path
+    assert "admin_password" not in command.auth_ini.replace("# admin_username / admin_password", "")
+    assert {"MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD", "PGPASSWORD"} <= set(
+        command.secret_env
+    )
+    assert (
+        "database_uri = postgresql+psycopg2://mlflow@db.internal:5432/mlflow_auth"
+        in command.auth_ini
+    )
+
+
+def test_no_secret_variable_is_set_by_the_rendering():
+    command = render(BASE)
+    assert not set(SECRET_ENV) & set(command.env)
+    assert all("password" not in part.lower() for part in command.argv)
+
+
+def test_allowed_hosts_workers_and_job_execution():
+    command = render(dataclasses.replace(BASE, workers=3, allowed_hosts=("a:5000", "b")))
+    assert flag(command.argv, "--allowed-hosts") == "a:5000,b"
+    assert flag(command.argv, "--workers") == "3"
+    assert command.env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+
+
+def test_sslmode_is_added_to_both_database_uris():
+    command = render(dataclasses.replace(BASE, db_sslmode="require"))
+    assert flag(command.argv, "--backend-store-uri").endswith("/mlflow?sslmode=require")
+    assert "/mlflow_auth?sslmode=require" in command.auth_ini
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        (
+            "artifacts_destination",
+            "/var/mlflow",
+            "artifacts_destination must start with one of s3://, gs://",
+        ),
+        ("artifacts_destination", "s3://", "artifacts_destination must name a bucket"),
+        ("db_name", "mlflow; drop", "db_name must be a plain SQL identifier"),
+        ("auth_db_name", "mlflow", "auth_db_name must differ from db_name"),
+        ("port", 70000, "port must be 1-65535"),
+        ("workers", 0, "workers must be 1-16"),
+        (
+            "default_permission",
+            "ALL",
+            "default_permission must be one of READ, EDIT, MANAGE, NO_PERMISSIONS",
+        ),
+        ("allowed_hosts", (), "allowed_hosts must list at least one host"),
+    ],
+)
+def test_bad_setting_is_an_error_naming_the_key(key, value, message):
+    with pytest.raises(ServerConfigError, match=message.replace("(", r"\(")):
+        dataclasses.replace(BASE, **{key: value})
