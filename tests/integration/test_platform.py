@@ -1,0 +1,174 @@
+"""The platform for real: PostgreSQL + moto_server (S3) + `mlflow server` with auth, as rendered
+for the VM, the training CLI and the model API as processes, all on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import requests
+
+from scripts import components as c
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+RIDE = {"PULocationID": 43, "DOLocationID": 151, "trip_distance": 1.8}
+
+
+def train_cli(env: dict[str, str], months, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training",
+            "--train",
+            str(months.train),
+            "--val",
+            str(months.val),
+            *args,
+        ],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def client_for(platform):
+    from mlflow import MlflowClient
+
+    os.environ.update(platform.env())
+    return MlflowClient(tracking_uri=platform.tracking_uri)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def test_anonymous_and_wrong_credentials_are_refused(platform):
+    url = f"{platform.tracking_uri}/api/2.0/mlflow/experiments/search"
+    assert requests.get(url, params={"max_results": 1}, timeout=10).status_code == 401
+    wrong = (platform.admin.username, "not-the-password")
+    assert requests.get(url, params={"max_results": 1}, auth=wrong, timeout=10).status_code == 401
+    right = (platform.admin.username, platform.admin.password)
+    assert requests.get(url, params={"max_results": 1}, auth=right, timeout=10).status_code == 200
+
+
+def test_training_registers_a_model_whose_files_land_in_the_bucket(platform, months):
+    name = unique("s3")
+    result = train_cli(platform.env(), months, "--model", "linear", "--model-name", name)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"{name} v1 @champion" in result.stdout
+    version = client_for(platform).get_model_version_by_alias(name, "champion")
+    model_id = version.source.rsplit("/", 1)[-1]
+    keys = [
+        o["Key"]
+        for o in c.s3_client(platform.s3_endpoint)
+        .list_objects_v2(Bucket=platform.bucket, Prefix="mlflow/")
+        .get("Contents", [])
+    ]
+    model_files = [k for k in keys if f"/models/{model_id}/artifacts/" in k]
+    assert any(k.endswith("/MLmodel") for k in model_files), keys[:20]
+    assert any(k.endswith("/training/features.py") for k in model_files)
+
+
+def test_worse_model_does_not_become_champion_and_a_better_one_does(platform, months):
+    name = unique("gate")
+    result = train_cli(
+        platform.env(), months, "--model", "linear", "lightgbm", "linear", "--model-name", name
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()[-3:]
+    assert lines[0].endswith(f"{name} v1 @champion")
+    assert lines[1].endswith(f"{name} v2 @champion")
+    assert lines[2].endswith(f"{name} v3 @challenger")
+    aliases = client_for(platform).get_registered_model(name).aliases
+    assert {k: str(v) for k, v in aliases.items()} == {"champion": "2", "challenger": "3"}
+
+
+def test_training_cli_with_bad_credentials_exits_with_one_line(platform, months):
+    env = {**platform.env(), "MLFLOW_TRACKING_PASSWORD": "wrong"}
+    result = train_cli(env, months, "--model", "linear")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "refused user 'admin' (HTTP 401)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_api_serves_the_champion_and_picks_up_a_new_one(platform, months, tmp_path):
+    name = unique("api")
+    assert (
+        train_cli(platform.env(), months, "--model", "linear", "--model-name", name).returncode == 0
+    )
+    env = {**platform.env(), "MODEL_API_MODEL_NAME": name, "MODEL_API_REFRESH_SECONDS": "1"}
+    api = c.model_api_start(c.free_port(), tmp_path / "api.log", env)
+    try:
+        c.wait_until(api, c.http_ok(f"{api.url}/ready"), 120, "ready")
+        first = requests.post(f"{api.url}/predict", json=RIDE, timeout=10).json()
+        assert first["model_version"] == "1"
+
+        assert (
+            train_cli(
+                platform.env(), months, "--model", "lightgbm", "--model-name", name
+            ).returncode
+            == 0
+        )
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            body = requests.post(f"{api.url}/predict", json=RIDE, timeout=10).json()
+            if body["model_version"] == "2":
+                break
+            assert body["model_version"] == "1"  # never anything in between
+            time.sleep(0.5)
+        assert body["model_version"] == "2"
+        assert body["duration"] != first["duration"]
+    finally:
+        api.stop()
+
+
+def test_api_starts_while_the_registry_is_down_and_says_why(tmp_path):
+    dead = f"http://127.0.0.1:{c.free_port()}"
+    env = {
+        "MLFLOW_TRACKING_URI": dead,
+        "MLFLOW_TRACKING_USERNAME": "admin",
+        "MLFLOW_TRACKING_PASSWORD": "x",
+        "MODEL_API_RETRY_SECONDS": "1",
+    }
+    api = c.model_api_start(c.free_port(), tmp_path / "api.log", env)
+    try:
+        assert requests.get(f"{api.url}/health", timeout=5).status_code == 200
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ready = requests.get(f"{api.url}/ready", timeout=5)
+            if "first attempt" not in ready.json()["reason"]:
+                break
+            time.sleep(0.5)
+        assert ready.status_code == 503
+        assert "cannot load models:/nyc-taxi-duration@champion" in ready.json()["reason"]
+        assert requests.post(f"{api.url}/predict", json=RIDE, timeout=5).status_code == 503
+        assert api.popen.poll() is None
+    finally:
+        api.stop()
+
+
+def test_api_recovers_when_the_registry_comes_up(platform, months, tmp_path):
+    """Started before any champion exists, it keeps retrying and serves once one does."""
+    name = unique("late")
+    env = {**platform.env(), "MODEL_API_MODEL_NAME": name, "MODEL_API_RETRY_SECONDS": "1"}
+    api = c.model_api_start(c.free_port(), tmp_path / "api.log", env)
+    try:
+        assert requests.get(f"{api.url}/ready", timeout=5).status_code == 503
+        assert (
+            train_cli(platform.env(), months, "--model", "linear", "--model-name", name).returncode
+            == 0
+        )
+        c.wait_until(api, c.http_ok(f"{api.url}/ready"), 120, "ready")
+        assert (
+            requests.post(f"{api.url}/predict", json=RIDE, timeout=10).json()["model_version"]
+            == "1"
+        )
+    finally:
+        api.stop()
