@@ -1,0 +1,87 @@
+"""The images' entrypoints, run as plain processes (no Docker engine here) with the images' env."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from scripts import components as c
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def dockerfile_env_and_cmd(path: Path) -> tuple[dict[str, str], list[str]]:
+    """ENV pairs and the exec-form CMD of a Dockerfile (enough for our two files)."""
+    text = path.read_text().replace("\\\n", " ")
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            for key, value in re.findall(r"(\w+)=(\S+)", line):
+                env[key] = value
+    cmd = next(line for line in text.splitlines() if line.startswith("CMD "))
+
+    return env, json.loads(cmd[len("CMD ") :])
+
+
+def test_model_api_image_command_runs_with_two_workers_and_shared_metrics(tmp_path):
+    env, cmd = dockerfile_env_and_cmd(ROOT / "services/model_api/Dockerfile")
+    port = c.free_port()
+    multiproc = tmp_path / "prometheus"
+    multiproc.mkdir()
+    env |= {
+        "UVICORN_HOST": "127.0.0.1",
+        "UVICORN_PORT": str(port),
+        "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
+        "PATH": f"{c.BIN}:{env.get('PATH', '').replace('/opt/venv/bin:', '')}",
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{c.free_port()}",  # registry down
+    }
+    assert env["UVICORN_WORKERS"] == "2"
+    proc = c.spawn(
+        "model-api-image", [str(c.BIN / cmd[0]), *cmd[1:]], tmp_path / "api.log", env, cwd=ROOT
+    )
+    try:
+        c.wait_until(proc, c.http_ok(f"http://127.0.0.1:{port}/health"), 60, "alive")
+        for _ in range(20):
+            requests.get(f"http://127.0.0.1:{port}/health", timeout=5)
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        served = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith('model_api_requests_total{method="GET",route="/health"')
+        )
+        assert served >= 20, text[:2000]  # aggregated over both workers
+    finally:
+        proc.stop()
+
+
+def test_training_image_entrypoint_is_the_cli():
+    _, cmd = dockerfile_env_and_cmd(ROOT / "training/Dockerfile")
+    text = (ROOT / "training/Dockerfile").read_text()
+    entrypoint = next(line for line in text.splitlines() if line.startswith("ENTRYPOINT "))
+    assert entrypoint == 'ENTRYPOINT ["python", "-m", "training"]'
+    result = subprocess.run(
+        [sys.executable, "-m", "training", *cmd], capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.returncode == 0 and "--train" in result.stdout
+
+
+def test_dockerfiles_pass_hadolint_and_run_as_non_root():
+    for rel in ("training/Dockerfile", "services/model_api/Dockerfile"):
+        result = subprocess.run(
+            [str(c.BIN / "hadolint"), rel], capture_output=True, text=True, cwd=ROOT
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        users = [
+            shlex.split(line)[1]
+            for line in (ROOT / rel).read_text().splitlines()
+            if line.startswith("USER ")
+        ]
+        assert users and not users[-1].startswith(("0", "root"))
