@@ -1,0 +1,159 @@
+"""Network: own VPC, public subnets for the server, private subnets (two AZs) for the database,
+an internet gateway (no NAT), and the security groups that decide who reaches what."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.aws.common import child, tags
+from infra.config import PlatformConfig
+
+POSTGRES_PORT = 5432
+
+
+class Network(pulumi.ComponentResource):
+    vpc_id: pulumi.Output[str]
+    public_subnet_ids: list[pulumi.Output[str]]
+    private_subnet_ids: list[pulumi.Output[str]]
+    server_sg_id: pulumi.Output[str]
+    client_sg_id: pulumi.Output[str]
+    """Attach to anything that must reach the MLflow port (the service stacks' tasks)."""
+    db_sg_id: pulumi.Output[str]
+
+    def __init__(self, name: str, cfg: PlatformConfig, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlops:aws:Network", name, None, opts)
+        zones = aws.get_availability_zones(
+            state="available", opts=pulumi.InvokeOptions(parent=self)
+        )
+        if len(zones.names) < 2:
+            raise ValueError("aws:region must have at least two availability zones")
+        azs = zones.names[:2]
+        blocks = list(
+            ipaddress.ip_network(cfg.vpcCidr).subnets(
+                new_prefix=ipaddress.ip_network(cfg.vpcCidr).prefixlen + 4
+            )
+        )
+
+        vpc = aws.ec2.Vpc(
+            f"{name}-vpc",
+            cidr_block=cfg.vpcCidr,
+            enable_dns_hostnames=True,
+            enable_dns_support=True,
+            tags=tags(cfg.stack, f"{name}-vpc"),
+            opts=child(self),
+        )
+        igw = aws.ec2.InternetGateway(
+            f"{name}-igw", vpc_id=vpc.id, tags=tags(cfg.stack, f"{name}-igw"), opts=child(self)
+        )
+        public_rt = aws.ec2.RouteTable(
+            f"{name}-public-rt",
+            vpc_id=vpc.id,
+            routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=igw.id)],
+            tags=tags(cfg.stack, f"{name}-public-rt"),
+            opts=child(self),
+        )
+        self.public_subnet_ids, self.private_subnet_ids = [], []
+        for i, az in enumerate(azs):
+            public = aws.ec2.Subnet(
+                f"{name}-public-{i}",
+                vpc_id=vpc.id,
+                cidr_block=str(blocks[i]),
+                availability_zone=az,
+                map_public_ip_on_launch=False,  # only the Elastic IP is public
+                tags=tags(cfg.stack, f"{name}-public-{i}"),
+                opts=child(self),
+            )
+            aws.ec2.RouteTableAssociation(
+                f"{name}-public-{i}-rta",
+                subnet_id=public.id,
+                route_table_id=public_rt.id,
+                opts=child(self),
+            )
+            # Private subnets keep the VPC's main route table: local routes only, no internet.
+            private = aws.ec2.Subnet(
+                f"{name}-private-{i}",
+                vpc_id=vpc.id,
+                cidr_block=str(blocks[2 + i]),
+                availability_zone=az,
+                map_public_ip_on_launch=False,
+                tags=tags(cfg.stack, f"{name}-private-{i}"),
+                opts=child(self),
+            )
+            self.public_subnet_ids.append(public.id)
+            self.private_subnet_ids.append(private.id)
+
+        egress_all = [
+            aws.ec2.SecurityGroupEgressArgs(
+                protocol="-1",
+                from_port=0,
+                to_port=0,
+                cidr_blocks=["0.0.0.0/0"],
+                description="outbound",
+            )
+        ]
+        client_sg = aws.ec2.SecurityGroup(
+            f"{name}-mlflow-clients",
+            vpc_id=vpc.id,
+            description="Members may reach the MLflow tracking server",
+            egress=egress_all,
+            tags=tags(cfg.stack, f"{name}-mlflow-clients"),
+            opts=child(self),
+        )
+        ingress = [
+            aws.ec2.SecurityGroupIngressArgs(
+                protocol="tcp",
+                from_port=cfg.mlflowPort,
+                to_port=cfg.mlflowPort,
+                security_groups=[client_sg.id],
+                description="MLflow from the services",
+            )
+        ]
+        if cfg.allowedCidrs:
+            ingress.append(
+                aws.ec2.SecurityGroupIngressArgs(
+                    protocol="tcp",
+                    from_port=cfg.mlflowPort,
+                    to_port=cfg.mlflowPort,
+                    cidr_blocks=list(cfg.allowedCidrs),
+                    description="MLflow from allowedCidrs",
+                )
+            )
+        # No SSH: operators use SSM Session Manager through the instance role.
+        server_sg = aws.ec2.SecurityGroup(
+            f"{name}-mlflow-server",
+            vpc_id=vpc.id,
+            description="MLflow tracking server",
+            ingress=ingress,
+            egress=egress_all,
+            tags=tags(cfg.stack, f"{name}-mlflow-server"),
+            opts=child(self),
+        )
+        db_sg = aws.ec2.SecurityGroup(
+            f"{name}-db",
+            vpc_id=vpc.id,
+            description="PostgreSQL, from the tracking server only",
+            ingress=[
+                aws.ec2.SecurityGroupIngressArgs(
+                    protocol="tcp",
+                    from_port=POSTGRES_PORT,
+                    to_port=POSTGRES_PORT,
+                    security_groups=[server_sg.id],
+                    description="PostgreSQL from the tracking server",
+                )
+            ],
+            tags=tags(cfg.stack, f"{name}-db"),
+            opts=child(self),
+        )
+        self.vpc_id = vpc.id
+        self.server_sg_id, self.client_sg_id, self.db_sg_id = server_sg.id, client_sg.id, db_sg.id
+        self.register_outputs(
+            {
+                "vpcId": vpc.id,
+                "publicSubnetIds": self.public_subnet_ids,
+                "privateSubnetIds": self.private_subnet_ids,
+                "clientSecurityGroupId": client_sg.id,
+            }
+        )

@@ -1,0 +1,45 @@
+"""Compose the AWS platform and return its outputs, keyed by the names in infra.outputs."""
+
+from __future__ import annotations
+
+import pulumi
+
+from infra import outputs as out
+from infra.aws.bucket import ArtifactBucket
+from infra.aws.database import Database
+from infra.aws.network import Network
+from infra.aws.tracking_server import TrackingServer
+from infra.config import PlatformConfig
+
+
+def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dict[str, object]:
+    name = "mlops"
+    network = Network(name, cfg)
+    database = Database(name, cfg, network.private_subnet_ids, network.db_sg_id)
+    bucket = ArtifactBucket(name, cfg)
+    server = TrackingServer(
+        name,
+        cfg,
+        subnet_id=network.public_subnet_ids[0],
+        security_group_id=network.server_sg_id,
+        bucket_name=bucket.name,
+        bucket_arn=bucket.arn,
+        db_address=database.address,
+        db_secret_arn=database.secret_arn,
+        admin_password=admin_password,
+    )
+    port = cfg.mlflowPort
+    return {
+        out.TRACKING_URI: server.public_ip.apply(lambda ip: f"http://{ip}:{port}"),
+        out.TRACKING_PRIVATE_URI: server.private_ip.apply(lambda ip: f"http://{ip}:{port}"),
+        out.STATIC_IP: server.public_ip,
+        out.ARTIFACT_BUCKET: bucket.name,
+        out.DB_ENDPOINT: pulumi.Output.concat(database.address, ":", database.port.apply(str)),
+        out.VPC_ID: network.vpc_id,
+        out.PUBLIC_SUBNET_IDS: network.public_subnet_ids,
+        out.PRIVATE_SUBNET_IDS: network.private_subnet_ids,
+        out.CLIENT_SECURITY_GROUP_ID: network.client_sg_id,
+        out.CREDENTIALS_SECRET: server.credentials_secret_arn,
+        out.ADMIN_USERNAME: cfg.adminUsername,
+        out.ADMIN_PASSWORD: server.admin_password,
+    }

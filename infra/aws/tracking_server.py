@@ -1,0 +1,203 @@
+"""The EC2 MLflow tracking server: admin credentials in Secrets Manager, a least-privilege instance
+role, an Elastic IP, and cloud-init rendered by infra.vm (the same server command as `make demo`)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_random as random
+
+from infra.aws.common import child, tags
+from infra.config import PlatformConfig
+from infra.mlflow_server import ServerSettings
+from infra.vm import AUTH_INI_PATH, VENV, SecretSource, user_data
+
+UBUNTU_OWNER = "099720109477"  # Canonical
+UBUNTU_IMAGE = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"
+SSM_CORE = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+
+
+def private_host_pattern(vpc_cidr: str) -> str:
+    """An --allowed-hosts wildcard for the VPC's private addresses (e.g. 10.40.*)."""
+    first_two = str(ipaddress.ip_network(vpc_cidr).network_address).split(".")[:2]
+    return ".".join(first_two) + ".*"
+
+
+def server_policy(bucket_arn: str, secret_arns: list[str]) -> str:
+    """Objects of this bucket and these secrets only: no wildcard actions on wildcard resources."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "ListArtifactBucket",
+                    "Effect": "Allow",
+                    "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+                    "Resource": [bucket_arn],
+                },
+                {
+                    "Sid": "ReadWriteArtifacts",
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                    "Resource": [f"{bucket_arn}/*"],
+                },
+                {
+                    "Sid": "ReadServerSecrets",
+                    "Effect": "Allow",
+                    "Action": ["secretsmanager:GetSecretValue"],
+                    "Resource": secret_arns,
+                },
+            ],
+        }
+    )
+
+
+class TrackingServer(pulumi.ComponentResource):
+    public_ip: pulumi.Output[str]
+    private_ip: pulumi.Output[str]
+    credentials_secret_arn: pulumi.Output[str]
+    admin_password: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        cfg: PlatformConfig,
+        *,
+        subnet_id: pulumi.Input[str],
+        security_group_id: pulumi.Input[str],
+        bucket_name: pulumi.Input[str],
+        bucket_arn: pulumi.Input[str],
+        db_address: pulumi.Input[str],
+        db_secret_arn: pulumi.Input[str],
+        admin_password: pulumi.Input[str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("mlops:aws:TrackingServer", name, None, opts)
+        region = aws.get_region(opts=pulumi.InvokeOptions(parent=self)).region
+
+        if admin_password is None:
+            admin_password = random.RandomPassword(
+                f"{name}-admin-password", length=32, special=False, opts=child(self)
+            ).result
+        flask_key = random.RandomPassword(
+            f"{name}-flask-key", length=48, special=False, opts=child(self)
+        )
+        secret = aws.secretsmanager.Secret(
+            f"{name}-credentials",
+            name_prefix=f"mlflow-{cfg.stack}-credentials-",
+            description="MLflow tracking server admin credentials and CSRF key",
+            # dev: delete at once so a destroyed stack can be recreated; prod: 30-day recovery.
+            recovery_window_in_days=30 if cfg.protect else 0,
+            tags=tags(cfg.stack, f"{name}-credentials"),
+            opts=child(self),
+        )
+        aws.secretsmanager.SecretVersion(
+            f"{name}-credentials-value",
+            secret_id=secret.id,
+            secret_string=pulumi.Output.json_dumps(
+                {
+                    "username": cfg.adminUsername,
+                    "password": admin_password,
+                    "flaskSecretKey": flask_key.result,
+                }
+            ),
+            opts=child(self),
+        )
+
+        role = aws.iam.Role(
+            f"{name}-role",
+            assume_role_policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "ec2.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+            tags=tags(cfg.stack, f"{name}-role"),
+            opts=child(self),
+        )
+        aws.iam.RolePolicy(
+            f"{name}-access",
+            role=role.id,
+            policy=pulumi.Output.all(bucket_arn, db_secret_arn, secret.arn).apply(
+                lambda a: server_policy(a[0], [a[1], a[2]])
+            ),
+            opts=child(self),
+        )
+        aws.iam.RolePolicyAttachment(
+            f"{name}-ssm", role=role.name, policy_arn=SSM_CORE, opts=child(self)
+        )
+        profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, opts=child(self))
+
+        # Allocated before the instance so its address can go into --allowed-hosts.
+        eip = aws.ec2.Eip(
+            f"{name}-eip", domain="vpc", tags=tags(cfg.stack, f"{name}-eip"), opts=child(self)
+        )
+        ami = aws.ec2.get_ami(
+            most_recent=True,
+            owners=[UBUNTU_OWNER],
+            filters=[
+                aws.ec2.GetAmiFilterArgs(name="name", values=[UBUNTU_IMAGE]),
+                aws.ec2.GetAmiFilterArgs(name="virtualization-type", values=["hvm"]),
+            ],
+            opts=pulumi.InvokeOptions(parent=self),
+        )
+
+        def render(args: list) -> str:
+            public_ip, bucket, db_host, db_secret, admin_secret = args
+            settings = ServerSettings(
+                db_host=db_host,
+                db_sslmode="require",
+                artifacts_destination=f"s3://{bucket}/mlflow",
+                auth_config_path=AUTH_INI_PATH,
+                port=cfg.mlflowPort,
+                workers=cfg.mlflowWorkers,
+                allowed_hosts=(
+                    f"{public_ip}:{cfg.mlflowPort}",
+                    public_ip,
+                    private_host_pattern(cfg.vpcCidr),
+                ),
+                mlflow_bin=f"{VENV}/bin/mlflow",
+            )
+            secrets = SecretSource("aws", db_secret, admin_secret, region=region)
+            return user_data(settings, secrets, sdk="boto3")
+
+        instance = aws.ec2.Instance(
+            f"{name}-vm",
+            ami=ami.id,
+            instance_type=cfg.instanceType,
+            subnet_id=subnet_id,
+            vpc_security_group_ids=[security_group_id],
+            iam_instance_profile=profile.name,
+            user_data=pulumi.Output.all(
+                eip.public_ip, bucket_name, db_address, db_secret_arn, secret.arn
+            ).apply(render),
+            user_data_replace_on_change=True,
+            metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
+                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1
+            ),
+            root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
+                volume_type="gp3", volume_size=20, encrypted=True, delete_on_termination=True
+            ),
+            tags=tags(cfg.stack, f"{name}-vm"),
+            opts=child(self),
+        )
+        aws.ec2.EipAssociation(
+            f"{name}-eip-association",
+            instance_id=instance.id,
+            allocation_id=eip.allocation_id,
+            opts=child(self),
+        )
+        self.public_ip = eip.public_ip
+        self.private_ip = instance.private_ip
+        self.credentials_secret_arn = secret.arn
+        self.admin_password = pulumi.Output.secret(admin_password)
+        self.register_outputs({"publicIp": eip.public_ip, "credentialsSecretArn": secret.arn})

@@ -1,0 +1,190 @@
+"""The platform stack's configuration, validated before any resource is declared.
+
+Keys live under the `mlops-platform:` namespace in Pulumi.<stack>.yaml. Every stack-dependent choice
+has a default per stack kind (dev, staging, prod) that the stack file can override; a bad value
+fails with a message naming the key and what is allowed. Tested without Pulumi.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+NAMESPACE = "mlops-platform"
+# Read as a Pulumi secret by the program, never validated or held here.
+SECRET_KEYS = ("adminPassword",)
+STACK_KINDS = ("dev", "staging", "prod")
+
+
+class ConfigError(ValueError):
+    """Invalid stack configuration; the message names the key(s)."""
+
+
+def stack_kind(stack: str) -> str:
+    """dev, staging or prod: the stack name itself, or its prefix (e.g. "dev-alice" -> dev)."""
+    for kind in STACK_KINDS:
+        if stack == kind or stack.startswith(f"{kind}-"):
+            return kind
+    raise ConfigError(
+        f"stack name {stack!r}: must be one of {', '.join(STACK_KINDS)}, "
+        "or start with one of them and a dash (e.g. dev-alice)"
+    )
+
+
+# Per stack kind: the sizes and protections a stack gets unless its file says otherwise.
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "dev": {
+        "instanceType": "t3.small",
+        "dbInstanceClass": "db.t4g.micro",
+        "dbAllocatedStorageGb": 20,
+        "backupRetentionDays": 1,
+        "multiAz": False,
+        "protect": False,
+    },
+    "staging": {
+        "instanceType": "t3.medium",
+        "dbInstanceClass": "db.t4g.small",
+        "dbAllocatedStorageGb": 20,
+        "backupRetentionDays": 7,
+        "multiAz": False,
+        "protect": False,
+    },
+    "prod": {
+        "instanceType": "t3.large",
+        "dbInstanceClass": "db.t4g.medium",
+        "dbAllocatedStorageGb": 50,
+        "backupRetentionDays": 14,
+        "multiAz": True,
+        "protect": True,
+    },
+}
+
+
+class PlatformConfig(BaseModel):
+    """One stack's validated configuration (camelCase keys, as in the stack file)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    stack: str
+    kind: Literal["dev", "staging", "prod"]
+    cloud: Literal["aws", "gcp"]
+    allowedCidrs: tuple[str, ...] = Field(default=())
+    """Networks that may reach the MLflow port (besides the services' security group)."""
+    vpcCidr: str = "10.40.0.0/16"
+    instanceType: str
+    dbInstanceClass: str
+    dbAllocatedStorageGb: int = Field(ge=20, le=16384)
+    dbMaxAllocatedStorageGb: int = Field(default=200, ge=20, le=65536)
+    dbEngineVersion: str = "17"
+    backupRetentionDays: int = Field(ge=0, le=35)
+    multiAz: bool
+    protect: bool
+    """Deletion protection, final snapshot, retained bucket. Default: on for prod only."""
+    noncurrentVersionDays: int = Field(default=30, ge=1, le=3650)
+    """Days before old versions of artifacts are deleted."""
+    mlflowWorkers: int = Field(default=2, ge=1, le=8)
+    mlflowPort: int = Field(default=5000, ge=1024, le=65535)
+    adminUsername: str = Field(default="admin", pattern=r"^[a-z][a-z0-9_-]{2,31}$")
+
+    @field_validator("allowedCidrs")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in value:
+            try:
+                net = ipaddress.ip_network(cidr, strict=True)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{cidr!r} is not a CIDR block like 203.0.113.0/24 ({exc})"
+                ) from exc
+            if net.prefixlen == 0:
+                raise ValueError(
+                    f"{cidr} would open the tracking server to the whole internet; "
+                    "list the networks of your team and CI instead"
+                )
+        return value
+
+    @field_validator("vpcCidr")
+    @classmethod
+    def _vpc(cls, value: str) -> str:
+        try:
+            net = ipaddress.ip_network(value, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a CIDR block ({exc})") from exc
+        if not net.is_private or not 16 <= net.prefixlen <= 20:
+            raise ValueError(f"{value} must be a private range from /16 to /20")
+        return value
+
+    @field_validator("dbEngineVersion")
+    @classmethod
+    def _engine(cls, value: str) -> str:
+        if value.split(".")[0] not in ("16", "17"):
+            raise ValueError(f"PostgreSQL {value}: supported major versions are 16 and 17")
+        return value
+
+    def check_protection(self) -> None:
+        if self.kind == "prod" and not self.protect:
+            raise ConfigError(
+                f"{NAMESPACE}:protect: prod stacks must keep protection on (got false); "
+                "allowed: true"
+            )
+        if self.kind == "prod" and self.backupRetentionDays < 7:
+            raise ConfigError(
+                f"{NAMESPACE}:backupRetentionDays: prod keeps backups at least 7 days "
+                f"(got {self.backupRetentionDays}); allowed: 7-35"
+            )
+
+
+def _decode(value: Any) -> Any:
+    # Pulumi hands structured config values (lists, numbers, booleans) over as JSON text.
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def load(raw: dict[str, Any], stack: str) -> PlatformConfig:
+    """Validate `raw` (keys with or without the namespace) for `stack`."""
+    kind = stack_kind(stack)
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.split(":", 1)[1] if key.startswith(f"{NAMESPACE}:") else key
+        if ":" in name or name in SECRET_KEYS:
+            continue  # another namespace (aws:region, gcp:project, ...) or a secret
+        values[name] = _decode(value)
+    if "cloud" not in values:
+        raise ConfigError(f"{NAMESPACE}:cloud is required; allowed: aws, gcp")
+    if "stack" in values or "kind" in values:
+        raise ConfigError(f"{NAMESPACE}:stack/kind are derived from the stack name; remove them")
+    try:
+        config = PlatformConfig(**{**DEFAULTS[kind], **values, "stack": stack, "kind": kind})
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc)) from None
+    config.check_protection()
+    return config
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            allowed = ", ".join(sorted(set(PlatformConfig.model_fields) - {"stack", "kind"}))
+            msg = f"unknown key; allowed keys: {allowed}"
+        lines.append(f"{NAMESPACE}:{key}: {msg}")
+    return "invalid stack configuration:\n  " + "\n  ".join(lines)
+
+
+def from_pulumi() -> PlatformConfig:
+    """Read this stack's config from the Pulumi engine (explicit config and PULUMI_CONFIG)."""
+    import pulumi
+    from pulumi.runtime import config as runtime_config
+
+    raw = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    mine = {k: v for k, v in raw.items() if k.startswith(f"{NAMESPACE}:")}
+    return load(mine, pulumi.get_stack())

@@ -1,0 +1,32 @@
+"""Stack output names: the contract between the platform stack and the service stacks."""
+
+TRACKING_URI = "trackingUri"
+STATIC_IP = "staticIp"
+ARTIFACT_BUCKET = "artifactBucket"
+DB_ENDPOINT = "dbEndpoint"
+VPC_ID = "vpcId"
+PUBLIC_SUBNET_IDS = "publicSubnetIds"
+PRIVATE_SUBNET_IDS = "privateSubnetIds"
+CLIENT_SECURITY_GROUP_ID = "clientSecurityGroupId"
+TRACKING_PRIVATE_URI = "trackingPrivateUri"
+"""The server's private address, for clients inside the network (the service stacks)."""
+CREDENTIALS_SECRET = "credentialsSecret"
+"""ARN (AWS) or name (GCP) of the secret holding the MLflow admin username and password."""
+ADMIN_USERNAME = "adminUsername"
+ADMIN_PASSWORD = "adminPassword"
+"""Exported only as a Pulumi secret."""
+
+ALL = (
+    TRACKING_URI,
+    TRACKING_PRIVATE_URI,
+    STATIC_IP,
+    ARTIFACT_BUCKET,
+    DB_ENDPOINT,
+    VPC_ID,
+    PUBLIC_SUBNET_IDS,
+    PRIVATE_SUBNET_IDS,
+    CLIENT_SECURITY_GROUP_ID,
+    CREDENTIALS_SECRET,
+    ADMIN_USERNAME,
+    ADMIN_PASSWORD,
+)

@@ -1,0 +1,149 @@
+"""The tracking VM's bootstrap: one cloud-init document for AWS and GCP.
+
+It installs a virtualenv with pinned `mlflow[auth]`, `psycopg2-binary` and the cloud SDK, writes the
+server spec rendered by infra.mlflow_server (argv and non-secret env) and the launcher, and runs
+them under a systemd unit with Restart=always. It carries no secret value: the launcher fetches the
+secrets at every start through the VM's identity.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import yaml
+
+from infra.mlflow_server import ServerSettings, database_uri, render
+
+PREFIX = "/opt/mlflow"
+VENV = f"{PREFIX}/venv"
+SPEC_PATH = "/etc/mlflow/server.json"
+LAUNCHER_PATH = f"{PREFIX}/vm_launcher.py"
+AUTH_INI_PATH = "/run/mlflow/basic_auth.ini"
+LAUNCHER_SOURCE = Path(__file__).with_name("vm_launcher.py")
+
+
+@dataclass(frozen=True)
+class SecretSource:
+    """Where the launcher finds the secrets (ARNs on AWS, secret names on GCP)."""
+
+    provider: str
+    db_secret: str
+    admin_secret: str
+    region: str | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "provider": self.provider,
+            "dbSecret": self.db_secret,
+            "adminSecret": self.admin_secret,
+            "region": self.region,
+        }
+
+
+def server_spec(settings: ServerSettings, secrets: SecretSource) -> dict:
+    """Everything the launcher needs, none of it secret."""
+    command = render(settings)
+    return {
+        "argv": command.argv,
+        "env": command.env,
+        "authIni": command.auth_ini,
+        "secrets": secrets.as_dict(),
+        "database": {
+            "host": settings.db_host,
+            "port": settings.db_port,
+            "name": settings.db_name,
+            "authName": settings.auth_db_name,
+            "user": settings.db_user,
+            "sslmode": settings.db_sslmode,
+            "backendUri": database_uri(settings, settings.db_name),
+            "authUri": database_uri(settings, settings.auth_db_name),
+        },
+    }
+
+
+def pinned(*names: str) -> list[str]:
+    """Requirement pins from this environment, so the VM runs the server the clients were tested
+    with (mlflow[auth] gets the auth extra's dependencies)."""
+    pins = []
+    for name in names:
+        extra = "[auth]" if name == "mlflow" else ""
+        pins.append(f"{name}{extra}=={metadata.version(name)}")
+    return pins
+
+
+SYSTEMD_UNIT = f"""\
+[Unit]
+Description=MLflow tracking server
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+User=mlflow
+Group=mlflow
+ExecStart={VENV}/bin/python {LAUNCHER_PATH} {SPEC_PATH}
+Restart=always
+RestartSec=5
+RuntimeDirectory=mlflow
+RuntimeDirectoryMode=0700
+StateDirectory=mlflow
+WorkingDirectory=/var/lib/mlflow
+Environment=HOME=/var/lib/mlflow
+NoNewPrivileges=true
+ProtectSystem=strict
+ProtectHome=true
+PrivateTmp=true
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def user_data(settings: ServerSettings, secrets: SecretSource, sdk: str) -> str:
+    """The cloud-config document for the tracking VM; `sdk` is boto3 (AWS) or the GCP client."""
+    if settings.mlflow_bin != f"{VENV}/bin/mlflow":
+        raise ValueError(f"settings.mlflow_bin must be {VENV}/bin/mlflow on the VM")
+    if settings.auth_config_path != AUTH_INI_PATH:
+        raise ValueError(f"settings.auth_config_path must be {AUTH_INI_PATH} on the VM")
+    spec = server_spec(settings, secrets)
+    document = {
+        "package_update": True,
+        "packages": ["python3-venv"],
+        "users": [
+            "default",
+            {
+                "name": "mlflow",
+                "system": True,
+                "shell": "/usr/sbin/nologin",
+                "homedir": "/var/lib/mlflow",
+                "no_create_home": True,
+            },
+        ],
+        "write_files": [
+            {
+                "path": SPEC_PATH,
+                "permissions": "0644",
+                "content": json.dumps(spec, indent=2) + "\n",
+            },
+            {"path": LAUNCHER_PATH, "permissions": "0755", "content": LAUNCHER_SOURCE.read_text()},
+            {
+                "path": "/etc/systemd/system/mlflow.service",
+                "permissions": "0644",
+                "content": SYSTEMD_UNIT,
+            },
+        ],
+        "runcmd": [
+            ["python3", "-m", "venv", VENV],
+            [
+                f"{VENV}/bin/pip",
+                "install",
+                "--no-cache-dir",
+                *pinned("mlflow", "psycopg2-binary", sdk),
+            ],
+            ["systemctl", "daemon-reload"],
+            ["systemctl", "enable", "--now", "mlflow.service"],
+        ],
+    }
+    return "#cloud-config\n" + yaml.safe_dump(document, sort_keys=False, width=1000)

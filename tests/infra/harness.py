@@ -1,0 +1,149 @@
+"""Run a Pulumi program under `pulumi.runtime.set_mocks` for one stack file and dump what it
+declared: every resource with its inputs and protection options, and the stack outputs.
+
+    python tests/infra/harness.py <project dir> <Pulumi.STACK.yaml> <out.json>
+
+It runs the program the way Pulumi does: `runpy.run_path(<main>)` from the project directory, with
+the main folder first on sys.path. One process per stack, so every run starts clean.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import sys
+from pathlib import Path
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime.config import set_all_config
+
+# Values the program must never leak: what the mocked random passwords "generate".
+SECRET_SENTINEL = "SENTINEL-SECRET-"
+
+
+def computed(typ: str, name: str, inputs: dict) -> dict:
+    """Provider-computed outputs, camelCase as the engine returns them."""
+    arn = f"arn:aws:mock:us-east-1:123456789012:{name}"
+    by_type = {
+        "aws:ec2/eip:Eip": {"publicIp": "198.51.100.7", "allocationId": "eipalloc-0mock"},
+        "aws:ec2/instance:Instance": {"privateIp": "10.40.0.10"},
+        "aws:rds/instance:Instance": {
+            "address": f"{name}.cmock.us-east-1.rds.amazonaws.com",
+            "port": 5432,
+            "masterUserSecrets": [
+                {
+                    "secretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-mock",
+                    "secretStatus": "active",
+                    "kmsKeyId": "",
+                }
+            ],
+        },
+        "aws:s3/bucket:Bucket": {
+            "bucket": f"{inputs.get('bucketPrefix', name)}mock",
+            "arn": f"arn:aws:s3:::{inputs.get('bucketPrefix', name)}mock",
+        },
+        "random:index/randomPassword:RandomPassword": {"result": f"{SECRET_SENTINEL}{name}"},
+        "aws:rds/subnetGroup:SubnetGroup": {"name": f"{name}-mock"},
+        "aws:iam/role:Role": {"name": f"{name}-mock"},
+        "aws:iam/instanceProfile:InstanceProfile": {"name": f"{name}-mock"},
+    }
+    return {"arn": arn, **by_type.get(typ, {})}
+
+
+class Mocks(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.resources: list[dict] = []
+        self.calls: list[dict] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        state = {**args.inputs, **computed(args.typ, args.name, args.inputs)}
+        self.resources.append({"type": args.typ, "name": args.name, "inputs": args.inputs})
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        self.calls.append({"token": args.token, "args": args.args})
+        if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            return {
+                "names": ["us-east-1a", "us-east-1b", "us-east-1c"],
+                "zoneIds": ["a", "b", "c"],
+                "id": "x",
+            }
+        if args.token == "aws:ec2/getAmi:getAmi":
+            return {"id": "ami-0mock", "architecture": "x86_64", "name": "ubuntu-noble-24.04-mock"}
+        if args.token == "aws:index/getRegion:getRegion":
+            return {"id": "us-east-1", "name": "us-east-1", "region": "us-east-1"}
+        return {}
+
+
+class Monitor(pulumi_mocks.MockMonitor):
+    """Records the resource options the plain mocks do not show (protect, retainOnDelete)."""
+
+    def __init__(self, mocks: Mocks) -> None:
+        super().__init__(mocks)
+        self.options: dict[str, dict] = {}
+
+    def RegisterResource(self, request):  # noqa: N802 - gRPC method name
+        self.options[f"{request.type}::{request.name}"] = {
+            "protect": bool(request.protect),
+            "retainOnDelete": bool(request.retainOnDelete),
+        }
+        return super().RegisterResource(request)
+
+
+def config_from(stack_file: Path) -> dict[str, str]:
+    raw = (yaml.safe_load(stack_file.read_text()) or {}).get("config", {}) or {}
+    # The engine hands structured values over as JSON text.
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
+
+
+def main(project_dir: str, stack_file: str, out_path: str) -> int:
+    project_dir_p = Path(project_dir).resolve()
+    project = yaml.safe_load((project_dir_p / "Pulumi.yaml").read_text())
+    stack = Path(stack_file).name.removeprefix("Pulumi.").removesuffix(".yaml")
+    main_path = project_dir_p / project.get("main", ".") / "__main__.py"
+
+    os.chdir(project_dir_p)
+    sys.path[0] = str(main_path.parent)
+    set_all_config(config_from(Path(stack_file)))
+    mocks = Mocks()
+    monitor = Monitor(mocks)
+    pulumi.runtime.set_mocks(
+        mocks, project=project["name"], stack=stack, preview=False, monitor=monitor
+    )
+
+    exported: dict[str, object] = {}
+    pulumi.export = lambda name, value: exported.__setitem__(name, value)
+    result: dict = {"outputs": {}, "error": None}
+
+    async def collect() -> None:
+        for key, value in exported.items():
+            output = pulumi.Output.from_input(value)
+            result["outputs"][key] = {
+                "value": await output.future(),
+                "secret": await output.is_secret(),
+            }
+
+    @pulumi.runtime.test
+    def run():
+        runpy.run_path(str(main_path), run_name="__main__")
+        import asyncio
+
+        return pulumi.Output.from_input(asyncio.ensure_future(collect()))
+
+    try:
+        run()
+    except Exception as exc:  # the program's own error, reported to the test
+        result["error"] = f"{exc.__class__.__name__}: {exc}"
+    for resource in mocks.resources:
+        resource["options"] = monitor.options.get(f"{resource['type']}::{resource['name']}", {})
+    result["resources"] = mocks.resources
+    result["calls"] = mocks.calls
+    Path(out_path).write_text(json.dumps(result, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))
