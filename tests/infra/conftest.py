@@ -1,0 +1,61 @@
+"""Run the platform program under mocks once per stack file (in its own process) and share it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK_FILES = sorted(ROOT.glob("Pulumi.*.yaml"))
+STACKS = [p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACK_FILES]
+_cache: dict[str, dict] = {}
+
+
+class Declared:
+    """What one stack's program declared, with small lookups for the tests."""
+
+    def __init__(self, data: dict, stack: str) -> None:
+        self.stack = stack
+        self.error = data["error"]
+        self.resources = data["resources"]
+        self.outputs = data["outputs"]
+
+    def of_type(self, typ: str) -> list[dict]:
+        return [r for r in self.resources if r["type"] == typ]
+
+    def one(self, typ: str) -> dict:
+        found = self.of_type(typ)
+        assert len(found) == 1, f"{typ}: {len(found)} declared"
+        return found[0]
+
+
+def run_stack(tmp_dir: Path, stack_file: Path) -> dict:
+    out = tmp_dir / f"{stack_file.stem}.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tests/infra/harness.py"),
+            str(ROOT),
+            str(stack_file),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="session", params=STACKS)
+def declared(request, tmp_path_factory) -> Declared:
+    stack = request.param
+    if stack not in _cache:
+        _cache[stack] = run_stack(tmp_path_factory.mktemp("stacks"), ROOT / f"Pulumi.{stack}.yaml")
+    data = _cache[stack]
+    assert data["error"] is None, data["error"]
+    return Declared(data, stack)

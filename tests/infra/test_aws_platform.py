@@ -1,0 +1,215 @@
+"""Security and protection properties of the AWS platform stack, checked on every stack file
+under Pulumi mocks. One rule per test."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from infra import outputs as out
+from tests.infra.conftest import ROOT
+from tests.infra.harness import SECRET_SENTINEL
+
+RDS = "aws:rds/instance:Instance"
+BUCKET = "aws:s3/bucket:Bucket"
+EC2 = "aws:ec2/instance:Instance"
+SG = "aws:ec2/securityGroup:SecurityGroup"
+
+
+def sg_named(declared, suffix: str) -> dict:
+    [sg] = [r for r in declared.of_type(SG) if r["name"].endswith(suffix)]
+    return sg
+
+
+def test_database_is_never_publicly_accessible(declared):
+    """The backend store is reachable only inside the VPC."""
+    db = declared.one(RDS)["inputs"]
+    assert db["publiclyAccessible"] is False
+    group = declared.one("aws:rds/subnetGroup:SubnetGroup")["inputs"]
+    assert all("private" in s for s in group["subnetIds"]) and len(group["subnetIds"]) == 2
+
+
+def test_database_password_is_managed_by_rds_not_pulumi(declared):
+    """No database password is ever in Pulumi state, config or user-data."""
+    db = declared.one(RDS)["inputs"]
+    assert db["manageMasterUserPassword"] is True
+    assert "password" not in db
+
+
+def test_database_storage_is_encrypted_and_current(declared):
+    db = declared.one(RDS)["inputs"]
+    assert db["storageEncrypted"] is True
+    assert db["engine"] == "postgres" and int(db["engineVersion"].split(".")[0]) >= 16
+
+
+def test_prod_database_is_protected_and_dev_is_destroyable(declared):
+    """prod survives `pulumi destroy`; dev and staging can be torn down cleanly."""
+    db = declared.one(RDS)
+    if declared.stack.startswith("prod"):
+        assert db["inputs"]["deletionProtection"] is True
+        assert (
+            db["inputs"]["skipFinalSnapshot"] is False and db["inputs"]["finalSnapshotIdentifier"]
+        )
+        assert db["inputs"]["backupRetentionPeriod"] >= 7
+        assert db["inputs"]["multiAz"] is True
+        assert db["options"]["protect"] is True
+    else:
+        assert db["inputs"]["deletionProtection"] is False
+        assert db["inputs"]["skipFinalSnapshot"] is True
+        assert db["options"]["protect"] is False
+
+
+def test_bucket_blocks_every_kind_of_public_access(declared):
+    block = declared.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")["inputs"]
+    for key in (
+        "blockPublicAcls",
+        "blockPublicPolicy",
+        "ignorePublicAcls",
+        "restrictPublicBuckets",
+    ):
+        assert block[key] is True, key
+    ownership = declared.one("aws:s3/bucketOwnershipControls:BucketOwnershipControls")["inputs"]
+    assert ownership["rule"]["objectOwnership"] == "BucketOwnerEnforced"
+
+
+def test_bucket_is_encrypted_versioned_and_expires_old_versions(declared):
+    sse = declared.one(
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+    )["inputs"]
+    assert sse["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] in (
+        "aws:kms",
+        "AES256",
+    )
+    versioning = declared.one("aws:s3/bucketVersioning:BucketVersioning")["inputs"]
+    assert versioning["versioningConfiguration"]["status"] == "Enabled"
+    rules = declared.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")[
+        "inputs"
+    ]["rules"]
+    assert any(r["noncurrentVersionExpiration"]["noncurrentDays"] > 0 for r in rules)
+
+
+def test_bucket_policy_denies_plain_http(declared):
+    policy = json.loads(declared.one("aws:s3/bucketPolicy:BucketPolicy")["inputs"]["policy"])
+    [deny] = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert deny["Principal"] == "*" and deny["Action"] == "s3:*"
+
+
+def test_prod_bucket_is_retained_and_dev_can_be_force_destroyed(declared):
+    bucket = declared.one(BUCKET)
+    if declared.stack.startswith("prod"):
+        assert bucket["inputs"]["forceDestroy"] is False
+        assert bucket["options"]["protect"] and bucket["options"]["retainOnDelete"]
+    else:
+        assert bucket["inputs"]["forceDestroy"] is True
+        assert not bucket["options"]["protect"]
+
+
+def test_no_ssh_and_no_postgres_from_anywhere(declared):
+    """Ports 22 and 5432 are never open to a CIDR; the database admits only the server's group."""
+    for sg in declared.of_type(SG):
+        for rule in sg["inputs"].get("ingress", []):
+            ports = range(int(rule["fromPort"]), int(rule["toPort"]) + 1)
+            assert 22 not in ports or rule["protocol"] not in ("tcp", "-1"), sg["name"]
+            if 5432 in ports:
+                assert not rule.get("cidrBlocks"), sg["name"]
+    db_rules = sg_named(declared, "-db")["inputs"]["ingress"]
+    assert db_rules == [
+        {
+            **db_rules[0],
+            "securityGroups": ["mlops-mlflow-server-id"],
+            "fromPort": 5432,
+            "toPort": 5432,
+        }
+    ]
+
+
+def test_mlflow_port_only_from_allowed_cidrs_and_the_client_group(declared):
+    config = yaml.safe_load((ROOT / f"Pulumi.{declared.stack}.yaml").read_text())["config"]
+    allowed = config.get("mlops-platform:allowedCidrs", [])
+    rules = sg_named(declared, "-mlflow-server")["inputs"]["ingress"]
+    cidrs = [c for r in rules for c in r.get("cidrBlocks", [])]
+    groups = [g for r in rules for g in r.get("securityGroups", [])]
+    assert sorted(cidrs) == sorted(allowed)
+    assert "0.0.0.0/0" not in cidrs
+    assert groups == ["mlops-mlflow-clients-id"]
+    assert {(r["fromPort"], r["toPort"]) for r in rules} == {(5000, 5000)}
+
+
+def test_instance_role_is_scoped_to_this_bucket_and_these_secrets(declared):
+    policy = json.loads(declared.one("aws:iam/rolePolicy:RolePolicy")["inputs"]["policy"])
+    bucket_arn = declared.outputs[out.ARTIFACT_BUCKET]["value"]
+    for statement in policy["Statement"]:
+        actions = (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+        resources = (
+            statement["Resource"]
+            if isinstance(statement["Resource"], list)
+            else [statement["Resource"]]
+        )
+        assert "*" not in resources and not any(a.endswith(":*") or a == "*" for a in actions)
+        if any(a.startswith("s3:") for a in actions):
+            assert all(r.startswith(f"arn:aws:s3:::{bucket_arn}") for r in resources), resources
+        if any(a.startswith("secretsmanager:") for a in actions):
+            assert actions == ["secretsmanager:GetSecretValue"] and len(resources) == 2
+    attached = [
+        r["inputs"]["policyArn"]
+        for r in declared.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    ]
+    assert attached == ["arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"]
+    assert not any("FullAccess" in a for a in attached)
+
+
+def test_instance_requires_imdsv2_and_encrypts_its_disk(declared):
+    vm = declared.one(EC2)["inputs"]
+    assert vm["metadataOptions"]["httpTokens"] == "required"
+    assert (
+        vm["rootBlockDevice"]["encrypted"] is True and vm["rootBlockDevice"]["volumeType"] == "gp3"
+    )
+    assert vm["userDataReplaceOnChange"] is True
+    assert vm["ami"] == "ami-0mock"
+
+
+def test_user_data_holds_no_secret_value(declared):
+    """Secrets are fetched on the VM at start; user-data is readable from the EC2 console."""
+    user_data = declared.one(EC2)["inputs"]["userData"]
+    assert isinstance(user_data, str)  # plain text: nothing secret flowed into it
+    assert SECRET_SENTINEL not in user_data
+    assert "password =" not in user_data.lower() and "PGPASSWORD=" not in user_data
+    secret_value = declared.one("aws:secretsmanager/secretVersion:SecretVersion")["inputs"][
+        "secretString"
+    ]
+    # The generated values went to Secrets Manager instead, marked secret in Pulumi's state.
+    assert isinstance(secret_value, dict) and SECRET_SENTINEL in secret_value["value"]
+
+
+def test_server_command_is_the_shared_rendering(declared):
+    spec = json.loads(_written(declared, "/etc/mlflow/server.json"))
+    argv = spec["argv"]
+    assert argv[:2] == ["/opt/mlflow/venv/bin/mlflow", "server"]
+    assert argv[argv.index("--backend-store-uri") + 1].startswith(
+        "postgresql+psycopg2://mlflow@mlops-postgres."
+    )
+    bucket = declared.outputs[out.ARTIFACT_BUCKET]["value"]
+    assert argv[argv.index("--artifacts-destination") + 1] == f"s3://{bucket}/mlflow"
+    assert "--default-artifact-root" not in argv
+    assert argv[argv.index("--app-name") + 1] == "basic-auth"
+    assert "198.51.100.7:5000" in argv[argv.index("--allowed-hosts") + 1].split(",")
+
+
+def test_outputs_are_the_contract(declared):
+    assert set(declared.outputs) == set(out.ALL)
+    assert declared.outputs[out.TRACKING_URI]["value"] == "http://198.51.100.7:5000"
+    assert declared.outputs[out.STATIC_IP]["value"] == "198.51.100.7"
+    assert declared.outputs[out.ADMIN_PASSWORD]["secret"] is True
+    public = {k for k, v in declared.outputs.items() if not v["secret"]}
+    assert not any(SECRET_SENTINEL in json.dumps(declared.outputs[k]["value"]) for k in public)
+
+
+def _written(declared, path: str) -> str:
+    user_data = declared.one(EC2)["inputs"]["userData"]
+    document = yaml.safe_load(user_data)
+    [entry] = [f for f in document["write_files"] if f["path"] == path]
+    return entry["content"]
