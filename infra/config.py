@@ -117,9 +117,10 @@ class PlatformConfig(BaseModel):
             raise ValueError(f"{value} must be a private range from /16 to /20")
         return value
 
-    @field_validator("dbEngineVersion")
+    @field_validator("dbEngineVersion", mode="before")
     @classmethod
-    def _engine(cls, value: str) -> str:
+    def _engine(cls, value: object) -> str:
+        value = str(value)  # `dbEngineVersion: 17` in YAML arrives as a number
         if value.split(".")[0] not in ("16", "17"):
             raise ValueError(f"PostgreSQL {value}: supported major versions are 16 and 17")
         return value

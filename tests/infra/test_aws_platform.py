@@ -213,3 +213,16 @@ def _written(declared, path: str) -> str:
     document = yaml.safe_load(user_data)
     [entry] = [f for f in document["write_files"] if f["path"] == path]
     return entry["content"]
+
+
+def test_a_config_error_stops_the_program_naming_the_key(tmp_path):
+    """Under `pulumi up` the same validation runs before any resource is declared."""
+    from tests.infra.conftest import run_stack
+
+    bad = tmp_path / "Pulumi.dev.yaml"
+    bad.write_text(
+        "config:\n  mlops-platform:cloud: aws\n  mlops-platform:allowedCidrs: ['0.0.0.0/0']\n"
+    )
+    result = run_stack(tmp_path, bad)
+    assert "mlops-platform:allowedCidrs" in result["error"]
+    assert [r for r in result["resources"] if not r["type"].startswith("pulumi:")] == []

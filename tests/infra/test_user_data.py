@@ -1,0 +1,54 @@
+"""The rendered cloud-init document is valid cloud-config and its shell passes shellcheck."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from tests.infra.test_aws_platform import EC2
+
+CLOUD_INIT = shutil.which("cloud-init")
+
+
+def test_user_data_passes_cloud_init_schema(declared, tmp_path):
+    if CLOUD_INIT is None:
+        pytest.fail("cloud-init is not installed: `apt-get install -y cloud-init` (.ci/run does)")
+    path = tmp_path / "user-data.yaml"
+    path.write_text(declared.one(EC2)["inputs"]["userData"])
+    result = subprocess.run(
+        [CLOUD_INIT, "schema", "--config-file", str(path)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Valid cloud-config" in result.stdout
+
+
+def test_every_shell_command_in_user_data_passes_shellcheck(declared, tmp_path):
+    """runcmd entries given as strings run through sh; lists are exec'd without a shell."""
+    from scripts.components import BIN
+
+    document = yaml.safe_load(declared.one(EC2)["inputs"]["userData"])
+    shell = [c for c in document.get("runcmd", []) if isinstance(c, str)]
+    shell += [f["content"] for f in document["write_files"] if f["content"].startswith("#!/bin/")]
+    for i, script in enumerate(shell):
+        path = tmp_path / f"snippet-{i}.sh"
+        body = script if script.startswith("#!") else f"#!/bin/sh\n{script}\n"
+        path.write_text(body)
+        result = subprocess.run(
+            [str(BIN / "shellcheck"), str(path)], capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stdout
+    # Every runcmd entry is an argv list today: nothing goes through a shell at all.
+    assert all(isinstance(c, list) for c in document["runcmd"])
+
+
+def test_systemd_unit_restarts_and_runs_unprivileged(declared):
+    document = yaml.safe_load(declared.one(EC2)["inputs"]["userData"])
+    [unit] = [f["content"] for f in document["write_files"] if f["path"].endswith("mlflow.service")]
+    assert "Restart=always" in unit and "User=mlflow" in unit and "NoNewPrivileges=true" in unit
+    pins = document["runcmd"][1]
+    assert any(p.startswith("mlflow[auth]==") for p in pins) and any(
+        p.startswith("boto3==") for p in pins
+    )

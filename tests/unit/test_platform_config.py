@@ -1,0 +1,93 @@
+"""The platform stack's config model: defaults per stack kind, and errors that name the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.config import ConfigError, load, stack_kind
+
+
+def test_defaults_follow_the_stack_kind():
+    dev, prod = load({"cloud": "aws"}, "dev"), load({"cloud": "aws"}, "prod")
+    assert (dev.protect, dev.multiAz) == (False, False)
+    assert (prod.protect, prod.multiAz) == (True, True) and prod.backupRetentionDays >= 7
+
+
+def test_namespaced_json_values_are_decoded():
+    cfg = load(
+        {
+            "mlops-platform:cloud": "aws",
+            "mlops-platform:allowedCidrs": '["198.51.100.0/24"]',
+            "aws:region": "x",
+        },
+        "staging",
+    )
+    assert cfg.allowedCidrs == ("198.51.100.0/24",)
+
+
+def test_explicit_override_wins():
+    assert load({"cloud": "aws", "instanceType": "t3.xlarge"}, "dev").instanceType == "t3.xlarge"
+
+
+def test_stack_kind_from_name():
+    assert stack_kind("dev-alice") == "dev"
+    with pytest.raises(ConfigError, match="stack name 'qa'.*dev, staging, prod"):
+        stack_kind("qa")
+
+
+@pytest.mark.parametrize(
+    ("raw", "stack", "message"),
+    [
+        ({}, "dev", "mlops-platform:cloud is required; allowed: aws, gcp"),
+        ({"cloud": "azure"}, "dev", "mlops-platform:cloud: Input should be 'aws' or 'gcp'"),
+        (
+            {"cloud": "aws", "allowedCidrs": '["0.0.0.0/0"]'},
+            "dev",
+            "mlops-platform:allowedCidrs: 0.0.0.0/0 would open",
+        ),
+        (
+            {"cloud": "aws", "allowedCidrs": '["10.0.0.1/8"]'},
+            "dev",
+            "mlops-platform:allowedCidrs: '10.0.0.1/8' is not a CIDR",
+        ),
+        (
+            {"cloud": "aws", "vpcCidr": "8.8.0.0/16"},
+            "dev",
+            "mlops-platform:vpcCidr: 8.8.0.0/16 must be a private range",
+        ),
+        (
+            {"cloud": "aws", "instanceTyp": "t3.small"},
+            "dev",
+            "mlops-platform:instanceTyp: unknown key; allowed keys: ",
+        ),
+        (
+            {"cloud": "aws", "protect": "false"},
+            "prod",
+            "mlops-platform:protect: prod stacks must keep protection on",
+        ),
+        (
+            {"cloud": "aws", "backupRetentionDays": "3"},
+            "prod",
+            "mlops-platform:backupRetentionDays: prod keeps backups at least 7 days",
+        ),
+        (
+            {"cloud": "aws", "dbEngineVersion": "12"},
+            "dev",
+            "mlops-platform:dbEngineVersion: PostgreSQL 12: supported major versions are 16 and 17",
+        ),
+        (
+            {"cloud": "aws", "mlflowWorkers": "0"},
+            "dev",
+            "mlops-platform:mlflowWorkers: Input should be greater than or equal to 1",
+        ),
+    ],
+)
+def test_bad_value_names_the_key_and_what_is_allowed(raw, stack, message):
+    with pytest.raises(ConfigError) as err:
+        load(raw, stack)
+    assert message in str(err.value)
+
+
+def test_admin_password_is_never_part_of_the_model():
+    cfg = load({"cloud": "aws", "mlops-platform:adminPassword": "s3cret"}, "dev")
+    assert "s3cret" not in cfg.model_dump_json()
