@@ -93,13 +93,20 @@ def main(argv: list[str]) -> int:
             raise LaunchError("the database secret's username differs from the rendered one")
         ensure_database(spec["database"], secrets["PGPASSWORD"])
         env = {**os.environ, **spec["env"], **secrets}
+        # The auth app reads its config even to migrate: write it first (no secret in it).
+        auth_ini = Path(spec["env"]["MLFLOW_AUTH_CONFIG_PATH"])
+        auth_ini.parent.mkdir(parents=True, exist_ok=True)
+        auth_ini.write_text(spec["authIni"])
         migrate(spec, env)
     except LaunchError as exc:
         print(f"mlflow launcher: {exc}", file=sys.stderr)
         return 1
-    auth_ini = Path(spec["env"]["MLFLOW_AUTH_CONFIG_PATH"])
-    auth_ini.parent.mkdir(parents=True, exist_ok=True)
-    auth_ini.write_text(spec["authIni"])
+    except (
+        Exception
+    ) as exc:  # cloud SDK or database errors: one line for the journal, retried by systemd
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(f"mlflow launcher: {exc.__class__.__name__}: {first}", file=sys.stderr)
+        return 1
     os.execve(spec["argv"][0], spec["argv"], env)  # noqa: S606 - argv rendered by infra, no shell
     return 0  # not reached
 

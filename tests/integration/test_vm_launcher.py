@@ -1,0 +1,144 @@
+"""The VM start path for real: the server spec rendered for the VM, the launcher fetching secrets
+from Secrets Manager (moto_server), creating the auth database on a fresh RDS-like PostgreSQL,
+migrating both databases and exec'ing `mlflow server`; all on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+
+from infra.mlflow_server import ServerSettings
+from infra.vm import SecretSource, server_spec
+from scripts import components as c
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def rds_like():
+    """A PostgreSQL with only the `mlflow` database and a master user, as RDS creates it."""
+    root = Path(tempfile.mkdtemp(prefix="rds-like-"))
+    root.chmod(0o755)
+    cluster = c.pg_init(root / "pgdata", root / "pw")
+    pg = c.pg_start(cluster, c.free_port(), root / "pg.log")
+    moto = c.moto_start(c.free_port(), root / "moto.log")
+    try:
+        import psycopg2
+
+        password = c.new_password()
+        conn = psycopg2.connect(
+            host=c.LOOPBACK,
+            port=pg.extra["port"],
+            user="postgres",
+            password=cluster.superuser_password,
+        )
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("CREATE ROLE mlflow LOGIN CREATEDB PASSWORD %s", (password,))
+            cur.execute("CREATE DATABASE mlflow OWNER mlflow")
+        conn.close()
+        yield {"port": pg.extra["port"], "password": password, "moto": moto.url, "root": root}
+    finally:
+        pg.stop()
+        moto.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_launcher_starts_the_rendered_server_with_secrets_from_secrets_manager(rds_like, tmp_path):
+    aws_env = {**c.FAKE_AWS, "AWS_ENDPOINT_URL": rds_like["moto"]}
+    sm = boto3.client(
+        "secretsmanager",
+        endpoint_url=rds_like["moto"],
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    db_secret = sm.create_secret(
+        Name="rds-db",
+        SecretString=json.dumps({"username": "mlflow", "password": rds_like["password"]}),
+    )["ARN"]
+    admin_password = c.new_password()
+    admin_secret = sm.create_secret(
+        Name="mlflow-admin",
+        SecretString=json.dumps(
+            {"username": "admin", "password": admin_password, "flaskSecretKey": c.new_password()}
+        ),
+    )["ARN"]
+    c.ensure_bucket(rds_like["moto"], "vm-artifacts")
+
+    port = c.free_port()
+    settings = ServerSettings(
+        db_host=c.LOOPBACK,
+        db_port=rds_like["port"],
+        artifacts_destination="s3://vm-artifacts/mlflow",
+        auth_config_path=str(tmp_path / "run" / "basic_auth.ini"),
+        host=c.LOOPBACK,
+        port=port,
+        workers=1,
+        allowed_hosts=(f"{c.LOOPBACK}:{port}",),
+        mlflow_bin=str(c.BIN / "mlflow"),
+    )
+    spec = server_spec(settings, SecretSource("aws", db_secret, admin_secret, region="us-east-1"))
+    assert rds_like["password"] not in json.dumps(spec) and admin_password not in json.dumps(spec)
+    spec_path = tmp_path / "server.json"
+    spec_path.write_text(json.dumps(spec))
+
+    env = {**aws_env, "MLFLOW_S3_ENDPOINT_URL": rds_like["moto"]}
+    proc = c.spawn(
+        "vm-launcher",
+        [sys.executable, str(ROOT / "infra/vm_launcher.py"), str(spec_path)],
+        tmp_path / "vm.log",
+        env,
+    )
+    proc.url = f"http://{c.LOOPBACK}:{port}"
+    try:
+        c.wait_until(proc, c.http_ok(f"{proc.url}/health"), 180, "healthy")
+        search = f"{proc.url}/api/2.0/mlflow/experiments/search"
+        assert requests.get(search, params={"max_results": 1}, timeout=10).status_code == 401
+        ok = requests.get(
+            search, params={"max_results": 1}, auth=("admin", admin_password), timeout=10
+        )
+        assert ok.status_code == 200
+        # The launcher replaced itself with the server: same pid, now `mlflow server`.
+        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
+        assert b"server" in cmdline and b"--app-name" in cmdline
+        assert rds_like["password"].encode() not in b" ".join(cmdline)
+        assert (tmp_path / "run" / "basic_auth.ini").read_text() == spec["authIni"]
+    finally:
+        proc.stop()
+
+
+def test_launcher_fails_with_one_line_when_a_secret_is_missing(rds_like, tmp_path):
+    settings = ServerSettings(
+        db_host=c.LOOPBACK,
+        db_port=rds_like["port"],
+        artifacts_destination="s3://vm-artifacts/mlflow",
+        auth_config_path=str(tmp_path / "basic_auth.ini"),
+        allowed_hosts=("x",),
+        mlflow_bin=str(c.BIN / "mlflow"),
+    )
+    spec = server_spec(
+        settings, SecretSource("aws", "arn:missing", "arn:missing", region="us-east-1")
+    )
+    (tmp_path / "s.json").write_text(json.dumps(spec))
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "infra/vm_launcher.py"), str(tmp_path / "s.json")],
+        env={**c.FAKE_AWS, "AWS_ENDPOINT_URL": rds_like["moto"], "PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip().startswith("mlflow launcher: ") and "Traceback" not in result.stderr
+    )
