@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(shell command -v uv 2>/dev/null)
 
-.PHONY: help install test test-unit lint format demo demo-down demo-status clean-local
+.PHONY: help install test test-unit test-infra lint format demo demo-down demo-status clean-local
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -22,6 +22,9 @@ test: ## the full test suite, real PostgreSQL/moto/MLflow included (what CI runs
 
 test-unit: ## only the fast tests
 	$(PY) -m pytest -m "not integration"
+
+test-infra: ## only the Pulumi program tests (mocks, cloud-init schema)
+	$(PY) -m pytest tests/infra
 
 lint: ## ruff, hadolint on the Dockerfiles, shellcheck on the shell scripts
 	$(VENV)/bin/ruff check .

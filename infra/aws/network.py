@@ -62,7 +62,7 @@ class Network(pulumi.ComponentResource):
                 vpc_id=vpc.id,
                 cidr_block=str(blocks[i]),
                 availability_zone=az,
-                map_public_ip_on_launch=False,  # only the Elastic IP is public
+                map_public_ip_on_launch=False,  # the server asks for its address itself
                 tags=tags(cfg.stack, f"{name}-public-{i}"),
                 opts=child(self),
             )

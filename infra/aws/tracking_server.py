@@ -175,6 +175,9 @@ class TrackingServer(pulumi.ComponentResource):
             ami=ami.id,
             instance_type=cfg.instanceType,
             subnet_id=subnet_id,
+            # cloud-init needs the internet at first boot, before the Elastic IP is associated;
+            # the EIP then replaces this launch address.
+            associate_public_ip_address=True,
             vpc_security_group_ids=[security_group_id],
             iam_instance_profile=profile.name,
             user_data=pulumi.Output.all(
