@@ -1,9 +1,10 @@
 """The one rendering of the `mlflow server` command, shared by the local platform and the VM bootstrap.
 
-The command carries no secret: the PostgreSQL password reaches libpq through PGPASSWORD and the admin
-credentials reach MLflow's basic-auth app through MLFLOW_AUTH_ADMIN_USERNAME/PASSWORD (and its CSRF
-key through MLFLOW_FLASK_SERVER_SECRET_KEY), all set in the environment by whoever starts the server (the local launcher, or the VM's systemd unit after
-fetching them from the cloud's secret store).
+The command carries no secret. The PostgreSQL password reaches libpq through PGPASSWORD (locally) or
+a PGPASSFILE (on the VM, see infra/vm_launcher.py, so a rotated password needs no restart); the
+admin credentials reach MLflow's basic-auth app through MLFLOW_AUTH_ADMIN_USERNAME/PASSWORD, and its
+CSRF key through MLFLOW_FLASK_SERVER_SECRET_KEY. Whoever starts the server sets them: the local
+launcher, or the VM's launcher after fetching them from the cloud's secret store.
 """
 
 from __future__ import annotations

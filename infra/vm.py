@@ -101,6 +101,33 @@ WantedBy=multi-user.target
 """
 
 
+REFRESH_SERVICE = f"""\
+[Unit]
+Description=Refresh the MLflow server's database password (rotated by the cloud)
+
+[Service]
+Type=oneshot
+User=mlflow
+Group=mlflow
+ExecStart={VENV}/bin/python {LAUNCHER_PATH} --refresh {SPEC_PATH}
+NoNewPrivileges=true
+ProtectSystem=strict
+ReadWritePaths=/run/mlflow
+"""
+
+REFRESH_TIMER = """\
+[Unit]
+Description=Refresh the MLflow server's database password every 10 minutes
+
+[Timer]
+OnBootSec=10min
+OnUnitActiveSec=10min
+
+[Install]
+WantedBy=timers.target
+"""
+
+
 def user_data(settings: ServerSettings, secrets: SecretSource, sdk: str) -> str:
     """The cloud-config document for the tracking VM; `sdk` is boto3 (AWS) or the GCP client."""
     if settings.mlflow_bin != f"{VENV}/bin/mlflow":
@@ -133,6 +160,16 @@ def user_data(settings: ServerSettings, secrets: SecretSource, sdk: str) -> str:
                 "permissions": "0644",
                 "content": SYSTEMD_UNIT,
             },
+            {
+                "path": "/etc/systemd/system/mlflow-db-password.service",
+                "permissions": "0644",
+                "content": REFRESH_SERVICE,
+            },
+            {
+                "path": "/etc/systemd/system/mlflow-db-password.timer",
+                "permissions": "0644",
+                "content": REFRESH_TIMER,
+            },
         ],
         "runcmd": [
             ["python3", "-m", "venv", VENV],
@@ -143,7 +180,7 @@ def user_data(settings: ServerSettings, secrets: SecretSource, sdk: str) -> str:
                 *pinned("mlflow", "psycopg2-binary", sdk),
             ],
             ["systemctl", "daemon-reload"],
-            ["systemctl", "enable", "--now", "mlflow.service"],
+            ["systemctl", "enable", "--now", "mlflow.service", "mlflow-db-password.timer"],
         ],
     }
     return "#cloud-config\n" + yaml.safe_dump(document, sort_keys=False, width=1000)

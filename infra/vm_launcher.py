@@ -4,7 +4,9 @@
 Reads the rendered server spec (/etc/mlflow/server.json: argv, non-secret env, auth config and where
 the secrets are), fetches the secrets through the VM's own identity (instance role / service
 account), creates the auth database if missing, runs both database migrations, and replaces itself
-with `mlflow server`. Secrets live only in this process's memory and the server's environment.
+with `mlflow server`. The admin credentials live only in the server's environment; the database
+password in a libpq passfile on the runtime tmpfs (mode 600), which `--refresh` (a systemd timer)
+rewrites when the cloud rotates the password, so new connections keep working without a restart.
 
 Standalone on purpose: it runs on the VM with only the server's virtualenv (mlflow, psycopg2, boto3).
 """
@@ -82,28 +84,73 @@ def migrate(spec: dict, env: dict[str, str]) -> None:
             raise LaunchError(f"{' '.join(step[:4])} failed: " + " | ".join(tail))
 
 
+def pgpass_line(db: dict, password: str) -> str:
+    def escape(value: object) -> str:
+        return str(value).replace("\\", "\\\\").replace(":", "\\:")
+
+    return f"{escape(db['host'])}:{db['port']}:*:{escape(db['user'])}:{escape(password)}\n"
+
+
+def write_pgpass(path: Path, db: dict, password: str) -> None:
+    """libpq reads this file at every new connection, so a refreshed password reaches the
+    server's pool without a restart. Written atomically, mode 600, on the runtime tmpfs."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(pgpass_line(db, password))
+    os.replace(tmp, path)
+
+
+def runtime_dir(spec: dict) -> Path:
+    return Path(spec["env"]["MLFLOW_AUTH_CONFIG_PATH"]).parent
+
+
+def start(spec: dict) -> dict[str, str]:
+    """Everything before `mlflow server`; returns the server's environment."""
+    secrets = fetch_secrets(spec["secrets"])
+    if secrets.pop("DB_USERNAME") != spec["database"]["user"]:
+        raise LaunchError("the database secret's username differs from the rendered one")
+    password = secrets.pop("PGPASSWORD")
+    ensure_database(spec["database"], password)
+    run_dir = runtime_dir(spec)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pgpass = run_dir / "pgpass"
+    write_pgpass(pgpass, spec["database"], password)
+    # The auth app reads its config even to migrate: write it first (no secret in it).
+    (run_dir / Path(spec["env"]["MLFLOW_AUTH_CONFIG_PATH"]).name).write_text(spec["authIni"])
+    env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
+    env |= {**spec["env"], **secrets, "PGPASSFILE": str(pgpass)}
+    migrate(spec, env)
+    return env
+
+
+def refresh(spec: dict) -> None:
+    """Re-read the database secret (RDS rotates it) into the passfile of a running server."""
+    pgpass = runtime_dir(spec) / "pgpass"
+    if not pgpass.parent.is_dir():
+        return  # the server is not running; its next start fetches the secret anyway
+    secrets = fetch_secrets(spec["secrets"])
+    write_pgpass(pgpass, spec["database"], secrets["PGPASSWORD"])
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: vm_launcher.py /etc/mlflow/server.json", file=sys.stderr)
+    args = argv[1:]
+    refreshing = args[:1] == ["--refresh"]
+    if refreshing:
+        args = args[1:]
+    if len(args) != 1:
+        print("usage: vm_launcher.py [--refresh] /etc/mlflow/server.json", file=sys.stderr)
         return 2
-    spec = json.loads(Path(argv[1]).read_text())
+    spec = json.loads(Path(args[0]).read_text())
     try:
-        secrets = fetch_secrets(spec["secrets"])
-        if secrets.pop("DB_USERNAME") != spec["database"]["user"]:
-            raise LaunchError("the database secret's username differs from the rendered one")
-        ensure_database(spec["database"], secrets["PGPASSWORD"])
-        env = {**os.environ, **spec["env"], **secrets}
-        # The auth app reads its config even to migrate: write it first (no secret in it).
-        auth_ini = Path(spec["env"]["MLFLOW_AUTH_CONFIG_PATH"])
-        auth_ini.parent.mkdir(parents=True, exist_ok=True)
-        auth_ini.write_text(spec["authIni"])
-        migrate(spec, env)
+        if refreshing:
+            refresh(spec)
+            return 0
+        env = start(spec)
     except LaunchError as exc:
         print(f"mlflow launcher: {exc}", file=sys.stderr)
         return 1
-    except (
-        Exception
-    ) as exc:  # cloud SDK or database errors: one line for the journal, retried by systemd
+    except Exception as exc:  # SDK or database errors: one line for the journal; systemd retries
         first = (str(exc).strip().splitlines() or [""])[0]
         print(f"mlflow launcher: {exc.__class__.__name__}: {first}", file=sys.stderr)
         return 1

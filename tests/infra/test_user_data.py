@@ -52,3 +52,22 @@ def test_systemd_unit_restarts_and_runs_unprivileged(declared):
     assert any(p.startswith("mlflow[auth]==") for p in pins) and any(
         p.startswith("boto3==") for p in pins
     )
+
+
+def test_rotated_database_password_is_refreshed_by_a_timer(declared):
+    """RDS rotates its managed password; the VM re-reads it every 10 minutes without a restart."""
+    document = yaml.safe_load(declared.one(EC2)["inputs"]["userData"])
+    files = {f["path"]: f["content"] for f in document["write_files"]}
+    timer = files["/etc/systemd/system/mlflow-db-password.timer"]
+    assert "OnUnitActiveSec=10min" in timer
+    assert (
+        "--refresh /etc/mlflow/server.json"
+        in files["/etc/systemd/system/mlflow-db-password.service"]
+    )
+    assert [
+        "systemctl",
+        "enable",
+        "--now",
+        "mlflow.service",
+        "mlflow-db-password.timer",
+    ] in document["runcmd"]

@@ -142,3 +142,90 @@ def test_launcher_fails_with_one_line_when_a_secret_is_missing(rds_like, tmp_pat
     assert (
         result.stderr.strip().startswith("mlflow launcher: ") and "Traceback" not in result.stderr
     )
+
+
+def test_rotated_database_password_reaches_the_running_server(rds_like, tmp_path):
+    """RDS rotates the managed password; `--refresh` (a systemd timer on the VM) rewrites the
+    passfile and new connections use it, without restarting the server."""
+    import psycopg2
+
+    sm = boto3.client(
+        "secretsmanager", endpoint_url=rds_like["moto"], region_name="us-east-1",
+        aws_access_key_id="x", aws_secret_access_key="x",
+    )  # fmt: skip
+    db_secret = sm.create_secret(
+        Name="rds-db-rotating",
+        SecretString=json.dumps({"username": "mlflow", "password": rds_like["password"]}),
+    )["ARN"]
+    admin_password = c.new_password()
+    admin_secret = sm.create_secret(
+        Name="mlflow-admin-rotating",
+        SecretString=json.dumps(
+            {"username": "admin", "password": admin_password, "flaskSecretKey": c.new_password()}
+        ),
+    )["ARN"]
+    port = c.free_port()
+    settings = ServerSettings(
+        db_host=c.LOOPBACK,
+        db_port=rds_like["port"],
+        auth_db_name="mlflow_auth_rotation",  # its own admin user, apart from the test above
+        artifacts_destination="s3://vm-artifacts/mlflow",
+        auth_config_path=str(tmp_path / "run" / "basic_auth.ini"),
+        host=c.LOOPBACK,
+        port=port,
+        workers=1,
+        allowed_hosts=(f"{c.LOOPBACK}:{port}",),
+        mlflow_bin=str(c.BIN / "mlflow"),
+    )
+    spec_path = tmp_path / "server.json"
+    spec_path.write_text(
+        json.dumps(server_spec(settings, SecretSource("aws", db_secret, admin_secret, "us-east-1")))
+    )
+    env = {
+        **c.FAKE_AWS,
+        "AWS_ENDPOINT_URL": rds_like["moto"],
+        "MLFLOW_S3_ENDPOINT_URL": rds_like["moto"],
+    }
+    launcher = [sys.executable, str(ROOT / "infra/vm_launcher.py")]
+    proc = c.spawn("vm-launcher", [*launcher, str(spec_path)], tmp_path / "vm.log", env)
+    url = f"http://{c.LOOPBACK}:{port}"
+    auth = ("admin", admin_password)
+    try:
+        c.wait_until(proc, c.http_ok(f"{url}/health"), 180, "healthy")
+        assert (tmp_path / "run" / "pgpass").stat().st_mode & 0o777 == 0o600
+
+        # Rotate: new password in PostgreSQL and in the secret; drop the pool's connections.
+        new_password = c.new_password()
+        superuser = (rds_like["root"] / "pw").read_text().strip()
+        conn = psycopg2.connect(
+            host=c.LOOPBACK, port=rds_like["port"], user="postgres", password=superuser
+        )
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("ALTER ROLE mlflow PASSWORD %s", (new_password,))
+            sm.put_secret_value(
+                SecretId=db_secret,
+                SecretString=json.dumps({"username": "mlflow", "password": new_password}),
+            )
+            refreshed = subprocess.run(
+                [*launcher, "--refresh", str(spec_path)],
+                env={**os.environ, **env},
+                capture_output=True,
+                text=True,
+            )
+            assert refreshed.returncode == 0, refreshed.stderr
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'mlflow'"
+            )
+        conn.close()
+
+        created = requests.post(
+            f"{url}/api/2.0/mlflow/experiments/create",
+            json={"name": "after-rotation"},
+            auth=auth,
+            timeout=30,
+        )
+        assert created.status_code == 200, created.text
+        assert new_password in (tmp_path / "run" / "pgpass").read_text()
+    finally:
+        proc.stop()
