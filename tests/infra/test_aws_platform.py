@@ -4,6 +4,7 @@ under Pulumi mocks. One rule per test."""
 from __future__ import annotations
 
 import json
+import re
 
 import yaml
 
@@ -177,7 +178,9 @@ def test_user_data_holds_no_secret_value(declared):
     user_data = declared.one(EC2)["inputs"]["userData"]
     assert isinstance(user_data, str)  # plain text: nothing secret flowed into it
     assert SECRET_SENTINEL not in user_data
-    assert "password =" not in user_data.lower() and "PGPASSWORD=" not in user_data
+    assert "PGPASSWORD=" not in user_data
+    auth_ini = json.loads(_written(declared, "/etc/mlflow/server.json"))["authIni"]
+    assert not re.search(r"^\s*admin_password\s*=", auth_ini, re.MULTILINE)
     secret_value = declared.one("aws:secretsmanager/secretVersion:SecretVersion")["inputs"][
         "secretString"
     ]
