@@ -15,9 +15,7 @@ admin_password = pulumi.Config(NAMESPACE).get_secret("adminPassword")
 if cfg.cloud == "aws":
     from infra.aws.platform import build
 else:
-    raise pulumi.RunError(
-        f"{NAMESPACE}:cloud: gcp is not available yet in this version; allowed now: aws"
-    )
+    from infra.gcp.platform import build
 
 for key, value in build(cfg, admin_password).items():
     pulumi.export(key, value)

@@ -35,32 +35,44 @@ def stack_kind(stack: str) -> str:
 
 
 # Per stack kind: the sizes and protections a stack gets unless its file says otherwise.
+# Sizes are per cloud: SIZES[cloud][kind] overrides these for instanceType and dbInstanceClass.
 DEFAULTS: dict[str, dict[str, Any]] = {
     "dev": {
-        "instanceType": "t3.small",
-        "dbInstanceClass": "db.t4g.micro",
         "dbAllocatedStorageGb": 20,
         "backupRetentionDays": 1,
         "multiAz": False,
         "protect": False,
     },
     "staging": {
-        "instanceType": "t3.medium",
-        "dbInstanceClass": "db.t4g.small",
         "dbAllocatedStorageGb": 20,
         "backupRetentionDays": 7,
         "multiAz": False,
         "protect": False,
     },
     "prod": {
-        "instanceType": "t3.large",
-        "dbInstanceClass": "db.t4g.medium",
         "dbAllocatedStorageGb": 50,
         "backupRetentionDays": 14,
         "multiAz": True,
         "protect": True,
     },
 }
+
+
+SIZES: dict[str, dict[str, dict[str, str]]] = {
+    "aws": {
+        "dev": {"instanceType": "t3.small", "dbInstanceClass": "db.t4g.micro"},
+        "staging": {"instanceType": "t3.medium", "dbInstanceClass": "db.t4g.small"},
+        "prod": {"instanceType": "t3.large", "dbInstanceClass": "db.t4g.medium"},
+    },
+    "gcp": {
+        "dev": {"instanceType": "e2-small", "dbInstanceClass": "db-g1-small"},
+        "staging": {"instanceType": "e2-medium", "dbInstanceClass": "db-custom-1-3840"},
+        "prod": {"instanceType": "e2-standard-2", "dbInstanceClass": "db-custom-2-7680"},
+    },
+}
+# Size names look different per cloud; a mix-up is caught before anything is declared.
+SIZE_PREFIX = {"aws": {"dbInstanceClass": "db."}, "gcp": {"dbInstanceClass": "db-"}}
+GCP_REGION_KEYS = ("gcp:project", "gcp:region")
 
 
 class PlatformConfig(BaseModel):
@@ -75,12 +87,15 @@ class PlatformConfig(BaseModel):
     """Networks that may reach the MLflow port (besides the services' security group)."""
     vpcCidr: str = "10.40.0.0/16"
     instanceType: str
+    """EC2 instance type (aws) or GCE machine type (gcp)."""
     dbInstanceClass: str
+    """RDS instance class, db.* (aws), or Cloud SQL tier, db-* (gcp)."""
     dbAllocatedStorageGb: int = Field(ge=20, le=16384)
     dbMaxAllocatedStorageGb: int = Field(default=200, ge=20, le=65536)
     dbEngineVersion: str = "17"
     backupRetentionDays: int = Field(ge=0, le=35)
     multiAz: bool
+    """RDS Multi-AZ (aws) / Cloud SQL regional high availability (gcp)."""
     protect: bool
     """Deletion protection, final snapshot, retained bucket. Default: on for prod only."""
     noncurrentVersionDays: int = Field(default=30, ge=1, le=3650)
@@ -88,6 +103,10 @@ class PlatformConfig(BaseModel):
     mlflowWorkers: int = Field(default=2, ge=1, le=8)
     mlflowPort: int = Field(default=5000, ge=1024, le=65535)
     adminUsername: str = Field(default="admin", pattern=r"^[a-z][a-z0-9_-]{2,31}$")
+    zone: str | None = None
+    """gcp: the VM's zone (default: <gcp:region>-a)."""
+    gcpProject: str | None = Field(default=None, exclude=True)
+    gcpRegion: str | None = Field(default=None, exclude=True)
 
     @field_validator("allowedCidrs")
     @classmethod
@@ -125,6 +144,34 @@ class PlatformConfig(BaseModel):
             raise ValueError(f"PostgreSQL {value}: supported major versions are 16 and 17")
         return value
 
+    def check_cloud(self) -> None:
+        for key, prefix in SIZE_PREFIX[self.cloud].items():
+            if not getattr(self, key).startswith(prefix):
+                raise ConfigError(
+                    f"{NAMESPACE}:{key}: {getattr(self, key)!r} is not a {self.cloud} size; "
+                    f"allowed: names starting with {prefix!r} (e.g. {SIZES[self.cloud][self.kind][key]})"
+                )
+        if self.cloud == "gcp":
+            for key, value in (("gcp:project", self.gcpProject), ("gcp:region", self.gcpRegion)):
+                if not value:
+                    raise ConfigError(
+                        f"{key} is required when {NAMESPACE}:cloud is gcp "
+                        f"(pulumi config set {key} ...)"
+                    )
+            if self.zone and not self.zone.startswith(f"{self.gcpRegion}-"):
+                raise ConfigError(
+                    f"{NAMESPACE}:zone: {self.zone} is not in gcp:region {self.gcpRegion}; "
+                    f"allowed: {self.gcpRegion}-a, {self.gcpRegion}-b, ..."
+                )
+        elif self.zone:
+            raise ConfigError(
+                f"{NAMESPACE}:zone applies to gcp only; on aws the zones are looked up"
+            )
+
+    @property
+    def vm_zone(self) -> str:
+        return self.zone or f"{self.gcpRegion}-a"
+
     def check_protection(self) -> None:
         if self.kind == "prod" and not self.protect:
             raise ConfigError(
@@ -152,6 +199,7 @@ def load(raw: dict[str, Any], stack: str) -> PlatformConfig:
     """Validate `raw` (keys with or without the namespace) for `stack`."""
     kind = stack_kind(stack)
     values: dict[str, Any] = {}
+    gcp = {k: raw[k] for k in GCP_REGION_KEYS if raw.get(k)}
     for key, value in raw.items():
         name = key.split(":", 1)[1] if key.startswith(f"{NAMESPACE}:") else key
         if ":" in name or name in SECRET_KEYS:
@@ -159,12 +207,24 @@ def load(raw: dict[str, Any], stack: str) -> PlatformConfig:
         values[name] = _decode(value)
     if "cloud" not in values:
         raise ConfigError(f"{NAMESPACE}:cloud is required; allowed: aws, gcp")
-    if "stack" in values or "kind" in values:
-        raise ConfigError(f"{NAMESPACE}:stack/kind are derived from the stack name; remove them")
+    for derived in ("stack", "kind", "gcpProject", "gcpRegion"):
+        if derived in values:
+            raise ConfigError(
+                f"{NAMESPACE}:{derived} is not a setting (it comes from the stack name or "
+                "gcp:project/gcp:region); remove it"
+            )
+    cloud = values["cloud"] if values["cloud"] in SIZES else "aws"
     try:
-        config = PlatformConfig(**{**DEFAULTS[kind], **values, "stack": stack, "kind": kind})
+        config = PlatformConfig(
+            **{**DEFAULTS[kind], **SIZES[cloud][kind], **values},
+            stack=stack,
+            kind=kind,
+            gcpProject=gcp.get("gcp:project"),
+            gcpRegion=gcp.get("gcp:region"),
+        )
     except ValidationError as exc:
         raise ConfigError(_explain(exc)) from None
+    config.check_cloud()
     config.check_protection()
     return config
 
@@ -175,7 +235,8 @@ def _explain(exc: ValidationError) -> str:
         key = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            allowed = ", ".join(sorted(set(PlatformConfig.model_fields) - {"stack", "kind"}))
+            hidden = {"stack", "kind", "gcpProject", "gcpRegion"}
+            allowed = ", ".join(sorted(set(PlatformConfig.model_fields) - hidden))
             msg = f"unknown key; allowed keys: {allowed}"
         lines.append(f"{NAMESPACE}:{key}: {msg}")
     return "invalid stack configuration:\n  " + "\n  ".join(lines)
@@ -187,5 +248,5 @@ def from_pulumi() -> PlatformConfig:
     from pulumi.runtime import config as runtime_config
 
     raw = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    mine = {k: v for k, v in raw.items() if k.startswith(f"{NAMESPACE}:")}
+    mine = {k: v for k, v in raw.items() if k.startswith(f"{NAMESPACE}:") or k in GCP_REGION_KEYS}
     return load(mine, pulumi.get_stack())

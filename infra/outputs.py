@@ -11,12 +11,13 @@ CLIENT_SECURITY_GROUP_ID = "clientSecurityGroupId"
 TRACKING_PRIVATE_URI = "trackingPrivateUri"
 """The server's private address, for clients inside the network (the service stacks)."""
 CREDENTIALS_SECRET = "credentialsSecret"
-"""ARN (AWS) or name (GCP) of the secret holding the MLflow admin username and password."""
+"""ARN (AWS) or secret id (GCP) of the secret holding the MLflow admin username and password."""
 ADMIN_USERNAME = "adminUsername"
 ADMIN_PASSWORD = "adminPassword"
 """Exported only as a Pulumi secret."""
 
-ALL = (
+# Both clouds export these; AWS adds the clients' security group.
+SHARED = (
     TRACKING_URI,
     TRACKING_PRIVATE_URI,
     STATIC_IP,
@@ -25,8 +26,9 @@ ALL = (
     VPC_ID,
     PUBLIC_SUBNET_IDS,
     PRIVATE_SUBNET_IDS,
-    CLIENT_SECURITY_GROUP_ID,
     CREDENTIALS_SECRET,
     ADMIN_USERNAME,
     ADMIN_PASSWORD,
 )
+AWS = (*SHARED, CLIENT_SECURITY_GROUP_ID)
+GCP = SHARED

@@ -128,8 +128,15 @@ WantedBy=timers.target
 """
 
 
-def user_data(settings: ServerSettings, secrets: SecretSource, sdk: str) -> str:
-    """The cloud-config document for the tracking VM; `sdk` is boto3 (AWS) or the GCP client."""
+# What the server needs besides mlflow and psycopg2: its artifact store's and secret store's SDKs.
+CLOUD_PACKAGES = {
+    "aws": ("boto3",),
+    "gcp": ("google-cloud-storage", "google-cloud-secret-manager"),
+}
+
+
+def user_data(settings: ServerSettings, secrets: SecretSource) -> str:
+    """The cloud-config document for the tracking VM (the same for both clouds)."""
     if settings.mlflow_bin != f"{VENV}/bin/mlflow":
         raise ValueError(f"settings.mlflow_bin must be {VENV}/bin/mlflow on the VM")
     if settings.auth_config_path != AUTH_INI_PATH:
@@ -177,7 +184,7 @@ def user_data(settings: ServerSettings, secrets: SecretSource, sdk: str) -> str:
                 f"{VENV}/bin/pip",
                 "install",
                 "--no-cache-dir",
-                *pinned("mlflow", "psycopg2-binary", sdk),
+                *pinned("mlflow", "psycopg2-binary", *CLOUD_PACKAGES[secrets.provider]),
             ],
             ["systemctl", "daemon-reload"],
             ["systemctl", "enable", "--now", "mlflow.service", "mlflow-db-password.timer"],

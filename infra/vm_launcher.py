@@ -36,6 +36,17 @@ def fetch_secrets(source: dict) -> dict[str, str]:
 
         db = read(source["dbSecret"])  # RDS-managed: {"username": ..., "password": ...}
         admin = read(source["adminSecret"])
+    elif source["provider"] == "gcp":
+        from google.cloud import secretmanager
+
+        client = secretmanager.SecretManagerServiceClient()
+
+        def read(name: str) -> dict:
+            version = client.access_secret_version(name=f"{name}/versions/latest")
+            return json.loads(version.payload.data.decode())
+
+        db = read(source["dbSecret"])  # projects/<p>/secrets/<id>: {"username", "password"}
+        admin = read(source["adminSecret"])
     else:
         raise LaunchError(f"unknown secrets provider {source['provider']!r}")
     return {

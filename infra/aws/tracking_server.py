@@ -168,7 +168,7 @@ class TrackingServer(pulumi.ComponentResource):
                 mlflow_bin=f"{VENV}/bin/mlflow",
             )
             secrets = SecretSource("aws", db_secret, admin_secret, region=region)
-            return user_data(settings, secrets, sdk="boto3")
+            return user_data(settings, secrets)
 
         instance = aws.ec2.Instance(
             f"{name}-vm",

@@ -33,16 +33,24 @@ class Declared:
         return found[0]
 
 
-def run_stack(tmp_dir: Path, stack_file: Path) -> dict:
+# Any stack file runs on GCP with the cloud key plus gcp:project/gcp:region, no code change.
+GCP_OVERRIDES = {
+    "mlops-platform:cloud": "gcp",
+    "gcp:project": "mlops-test",
+    "gcp:region": "europe-west1",
+    "aws:region": None,
+}
+
+
+def run_stack(tmp_dir: Path, stack_file: Path, overrides: dict | None = None) -> dict:
     out = tmp_dir / f"{stack_file.stem}.json"
+    extra = []
+    if overrides:
+        (tmp_dir / "overrides.json").write_text(json.dumps(overrides))
+        extra = [str(tmp_dir / "overrides.json")]
+    harness = str(ROOT / "tests/infra/harness.py")
     proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "tests/infra/harness.py"),
-            str(ROOT),
-            str(stack_file),
-            str(out),
-        ],
+        [sys.executable, harness, str(ROOT), str(stack_file), str(out), *extra],
         capture_output=True,
         text=True,
         timeout=300,
@@ -57,5 +65,18 @@ def declared(request, tmp_path_factory) -> Declared:
     if stack not in _cache:
         _cache[stack] = run_stack(tmp_path_factory.mktemp("stacks"), ROOT / f"Pulumi.{stack}.yaml")
     data = _cache[stack]
+    assert data["error"] is None, data["error"]
+    return Declared(data, stack)
+
+
+@pytest.fixture(scope="session", params=STACKS)
+def declared_gcp(request, tmp_path_factory) -> Declared:
+    stack = request.param
+    key = f"gcp:{stack}"
+    if key not in _cache:
+        _cache[key] = run_stack(
+            tmp_path_factory.mktemp("gcp"), ROOT / f"Pulumi.{stack}.yaml", GCP_OVERRIDES
+        )
+    data = _cache[key]
     assert data["error"] is None, data["error"]
     return Declared(data, stack)

@@ -1,7 +1,9 @@
 """Run a Pulumi program under `pulumi.runtime.set_mocks` for one stack file and dump what it
 declared: every resource with its inputs and protection options, and the stack outputs.
 
-    python tests/infra/harness.py <project dir> <Pulumi.STACK.yaml> <out.json>
+    python tests/infra/harness.py <project dir> <Pulumi.STACK.yaml> <out.json> [<overrides.json>]
+
+Overrides replace config keys (a null value removes one), e.g. to run a stack file with cloud=gcp.
 
 It runs the program the way Pulumi does: `runpy.run_path(<main>)` from the project directory, with
 the main folder first on sys.path. One process per stack, so every run starts clean.
@@ -49,6 +51,24 @@ def computed(typ: str, name: str, inputs: dict) -> dict:
         "aws:rds/subnetGroup:SubnetGroup": {"name": f"{name}-mock"},
         "aws:iam/role:Role": {"name": f"{name}-mock"},
         "aws:iam/instanceProfile:InstanceProfile": {"name": f"{name}-mock"},
+        "gcp:compute/address:Address": {"address": "203.0.113.50"},
+        "gcp:compute/instance:Instance": {
+            "networkInterfaces": [
+                {**nic, "networkIp": "10.40.0.5"} for nic in inputs.get("networkInterfaces", [])
+            ]
+        },
+        "gcp:sql/databaseInstance:DatabaseInstance": {
+            "privateIpAddress": "10.50.0.3",
+            "name": f"{name}-mock",
+        },
+        "gcp:secretmanager/secret:Secret": {
+            "name": f"projects/mlops-test/secrets/{inputs.get('secretId')}"
+        },
+        "gcp:serviceaccount/account:Account": {
+            "email": f"{inputs.get('accountId')}@mlops-test.iam.gserviceaccount.com"
+        },
+        "gcp:storage/bucket:Bucket": {"name": f"{name}-mock"},
+        "gcp:compute/globalAddress:GlobalAddress": {"name": f"{name}-mock"},
     }
     return {"arn": arn, **by_type.get(typ, {})}
 
@@ -73,6 +93,11 @@ class Mocks(pulumi.runtime.Mocks):
             }
         if args.token == "aws:ec2/getAmi:getAmi":
             return {"id": "ami-0mock", "architecture": "x86_64", "name": "ubuntu-noble-24.04-mock"}
+        if args.token == "gcp:compute/getImage:getImage":
+            return {
+                "selfLink": "projects/ubuntu-os-cloud/global/images/ubuntu-2404-noble-amd64-mock",
+                "id": "x",
+            }
         if args.token == "aws:index/getRegion:getRegion":
             return {"id": "us-east-1", "name": "us-east-1", "region": "us-east-1"}
         return {}
@@ -99,7 +124,7 @@ def config_from(stack_file: Path) -> dict[str, str]:
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
 
 
-def main(project_dir: str, stack_file: str, out_path: str) -> int:
+def main(project_dir: str, stack_file: str, out_path: str, overrides: str | None = None) -> int:
     project_dir_p = Path(project_dir).resolve()
     project = yaml.safe_load((project_dir_p / "Pulumi.yaml").read_text())
     stack = Path(stack_file).name.removeprefix("Pulumi.").removesuffix(".yaml")
@@ -107,7 +132,13 @@ def main(project_dir: str, stack_file: str, out_path: str) -> int:
 
     os.chdir(project_dir_p)
     sys.path[0] = str(main_path.parent)
-    set_all_config(config_from(Path(stack_file)))
+    config = config_from(Path(stack_file))
+    for key, value in json.loads(Path(overrides).read_text() if overrides else "{}").items():
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value if isinstance(value, str) else json.dumps(value)
+    set_all_config(config)
     mocks = Mocks()
     monitor = Monitor(mocks)
     pulumi.runtime.set_mocks(

@@ -1,0 +1,45 @@
+"""Compose the GCP platform and return its outputs, keyed by the names in infra.outputs."""
+
+from __future__ import annotations
+
+import pulumi
+
+from infra import outputs as out
+from infra.config import PlatformConfig
+from infra.gcp.bucket import ArtifactBucket
+from infra.gcp.database import Database
+from infra.gcp.network import Network
+from infra.gcp.tracking_server import TrackingServer
+
+
+def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dict[str, object]:
+    name = "mlops"
+    network = Network(name, cfg)
+    database = Database(name, cfg, network.network_id, network.peering)
+    bucket = ArtifactBucket(name, cfg)
+    server = TrackingServer(
+        name,
+        cfg,
+        subnet_id=network.subnet_id,
+        bucket_name=bucket.name,
+        db_host=database.private_ip,
+        db_secret_name=database.secret_name,
+        db_secret_id=database.secret_id,
+        admin_password=admin_password,
+    )
+    port = cfg.mlflowPort
+    return {
+        out.TRACKING_URI: server.public_ip.apply(lambda ip: f"http://{ip}:{port}"),
+        out.TRACKING_PRIVATE_URI: server.private_ip.apply(lambda ip: f"http://{ip}:{port}"),
+        out.STATIC_IP: server.public_ip,
+        out.ARTIFACT_BUCKET: bucket.name,
+        out.DB_ENDPOINT: database.private_ip.apply(lambda ip: f"{ip}:5432"),
+        out.VPC_ID: network.network_id,
+        # One subnet holds the VM, and the services' Direct VPC egress; Cloud SQL sits in the
+        # peered service range, reachable only from inside the VPC.
+        out.PUBLIC_SUBNET_IDS: [network.subnet_id],
+        out.PRIVATE_SUBNET_IDS: [network.subnet_id],
+        out.CREDENTIALS_SECRET: server.credentials_secret_id,
+        out.ADMIN_USERNAME: cfg.adminUsername,
+        out.ADMIN_PASSWORD: server.admin_password,
+    }

@@ -1,0 +1,159 @@
+"""The GCE MLflow tracking server: a dedicated service account with access to this bucket and these
+secrets only, a shielded Ubuntu LTS VM with a reserved static IP, and the same cloud-init document
+as on AWS (infra.vm), passed as `user-data` metadata."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_gcp as gcp
+import pulumi_random as random
+
+from infra.aws.tracking_server import private_host_pattern
+from infra.config import PlatformConfig
+from infra.gcp.network import SERVER_TAG
+from infra.mlflow_server import ServerSettings
+from infra.vm import AUTH_INI_PATH, VENV, SecretSource, user_data
+
+UBUNTU_PROJECT = "ubuntu-os-cloud"
+UBUNTU_FAMILY = "ubuntu-2404-lts-amd64"
+
+
+class TrackingServer(pulumi.ComponentResource):
+    public_ip: pulumi.Output[str]
+    private_ip: pulumi.Output[str]
+    credentials_secret_id: pulumi.Output[str]
+    admin_password: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        cfg: PlatformConfig,
+        *,
+        subnet_id: pulumi.Input[str],
+        bucket_name: pulumi.Input[str],
+        db_host: pulumi.Input[str],
+        db_secret_name: pulumi.Input[str],
+        db_secret_id: pulumi.Input[str],
+        admin_password: pulumi.Input[str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("mlops:gcp:TrackingServer", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        if admin_password is None:
+            admin_password = random.RandomPassword(
+                f"{name}-admin-password", length=32, special=False, opts=child
+            ).result
+        flask_key = random.RandomPassword(f"{name}-flask-key", length=48, special=False, opts=child)
+        secret = gcp.secretmanager.Secret(
+            f"{name}-credentials",
+            secret_id=f"mlflow-{cfg.stack}-credentials",
+            replication=gcp.secretmanager.SecretReplicationArgs(auto={}),
+            opts=child,
+        )
+        gcp.secretmanager.SecretVersion(
+            f"{name}-credentials-value",
+            secret=secret.id,
+            secret_data=pulumi.Output.json_dumps(
+                {
+                    "username": cfg.adminUsername,
+                    "password": admin_password,
+                    "flaskSecretKey": flask_key.result,
+                }
+            ),
+            opts=child,
+        )
+
+        account = gcp.serviceaccount.Account(
+            f"{name}-sa",
+            account_id=f"mlflow-{cfg.stack}"[:30],
+            display_name=f"MLflow tracking server ({cfg.stack})",
+            opts=child,
+        )
+        member = account.email.apply(lambda email: f"serviceAccount:{email}")
+        # Object access on this bucket only: a bucket-level binding, never a project-wide role.
+        gcp.storage.BucketIAMMember(
+            f"{name}-bucket-access",
+            bucket=bucket_name,
+            role="roles/storage.objectAdmin",
+            member=member,
+            opts=child,
+        )
+        for label, secret_id in (("db", db_secret_id), ("credentials", secret.secret_id)):
+            gcp.secretmanager.SecretIamMember(
+                f"{name}-{label}-secret-access",
+                secret_id=secret_id,
+                role="roles/secretmanager.secretAccessor",
+                member=member,
+                opts=child,
+            )
+
+        address = gcp.compute.Address(
+            f"{name}-ip",
+            region=cfg.gcpRegion,
+            address_type="EXTERNAL",
+            network_tier="PREMIUM",
+            opts=child,
+        )
+        image = gcp.compute.get_image(
+            family=UBUNTU_FAMILY, project=UBUNTU_PROJECT, opts=pulumi.InvokeOptions(parent=self)
+        )
+
+        def render(args: list) -> str:
+            public_ip, bucket, host, db_secret, admin_secret = args
+            settings = ServerSettings(
+                db_host=host,
+                db_sslmode="require",
+                artifacts_destination=f"gs://{bucket}/mlflow",
+                auth_config_path=AUTH_INI_PATH,
+                port=cfg.mlflowPort,
+                workers=cfg.mlflowWorkers,
+                allowed_hosts=(
+                    f"{public_ip}:{cfg.mlflowPort}",
+                    public_ip,
+                    private_host_pattern(cfg.vpcCidr),
+                ),
+                mlflow_bin=f"{VENV}/bin/mlflow",
+            )
+            return user_data(settings, SecretSource("gcp", db_secret, admin_secret))
+
+        instance = gcp.compute.Instance(
+            f"{name}-vm",
+            zone=cfg.vm_zone,
+            machine_type=cfg.instanceType,
+            tags=[SERVER_TAG],
+            boot_disk=gcp.compute.InstanceBootDiskArgs(
+                initialize_params=gcp.compute.InstanceBootDiskInitializeParamsArgs(
+                    image=image.self_link, size=20, type="pd-balanced"
+                )
+            ),
+            network_interfaces=[
+                gcp.compute.InstanceNetworkInterfaceArgs(
+                    subnetwork=subnet_id,
+                    access_configs=[
+                        gcp.compute.InstanceNetworkInterfaceAccessConfigArgs(nat_ip=address.address)
+                    ],
+                )
+            ],
+            service_account=gcp.compute.InstanceServiceAccountArgs(
+                email=account.email, scopes=["cloud-platform"]
+            ),
+            shielded_instance_config=gcp.compute.InstanceShieldedInstanceConfigArgs(
+                enable_secure_boot=True, enable_vtpm=True, enable_integrity_monitoring=True
+            ),
+            metadata={
+                "user-data": pulumi.Output.all(
+                    address.address, bucket_name, db_host, db_secret_name, secret.name
+                ).apply(render),
+                "block-project-ssh-keys": "true",
+                "enable-oslogin": "TRUE",
+            },
+            allow_stopping_for_update=True,
+            # cloud-init runs once per instance: a changed bootstrap means a new VM, as on AWS.
+            opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["metadata"]),
+        )
+        self.public_ip = address.address
+        self.private_ip = instance.network_interfaces.apply(lambda nics: nics[0].network_ip)
+        self.credentials_secret_id = secret.secret_id
+        self.admin_password = pulumi.Output.secret(admin_password)
+        self.register_outputs({"publicIp": address.address, "credentialsSecret": secret.secret_id})
