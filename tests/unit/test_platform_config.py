@@ -91,3 +91,36 @@ def test_bad_value_names_the_key_and_what_is_allowed(raw, stack, message):
 def test_admin_password_is_never_part_of_the_model():
     cfg = load({"cloud": "aws", "mlops-platform:adminPassword": "s3cret"}, "dev")
     assert "s3cret" not in cfg.model_dump_json()
+
+
+def test_gcp_needs_project_and_region_and_its_own_sizes():
+    with pytest.raises(
+        ConfigError, match="gcp:project is required when mlops-platform:cloud is gcp"
+    ):
+        load({"cloud": "gcp", "gcp:region": "europe-west1"}, "dev")
+    with pytest.raises(
+        ConfigError, match="mlops-platform:dbInstanceClass: 'db.t4g.micro' is not a gcp size"
+    ):
+        load(
+            {
+                "cloud": "gcp",
+                "gcp:project": "p",
+                "gcp:region": "r",
+                "dbInstanceClass": "db.t4g.micro",
+            },
+            "dev",
+        )
+    with pytest.raises(
+        ConfigError, match="mlops-platform:zone: us-east1-b is not in gcp:region europe-west1"
+    ):
+        load(
+            {
+                "cloud": "gcp",
+                "gcp:project": "p",
+                "gcp:region": "europe-west1",
+                "zone": "us-east1-b",
+            },
+            "dev",
+        )
+    cfg = load({"cloud": "gcp", "gcp:project": "p", "gcp:region": "europe-west1"}, "prod")
+    assert (cfg.instanceType, cfg.vm_zone) == ("e2-standard-2", "europe-west1-a")

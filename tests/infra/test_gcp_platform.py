@@ -1,0 +1,185 @@
+"""Security and protection properties of the GCP platform stack: every stack file run with
+cloud=gcp (plus gcp:project/gcp:region) under Pulumi mocks. One rule per test."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import yaml
+
+from infra import outputs as out
+from tests.infra.conftest import ROOT
+from tests.infra.harness import SECRET_SENTINEL
+
+SQL = "gcp:sql/databaseInstance:DatabaseInstance"
+BUCKET = "gcp:storage/bucket:Bucket"
+VM = "gcp:compute/instance:Instance"
+FIREWALL = "gcp:compute/firewall:Firewall"
+IAP_RANGE = "35.235.240.0/20"
+
+
+def user_data(declared) -> str:
+    return declared.one(VM)["inputs"]["metadata"]["user-data"]
+
+
+def test_database_has_a_private_ip_only_and_requires_tls(declared_gcp):
+    ip = declared_gcp.one(SQL)["inputs"]["settings"]["ipConfiguration"]
+    assert ip["ipv4Enabled"] is False
+    assert ip["privateNetwork"] == "mlops-vpc-id"
+    assert ip["sslMode"] == "ENCRYPTED_ONLY"
+    assert not ip.get("authorizedNetworks")
+
+
+def test_private_service_access_is_set_up(declared_gcp):
+    reserved = declared_gcp.one("gcp:compute/globalAddress:GlobalAddress")["inputs"]
+    assert (reserved["purpose"], reserved["addressType"]) == ("VPC_PEERING", "INTERNAL")
+    peering = declared_gcp.one("gcp:servicenetworking/connection:Connection")["inputs"]
+    assert peering["service"] == "servicenetworking.googleapis.com"
+
+
+def test_database_backs_up_and_prod_is_protected_and_highly_available(declared_gcp):
+    db = declared_gcp.one(SQL)
+    settings = db["inputs"]["settings"]
+    assert settings["backupConfiguration"]["enabled"] is True
+    prod = declared_gcp.stack.startswith("prod")
+    assert db["inputs"]["deletionProtection"] is prod
+    assert settings["deletionProtectionEnabled"] is prod
+    assert db["options"]["protect"] is prod
+    assert (settings["availabilityType"] == "REGIONAL") is prod
+    assert settings["backupConfiguration"]["pointInTimeRecoveryEnabled"] is prod
+
+
+def test_database_password_is_generated_and_kept_in_secret_manager(declared_gcp):
+    user = declared_gcp.one("gcp:sql/user:User")["inputs"]
+    assert isinstance(user["password"], dict) and SECRET_SENTINEL in user["password"]["value"]
+    versions = declared_gcp.of_type("gcp:secretmanager/secretVersion:SecretVersion")
+    db_version = next(v for v in versions if v["name"].endswith("db-secret-value"))
+    assert SECRET_SENTINEL in db_version["inputs"]["secretData"]["value"]
+
+
+def test_bucket_has_uniform_access_and_enforced_public_access_prevention(declared_gcp):
+    bucket = declared_gcp.one(BUCKET)["inputs"]
+    assert bucket["uniformBucketLevelAccess"] is True
+    assert bucket["publicAccessPrevention"] == "enforced"
+
+
+def test_bucket_is_versioned_and_expires_old_versions(declared_gcp):
+    bucket = declared_gcp.one(BUCKET)["inputs"]
+    assert bucket["versioning"]["enabled"] is True
+    deletes = [r for r in bucket["lifecycleRules"] if r["action"]["type"] == "Delete"]
+    assert deletes and deletes[0]["condition"]["daysSinceNoncurrentTime"] > 0
+
+
+def test_prod_bucket_is_retained_and_dev_can_be_force_destroyed(declared_gcp):
+    bucket = declared_gcp.one(BUCKET)
+    prod = declared_gcp.stack.startswith("prod")
+    assert bucket["inputs"]["forceDestroy"] is not prod
+    assert bucket["options"]["protect"] is prod and bucket["options"]["retainOnDelete"] is prod
+
+
+def test_no_firewall_rule_is_open_to_the_internet(declared_gcp):
+    for rule in declared_gcp.of_type(FIREWALL):
+        assert "0.0.0.0/0" not in rule["inputs"].get("sourceRanges", []), rule["name"]
+        assert rule["inputs"]["targetTags"] == ["mlflow-server"], rule["name"]
+
+
+def test_ssh_only_from_google_iap(declared_gcp):
+    for rule in declared_gcp.of_type(FIREWALL):
+        ports = [p for allow in rule["inputs"]["allows"] for p in allow.get("ports", [])]
+        if "22" in ports:
+            assert rule["inputs"]["sourceRanges"] == [IAP_RANGE]
+
+
+def test_mlflow_port_only_from_allowed_cidrs_and_the_services_range(declared_gcp):
+    config = yaml.safe_load((ROOT / f"Pulumi.{declared_gcp.stack}.yaml").read_text())["config"]
+    sources = set()
+    for rule in declared_gcp.of_type(FIREWALL):
+        ports = [p for allow in rule["inputs"]["allows"] for p in allow.get("ports", [])]
+        if "5000" in ports:
+            sources |= set(rule["inputs"]["sourceRanges"])
+    subnet = declared_gcp.one("gcp:compute/subnetwork:Subnetwork")["inputs"]["ipCidrRange"]
+    assert sources == {subnet, *config.get("mlops-platform:allowedCidrs", [])}
+
+
+def test_service_account_reaches_this_bucket_and_these_secrets_only(declared_gcp):
+    """A bucket-level binding and per-secret bindings; no project-wide role at all."""
+    assert not [r for r in declared_gcp.resources if r["type"].startswith("gcp:projects/")]
+    [binding] = declared_gcp.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
+    account = declared_gcp.one("gcp:serviceaccount/account:Account")["inputs"]["accountId"]
+    member = f"serviceAccount:{account}@mlops-test.iam.gserviceaccount.com"
+    assert binding["inputs"]["bucket"] == declared_gcp.outputs[out.ARTIFACT_BUCKET]["value"]
+    assert (
+        binding["inputs"]["role"] == "roles/storage.objectAdmin"
+        and binding["inputs"]["member"] == member
+    )
+    secrets = declared_gcp.of_type("gcp:secretmanager/secretIamMember:SecretIamMember")
+    assert sorted(s["inputs"]["secretId"] for s in secrets) == sorted(
+        s["inputs"]["secretId"] for s in declared_gcp.of_type("gcp:secretmanager/secret:Secret")
+    )
+    assert {(s["inputs"]["role"], s["inputs"]["member"]) for s in secrets} == {
+        ("roles/secretmanager.secretAccessor", member)
+    }
+
+
+def test_vm_is_shielded_and_runs_as_its_own_service_account(declared_gcp):
+    vm = declared_gcp.one(VM)["inputs"]
+    shielded = vm["shieldedInstanceConfig"]
+    assert shielded["enableSecureBoot"] is True and shielded["enableVtpm"] is True
+    assert vm["serviceAccount"]["email"].startswith("mlflow-")
+    assert "compute@developer" not in vm["serviceAccount"]["email"]
+    assert vm["bootDisk"]["initializeParams"]["image"].startswith("projects/ubuntu-os-cloud/")
+    assert vm["metadata"]["block-project-ssh-keys"] == "true"
+
+
+def test_vm_uses_the_reserved_static_ip(declared_gcp):
+    address = declared_gcp.one("gcp:compute/address:Address")["inputs"]
+    assert address["addressType"] == "EXTERNAL"
+    nic = declared_gcp.one(VM)["inputs"]["networkInterfaces"][0]
+    assert nic["accessConfigs"][0]["natIp"] == "203.0.113.50"
+    assert declared_gcp.outputs[out.STATIC_IP]["value"] == "203.0.113.50"
+
+
+def test_user_data_holds_no_secret_and_fetches_from_secret_manager(declared_gcp):
+    text = user_data(declared_gcp)
+    assert isinstance(text, str) and SECRET_SENTINEL not in text
+    document = yaml.safe_load(text)
+    spec = json.loads(
+        next(
+            f["content"] for f in document["write_files"] if f["path"] == "/etc/mlflow/server.json"
+        )
+    )
+    assert spec["secrets"]["provider"] == "gcp"
+    assert (
+        spec["secrets"]["dbSecret"] == f"projects/mlops-test/secrets/mlflow-{declared_gcp.stack}-db"
+    )
+    argv = spec["argv"]
+    bucket = declared_gcp.outputs[out.ARTIFACT_BUCKET]["value"]
+    assert argv[argv.index("--artifacts-destination") + 1] == f"gs://{bucket}/mlflow"
+    assert "--default-artifact-root" not in argv
+    pins = document["runcmd"][1]
+    assert any(p.startswith("google-cloud-storage==") for p in pins)
+
+
+def test_user_data_passes_cloud_init_schema(declared_gcp, tmp_path):
+    path = tmp_path / "user-data.yaml"
+    path.write_text(user_data(declared_gcp))
+    cloud_init = shutil.which("cloud-init")
+    assert cloud_init, "cloud-init is not installed: `apt-get install -y cloud-init` (.ci/run does)"
+    result = subprocess.run(
+        [cloud_init, "schema", "--config-file", str(path)], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "Valid cloud-config" in result.stdout, (
+        result.stdout + result.stderr
+    )
+
+
+def test_outputs_have_the_shared_names(declared_gcp):
+    assert set(declared_gcp.outputs) == set(out.GCP)
+    assert declared_gcp.outputs[out.TRACKING_URI]["value"] == "http://203.0.113.50:5000"
+    assert declared_gcp.outputs[out.ADMIN_PASSWORD]["secret"] is True
+    assert (
+        declared_gcp.outputs[out.CREDENTIALS_SECRET]["value"]
+        == f"mlflow-{declared_gcp.stack}-credentials"
+    )
