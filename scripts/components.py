@@ -385,17 +385,20 @@ def mlflow_start(
     db_password: str,
     admin: MlflowCredentials,
     secret_key: str,
-    s3_endpoint: str,
-    bucket: str,
+    artifacts_destination: str,
+    store_env: dict[str, str],
     workdir: Path,
     log: Path,
     workers: int = 1,
 ) -> Proc:
-    """Start `mlflow server` exactly as infra.mlflow_server renders it for the VM, on loopback."""
+    """Start `mlflow server` exactly as infra.mlflow_server renders it for the VM, on loopback.
+
+    `store_env` points the server (not its clients) at the local object store: moto for s3://,
+    the GCS emulator for gs://."""
     settings = ServerSettings(
         db_host=LOOPBACK,
         db_port=db_port,
-        artifacts_destination=f"s3://{bucket}/mlflow",
+        artifacts_destination=artifacts_destination,
         auth_config_path=str(workdir / "basic_auth.ini"),
         host=LOOPBACK,
         port=port,
@@ -414,18 +417,39 @@ def mlflow_start(
         "MLFLOW_FLASK_SERVER_SECRET_KEY": secret_key,
     }
     assert set(secrets_env) == set(command.secret_env)
-    env = {
-        **command.env,
-        **secrets_env,
-        **FAKE_AWS,
-        # The server (not the clients) talks to the bucket; this points it at moto.
-        "MLFLOW_S3_ENDPOINT_URL": s3_endpoint,
-        "AWS_ENDPOINT_URL": s3_endpoint,
-    }
+    env = {**command.env, **secrets_env, **store_env}
     proc = spawn("mlflow-server", command.argv, log, env, cwd=workdir)
     proc.url = f"http://{LOOPBACK}:{port}"
     wait_until(proc, http_ok(f"{proc.url}/health"), 120, "healthy")
     return proc
+
+
+def s3_store_env(endpoint: str) -> dict[str, str]:
+    return {**FAKE_AWS, "MLFLOW_S3_ENDPOINT_URL": endpoint, "AWS_ENDPOINT_URL": endpoint}
+
+
+# --- GCS (emulator) ----------------------------------------------------------------------------
+
+
+def gcs_emulator_start(port: int, log: Path) -> Proc:
+    argv = [
+        str(BIN / "gcp-storage-emulator"),
+        "start",
+        "--host",
+        LOOPBACK,
+        "--port",
+        str(port),
+        "--in-memory",
+    ]
+    proc = spawn("gcs-emulator", argv, log)
+    proc.url = f"http://{LOOPBACK}:{port}"
+    wait_until(proc, http_ok(f"{proc.url}/storage/v1/b?project=local"), 30, "answering")
+    return proc
+
+
+def gcs_store_env(endpoint: str) -> dict[str, str]:
+    # google-cloud-storage talks to the emulator, anonymously, when this is set.
+    return {"STORAGE_EMULATOR_HOST": endpoint, "GOOGLE_CLOUD_PROJECT": "local"}
 
 
 # --- model API ---------------------------------------------------------------------------------
