@@ -12,6 +12,9 @@ TRACKING_PRIVATE_URI = "trackingPrivateUri"
 """The server's private address, for clients inside the network (the service stacks)."""
 CREDENTIALS_SECRET = "credentialsSecret"
 """ARN (AWS) or secret id (GCP) of the secret holding the MLflow admin username and password."""
+CLIENT_PASSWORD_SECRET = "clientPasswordSecret"
+"""GCP: the secret holding just the MLflow password, for Cloud Run's secret_key_ref (which cannot
+pick a key out of a JSON secret, as ECS can)."""
 ADMIN_USERNAME = "adminUsername"
 ADMIN_PASSWORD = "adminPassword"
 """Exported only as a Pulumi secret."""
@@ -31,4 +34,4 @@ SHARED = (
     ADMIN_PASSWORD,
 )
 AWS = (*SHARED, CLIENT_SECURITY_GROUP_ID)
-GCP = SHARED
+GCP = (*SHARED, CLIENT_PASSWORD_SECRET)

@@ -40,6 +40,7 @@ def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dic
         out.PUBLIC_SUBNET_IDS: [network.subnet_id],
         out.PRIVATE_SUBNET_IDS: [network.subnet_id],
         out.CREDENTIALS_SECRET: server.credentials_secret_id,
+        out.CLIENT_PASSWORD_SECRET: server.client_password_secret_id,
         out.ADMIN_USERNAME: cfg.adminUsername,
         out.ADMIN_PASSWORD: server.admin_password,
     }

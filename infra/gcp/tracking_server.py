@@ -22,6 +22,7 @@ class TrackingServer(pulumi.ComponentResource):
     public_ip: pulumi.Output[str]
     private_ip: pulumi.Output[str]
     credentials_secret_id: pulumi.Output[str]
+    client_password_secret_id: pulumi.Output[str]
     admin_password: pulumi.Output[str]
 
     def __init__(
@@ -61,6 +62,20 @@ class TrackingServer(pulumi.ComponentResource):
                     "flaskSecretKey": flask_key.result,
                 }
             ),
+            opts=child,
+        )
+
+        # The password alone, for clients on Cloud Run (secret_key_ref takes a whole secret).
+        client_secret = gcp.secretmanager.Secret(
+            f"{name}-client-password",
+            secret_id=f"mlflow-{cfg.stack}-client-password",
+            replication=gcp.secretmanager.SecretReplicationArgs(auto={}),
+            opts=child,
+        )
+        gcp.secretmanager.SecretVersion(
+            f"{name}-client-password-value",
+            secret=client_secret.id,
+            secret_data=admin_password,
             opts=child,
         )
 
@@ -155,5 +170,6 @@ class TrackingServer(pulumi.ComponentResource):
         self.public_ip = address.address
         self.private_ip = instance.network_interfaces.apply(lambda nics: nics[0].network_ip)
         self.credentials_secret_id = secret.secret_id
+        self.client_password_secret_id = client_secret.secret_id
         self.admin_password = pulumi.Output.secret(admin_password)
         self.register_outputs({"publicIp": address.address, "credentialsSecret": secret.secret_id})
