@@ -185,7 +185,7 @@ class PlatformConfig(BaseModel):
             )
 
 
-def _decode(value: Any) -> Any:
+def decode(value: Any) -> Any:
     # Pulumi hands structured config values (lists, numbers, booleans) over as JSON text.
     if isinstance(value, str):
         try:
@@ -204,7 +204,7 @@ def load(raw: dict[str, Any], stack: str) -> PlatformConfig:
         name = key.split(":", 1)[1] if key.startswith(f"{NAMESPACE}:") else key
         if ":" in name or name in SECRET_KEYS:
             continue  # another namespace (aws:region, gcp:project, ...) or a secret
-        values[name] = _decode(value)
+        values[name] = decode(value)
     if "cloud" not in values:
         raise ConfigError(f"{NAMESPACE}:cloud is required; allowed: aws, gcp")
     for derived in ("stack", "kind", "gcpProject", "gcpRegion"):
@@ -223,22 +223,24 @@ def load(raw: dict[str, Any], stack: str) -> PlatformConfig:
             gcpRegion=gcp.get("gcp:region"),
         )
     except ValidationError as exc:
-        raise ConfigError(_explain(exc)) from None
+        raise ConfigError(
+            explain(exc, NAMESPACE, PlatformConfig, {"stack", "kind", "gcpProject", "gcpRegion"})
+        ) from None
     config.check_cloud()
     config.check_protection()
     return config
 
 
-def _explain(exc: ValidationError) -> str:
+def explain(exc: ValidationError, namespace: str, model: type[BaseModel], hidden: set[str]) -> str:
+    """Pydantic's errors as one line per key: `namespace:key: what is wrong / what is allowed`."""
     lines = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            hidden = {"stack", "kind", "gcpProject", "gcpRegion"}
-            allowed = ", ".join(sorted(set(PlatformConfig.model_fields) - hidden))
+            allowed = ", ".join(sorted(set(model.model_fields) - hidden))
             msg = f"unknown key; allowed keys: {allowed}"
-        lines.append(f"{NAMESPACE}:{key}: {msg}")
+        lines.append(f"{namespace}:{key}: {msg}")
     return "invalid stack configuration:\n  " + "\n  ".join(lines)
 
 

@@ -26,6 +26,38 @@ from pulumi.runtime.config import set_all_config
 SECRET_SENTINEL = "SENTINEL-SECRET-"
 
 
+# What the platform stack exports, for the service stacks' StackReference.
+PLATFORM_OUTPUTS = {
+    "aws": {
+        "trackingUri": "http://198.51.100.7:5000",
+        "trackingPrivateUri": "http://10.40.0.10:5000",
+        "staticIp": "198.51.100.7",
+        "artifactBucket": "mlflow-dev-mock",
+        "dbEndpoint": "db.mock:5432",
+        "vpcId": "vpc-0mock",
+        "publicSubnetIds": ["subnet-pub-a", "subnet-pub-b"],
+        "privateSubnetIds": ["subnet-priv-a", "subnet-priv-b"],
+        "clientSecurityGroupId": "sg-0clients",
+        "credentialsSecret": "arn:aws:secretsmanager:us-east-1:123456789012:secret:mlflow-credentials-mock",
+        "adminUsername": "admin",
+    },
+    "gcp": {
+        "trackingUri": "http://203.0.113.50:5000",
+        "trackingPrivateUri": "http://10.40.0.5:5000",
+        "staticIp": "203.0.113.50",
+        "artifactBucket": "mlops-bucket-mock",
+        "dbEndpoint": "10.50.0.3:5432",
+        "vpcId": "projects/mlops-test/global/networks/mlops-vpc",
+        "publicSubnetIds": ["projects/mlops-test/regions/europe-west1/subnetworks/mlops-subnet"],
+        "privateSubnetIds": ["projects/mlops-test/regions/europe-west1/subnetworks/mlops-subnet"],
+        "credentialsSecret": "mlflow-dev-credentials",
+        "clientPasswordSecret": "mlflow-dev-client-password",
+        "adminUsername": "admin",
+    },
+}
+STATE = {"cloud": "aws", "drop": None}
+
+
 def computed(typ: str, name: str, inputs: dict) -> dict:
     """Provider-computed outputs, camelCase as the engine returns them."""
     arn = f"arn:aws:mock:us-east-1:123456789012:{name}"
@@ -70,7 +102,24 @@ def computed(typ: str, name: str, inputs: dict) -> dict:
         "gcp:storage/bucket:Bucket": {"name": f"{name}-mock"},
         "gcp:compute/globalAddress:GlobalAddress": {"name": f"{name}-mock"},
     }
-    return {"arn": arn, **by_type.get(typ, {})}
+    if typ == "pulumi:pulumi:StackReference":
+        outputs = dict(PLATFORM_OUTPUTS[STATE["cloud"]])
+        outputs.pop(STATE["drop"], None)
+        return {"name": name, "outputs": outputs, "secretOutputNames": []}
+    if typ == "docker-build:index:Image":
+        return {"ref": f"{inputs['tags'][0]}@sha256:0mock", "digest": "sha256:0mock"}
+    if typ == "gcp:cloudrunv2/service:Service":
+        return {"uri": f"https://{name}-mock.a.run.app", "name": f"{name}-mock"}
+    if typ == "gcp:cloudrunv2/job:Job":
+        return {"name": f"{name}-mock"}
+    if typ == "aws:lb/loadBalancer:LoadBalancer":
+        return {"arn": arn, "dnsName": f"{name}-mock.us-east-1.elb.amazonaws.com"}
+    if typ == "aws:ecs/taskDefinition:TaskDefinition":
+        return {"arn": f"{arn}:1", "arnWithoutRevision": arn}
+    if typ == "aws:ecr/repository:Repository":
+        return {"arn": arn, "repositoryUrl": f"123456789012.dkr.ecr.us-east-1.amazonaws.com/{name}", "registryId": "123456789012", "name": name}
+    # Providers auto-name what the program does not name.
+    return {"arn": arn, "name": inputs.get("name", name), **by_type.get(typ, {})}
 
 
 class Mocks(pulumi.runtime.Mocks):
@@ -93,6 +142,10 @@ class Mocks(pulumi.runtime.Mocks):
             }
         if args.token == "aws:ec2/getAmi:getAmi":
             return {"id": "ami-0mock", "architecture": "x86_64", "name": "ubuntu-noble-24.04-mock"}
+        if args.token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+            return {"userName": "AWS", "password": "mock-token", "authorizationToken": "x", "proxyEndpoint": "x", "id": "x"}
+        if args.token == "gcp:organizations/getClientConfig:getClientConfig":
+            return {"accessToken": "mock-token", "project": "mlops-test", "region": "europe-west1", "id": "x"}
         if args.token == "gcp:compute/getImage:getImage":
             return {
                 "selfLink": "projects/ubuntu-os-cloud/global/images/ubuntu-2404-noble-amd64-mock",
@@ -126,6 +179,7 @@ def config_from(stack_file: Path) -> dict[str, str]:
 
 def main(project_dir: str, stack_file: str, out_path: str, overrides: str | None = None) -> int:
     project_dir_p = Path(project_dir).resolve()
+    stack_file = str(Path(stack_file).resolve())
     project = yaml.safe_load((project_dir_p / "Pulumi.yaml").read_text())
     stack = Path(stack_file).name.removeprefix("Pulumi.").removesuffix(".yaml")
     main_path = project_dir_p / project.get("main", ".") / "__main__.py"
@@ -134,15 +188,18 @@ def main(project_dir: str, stack_file: str, out_path: str, overrides: str | None
     sys.path[0] = str(main_path.parent)
     config = config_from(Path(stack_file))
     for key, value in json.loads(Path(overrides).read_text() if overrides else "{}").items():
-        if value is None:
+        if key == "__dropPlatformOutput":
+            STATE["drop"] = value
+        elif value is None:
             config.pop(key, None)
         else:
             config[key] = value if isinstance(value, str) else json.dumps(value)
     set_all_config(config)
+    STATE["cloud"] = json.loads(json.dumps(config.get(f"{project['name']}:cloud", "aws")))
     mocks = Mocks()
     monitor = Monitor(mocks)
     pulumi.runtime.set_mocks(
-        mocks, project=project["name"], stack=stack, preview=False, monitor=monitor
+        mocks, project=project["name"], stack=stack, preview=False, monitor=monitor, organization="acme"
     )
 
     exported: dict[str, object] = {}

@@ -1,0 +1,433 @@
+"""AWS: ECR repositories and images, an ECS cluster, the model API as a Fargate service behind an
+Application Load Balancer with autoscaling, and the training job as a Fargate task run on a
+schedule by EventBridge Scheduler."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlparse
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_docker_build as docker_build
+
+from infra import outputs as platform_out
+from services.deploy import images
+from services.deploy.config import ServicesConfig, aws_cron
+from services.deploy.platform_ref import PlatformRef
+
+API_PORT = 8000
+TASK_EXECUTION_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+
+
+def assume(service: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+            ],
+        }
+    )
+
+
+def data_read_policy(uris: list[str]) -> str:
+    """Read the training data objects only: GetObject on their keys."""
+    arns = sorted({f"arn:aws:s3:::{urlparse(u).netloc}{urlparse(u).path}" for u in uris})
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": arns}],
+        }
+    )
+
+
+def mlflow_secrets(secret_arn: str) -> list[dict]:
+    # ECS injects these from Secrets Manager at start: never in the task definition's plain env.
+    return [
+        {"name": "MLFLOW_TRACKING_USERNAME", "valueFrom": f"{secret_arn}:username::"},
+        {"name": "MLFLOW_TRACKING_PASSWORD", "valueFrom": f"{secret_arn}:password::"},
+    ]
+
+
+def build(cfg: ServicesConfig) -> dict[str, object]:
+    platform = PlatformRef(cfg)
+    tracking_uri = platform.require(platform_out.TRACKING_PRIVATE_URI)
+    vpc_id = platform.require(platform_out.VPC_ID)
+    subnets = platform.require(platform_out.PUBLIC_SUBNET_IDS)
+    client_sg = platform.require(platform_out.CLIENT_SECURITY_GROUP_ID)
+    secret_arn = platform.require(platform_out.CREDENTIALS_SECRET)
+    name = "mlops"
+    tags = {"project": "mlops-services", "stack": cfg.stack}
+
+    # --- images ---------------------------------------------------------------------------
+    if cfg.prebuilt:
+        api_image: pulumi.Input[str] = cfg.modelApiImage
+        training_image: pulumi.Input[str] = cfg.trainingImage
+    else:
+        refs = {}
+        for image in ("model-api", "training"):
+            repo = aws.ecr.Repository(
+                f"{name}-{image}",
+                image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
+                    scan_on_push=True
+                ),
+                encryption_configurations=[
+                    aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="AES256")
+                ],
+                force_delete=cfg.kind != "prod",
+                tags=tags,
+            )
+            aws.ecr.LifecyclePolicy(
+                f"{name}-{image}-lifecycle",
+                repository=repo.name,
+                policy=json.dumps(
+                    {
+                        "rules": [
+                            {
+                                "rulePriority": 1,
+                                "description": "keep the 20 newest images",
+                                "selection": {
+                                    "tagStatus": "any",
+                                    "countType": "imageCountMoreThan",
+                                    "countNumber": 20,
+                                },
+                                "action": {"type": "expire"},
+                            }
+                        ]
+                    }
+                ),
+            )
+            token = aws.ecr.get_authorization_token_output(registry_id=repo.registry_id)
+            registry = docker_build.RegistryArgs(
+                address=repo.repository_url, username=token.user_name, password=token.password
+            )
+            refs[image] = images.build(image, repo.repository_url, registry)
+        api_image, training_image = refs["model-api"], refs["training"]
+
+    # --- shared ---------------------------------------------------------------------------
+    cluster = aws.ecs.Cluster(
+        f"{name}-cluster",
+        settings=[aws.ecs.ClusterSettingArgs(name="containerInsights", value="enabled")],
+        tags=tags,
+    )
+    logs = {
+        svc: aws.cloudwatch.LogGroup(
+            f"{name}-{svc}-logs", retention_in_days=cfg.logRetentionDays, tags=tags
+        )
+        for svc in ("model-api", "training")
+    }
+    execution_role = aws.iam.Role(
+        f"{name}-execution", assume_role_policy=assume("ecs-tasks.amazonaws.com"), tags=tags
+    )
+    aws.iam.RolePolicyAttachment(
+        f"{name}-execution-base", role=execution_role.name, policy_arn=TASK_EXECUTION_POLICY
+    )
+    aws.iam.RolePolicy(
+        f"{name}-execution-secret",
+        role=execution_role.id,
+        policy=secret_arn.apply(
+            lambda arn: json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Action": ["secretsmanager:GetSecretValue"],
+                            "Resource": [arn],
+                        }
+                    ],
+                }
+            )
+        ),
+    )
+    region = aws.get_region().region
+
+    def container(image, extra: dict) -> pulumi.Output:
+        return pulumi.Output.all(image, tracking_uri, secret_arn, extra["log"]).apply(
+            lambda a: [
+                {
+                    "name": extra["name"],
+                    "image": a[0],
+                    "essential": True,
+                    "environment": [
+                        {"name": "MLFLOW_TRACKING_URI", "value": a[1]},
+                        *extra.get("env", []),
+                    ],
+                    "secrets": mlflow_secrets(a[2]),
+                    "logConfiguration": {
+                        "logDriver": "awslogs",
+                        "options": {
+                            "awslogs-group": a[3],
+                            "awslogs-region": region,
+                            "awslogs-stream-prefix": extra["name"],
+                        },
+                    },
+                    **extra.get("more", {}),
+                }
+            ]
+        )
+
+    # --- model API ------------------------------------------------------------------------
+    api_role = aws.iam.Role(
+        f"{name}-api-task", assume_role_policy=assume("ecs-tasks.amazonaws.com"), tags=tags
+    )
+    api_task = aws.ecs.TaskDefinition(
+        f"{name}-model-api",
+        family=f"{name}-{cfg.stack}-model-api",
+        cpu=str(cfg.apiCpu),
+        memory=str(cfg.apiMemoryMb),
+        network_mode="awsvpc",
+        requires_compatibilities=["FARGATE"],
+        execution_role_arn=execution_role.arn,
+        task_role_arn=api_role.arn,
+        runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
+            operating_system_family="LINUX", cpu_architecture="X86_64"
+        ),
+        container_definitions=container(
+            api_image,
+            {
+                "name": "model-api",
+                "log": logs["model-api"].name,
+                "env": [
+                    {"name": "MODEL_API_REFRESH_SECONDS", "value": str(cfg.modelRefreshSeconds)}
+                ],
+                "more": {
+                    "portMappings": [{"containerPort": API_PORT, "protocol": "tcp"}],
+                    "healthCheck": {
+                        "command": [
+                            "CMD",
+                            "python",
+                            "-c",
+                            f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{API_PORT}/health', timeout=2)",
+                        ],
+                        "interval": 15,
+                        "timeout": 5,
+                        "retries": 3,
+                        "startPeriod": 30,
+                    },
+                },
+            },
+        ).apply(json.dumps),
+        tags=tags,
+    )
+    alb_sg = aws.ec2.SecurityGroup(
+        f"{name}-alb",
+        vpc_id=vpc_id,
+        description="Model API load balancer",
+        ingress=[
+            aws.ec2.SecurityGroupIngressArgs(
+                protocol="tcp", from_port=port, to_port=port, cidr_blocks=list(cfg.apiAllowedCidrs)
+            )
+            for port in ((80, 443) if cfg.certificateArn else (80,))
+        ],
+        egress=[
+            aws.ec2.SecurityGroupEgressArgs(
+                protocol="tcp", from_port=API_PORT, to_port=API_PORT, cidr_blocks=["0.0.0.0/0"]
+            )
+        ],
+        tags=tags,
+    )
+    task_sg = aws.ec2.SecurityGroup(
+        f"{name}-api-tasks",
+        vpc_id=vpc_id,
+        description="Model API tasks: from the load balancer only",
+        ingress=[
+            aws.ec2.SecurityGroupIngressArgs(
+                protocol="tcp", from_port=API_PORT, to_port=API_PORT, security_groups=[alb_sg.id]
+            )
+        ],
+        egress=[
+            aws.ec2.SecurityGroupEgressArgs(
+                protocol="-1", from_port=0, to_port=0, cidr_blocks=["0.0.0.0/0"]
+            )
+        ],
+        tags=tags,
+    )
+    alb = aws.lb.LoadBalancer(
+        f"{name}-api",
+        load_balancer_type="application",
+        security_groups=[alb_sg.id],
+        subnets=subnets,
+        drop_invalid_header_fields=True,
+        tags=tags,
+    )
+    target_group = aws.lb.TargetGroup(
+        f"{name}-api",
+        port=API_PORT,
+        protocol="HTTP",
+        target_type="ip",
+        vpc_id=vpc_id,
+        deregistration_delay=15,
+        health_check=aws.lb.TargetGroupHealthCheckArgs(
+            path="/ready", matcher="200", interval=15, healthy_threshold=2, unhealthy_threshold=3
+        ),
+        tags=tags,
+    )
+    forward = [aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target_group.arn)]
+    if cfg.certificateArn:
+        listener = aws.lb.Listener(
+            f"{name}-https",
+            load_balancer_arn=alb.arn,
+            port=443,
+            protocol="HTTPS",
+            ssl_policy="ELBSecurityPolicy-TLS13-1-2-2021-06",
+            certificate_arn=cfg.certificateArn,
+            default_actions=forward,
+        )
+        aws.lb.Listener(
+            f"{name}-http",
+            load_balancer_arn=alb.arn,
+            port=80,
+            protocol="HTTP",
+            default_actions=[
+                aws.lb.ListenerDefaultActionArgs(
+                    type="redirect",
+                    redirect=aws.lb.ListenerDefaultActionRedirectArgs(
+                        port="443", protocol="HTTPS", status_code="HTTP_301"
+                    ),
+                )
+            ],
+        )
+        api_url = pulumi.Output.concat("https://", alb.dns_name)
+    else:
+        listener = aws.lb.Listener(
+            f"{name}-http",
+            load_balancer_arn=alb.arn,
+            port=80,
+            protocol="HTTP",
+            default_actions=forward,
+        )
+        api_url = pulumi.Output.concat("http://", alb.dns_name)
+
+    # No NAT in the platform: tasks sit in the public subnets with a public address to pull
+    # images; only the load balancer's group may reach them.
+    network = aws.ecs.ServiceNetworkConfigurationArgs(
+        subnets=subnets, security_groups=[task_sg.id, client_sg], assign_public_ip=True
+    )
+    service = aws.ecs.Service(
+        f"{name}-model-api",
+        cluster=cluster.arn,
+        task_definition=api_task.arn,
+        desired_count=cfg.apiMinTasks,
+        launch_type="FARGATE",
+        network_configuration=network,
+        load_balancers=[
+            aws.ecs.ServiceLoadBalancerArgs(
+                target_group_arn=target_group.arn,
+                container_name="model-api",
+                container_port=API_PORT,
+            )
+        ],
+        deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(
+            enable=True, rollback=True
+        ),
+        health_check_grace_period_seconds=120,
+        propagate_tags="SERVICE",
+        tags=tags,
+        # Autoscaling owns the task count after creation.
+        opts=pulumi.ResourceOptions(depends_on=[listener], ignore_changes=["desiredCount"]),
+    )
+    scaling = aws.appautoscaling.Target(
+        f"{name}-api-scaling",
+        min_capacity=cfg.apiMinTasks,
+        max_capacity=cfg.apiMaxTasks,
+        resource_id=pulumi.Output.concat("service/", cluster.name, "/", service.name),
+        scalable_dimension="ecs:service:DesiredCount",
+        service_namespace="ecs",
+    )
+    aws.appautoscaling.Policy(
+        f"{name}-api-cpu",
+        policy_type="TargetTrackingScaling",
+        resource_id=scaling.resource_id,
+        scalable_dimension=scaling.scalable_dimension,
+        service_namespace=scaling.service_namespace,
+        target_tracking_scaling_policy_configuration=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgs(
+            predefined_metric_specification=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs(
+                predefined_metric_type="ECSServiceAverageCPUUtilization"
+            ),
+            target_value=60,
+            scale_in_cooldown=120,
+            scale_out_cooldown=60,
+        ),
+    )
+
+    # --- training job ---------------------------------------------------------------------
+    training_role = aws.iam.Role(
+        f"{name}-training-task", assume_role_policy=assume("ecs-tasks.amazonaws.com"), tags=tags
+    )
+    aws.iam.RolePolicy(
+        f"{name}-training-data",
+        role=training_role.id,
+        policy=data_read_policy([cfg.trainData, cfg.valData]),
+    )
+    training_task = aws.ecs.TaskDefinition(
+        f"{name}-training",
+        family=f"{name}-{cfg.stack}-training",
+        cpu="1024",
+        memory="4096",
+        network_mode="awsvpc",
+        requires_compatibilities=["FARGATE"],
+        execution_role_arn=execution_role.arn,
+        task_role_arn=training_role.arn,
+        runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
+            operating_system_family="LINUX", cpu_architecture="X86_64"
+        ),
+        container_definitions=container(
+            training_image,
+            {
+                "name": "training",
+                "log": logs["training"].name,
+                "more": {"command": ["--train", cfg.trainData, "--val", cfg.valData]},
+            },
+        ).apply(json.dumps),
+        tags=tags,
+    )
+    scheduler_role = aws.iam.Role(
+        f"{name}-training-scheduler",
+        assume_role_policy=assume("scheduler.amazonaws.com"),
+        tags=tags,
+    )
+    aws.iam.RolePolicy(
+        f"{name}-training-scheduler-run",
+        role=scheduler_role.id,
+        policy=pulumi.Output.all(
+            training_task.arn_without_revision, execution_role.arn, training_role.arn
+        ).apply(
+            lambda a: json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {"Effect": "Allow", "Action": ["ecs:RunTask"], "Resource": [f"{a[0]}:*"]},
+                        {"Effect": "Allow", "Action": ["iam:PassRole"], "Resource": [a[1], a[2]]},
+                    ],
+                }
+            )
+        ),
+    )
+    aws.scheduler.Schedule(
+        f"{name}-training",
+        schedule_expression=aws_cron(cfg.trainingSchedule),
+        schedule_expression_timezone="UTC",
+        flexible_time_window=aws.scheduler.ScheduleFlexibleTimeWindowArgs(mode="OFF"),
+        target=aws.scheduler.ScheduleTargetArgs(
+            arn=cluster.arn,
+            role_arn=scheduler_role.arn,
+            ecs_parameters=aws.scheduler.ScheduleTargetEcsParametersArgs(
+                task_definition_arn=training_task.arn_without_revision,
+                launch_type="FARGATE",
+                network_configuration=aws.scheduler.ScheduleTargetEcsParametersNetworkConfigurationArgs(
+                    subnets=subnets, security_groups=[client_sg], assign_public_ip=True
+                ),
+            ),
+        ),
+    )
+    return {
+        "modelApiUrl": api_url,
+        "trainingJob": training_task.arn_without_revision,
+        "cluster": cluster.name,
+        "trainingSubnets": subnets,
+        "trainingSecurityGroups": pulumi.Output.all(client_sg).apply(list),
+        "modelApiImage": api_image,
+        "trainingImage": training_image,
+    }

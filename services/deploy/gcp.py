@@ -1,0 +1,236 @@
+"""GCP: an Artifact Registry repository and images, the model API as a Cloud Run service with
+Direct VPC egress to the tracking server, and the training job as a Cloud Run job triggered by
+Cloud Scheduler; each with its own service account."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+import pulumi
+import pulumi_docker_build as docker_build
+import pulumi_gcp as gcp
+
+from infra import outputs as platform_out
+from services.deploy import images
+from services.deploy.config import ServicesConfig
+from services.deploy.platform_ref import PlatformRef
+
+API_PORT = 8000
+
+
+def build(cfg: ServicesConfig) -> dict[str, object]:
+    platform = PlatformRef(cfg)
+    tracking_uri = platform.require(platform_out.TRACKING_PRIVATE_URI)
+    network = platform.require(platform_out.VPC_ID)
+    subnet = platform.require(platform_out.PUBLIC_SUBNET_IDS).apply(lambda ids: ids[0])
+    username = platform.require(platform_out.ADMIN_USERNAME)
+    password_secret = platform.require(platform_out.CLIENT_PASSWORD_SECRET)
+    gcp_config = pulumi.Config("gcp")
+    project, region = gcp_config.require("project"), gcp_config.require("region")
+    name = "mlops"
+
+    if cfg.prebuilt:
+        api_image: pulumi.Input[str] = cfg.modelApiImage
+        training_image: pulumi.Input[str] = cfg.trainingImage
+    else:
+        repo = gcp.artifactregistry.Repository(
+            f"{name}-images",
+            repository_id=f"mlops-{cfg.stack}",
+            format="DOCKER",
+            location=region,
+            cleanup_policies=[
+                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
+                    id="keep-20",
+                    action="KEEP",
+                    most_recent_versions=gcp.artifactregistry.RepositoryCleanupPolicyMostRecentVersionsArgs(
+                        keep_count=20
+                    ),
+                )
+            ],
+        )
+        host = f"{region}-docker.pkg.dev"
+        registry = docker_build.RegistryArgs(
+            address=host,
+            username="oauth2accesstoken",
+            password=gcp.organizations.get_client_config_output().access_token,
+        )
+        base = pulumi.Output.concat(host, "/", project, "/", repo.repository_id)
+        api_image = images.build("model-api", base.apply(lambda b: f"{b}/model-api"), registry)
+        training_image = images.build("training", base.apply(lambda b: f"{b}/training"), registry)
+
+    def account(role: str) -> gcp.serviceaccount.Account:
+        return gcp.serviceaccount.Account(
+            f"{name}-{role}",
+            account_id=f"mlops-{cfg.stack}-{role}"[:30],
+            display_name=f"MLOps {role} ({cfg.stack})",
+        )
+
+    def member(sa: gcp.serviceaccount.Account) -> pulumi.Output[str]:
+        return sa.email.apply(lambda e: f"serviceAccount:{e}")
+
+    api_sa, training_sa, scheduler_sa = account("api"), account("training"), account("scheduler")
+    for label, sa in (("api", api_sa), ("training", training_sa)):
+        gcp.secretmanager.SecretIamMember(
+            f"{name}-{label}-password-access",
+            secret_id=password_secret,
+            role="roles/secretmanager.secretAccessor",
+            member=member(sa),
+        )
+    # The training data: read access on that bucket only.
+    data_buckets = sorted({urlparse(u).netloc for u in (cfg.trainData, cfg.valData)})
+    for i, bucket in enumerate(data_buckets):
+        gcp.storage.BucketIAMMember(
+            f"{name}-training-data-{i}",
+            bucket=bucket,
+            role="roles/storage.objectViewer",
+            member=member(training_sa),
+        )
+
+    def envs(args_cls, source_cls, ref_cls) -> list:
+        return [
+            args_cls(name="MLFLOW_TRACKING_URI", value=tracking_uri),
+            args_cls(name="MLFLOW_TRACKING_USERNAME", value=username),
+            args_cls(
+                name="MLFLOW_TRACKING_PASSWORD",
+                value_source=source_cls(
+                    secret_key_ref=ref_cls(secret=password_secret, version="latest")
+                ),
+            ),
+        ]
+
+    egress = gcp.cloudrunv2.ServiceTemplateVpcAccessArgs(
+        network_interfaces=[
+            gcp.cloudrunv2.ServiceTemplateVpcAccessNetworkInterfaceArgs(
+                network=network, subnetwork=subnet
+            )
+        ],
+        egress="PRIVATE_RANGES_ONLY",
+    )
+    probe = gcp.cloudrunv2.ServiceTemplateContainerStartupProbeHttpGetArgs
+    service = gcp.cloudrunv2.Service(
+        f"{name}-model-api",
+        location=region,
+        deletion_protection=False,
+        ingress="INGRESS_TRAFFIC_ALL",
+        template=gcp.cloudrunv2.ServiceTemplateArgs(
+            service_account=api_sa.email,
+            scaling=gcp.cloudrunv2.ServiceTemplateScalingArgs(
+                min_instance_count=cfg.apiMinTasks, max_instance_count=cfg.apiMaxTasks
+            ),
+            vpc_access=egress,
+            containers=[
+                gcp.cloudrunv2.ServiceTemplateContainerArgs(
+                    image=api_image,
+                    ports=gcp.cloudrunv2.ServiceTemplateContainerPortsArgs(container_port=API_PORT),
+                    envs=[
+                        *envs(
+                            gcp.cloudrunv2.ServiceTemplateContainerEnvArgs,
+                            gcp.cloudrunv2.ServiceTemplateContainerEnvValueSourceArgs,
+                            gcp.cloudrunv2.ServiceTemplateContainerEnvValueSourceSecretKeyRefArgs,
+                        ),
+                        gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(
+                            name="MODEL_API_REFRESH_SECONDS", value=str(cfg.modelRefreshSeconds)
+                        ),
+                    ],
+                    resources=gcp.cloudrunv2.ServiceTemplateContainerResourcesArgs(
+                        limits={
+                            "cpu": str(max(1, cfg.apiCpu // 1024)),
+                            "memory": f"{cfg.apiMemoryMb}Mi",
+                        }
+                    ),
+                    # The API starts without a model and says so on /ready; Cloud Run checks
+                    # that the process is up (startup) and stays up (liveness).
+                    startup_probe=gcp.cloudrunv2.ServiceTemplateContainerStartupProbeArgs(
+                        http_get=probe(path="/health", port=API_PORT),
+                        period_seconds=5,
+                        failure_threshold=24,
+                    ),
+                    liveness_probe=gcp.cloudrunv2.ServiceTemplateContainerLivenessProbeArgs(
+                        http_get=gcp.cloudrunv2.ServiceTemplateContainerLivenessProbeHttpGetArgs(
+                            path="/health", port=API_PORT
+                        ),
+                        period_seconds=15,
+                    ),
+                )
+            ],
+        ),
+    )
+    if cfg.apiPublic:
+        gcp.cloudrunv2.ServiceIamMember(
+            f"{name}-model-api-public",
+            name=service.name,
+            location=region,
+            role="roles/run.invoker",
+            member="allUsers",
+        )
+
+    job = gcp.cloudrunv2.Job(
+        f"{name}-training",
+        location=region,
+        deletion_protection=False,
+        template=gcp.cloudrunv2.JobTemplateArgs(
+            template=gcp.cloudrunv2.JobTemplateTemplateArgs(
+                service_account=training_sa.email,
+                max_retries=1,
+                timeout="3600s",
+                vpc_access=gcp.cloudrunv2.JobTemplateTemplateVpcAccessArgs(
+                    network_interfaces=[
+                        gcp.cloudrunv2.JobTemplateTemplateVpcAccessNetworkInterfaceArgs(
+                            network=network, subnetwork=subnet
+                        )
+                    ],
+                    egress="PRIVATE_RANGES_ONLY",
+                ),
+                containers=[
+                    gcp.cloudrunv2.JobTemplateTemplateContainerArgs(
+                        image=training_image,
+                        args=["--train", cfg.trainData, "--val", cfg.valData],
+                        envs=envs(
+                            gcp.cloudrunv2.JobTemplateTemplateContainerEnvArgs,
+                            gcp.cloudrunv2.JobTemplateTemplateContainerEnvValueSourceArgs,
+                            gcp.cloudrunv2.JobTemplateTemplateContainerEnvValueSourceSecretKeyRefArgs,
+                        ),
+                        resources=gcp.cloudrunv2.JobTemplateTemplateContainerResourcesArgs(
+                            limits={"cpu": "2", "memory": "4Gi"}
+                        ),
+                    )
+                ],
+            )
+        ),
+    )
+    gcp.cloudrunv2.JobIamMember(
+        f"{name}-training-scheduler-run",
+        name=job.name,
+        location=region,
+        role="roles/run.invoker",
+        member=member(scheduler_sa),
+    )
+    gcp.cloudscheduler.Job(
+        f"{name}-training-schedule",
+        region=region,
+        schedule=cfg.trainingSchedule,
+        time_zone="Etc/UTC",
+        http_target=gcp.cloudscheduler.JobHttpTargetArgs(
+            http_method="POST",
+            uri=pulumi.Output.concat(
+                "https://run.googleapis.com/v2/projects/",
+                project,
+                "/locations/",
+                region,
+                "/jobs/",
+                job.name,
+                ":run",
+            ),
+            oauth_token=gcp.cloudscheduler.JobHttpTargetOauthTokenArgs(
+                service_account_email=scheduler_sa.email
+            ),
+        ),
+    )
+    return {
+        "modelApiUrl": service.uri,
+        "trainingJob": pulumi.Output.concat(
+            "projects/", project, "/locations/", region, "/jobs/", job.name
+        ),
+        "modelApiImage": api_image,
+        "trainingImage": training_image,
+    }

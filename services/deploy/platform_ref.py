@@ -1,0 +1,31 @@
+"""The one way the service stacks read the platform: a StackReference to the platform stack of the
+same name, by the output names in infra.outputs. A missing output is an error that names it."""
+
+from __future__ import annotations
+
+import pulumi
+
+from services.deploy.config import ServicesConfig
+
+
+class MissingPlatformOutput(Exception):
+    pass
+
+
+class PlatformRef:
+    def __init__(self, cfg: ServicesConfig) -> None:
+        org = cfg.platformOrg or pulumi.get_organization()
+        stack = cfg.platformStack or pulumi.get_stack()
+        self.name = f"{org}/{cfg.platformProject}/{stack}"
+        self.ref = pulumi.StackReference(self.name)
+
+    def require(self, key: str) -> pulumi.Output:
+        def present(value):
+            if value is None:
+                raise MissingPlatformOutput(
+                    f"platform stack {self.name} has no output {key!r}; deploy the platform "
+                    "first (`pulumi up` at the repository root), or set mlops-services:platformStack"
+                )
+            return value
+
+        return self.ref.get_output(key).apply(present)
