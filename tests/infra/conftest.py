@@ -80,3 +80,51 @@ def declared_gcp(request, tmp_path_factory) -> Declared:
     data = _cache[key]
     assert data["error"] is None, data["error"]
     return Declared(data, stack)
+
+
+SERVICES = ROOT / "services"
+SERVICES_GCP_OVERRIDES = {
+    "mlops-services:cloud": "gcp",
+    "gcp:project": "mlops-test",
+    "gcp:region": "europe-west1",
+    "aws:region": None,
+    "mlops-services:trainData": "gs://tlc-data/green/green_tripdata_2024-01.parquet",
+    "mlops-services:valData": "gs://tlc-data/green/green_tripdata_2024-02.parquet",
+}
+
+
+def run_services(tmp_dir: Path, stack: str, overrides: dict | None = None) -> dict:
+    out = tmp_dir / f"services-{stack}.json"
+    args = [
+        sys.executable,
+        str(ROOT / "tests/infra/harness.py"),
+        str(SERVICES),
+        str(SERVICES / f"Pulumi.{stack}.yaml"),
+        str(out),
+    ]
+    if overrides:
+        (tmp_dir / "overrides.json").write_text(json.dumps(overrides))
+        args.append(str(tmp_dir / "overrides.json"))
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def _services(request, tmp_path_factory, cloud: str) -> Declared:
+    key = f"services:{cloud}:{request.param}"
+    if key not in _cache:
+        overrides = SERVICES_GCP_OVERRIDES if cloud == "gcp" else None
+        _cache[key] = run_services(tmp_path_factory.mktemp("services"), request.param, overrides)
+    data = _cache[key]
+    assert data["error"] is None, data["error"]
+    return Declared(data, request.param)
+
+
+@pytest.fixture(scope="session", params=STACKS)
+def services_aws(request, tmp_path_factory) -> Declared:
+    return _services(request, tmp_path_factory, "aws")
+
+
+@pytest.fixture(scope="session", params=STACKS)
+def services_gcp(request, tmp_path_factory) -> Declared:
+    return _services(request, tmp_path_factory, "gcp")

@@ -117,7 +117,12 @@ def computed(typ: str, name: str, inputs: dict) -> dict:
     if typ == "aws:ecs/taskDefinition:TaskDefinition":
         return {"arn": f"{arn}:1", "arnWithoutRevision": arn}
     if typ == "aws:ecr/repository:Repository":
-        return {"arn": arn, "repositoryUrl": f"123456789012.dkr.ecr.us-east-1.amazonaws.com/{name}", "registryId": "123456789012", "name": name}
+        return {
+            "arn": arn,
+            "repositoryUrl": f"123456789012.dkr.ecr.us-east-1.amazonaws.com/{name}",
+            "registryId": "123456789012",
+            "name": name,
+        }
     # Providers auto-name what the program does not name.
     return {"arn": arn, "name": inputs.get("name", name), **by_type.get(typ, {})}
 
@@ -143,9 +148,20 @@ class Mocks(pulumi.runtime.Mocks):
         if args.token == "aws:ec2/getAmi:getAmi":
             return {"id": "ami-0mock", "architecture": "x86_64", "name": "ubuntu-noble-24.04-mock"}
         if args.token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
-            return {"userName": "AWS", "password": "mock-token", "authorizationToken": "x", "proxyEndpoint": "x", "id": "x"}
+            return {
+                "userName": "AWS",
+                "password": "mock-token",
+                "authorizationToken": "x",
+                "proxyEndpoint": "x",
+                "id": "x",
+            }
         if args.token == "gcp:organizations/getClientConfig:getClientConfig":
-            return {"accessToken": "mock-token", "project": "mlops-test", "region": "europe-west1", "id": "x"}
+            return {
+                "accessToken": "mock-token",
+                "project": "mlops-test",
+                "region": "europe-west1",
+                "id": "x",
+            }
         if args.token == "gcp:compute/getImage:getImage":
             return {
                 "selfLink": "projects/ubuntu-os-cloud/global/images/ubuntu-2404-noble-amd64-mock",
@@ -199,7 +215,12 @@ def main(project_dir: str, stack_file: str, out_path: str, overrides: str | None
     mocks = Mocks()
     monitor = Monitor(mocks)
     pulumi.runtime.set_mocks(
-        mocks, project=project["name"], stack=stack, preview=False, monitor=monitor, organization="acme"
+        mocks,
+        project=project["name"],
+        stack=stack,
+        preview=False,
+        monitor=monitor,
+        organization="acme",
     )
 
     exported: dict[str, object] = {}
