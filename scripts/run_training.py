@@ -1,0 +1,114 @@
+"""Run the training job of a deployed service stack now (besides its schedule).
+
+    python -m scripts.run_training dev                # reads `pulumi stack output` of services/
+    python -m scripts.run_training dev --outputs-file outputs.json
+
+AWS: starts the Fargate task with the schedule's network settings (ecs:RunTask). GCP: executes the
+Cloud Run job. Prints what it started; exits non-zero with a one-line reason otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
+
+
+class RunError(Exception):
+    pass
+
+
+def stack_outputs(stack: str) -> dict:
+    if shutil.which("pulumi") is None:
+        raise RunError("the Pulumi CLI is not installed (https://www.pulumi.com/docs/install/)")
+    result = subprocess.run(
+        ["pulumi", "stack", "output", "--json", "--stack", stack, "--cwd", str(SERVICES_DIR)],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise RunError(
+            f"pulumi stack output --stack {stack}: {result.stderr.strip().splitlines()[-1:]}"
+        )
+    return json.loads(result.stdout)
+
+
+def run_aws(outputs: dict) -> str:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        response = boto3.client("ecs").run_task(
+            cluster=outputs["cluster"],
+            taskDefinition=outputs["trainingJob"],
+            launchType="FARGATE",
+            count=1,
+            networkConfiguration={
+                "awsvpcConfiguration": {
+                    "subnets": outputs["trainingSubnets"],
+                    "securityGroups": outputs["trainingSecurityGroups"],
+                    "assignPublicIp": "ENABLED",
+                }
+            },
+        )
+    except (BotoCoreError, ClientError) as exc:
+        raise RunError(f"ecs:RunTask: {exc}") from exc
+    if response.get("failures"):
+        raise RunError(f"ecs:RunTask: {response['failures'][0]}")
+    return response["tasks"][0]["taskArn"]
+
+
+def run_gcp(outputs: dict) -> str:
+    import google.auth
+    from google.auth.exceptions import GoogleAuthError
+    from google.auth.transport.requests import AuthorizedSession
+
+    try:
+        credentials, _ = google.auth.default(
+            scopes=["https://www.googleapis.com/auth/cloud-platform"]
+        )
+        response = AuthorizedSession(credentials).post(
+            f"https://run.googleapis.com/v2/{outputs['trainingJob']}:run", json={}, timeout=60
+        )
+    except GoogleAuthError as exc:
+        raise RunError(f"Google credentials: {exc}") from exc
+    if response.status_code >= 400:
+        raise RunError(f"run job: HTTP {response.status_code}: {response.text[:300]}")
+    return response.json().get("metadata", {}).get("name", outputs["trainingJob"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.run_training", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("stack", help="service stack name (dev, staging, prod)")
+    parser.add_argument(
+        "--outputs-file", type=Path, help="use these stack outputs (JSON) instead of asking Pulumi"
+    )
+    args = parser.parse_args(argv)
+    try:
+        outputs = (
+            json.loads(args.outputs_file.read_text())
+            if args.outputs_file
+            else stack_outputs(args.stack)
+        )
+        missing = [k for k in ("cloud", "trainingJob") if k not in outputs]
+        if missing:
+            raise RunError(
+                f"stack {args.stack} has no output(s) {', '.join(missing)}; deploy the services first"
+            )
+        started = run_aws(outputs) if outputs["cloud"] == "aws" else run_gcp(outputs)
+    except RunError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"started training for {args.stack}: {started}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
