@@ -44,6 +44,7 @@ class Database(pulumi.ComponentResource):
                 disk_autoresize=True,
                 disk_autoresize_limit=max(cfg.dbMaxAllocatedStorageGb, cfg.dbAllocatedStorageGb),
                 deletion_protection_enabled=cfg.protect,
+                user_labels={"project": "mlops-platform", "stack": cfg.stack},
                 ip_configuration=gcp.sql.DatabaseInstanceSettingsIpConfigurationArgs(
                     ipv4_enabled=False,
                     private_network=network,

@@ -1,0 +1,104 @@
+"""One test per policy of the pack: a compliant and a violating resource."""
+
+from __future__ import annotations
+
+import json
+
+from policy.rules import (
+    bucket_not_public,
+    database_not_public,
+    no_open_ssh_or_postgres,
+    no_plaintext_secrets,
+    prod_deletion_protection,
+)
+
+
+def test_database_not_public():
+    assert database_not_public("aws:rds/instance:Instance", {"publiclyAccessible": False}) == []
+    assert database_not_public("aws:rds/instance:Instance", {"publiclyAccessible": True})
+    private = {"settings": {"ipConfiguration": {"ipv4Enabled": False}}}
+    assert database_not_public("gcp:sql/databaseInstance:DatabaseInstance", private) == []
+    assert database_not_public("gcp:sql/databaseInstance:DatabaseInstance", {"settings": {}})
+
+
+def test_no_open_ssh_or_postgres():
+    sg = "aws:ec2/securityGroup:SecurityGroup"
+    rule = {"protocol": "tcp", "fromPort": 5000, "toPort": 5000, "cidrBlocks": ["0.0.0.0/0"]}
+    assert no_open_ssh_or_postgres(sg, {"ingress": [rule]}) == []
+    assert no_open_ssh_or_postgres(sg, {"ingress": [{**rule, "fromPort": 22, "toPort": 22}]}) == [
+        "port 22 is open to ['0.0.0.0/0']"
+    ]
+    assert no_open_ssh_or_postgres(
+        sg, {"ingress": [{**rule, "protocol": "-1", "fromPort": 0, "toPort": 0}]}
+    )
+    assert (
+        no_open_ssh_or_postgres(
+            sg,
+            {"ingress": [{**rule, "fromPort": 5432, "toPort": 5432, "cidrBlocks": ["10.0.0.0/8"]}]},
+        )
+        == []
+    )
+    fw = "gcp:compute/firewall:Firewall"
+    iap = {"sourceRanges": ["35.235.240.0/20"], "allows": [{"protocol": "tcp", "ports": ["22"]}]}
+    assert no_open_ssh_or_postgres(fw, iap) == []
+    assert no_open_ssh_or_postgres(fw, {**iap, "sourceRanges": ["0.0.0.0/0"]})
+
+
+def test_bucket_not_public():
+    block = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+    all_on = dict.fromkeys(
+        ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"), True
+    )
+    assert bucket_not_public(block, all_on) == []
+    assert bucket_not_public(block, {**all_on, "restrictPublicBuckets": False}) == [
+        "public access block leaves restrictPublicBuckets off"
+    ]
+    gcs = "gcp:storage/bucket:Bucket"
+    assert (
+        bucket_not_public(
+            gcs, {"publicAccessPrevention": "enforced", "uniformBucketLevelAccess": True}
+        )
+        == []
+    )
+    assert len(bucket_not_public(gcs, {"publicAccessPrevention": "inherited"})) == 2
+
+
+def test_prod_deletion_protection():
+    rds = "aws:rds/instance:Instance"
+    prod = {"tags": {"stack": "prod"}, "deletionProtection": True, "skipFinalSnapshot": False}
+    assert prod_deletion_protection(rds, prod) == []
+    assert prod_deletion_protection(rds, {**prod, "deletionProtection": False})
+    assert (
+        prod_deletion_protection(
+            rds, {**prod, "tags": {"stack": "dev"}, "deletionProtection": False}
+        )
+        == []
+    )
+    sql = "gcp:sql/databaseInstance:DatabaseInstance"
+    assert prod_deletion_protection(sql, {"settings": {"userLabels": {"stack": "prod"}}})
+    assert prod_deletion_protection(
+        "gcp:storage/bucket:Bucket", {"labels": {"stack": "prod"}, "forceDestroy": True}
+    )
+
+
+def test_no_plaintext_secrets():
+    vm = "aws:ec2/instance:Instance"
+    assert (
+        no_plaintext_secrets(
+            vm, {"userData": "#cloud-config\nruncmd: [[systemctl, start, mlflow]]"}
+        )
+        == []
+    )
+    assert no_plaintext_secrets(vm, {"userData": "export PGPASSWORD=hunter2"})
+    task = "aws:ecs/taskDefinition:TaskDefinition"
+    ok = [{"name": "api", "environment": [{"name": "MLFLOW_TRACKING_URI", "value": "http://x"}]}]
+    assert no_plaintext_secrets(task, {"containerDefinitions": json.dumps(ok)}) == []
+    bad = [{"name": "api", "environment": [{"name": "MLFLOW_TRACKING_PASSWORD", "value": "x"}]}]
+    assert no_plaintext_secrets(task, {"containerDefinitions": json.dumps(bad)}) == [
+        "container api has MLFLOW_TRACKING_PASSWORD in plain environment"
+    ]
+    run = "gcp:cloudrunv2/service:Service"
+    ref = {"name": "MLFLOW_TRACKING_PASSWORD", "valueSource": {"secretKeyRef": {"secret": "s"}}}
+    assert no_plaintext_secrets(run, {"template": {"containers": [{"envs": [ref]}]}}) == []
+    plain = {"name": "MLFLOW_TRACKING_PASSWORD", "value": "x"}
+    assert no_plaintext_secrets(run, {"template": {"containers": [{"envs": [plain]}]}})
