@@ -1,0 +1,125 @@
+"""Per-branch delivery: which stack a branch deploys, and deploy/destroy of both projects.
+
+    python -m scripts.delivery stack-for BRANCH      # prints the stack, or exits 1
+    python -m scripts.delivery deploy STACK          # platform, then services (scripts/deploy)
+    python -m scripts.delivery destroy STACK [--confirm-destroy-prod]   # services, then platform
+
+Every `pulumi up`/`preview` passes the policy pack in policy/. `destroy prod` refuses unless
+confirmed, before any Pulumi command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECTS = {"platform": ROOT, "services": ROOT / "services"}
+POLICY_PACK = ROOT / "policy"
+# The one map from git branches to stacks (the workflows call `stack-for`).
+BRANCH_TO_STACK = {"dev": "dev", "staging": "staging", "main": "prod"}
+PROTECTED = {"prod"}
+
+
+class DeliveryError(Exception):
+    pass
+
+
+def stack_for(branch: str) -> str:
+    branch = branch.removeprefix("refs/heads/")
+    if branch not in BRANCH_TO_STACK:
+        raise DeliveryError(
+            f"branch {branch!r} deploys no stack; mapped branches: "
+            + ", ".join(f"{b} -> {s}" for b, s in BRANCH_TO_STACK.items())
+        )
+    return BRANCH_TO_STACK[branch]
+
+
+def check_stack(stack: str) -> None:
+    known = set(BRANCH_TO_STACK.values())
+    missing = [p for p, d in PROJECTS.items() if not (d / f"Pulumi.{stack}.yaml").exists()]
+    if stack not in known or missing:
+        raise DeliveryError(f"unknown stack {stack!r}; allowed: {', '.join(sorted(known))}")
+
+
+def check_tools() -> None:
+    if shutil.which("pulumi") is None:
+        raise DeliveryError("the Pulumi CLI is not installed: https://www.pulumi.com/docs/install/")
+    whoami = subprocess.run(["pulumi", "whoami"], capture_output=True, text=True)
+    if whoami.returncode != 0:
+        raise DeliveryError(
+            "not logged in to a Pulumi backend: run `pulumi login` (Pulumi Cloud, or s3://… / gs://… "
+            "for a self-managed backend), or set PULUMI_ACCESS_TOKEN / PULUMI_BACKEND_URL"
+        )
+
+
+def pulumi(command: list[str], project: str, stack: str) -> None:
+    argv = [
+        "pulumi",
+        *command,
+        "--stack",
+        stack,
+        "--cwd",
+        str(PROJECTS[project]),
+        "--yes",
+        "--non-interactive",
+    ]
+    if command[0] in ("up", "preview"):
+        argv += ["--policy-pack", str(POLICY_PACK)]
+    print(f"==> {project}: {' '.join(argv[:2])} --stack {stack}", flush=True)
+    if subprocess.run(argv, env=os.environ).returncode != 0:
+        raise DeliveryError(f"{project}: pulumi {command[0]} failed for stack {stack}")
+
+
+def deploy(stack: str) -> None:
+    check_stack(stack)
+    check_tools()
+    for project in ("platform", "services"):
+        pulumi(["up", "--skip-preview"], project, stack)
+
+
+def destroy(stack: str, confirmed: bool) -> None:
+    # Checked first: nothing, not even `pulumi whoami`, runs for an unconfirmed prod destroy.
+    if stack in PROTECTED and not confirmed:
+        raise DeliveryError(
+            f"refusing to destroy {stack!r}: it holds production data. If you really mean it, run "
+            f"scripts/destroy {stack} --confirm-destroy-prod (and lift the resources' protection first)"
+        )
+    check_stack(stack)
+    check_tools()
+    for project in ("services", "platform"):
+        pulumi(["destroy"], project, stack)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.delivery", description=__doc__.split("\n\n")[0]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("stack-for", help="the stack a branch deploys").add_argument("branch")
+    sub.add_parser("deploy", help="pulumi up: platform, then services").add_argument("stack")
+    p_destroy = sub.add_parser("destroy", help="pulumi destroy: services, then platform")
+    p_destroy.add_argument("stack")
+    p_destroy.add_argument(
+        "--confirm-destroy-prod", action="store_true", help="required to destroy prod"
+    )
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "stack-for":
+            print(stack_for(args.branch))
+        elif args.command == "deploy":
+            deploy(args.stack)
+        else:
+            destroy(args.stack, args.confirm_destroy_prod)
+    except DeliveryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

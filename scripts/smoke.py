@@ -1,0 +1,183 @@
+"""Post-deploy smoke test of a running platform: exit 0 when every check passes, 1 otherwise.
+
+    python -m scripts.smoke dev           # a deployed stack (reads both projects' outputs)
+    python -m scripts.smoke --local       # the local platform of `make demo`
+    python -m scripts.smoke --tracking-uri URI --model-api-url URL   # credentials from MLFLOW_TRACKING_*
+
+Checks: anonymous requests are refused; a run is logged with the tracking credentials; an artifact
+is uploaded and read back through the server's proxy; the registered model has a champion; the model
+API serves that champion and predicts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+RIDE = {"PULocationID": 43, "DOLocationID": 151, "trip_distance": 1.8}
+
+
+class SmokeFailure(Exception):
+    pass
+
+
+def outputs(project_dir: Path, stack: str) -> dict:
+    result = subprocess.run(
+        [
+            "pulumi",
+            "stack",
+            "output",
+            "--json",
+            "--show-secrets",
+            "--stack",
+            stack,
+            "--cwd",
+            str(project_dir),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise SmokeFailure(
+            f"pulumi stack output ({project_dir.name}/{stack}): {result.stderr.strip()[-300:]}"
+        )
+    return json.loads(result.stdout)
+
+
+def target(args) -> tuple[str, str, str, dict[str, str]]:
+    """(tracking URI, model API URL, registered model, credentials env)."""
+    if args.local:
+        endpoints = json.loads((ROOT / ".local/endpoints.json").read_text())
+        env = dict(line.split("=", 1) for line in (ROOT / ".local/mlflow.env").read_text().split())
+        return endpoints["trackingUri"], endpoints["modelApiUrl"], endpoints["registeredModel"], env
+    if args.stack:
+        platform, services = outputs(ROOT, args.stack), outputs(ROOT / "services", args.stack)
+        env = {
+            "MLFLOW_TRACKING_USERNAME": platform["adminUsername"],
+            "MLFLOW_TRACKING_PASSWORD": platform["adminPassword"],
+        }
+        return platform["trackingUri"], services["modelApiUrl"], args.model, env
+    if not (args.tracking_uri and args.model_api_url):
+        raise SmokeFailure("give a STACK, --local, or --tracking-uri and --model-api-url")
+    env = {
+        k: os.environ.get(k, "") for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    }
+    return args.tracking_uri, args.model_api_url, args.model, env
+
+
+def check(name: str, fn) -> None:
+    try:
+        detail = fn()
+    except SmokeFailure:
+        raise
+    except Exception as exc:  # any failure of a step is that step's failure
+        raise SmokeFailure(f"{name}: {exc.__class__.__name__}: {str(exc).strip()[:300]}") from exc
+    print(f"ok   {name}{': ' + detail if detail else ''}", flush=True)
+
+
+def run(tracking_uri: str, api_url: str, model_name: str, env: dict[str, str], wait: float) -> None:
+    os.environ.update(env)
+    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri)
+    state: dict = {}
+
+    def anonymous_refused():
+        url = f"{tracking_uri.rstrip('/')}/api/2.0/mlflow/experiments/search"
+        status = requests.get(url, params={"max_results": 1}, timeout=15).status_code
+        if status != 401:
+            raise SmokeFailure(f"anonymous request answered {status}, expected 401")
+        return "401 without credentials"
+
+    def log_run():
+        mlflow.set_experiment("smoke-test")
+        with mlflow.start_run(run_name=f"smoke-{uuid.uuid4().hex[:8]}") as active:
+            mlflow.log_param("check", "smoke")
+            mlflow.log_metric("ok", 1.0)
+            state["content"] = f"smoke {uuid.uuid4()}"
+            mlflow.log_text(state["content"], "smoke/check.txt")
+        state["run_id"] = active.info.run_id
+        return active.info.run_id
+
+    def artifact_round_trip():
+        with tempfile.TemporaryDirectory() as tmp:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=state["run_id"], artifact_path="smoke/check.txt", dst_path=tmp
+            )
+            if Path(path).read_text() != state["content"]:
+                raise SmokeFailure("artifact read back differs from what was written")
+        return "written and read back through the server"
+
+    def champion():
+        version = client.get_model_version_by_alias(model_name, "champion")
+        state["version"] = str(version.version)
+        return f"{model_name} v{version.version}"
+
+    def api_serves_champion():
+        deadline = time.monotonic() + wait
+        while True:
+            ready = requests.get(f"{api_url.rstrip('/')}/ready", timeout=15)
+            body = (
+                ready.json()
+                if ready.headers.get("content-type", "").startswith("application/json")
+                else {}
+            )
+            if ready.status_code == 200 and body.get("model_version") == state["version"]:
+                break
+            if time.monotonic() > deadline:
+                raise SmokeFailure(
+                    f"/ready: {ready.status_code} {body or ready.text[:200]}; expected v{state['version']}"
+                )
+            time.sleep(2)
+        prediction = requests.post(f"{api_url.rstrip('/')}/predict", json=RIDE, timeout=15)
+        body = prediction.json()
+        if (
+            prediction.status_code != 200
+            or body.get("model_version") != state["version"]
+            or not body.get("duration", 0) > 0
+        ):
+            raise SmokeFailure(f"/predict: {prediction.status_code} {body}")
+        return f"{body['duration']:.2f} min from v{body['model_version']}"
+
+    check("tracking server refuses anonymous requests", anonymous_refused)
+    check("run logged with the tracking credentials", log_run)
+    check("artifact round trip through the proxy", artifact_round_trip)
+    check("registered model has a champion", champion)
+    check("model API serves the champion", api_serves_champion)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/smoke", description=__doc__.split("\n\n")[0])
+    parser.add_argument("stack", nargs="?", help="deployed stack (dev, staging, prod)")
+    parser.add_argument("--local", action="store_true", help="the platform `make demo` runs")
+    parser.add_argument("--tracking-uri")
+    parser.add_argument("--model-api-url")
+    parser.add_argument("--model", default="nyc-taxi-duration", help="registered model name")
+    parser.add_argument(
+        "--wait", type=float, default=120, help="seconds the API may take to serve the champion"
+    )
+    args = parser.parse_args(argv)
+    try:
+        run(*target(args), wait=args.wait)
+    except SmokeFailure as exc:
+        print(f"FAIL {exc}", file=sys.stderr)
+        return 1
+    print("smoke test passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Branch -> stack mapping and the deploy/destroy scripts, with a recording stand-in for the
+Pulumi CLI on PATH (the real CLI cannot be installed here)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from scripts.delivery import DeliveryError, stack_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def fake_pulumi(tmp_path) -> Path:
+    """A `pulumi` that records its arguments and succeeds."""
+    log = tmp_path / "calls.log"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "pulumi"
+    script.write_text(f'#!/bin/sh\necho "$*" >> {log}\n')
+    script.chmod(0o755)
+    return log
+
+
+def run(script: str, *args: str, path: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": path}
+    return subprocess.run(
+        [str(ROOT / "scripts" / script), *args], capture_output=True, text=True, env=env
+    )
+
+
+def test_branches_map_to_stacks():
+    assert [stack_for(b) for b in ("dev", "staging", "main", "refs/heads/main")] == [
+        "dev",
+        "staging",
+        "prod",
+        "prod",
+    ]
+    with pytest.raises(DeliveryError, match="branch 'feature-x' deploys no stack"):
+        stack_for("feature-x")
+
+
+def test_destroy_prod_without_confirmation_refuses_and_runs_nothing(fake_pulumi):
+    result = run("destroy", "prod", path=f"{fake_pulumi.parent / 'bin'}:{os.environ['PATH']}")
+    assert result.returncode == 1
+    assert (
+        "refusing to destroy 'prod'" in result.stderr and "--confirm-destroy-prod" in result.stderr
+    )
+    assert not fake_pulumi.exists()  # not even `pulumi whoami`
+
+
+def test_deploy_without_the_pulumi_cli_says_so():
+    result = run("deploy", "dev", path="/usr/bin:/bin")
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        == "error: the Pulumi CLI is not installed: https://www.pulumi.com/docs/install/"
+    )
+
+
+def test_deploy_runs_platform_then_services_with_the_policy_pack(fake_pulumi):
+    result = run("deploy", "dev", path=f"{fake_pulumi.parent / 'bin'}:{os.environ['PATH']}")
+    assert result.returncode == 0, result.stderr
+    calls = fake_pulumi.read_text().splitlines()
+    assert calls[0] == "whoami"
+    assert calls[1].startswith("up --skip-preview --stack dev --cwd " + str(ROOT) + " ")
+    assert calls[2].startswith(f"up --skip-preview --stack dev --cwd {ROOT / 'services'} ")
+    assert all(f"--policy-pack {ROOT / 'policy'}" in c for c in calls[1:])
+
+
+def test_destroy_runs_services_then_platform(fake_pulumi):
+    result = run("destroy", "staging", path=f"{fake_pulumi.parent / 'bin'}:{os.environ['PATH']}")
+    assert result.returncode == 0, result.stderr
+    calls = fake_pulumi.read_text().splitlines()[1:]
+    assert [c.split(" --cwd ")[1].split()[0] for c in calls] == [str(ROOT / "services"), str(ROOT)]
+
+
+def test_unknown_stack_is_refused_before_pulumi(fake_pulumi):
+    result = run("deploy", "qa", path=f"{fake_pulumi.parent / 'bin'}:{os.environ['PATH']}")
+    assert result.returncode == 1 and "unknown stack 'qa'" in result.stderr
+    assert not fake_pulumi.exists()
