@@ -26,11 +26,12 @@ test-unit: ## only the fast tests
 test-infra: ## only the Pulumi program tests (mocks, cloud-init schema)
 	$(PY) -m pytest tests/infra
 
-lint: ## ruff, hadolint on the Dockerfiles, shellcheck on the shell scripts
+lint: ## ruff, hadolint (Dockerfiles), shellcheck (shell scripts), actionlint (workflows)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/hadolint training/Dockerfile services/model_api/Dockerfile
-	$(VENV)/bin/shellcheck .ci/run
+	$(VENV)/bin/shellcheck .ci/run scripts/deploy scripts/destroy scripts/preview scripts/smoke
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/actionlint .github/workflows/*.yml
 
 format: ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff format .

@@ -2,6 +2,7 @@
 
     python -m scripts.delivery stack-for BRANCH      # prints the stack, or exits 1
     python -m scripts.delivery deploy STACK          # platform, then services (scripts/deploy)
+    python -m scripts.delivery preview STACK         # both projects, for pull requests
     python -m scripts.delivery destroy STACK [--confirm-destroy-prod]   # services, then platform
 
 Every `pulumi up`/`preview` passes the policy pack in policy/. `destroy prod` refuses unless
@@ -65,9 +66,10 @@ def pulumi(command: list[str], project: str, stack: str) -> None:
         stack,
         "--cwd",
         str(PROJECTS[project]),
-        "--yes",
         "--non-interactive",
     ]
+    if command[0] != "preview":
+        argv.append("--yes")
     if command[0] in ("up", "preview"):
         argv += ["--policy-pack", str(POLICY_PACK)]
     print(f"==> {project}: {' '.join(argv[:2])} --stack {stack}", flush=True)
@@ -80,6 +82,14 @@ def deploy(stack: str) -> None:
     check_tools()
     for project in ("platform", "services"):
         pulumi(["up", "--skip-preview"], project, stack)
+
+
+def preview(stack: str) -> None:
+    """`pulumi preview --diff` of both projects, with the policy pack (for pull requests)."""
+    check_stack(stack)
+    check_tools()
+    for project in ("platform", "services"):
+        pulumi(["preview", "--diff"], project, stack)
 
 
 def destroy(stack: str, confirmed: bool) -> None:
@@ -102,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("stack-for", help="the stack a branch deploys").add_argument("branch")
     sub.add_parser("deploy", help="pulumi up: platform, then services").add_argument("stack")
+    sub.add_parser("preview", help="pulumi preview --diff of both projects").add_argument("stack")
     p_destroy = sub.add_parser("destroy", help="pulumi destroy: services, then platform")
     p_destroy.add_argument("stack")
     p_destroy.add_argument(
@@ -113,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             print(stack_for(args.branch))
         elif args.command == "deploy":
             deploy(args.stack)
+        elif args.command == "preview":
+            preview(args.stack)
         else:
             destroy(args.stack, args.confirm_destroy_prod)
     except DeliveryError as exc:

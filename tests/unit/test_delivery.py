@@ -83,3 +83,11 @@ def test_unknown_stack_is_refused_before_pulumi(fake_pulumi):
     result = run("deploy", "qa", path=f"{fake_pulumi.parent / 'bin'}:{os.environ['PATH']}")
     assert result.returncode == 1 and "unknown stack 'qa'" in result.stderr
     assert not fake_pulumi.exists()
+
+
+def test_preview_runs_both_projects_with_the_policy_pack_and_changes_nothing(fake_pulumi):
+    result = run("preview", "dev", path=f"{fake_pulumi.parent / 'bin'}:{os.environ['PATH']}")
+    assert result.returncode == 0, result.stderr
+    calls = fake_pulumi.read_text().splitlines()[1:]
+    assert len(calls) == 2 and all(c.startswith("preview --diff --stack dev") for c in calls)
+    assert all("--policy-pack" in c and "--yes" not in c for c in calls)

@@ -1,0 +1,62 @@
+"""The GitHub workflows: actionlint-clean, keyless, one deployment per stack, prod reviewed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from scripts.components import BIN
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = sorted((ROOT / ".github/workflows").glob("*.yml"))
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((ROOT / ".github/workflows" / name).read_text())
+
+
+def test_actionlint_passes_on_every_workflow():
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}  # with shellcheck for run: blocks
+    result = subprocess.run(
+        [str(BIN / "actionlint"), *map(str, WORKFLOWS)], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cloud_auth_is_keyless():
+    for path in WORKFLOWS:
+        text = path.read_text()
+        assert "aws-access-key-id" not in text and "credentials_json" not in text, path.name
+        assert yaml.safe_load(text)["permissions"]["id-token"] == "write", path.name
+
+
+def test_one_deployment_at_a_time_per_stack_and_prod_behind_an_environment():
+    deploy = load("deploy.yml")["jobs"]["deploy"]
+    assert deploy["concurrency"] == {
+        "group": "deploy-${{ needs.stack.outputs.name }}",
+        "cancel-in-progress": False,
+    }
+    assert deploy["environment"] == "${{ needs.stack.outputs.name }}"
+    runs = [s.get("run", "") for s in deploy["steps"]]
+    assert any(r.startswith("scripts/deploy ") for r in runs) and any(
+        r.startswith("scripts/smoke ") for r in runs
+    )
+
+
+def test_branches_of_the_workflows_are_the_mapped_ones():
+    from scripts.delivery import BRANCH_TO_STACK
+
+    deploy_on = load("deploy.yml")[True]["push"]["branches"]  # YAML reads `on` as True
+    pr_on = load("pull-request.yml")[True]["pull_request"]["branches"]
+    assert sorted(deploy_on) == sorted(pr_on) == sorted(BRANCH_TO_STACK)
+
+
+def test_pull_requests_run_tests_then_preview_with_a_comment():
+    jobs = load("pull-request.yml")["jobs"]
+    assert any("bash .ci/run" in s.get("run", "") for s in jobs["test"]["steps"])
+    assert jobs["preview"]["needs"] == "test"
+    runs = " ".join(s.get("run", "") for s in jobs["preview"]["steps"])
+    assert "scripts/preview" in runs and "gh pr comment" in runs
