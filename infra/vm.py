@@ -8,6 +8,7 @@ secrets at every start through the VM's identity.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass
 from importlib import metadata
@@ -62,6 +63,12 @@ def server_spec(settings: ServerSettings, secrets: SecretSource) -> dict:
             "authUri": database_uri(settings, settings.auth_db_name),
         },
     }
+
+
+def private_host_pattern(vpc_cidr: str) -> str:
+    """An --allowed-hosts wildcard for the VPC's private addresses (e.g. 10.40.*)."""
+    first_two = str(ipaddress.ip_network(vpc_cidr).network_address).split(".")[:2]
+    return ".".join(first_two) + ".*"
 
 
 def pinned(*names: str) -> list[str]:

@@ -3,7 +3,6 @@ role, an Elastic IP, and cloud-init rendered by infra.vm (the same server comman
 
 from __future__ import annotations
 
-import ipaddress
 import json
 
 import pulumi
@@ -13,17 +12,11 @@ import pulumi_random as random
 from infra.aws.common import child, tags
 from infra.config import PlatformConfig
 from infra.mlflow_server import ServerSettings
-from infra.vm import AUTH_INI_PATH, VENV, SecretSource, user_data
+from infra.vm import AUTH_INI_PATH, VENV, SecretSource, private_host_pattern, user_data
 
 UBUNTU_OWNER = "099720109477"  # Canonical
 UBUNTU_IMAGE = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"
 SSM_CORE = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
-
-
-def private_host_pattern(vpc_cidr: str) -> str:
-    """An --allowed-hosts wildcard for the VPC's private addresses (e.g. 10.40.*)."""
-    first_two = str(ipaddress.ip_network(vpc_cidr).network_address).split(".")[:2]
-    return ".".join(first_two) + ".*"
 
 
 def server_policy(bucket_arn: str, secret_arns: list[str]) -> str:

@@ -8,11 +8,10 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_random as random
 
-from infra.aws.tracking_server import private_host_pattern
 from infra.config import PlatformConfig
 from infra.gcp.network import SERVER_TAG
 from infra.mlflow_server import ServerSettings
-from infra.vm import AUTH_INI_PATH, VENV, SecretSource, user_data
+from infra.vm import AUTH_INI_PATH, VENV, SecretSource, private_host_pattern, user_data
 
 UBUNTU_PROJECT = "ubuntu-os-cloud"
 UBUNTU_FAMILY = "ubuntu-2404-lts-amd64"
