@@ -8,6 +8,7 @@ import pulumi_gcp as gcp
 import pulumi_random as random
 
 from infra.config import PlatformConfig
+from infra.gcp.secrets import stored_secret
 
 DB_NAME = "mlflow"
 AUTH_DB_NAME = "mlflow_auth"
@@ -74,19 +75,11 @@ class Database(pulumi.ComponentResource):
             password=password.result,
             opts=child,
         )
-        secret = gcp.secretmanager.Secret(
+        secret = stored_secret(
             f"{name}-db-secret",
-            secret_id=f"mlflow-{cfg.stack}-db",
-            replication=gcp.secretmanager.SecretReplicationArgs(auto={}),
-            opts=child,
-        )
-        gcp.secretmanager.SecretVersion(
-            f"{name}-db-secret-value",
-            secret=secret.id,
-            secret_data=pulumi.Output.json_dumps(
-                {"username": DB_USER, "password": password.result}
-            ),
-            opts=child,
+            f"mlflow-{cfg.stack}-db",
+            pulumi.Output.json_dumps({"username": DB_USER, "password": password.result}),
+            self,
         )
         self.private_ip = instance.private_ip_address
         self.secret_name = secret.name

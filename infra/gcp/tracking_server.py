@@ -10,6 +10,7 @@ import pulumi_random as random
 
 from infra.config import PlatformConfig
 from infra.gcp.network import SERVER_TAG
+from infra.gcp.secrets import stored_secret
 from infra.mlflow_server import ServerSettings
 from infra.vm import AUTH_INI_PATH, VENV, SecretSource, private_host_pattern, user_data
 
@@ -45,37 +46,21 @@ class TrackingServer(pulumi.ComponentResource):
                 f"{name}-admin-password", length=32, special=False, opts=child
             ).result
         flask_key = random.RandomPassword(f"{name}-flask-key", length=48, special=False, opts=child)
-        secret = gcp.secretmanager.Secret(
+        secret = stored_secret(
             f"{name}-credentials",
-            secret_id=f"mlflow-{cfg.stack}-credentials",
-            replication=gcp.secretmanager.SecretReplicationArgs(auto={}),
-            opts=child,
-        )
-        gcp.secretmanager.SecretVersion(
-            f"{name}-credentials-value",
-            secret=secret.id,
-            secret_data=pulumi.Output.json_dumps(
+            f"mlflow-{cfg.stack}-credentials",
+            pulumi.Output.json_dumps(
                 {
                     "username": cfg.adminUsername,
                     "password": admin_password,
                     "flaskSecretKey": flask_key.result,
                 }
             ),
-            opts=child,
+            self,
         )
-
         # The password alone, for clients on Cloud Run (secret_key_ref takes a whole secret).
-        client_secret = gcp.secretmanager.Secret(
-            f"{name}-client-password",
-            secret_id=f"mlflow-{cfg.stack}-client-password",
-            replication=gcp.secretmanager.SecretReplicationArgs(auto={}),
-            opts=child,
-        )
-        gcp.secretmanager.SecretVersion(
-            f"{name}-client-password-value",
-            secret=client_secret.id,
-            secret_data=admin_password,
-            opts=child,
+        client_secret = stored_secret(
+            f"{name}-client-password", f"mlflow-{cfg.stack}-client-password", admin_password, self
         )
 
         account = gcp.serviceaccount.Account(
