@@ -117,4 +117,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if code:
+        # Leave without interpreter teardown after a failure: native thread pools (pyarrow) have
+        # been seen aborting in it ("terminate called without an active exception"), which would
+        # add a second line to the one-line error.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
