@@ -143,73 +143,75 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
     )
     region = aws.get_region().region
 
-    def container(image, extra: dict) -> pulumi.Output:
-        return pulumi.Output.all(image, tracking_uri, secret_arn, extra["log"]).apply(
-            lambda a: [
-                {
-                    "name": extra["name"],
-                    "image": a[0],
-                    "essential": True,
-                    "environment": [
-                        {"name": "MLFLOW_TRACKING_URI", "value": a[1]},
-                        *extra.get("env", []),
-                    ],
-                    "secrets": mlflow_secrets(a[2]),
-                    "logConfiguration": {
-                        "logDriver": "awslogs",
-                        "options": {
-                            "awslogs-group": a[3],
-                            "awslogs-region": region,
-                            "awslogs-stream-prefix": extra["name"],
+    def fargate_task(
+        svc, image, cpu, memory, task_role, env=(), more=None
+    ) -> aws.ecs.TaskDefinition:
+        """A Fargate task definition with one container `svc`, logging to its group, with the
+        tracking URI as plain env and the MLflow credentials as ECS secrets."""
+        definitions = pulumi.Output.all(image, tracking_uri, secret_arn, logs[svc].name).apply(
+            lambda a: json.dumps(
+                [
+                    {
+                        "name": svc,
+                        "image": a[0],
+                        "essential": True,
+                        "environment": [{"name": "MLFLOW_TRACKING_URI", "value": a[1]}, *env],
+                        "secrets": mlflow_secrets(a[2]),
+                        "logConfiguration": {
+                            "logDriver": "awslogs",
+                            "options": {
+                                "awslogs-group": a[3],
+                                "awslogs-region": region,
+                                "awslogs-stream-prefix": svc,
+                            },
                         },
-                    },
-                    **extra.get("more", {}),
-                }
-            ]
+                        **(more or {}),
+                    }
+                ]
+            )
+        )
+        return aws.ecs.TaskDefinition(
+            f"{name}-{svc}",
+            family=f"{name}-{cfg.stack}-{svc}",
+            cpu=str(cpu),
+            memory=str(memory),
+            network_mode="awsvpc",
+            requires_compatibilities=["FARGATE"],
+            execution_role_arn=execution_role.arn,
+            task_role_arn=task_role.arn,
+            runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
+                operating_system_family="LINUX", cpu_architecture="X86_64"
+            ),
+            container_definitions=definitions,
+            tags=tags,
         )
 
     # --- model API ------------------------------------------------------------------------
     api_role = aws.iam.Role(
         f"{name}-api-task", assume_role_policy=assume("ecs-tasks.amazonaws.com"), tags=tags
     )
-    api_task = aws.ecs.TaskDefinition(
-        f"{name}-model-api",
-        family=f"{name}-{cfg.stack}-model-api",
-        cpu=str(cfg.apiCpu),
-        memory=str(cfg.apiMemoryMb),
-        network_mode="awsvpc",
-        requires_compatibilities=["FARGATE"],
-        execution_role_arn=execution_role.arn,
-        task_role_arn=api_role.arn,
-        runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
-            operating_system_family="LINUX", cpu_architecture="X86_64"
-        ),
-        container_definitions=container(
-            api_image,
-            {
-                "name": "model-api",
-                "log": logs["model-api"].name,
-                "env": [
-                    {"name": "MODEL_API_REFRESH_SECONDS", "value": str(cfg.modelRefreshSeconds)}
+    api_task = fargate_task(
+        "model-api",
+        api_image,
+        cfg.apiCpu,
+        cfg.apiMemoryMb,
+        api_role,
+        env=[{"name": "MODEL_API_REFRESH_SECONDS", "value": str(cfg.modelRefreshSeconds)}],
+        more={
+            "portMappings": [{"containerPort": API_PORT, "protocol": "tcp"}],
+            "healthCheck": {
+                "command": [
+                    "CMD",
+                    "python",
+                    "-c",
+                    f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{API_PORT}/health', timeout=2)",
                 ],
-                "more": {
-                    "portMappings": [{"containerPort": API_PORT, "protocol": "tcp"}],
-                    "healthCheck": {
-                        "command": [
-                            "CMD",
-                            "python",
-                            "-c",
-                            f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{API_PORT}/health', timeout=2)",
-                        ],
-                        "interval": 15,
-                        "timeout": 5,
-                        "retries": 3,
-                        "startPeriod": 30,
-                    },
-                },
+                "interval": 15,
+                "timeout": 5,
+                "retries": 3,
+                "startPeriod": 30,
             },
-        ).apply(json.dumps),
-        tags=tags,
+        },
     )
     alb_sg = aws.ec2.SecurityGroup(
         f"{name}-alb",
@@ -361,27 +363,13 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         role=training_role.id,
         policy=data_read_policy([cfg.trainData, cfg.valData]),
     )
-    training_task = aws.ecs.TaskDefinition(
-        f"{name}-training",
-        family=f"{name}-{cfg.stack}-training",
-        cpu="1024",
-        memory="4096",
-        network_mode="awsvpc",
-        requires_compatibilities=["FARGATE"],
-        execution_role_arn=execution_role.arn,
-        task_role_arn=training_role.arn,
-        runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
-            operating_system_family="LINUX", cpu_architecture="X86_64"
-        ),
-        container_definitions=container(
-            training_image,
-            {
-                "name": "training",
-                "log": logs["training"].name,
-                "more": {"command": ["--train", cfg.trainData, "--val", cfg.valData]},
-            },
-        ).apply(json.dumps),
-        tags=tags,
+    training_task = fargate_task(
+        "training",
+        training_image,
+        1024,
+        4096,
+        training_role,
+        more={"command": ["--train", cfg.trainData, "--val", cfg.valData]},
     )
     scheduler_role = aws.iam.Role(
         f"{name}-training-scheduler",
