@@ -17,8 +17,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -468,3 +469,58 @@ def model_api_start(port: int, log: Path, env: dict[str, str], workers: int = 1)
     proc.url = f"http://{LOOPBACK}:{port}"
     wait_until(proc, http_ok(f"{proc.url}/health"), 60, "alive")
     return proc
+
+
+# --- a whole throwaway platform ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Platform:
+    tracking_uri: str
+    s3_endpoint: str
+    bucket: str
+    admin: MlflowCredentials
+    root: Path
+
+    def env(self) -> dict[str, str]:
+        return self.admin.env(self.tracking_uri)
+
+
+@contextlib.contextmanager
+def throwaway_platform(bucket: str = "test-artifacts") -> Iterator[Platform]:
+    """PostgreSQL, moto_server and the MLflow server exactly as rendered for the VM, auth on, on
+    free loopback ports with state in a temporary directory; all stopped and deleted on exit."""
+    root = Path(tempfile.mkdtemp(prefix="mlops-platform-"))
+    root.chmod(0o755)  # the unprivileged PostgreSQL user must reach its data directory
+    procs: list[Proc] = []
+    try:
+        cluster = pg_init(root / "pgdata", root / "pg-superuser")
+        pg = pg_start(cluster, free_port(), root / "postgresql.log")
+        procs.append(pg)
+        db_password = new_password()
+        pg_ensure_databases(
+            pg.extra["port"], cluster.superuser_password, "mlflow", db_password,
+            ["mlflow", "mlflow_auth"],
+        )  # fmt: skip
+        moto = moto_start(free_port(), root / "moto.log")
+        procs.append(moto)
+        ensure_bucket(moto.url, bucket)
+        admin = MlflowCredentials("admin", new_password())
+        server = mlflow_start(
+            port=free_port(),
+            db_port=pg.extra["port"],
+            db_password=db_password,
+            admin=admin,
+            secret_key=new_password(),
+            artifacts_destination=f"s3://{bucket}/mlflow",
+            store_env=s3_store_env(moto.url),
+            workdir=root / "mlflow",
+            log=root / "mlflow-server.log",
+            workers=1,
+        )
+        procs.append(server)
+        yield Platform(server.url, moto.url, bucket, admin, root)
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+        shutil.rmtree(root, ignore_errors=True)

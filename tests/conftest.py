@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,53 +48,8 @@ def local_store(tmp_path, monkeypatch) -> str:
     mlflow.set_tracking_uri(None)
 
 
-@dataclass(frozen=True)
-class Platform:
-    tracking_uri: str
-    s3_endpoint: str
-    bucket: str
-    admin: c.MlflowCredentials
-    root: Path
-
-    def env(self) -> dict[str, str]:
-        return self.admin.env(self.tracking_uri)
-
-
 @pytest.fixture(scope="session")
-def platform() -> Platform:
+def platform() -> c.Platform:
     """PostgreSQL, moto_server and the MLflow server exactly as rendered for the VM, auth on."""
-    root = Path(tempfile.mkdtemp(prefix="mlops-platform-"))
-    root.chmod(0o755)  # the unprivileged PostgreSQL user must reach its data directory
-    procs: list[c.Proc] = []
-    try:
-        cluster = c.pg_init(root / "pgdata", root / "pg-superuser")
-        pg = c.pg_start(cluster, c.free_port(), root / "postgresql.log")
-        procs.append(pg)
-        db_password = c.new_password()
-        c.pg_ensure_databases(
-            pg.extra["port"], cluster.superuser_password, "mlflow", db_password,
-            ["mlflow", "mlflow_auth"],
-        )  # fmt: skip
-        moto = c.moto_start(c.free_port(), root / "moto.log")
-        procs.append(moto)
-        bucket = "test-artifacts"
-        c.ensure_bucket(moto.url, bucket)
-        admin = c.MlflowCredentials("admin", c.new_password())
-        server = c.mlflow_start(
-            port=c.free_port(),
-            db_port=pg.extra["port"],
-            db_password=db_password,
-            admin=admin,
-            secret_key=c.new_password(),
-            artifacts_destination=f"s3://{bucket}/mlflow",
-            store_env=c.s3_store_env(moto.url),
-            workdir=root / "mlflow",
-            log=root / "mlflow-server.log",
-            workers=1,
-        )
-        procs.append(server)
-        yield Platform(server.url, moto.url, bucket, admin, root)
-    finally:
-        for proc in reversed(procs):
-            proc.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    with c.throwaway_platform() as platform:
+        yield platform
