@@ -56,7 +56,7 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
                 status_code=413,
             )
         item = {
-            "field": ".".join(p for p in loc if p != "body"),
+            "field": ".".join(p for p in loc if p != "body") or "body",
             "type": err.get("type"),
             "msg": err.get("msg"),
         }

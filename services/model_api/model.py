@@ -1,8 +1,13 @@
 """The served model: loaded from the registry alias in the background, swapped in whole.
 
-A `Loaded` value (model + version) is replaced by a single reference assignment, so a request sees
-either the old model or the new one, never a half-loaded one. While nothing is loaded, `error`
-says why and the loader keeps retrying.
+A `Loaded` value (predict function + version) is replaced by a single reference assignment, so a
+request sees either the old model or the new one, never a half-loaded one. While nothing is
+loaded, `error` says why and the loader keeps retrying.
+
+Requests call the model's own estimator directly (`direct_predictor`), not the pyfunc wrapper:
+the pyfunc re-checks every input frame against the signature, which costs more than a one-ride
+prediction. The pyfunc still runs at load time, where it checks the signature, and a direct path
+is used only if it returns exactly the pyfunc's predictions for a spread of rides.
 """
 
 from __future__ import annotations
@@ -10,35 +15,106 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from services.model_api.settings import Settings
 
 log = logging.getLogger(__name__)
 
-WARM_UP = pd.DataFrame({"PU_DO": ["43_151"], "trip_distance": [1.8]})
+Predict = Callable[[pd.DataFrame], object]
+
+
+def features(rides: list[tuple[int, int, float]]) -> pd.DataFrame:
+    """(PULocationID, DOLocationID, trip_distance) rides -> the model input, the same features as
+    training.data.features."""
+    return pd.DataFrame(
+        {
+            "PU_DO": np.array([f"{pu}_{do}" for pu, do, _ in rides], dtype=object),
+            "trip_distance": np.array([d for _, _, d in rides], dtype=np.float64),
+        },
+        copy=False,
+    )
+
+
+# Zones and distances spread over their ranges: a direct path must match the pyfunc on all.
+_rng = np.random.default_rng(20240101)
+CHECK = features(
+    [(43, 151, 1.8), (1, 265, 0.0), (265, 1, 199.0), (132, 132, 17.5)]
+    + list(zip(_rng.integers(1, 266, 60).tolist(), _rng.integers(1, 266, 60).tolist(),
+               np.round(_rng.exponential(3.0, 60), 2).tolist(), strict=True))
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Loaded:
-    model: object
     version: str
     loaded_at: float
+    predict_frame: Predict
+    path: str  # how predictions are made: "direct (...)" or "pyfunc"
 
     def predict(self, frame: pd.DataFrame) -> list[float]:
-        return [float(x) for x in self.model.predict(frame)]
+        return np.asarray(self.predict_frame(frame), dtype=np.float64).ravel().tolist()
 
 
-def features(rides: list[dict]) -> pd.DataFrame:
-    """Request rides -> the model input (same features as training.data.features)."""
-    return pd.DataFrame(
-        {
-            "PU_DO": [f"{r['PULocationID']}_{r['DOLocationID']}" for r in rides],
-            "trip_distance": [float(r["trip_distance"]) for r in rides],
-        }
-    )
+def direct_predictor(model) -> tuple[Predict, str] | None:
+    """The pyfunc's sklearn pipeline, called step by step; None for other kinds of model.
+
+    A LightGBM regressor at the end is asked through its Booster with one thread: the sklearn
+    wrapper re-reads its parameters on every call, and each worker process already has a core.
+    """
+    try:
+        raw = model.get_raw_model()
+    except Exception:  # not every flavor has a raw model
+        return None
+    from sklearn.pipeline import Pipeline
+
+    if not isinstance(raw, Pipeline):
+        return None
+    *transforms, (_, final) = raw.steps
+    steps = [step for _, step in transforms if step not in (None, "passthrough")]
+    try:
+        from lightgbm import LGBMRegressor
+    except ImportError:
+        LGBMRegressor = ()  # noqa: N806 - no LightGBM, so no LightGBM model either
+    if isinstance(final, LGBMRegressor):
+        booster = final.booster_
+
+        def last(x):
+            return booster.predict(x, num_threads=1)
+
+        kind = "LightGBM booster"
+    else:
+        last, kind = final.predict, type(final).__name__
+
+    def predict(frame: pd.DataFrame):
+        x = frame
+        for step in steps:
+            x = step.transform(x)
+        return last(x)
+
+    return predict, f"direct ({' -> '.join([*(type(s).__name__ for s in steps), kind])})"
+
+
+def fastest_predictor(model) -> tuple[Predict, str]:
+    """The direct path if it gives exactly the pyfunc's predictions, else the pyfunc itself.
+
+    Raises if the pyfunc cannot predict the API's input (e.g. a model with another signature),
+    so such a model is never swapped in."""
+    expected = np.asarray(model.predict(CHECK), dtype=np.float64).ravel()
+    direct = direct_predictor(model)
+    if direct is not None:
+        try:
+            got = np.asarray(direct[0](CHECK), dtype=np.float64).ravel()
+            if got.shape == expected.shape and np.allclose(got, expected, rtol=1e-12, atol=1e-12):
+                return direct
+            log.warning("%s differs from the pyfunc's predictions; using the pyfunc", direct[1])
+        except Exception as exc:
+            log.warning("%s failed (%s); using the pyfunc", direct[1], exc)
+    return model.predict, "pyfunc"
 
 
 class ModelHolder:
@@ -66,16 +142,16 @@ class ModelHolder:
                 return False
             # By version, not alias: the alias may move again while we download.
             model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-            model.predict(WARM_UP)  # a model that cannot predict is never swapped in
+            predict, path = fastest_predictor(model)  # raises for a model that cannot predict
         except Exception as exc:  # registry down, alias missing, bad artifact: keep serving
             first_line = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
             self.error = f"cannot load {self.uri}: {first_line[:300]}"
             log.warning(self.error)
             return False
         previous = self.current.version if self.current else None
-        self.current = Loaded(model=model, version=version, loaded_at=time.time())
+        self.current = Loaded(version, time.time(), predict, path)
         self.error = None
-        log.info("serving %s v%s (was %s)", name, version, previous)
+        log.info("serving %s v%s via %s (was %s)", name, version, path, previous)
         return True
 
     def _run(self) -> None:

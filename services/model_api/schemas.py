@@ -44,3 +44,22 @@ class Prediction(BaseModel):
 class BatchPrediction(BaseModel):
     durations: list[float]
     model_version: str
+
+
+def request_body(model: type[BaseModel]) -> dict:
+    """`openapi_extra` describing a JSON body of this model, for a route that validates its body
+    itself. The schema is self-contained (no $refs), so it needs no components of its own."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node):
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(defs[node["$ref"].rsplit("/", 1)[-1]])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(value) for value in node]
+        return node
+
+    content = {"application/json": {"schema": inline(schema)}}
+    return {"requestBody": {"required": True, "content": content}}

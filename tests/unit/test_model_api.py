@@ -114,12 +114,66 @@ def test_empty_batch_and_broken_json_are_4xx(client):
     assert resp.status_code == 422
 
 
+def test_broken_json_and_wrong_content_type_say_what_is_wrong(client):
+    resp = client.post(
+        "/predict", content=b'{"PULocationID": 4', headers={"content-type": "application/json"}
+    )
+    assert resp.status_code == 422
+    [error] = resp.json()["detail"]
+    assert error["field"] == "body" and error["type"] == "json_invalid"
+    resp = client.post(
+        "/predict", content=b"PULocationID=4", headers={"content-type": "text/plain"}
+    )
+    assert resp.status_code == 415 and "application/json" in resp.json()["detail"]
+    assert client.post("/predict", content=b"{}", headers={}).status_code == 415
+
+
 def test_health_ready_and_openapi(client, champion):
     assert client.get("/health").json() == {"status": "ok"}
     ready = client.get("/ready").json()
     assert ready["status"] == "ready" and ready["model_version"] == champion.version
+    # The baseline is an sklearn pipeline, so requests call it directly (checked at load).
+    assert ready["predict_path"].startswith("direct (FunctionTransformer -> DictVectorizer")
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/predict", "/predict/batch", "/health", "/ready"} <= set(paths)
+    # The bodies the routes validate themselves are still described, self-contained.
+    ride = paths["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert set(ride["required"]) == {"PULocationID", "DOLocationID", "trip_distance"}
+    assert ride["properties"]["PULocationID"]["maximum"] == 265
+    batch = paths["/predict/batch"]["post"]["requestBody"]["content"]["application/json"]
+    rides = batch["schema"]["properties"]["rides"]
+    assert rides["maxItems"] == MAX_BATCH and rides["items"]["properties"] == ride["properties"]
+    assert "$ref" not in str(batch)
+
+
+def test_lightgbm_champion_is_served_directly_with_the_pyfunc_predictions(local_store, months):
+    [result] = train_module.run(
+        str(months.train), str(months.val), [Candidate("lightgbm")], model_name="gbm"
+    )
+    rides = [
+        {"PULocationID": pu, "DOLocationID": do, "trip_distance": d}
+        for pu, do, d in zip(
+            range(1, 266, 3), range(265, 0, -3), [i * 0.37 for i in range(89)], strict=True
+        )
+    ]
+    app = create_app(Settings(model_name="gbm", refresh_seconds=60, retry_seconds=0.2))
+    with TestClient(app) as client:
+        ready = wait_for(lambda: (r := client.get("/ready")).status_code == 200 and r.json())
+        assert ready["predict_path"] == "direct (FunctionTransformer -> LightGBM booster)"
+        batch = client.post("/predict/batch", json={"rides": rides}).json()
+        single = [client.post("/predict", json=r).json()["duration"] for r in rides[:10]]
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {
+            "PU_DO": [f"{r['PULocationID']}_{r['DOLocationID']}" for r in rides],
+            "trip_distance": [r["trip_distance"] for r in rides],
+        }
+    )
+    expected = mlflow.pyfunc.load_model(f"models:/gbm/{result.version}").predict(frame)
+    assert batch["model_version"] == result.version
+    assert batch["durations"] == pytest.approx(list(expected), rel=1e-12, abs=1e-12)
+    assert single == batch["durations"][:10]
 
 
 def test_metrics_count_requests_and_predictions(client, champion):

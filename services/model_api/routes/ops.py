@@ -24,7 +24,12 @@ def ready(request: Request) -> JSONResponse:
         return JSONResponse(
             {**body, "status": "not ready", "reason": holder.error}, status_code=503
         )
-    body |= {"status": "ready", "model_version": loaded.version, "loaded_at": loaded.loaded_at}
+    body |= {
+        "status": "ready",
+        "model_version": loaded.version,
+        "loaded_at": loaded.loaded_at,
+        "predict_path": loaded.path,
+    }
     if holder.error:  # still serving, but the last refresh failed
         body["last_refresh_error"] = holder.error
     return JSONResponse(body)

@@ -1,14 +1,45 @@
-"""POST /predict and /predict/batch."""
+"""POST /predict and /predict/batch.
+
+The body is validated straight from the JSON bytes by pydantic's core (`model_validate_json`),
+not parsed into Python objects first and validated after, which is what FastAPI does for a
+declared body parameter: for a 1,000-ride batch that is a quarter of the time. The same models
+still describe the body in the OpenAPI document, and a bad body is still a 422 naming the field.
+The handlers are `async`: a one-ride prediction is shorter than a hop to a thread. A batch's
+prediction is not, and LightGBM releases the GIL while it predicts, so a batch is predicted in the
+thread pool: the worker keeps reading requests meanwhile and can use a second core when most
+connections have landed on it.
+"""
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from fastapi import APIRouter, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 
 from services.model_api.metrics import PREDICTIONS
 from services.model_api.model import Loaded, features
-from services.model_api.schemas import Batch, BatchPrediction, Prediction, Ride
+from services.model_api.schemas import Batch, BatchPrediction, Prediction, Ride, request_body
 
 router = APIRouter(tags=["predict"])
+M = TypeVar("M", bound=BaseModel)
+
+
+async def parse(request: Request, model: type[M]) -> M:
+    content_type = request.headers.get("content-type", "")
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise HTTPException(
+            status_code=415,
+            detail=f"content-type must be application/json, got {content_type or 'none'!r}",
+        )
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
 
 
 def serving(request: Request) -> Loaded:
@@ -19,19 +50,32 @@ def serving(request: Request) -> Loaded:
     return loaded
 
 
-@router.post("/predict", response_model=Prediction, summary="Predict one ride's duration")
-def predict(ride: Ride, request: Request) -> Prediction:
+@router.post(
+    "/predict",
+    response_model=Prediction,
+    summary="Predict one ride's duration",
+    openapi_extra=request_body(Ride),
+)
+async def predict(request: Request) -> Prediction:
+    ride = await parse(request, Ride)
     loaded = serving(request)
-    duration = loaded.predict(features([ride.model_dump()]))[0]
+    [duration] = loaded.predict(
+        features([(ride.PULocationID, ride.DOLocationID, ride.trip_distance)])
+    )
     PREDICTIONS.labels(loaded.version).inc()
     return Prediction(duration=duration, model_version=loaded.version)
 
 
 @router.post(
-    "/predict/batch", response_model=BatchPrediction, summary="Predict many rides' durations"
+    "/predict/batch",
+    response_model=BatchPrediction,
+    summary="Predict many rides' durations",
+    openapi_extra=request_body(Batch),
 )
-def predict_batch(batch: Batch, request: Request) -> BatchPrediction:
+async def predict_batch(request: Request) -> BatchPrediction:
+    batch = await parse(request, Batch)
     loaded = serving(request)
-    durations = loaded.predict(features([r.model_dump() for r in batch.rides]))
+    frame = features([(r.PULocationID, r.DOLocationID, r.trip_distance) for r in batch.rides])
+    durations = await run_in_threadpool(loaded.predict, frame)
     PREDICTIONS.labels(loaded.version).inc(len(durations))
     return BatchPrediction(durations=durations, model_version=loaded.version)
