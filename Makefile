@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(shell command -v uv 2>/dev/null)
 
-.PHONY: help install test test-unit test-infra lint format demo demo-down demo-status clean-local
+.PHONY: help install test test-unit test-infra lint format demo demo-down demo-status benchmark clean-local
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -45,3 +45,6 @@ demo-down: ## stop every process `make demo` started; keep the data in .local/
 
 demo-status: ## which local components are running
 	$(PY) -m scripts.local_platform status
+
+benchmark: ## model API vs `mlflow models serve` (2 workers, 16 connections); writes docs/benchmarks.md
+	$(PY) -m scripts.benchmark

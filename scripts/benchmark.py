@@ -1,0 +1,433 @@
+"""Serving benchmark, our model API against `mlflow models serve`, side by side in one run.
+
+`python -m scripts.benchmark` (or `make benchmark`) starts a throwaway platform (PostgreSQL,
+moto_server, the MLflow server with auth), trains the stronger model on generated TLC-shaped data
+so it is registered as @champion (as `make demo` does), then serves that alias with both servers,
+each with the same number of uvicorn workers. It checks that both return the pyfunc model's own
+predictions for the same rides, then drives each server in turn from a separate load process
+(scripts/loadgen.py) at fixed concurrency for a fixed time, with single-ride requests and with
+1,000-ride batches, sampling the server's memory. The results and the issue's targets, met or
+missed by how much, replace the generated part of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform as pyplatform
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import requests
+
+from scripts import components as c
+
+ROOT = Path(__file__).resolve().parent.parent
+REPORT = ROOT / "docs" / "benchmarks.md"
+START, END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
+COMMAND = "make benchmark"
+MODEL_NAME = "nyc-taxi-duration"
+BATCH = 1000
+# Distinct request bodies each load process cycles through.
+SINGLE_BODIES, BATCH_BODIES = 2000, 8
+# Predictions must agree to this (absolute and relative): JSON carries floats exactly, so any
+# difference means a different model or different features.
+TOLERANCE = 1e-9
+TARGETS = {"speedup": 3.0, "single_p99_ms": 25.0, "batch_p50_ms": 50.0}
+
+
+def say(msg: str) -> None:
+    print(f"==> {msg}", flush=True)
+
+
+@dataclass(frozen=True)
+class Server:
+    """A server under test; `mlflow` servers take the model's input frame, ours takes rides."""
+
+    name: str
+    proc: c.Proc
+    mlflow: bool
+
+    @property
+    def port(self) -> int:
+        return int(self.proc.url.rsplit(":", 1)[1])
+
+    def url(self, single: bool) -> str:
+        path = "/invocations" if self.mlflow else "/predict" if single else "/predict/batch"
+        return self.proc.url + path
+
+    def body(self, rides: list[dict], single: bool) -> str:
+        if self.mlflow:
+            frame = model_input(rides)
+            split = {"columns": list(frame.columns), "data": frame.values.tolist()}
+            return json.dumps({"dataframe_split": split})
+        return json.dumps(rides[0] if single else {"rides": rides})
+
+    def predictions(self, rides: list[dict], single: bool) -> list[float]:
+        resp = requests.post(
+            self.url(single),
+            data=self.body(rides, single),
+            headers={"content-type": "application/json"},
+            timeout=60,
+        )
+        resp.raise_for_status()
+        out = resp.json()
+        if self.mlflow:
+            return [float(x) for x in out["predictions"]]
+        return [out["duration"]] if single else out["durations"]
+
+
+def model_input(rides: list[dict]) -> pd.DataFrame:
+    """The registered model's input, as training builds it (training.data.features)."""
+    return pd.DataFrame(
+        {
+            "PU_DO": [f"{r['PULocationID']}_{r['DOLocationID']}" for r in rides],
+            "trip_distance": [float(r["trip_distance"]) for r in rides],
+        }
+    )
+
+
+def sample_rides(path: Path, n: int, seed: int = 7) -> list[dict]:
+    """n valid request rides drawn from a generated month (zones and distances within the API's
+    limits), so both servers see realistic, varied input."""
+    from services.model_api.schemas import MAX_TRIP_DISTANCE
+
+    frame = pd.read_parquet(path, columns=["PULocationID", "DOLocationID", "trip_distance"])
+    frame = frame[frame["trip_distance"].between(0, MAX_TRIP_DISTANCE, inclusive="left")]
+    frame = frame.sample(n=n, replace=len(frame) < n, random_state=seed)
+    return [
+        {"PULocationID": int(pu), "DOLocationID": int(do), "trip_distance": float(d)}
+        for pu, do, d in frame.itertuples(index=False)
+    ]
+
+
+def train_champion(env: dict[str, str], data: Path, log: Path) -> tuple[Path, str]:
+    """Train the demo's stronger model on two generated months; (validation month, CLI summary)."""
+    from training.generate import write_month
+
+    months = [
+        write_month(data / f"green_tripdata_2024-{m:02d}.parquet", 2024, m, 20_000, 0, "green")
+        for m in (1, 2)
+    ]
+    with open(log, "a") as err:
+        out = subprocess.run(
+            [sys.executable, "-m", "training", "--train", str(months[0]), "--val",
+             str(months[1]), "--model", "lightgbm"],
+            env={**os.environ, **c.QUIET, **env}, stdout=subprocess.PIPE, stderr=err, text=True,
+            cwd=ROOT,
+        )  # fmt: skip
+    if out.returncode != 0 or "@champion" not in out.stdout:
+        raise c.ComponentError(f"training did not register a champion:\n{c.log_tail(log)}")
+    return months[1], out.stdout.strip().splitlines()[-1]
+
+
+def mlflow_serve_start(port: int, log: Path, env: dict[str, str], workers: int) -> c.Proc:
+    argv = [
+        str(c.BIN / "mlflow"), "models", "serve",
+        "-m", f"models:/{MODEL_NAME}@champion",
+        "--env-manager", "local",
+        "-h", c.LOOPBACK, "-p", str(port), "-w", str(workers),
+    ]  # fmt: skip
+    # MLflow runs `uvicorn` from PATH: the one in this environment.
+    path = f"{c.BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    proc = c.spawn("mlflow-models-serve", argv, log, {**env, "PATH": path})
+    proc.url = f"http://{c.LOOPBACK}:{port}"
+    c.wait_until(proc, c.http_ok(f"{proc.url}/ping"), 180, "serving")
+    return proc
+
+
+def group_pids(pgid: int) -> list[int]:
+    """The server's processes: everything in its process group (master and workers)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) == pgid:  # field 5: pgrp
+                pids.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return pids
+
+
+def group_rss_mb(pgid: int) -> float:
+    total_kb = 0
+    for pid in group_pids(pgid):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+        total_kb += int(match.group(1)) if match else 0
+    return total_kb / 1024
+
+
+def connections_per_process(pgid: int, port: int) -> list[int]:
+    """Established client connections each server process holds, most first. uvicorn's workers
+    share one listening socket, and a burst of new connections can all land on one worker."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # ESTABLISHED
+            inodes.add(fields[9])
+    counts = []
+    for pid in group_pids(pgid):
+        try:
+            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            continue
+        counts.append(sum(link[8:-1] in inodes for link in links if link.startswith("socket:[")))
+    return sorted(counts, reverse=True)
+
+
+def drive(server: Server, bodies: Path, args: argparse.Namespace, single: bool) -> dict:
+    """One load phase from a separate process, sampling the server's memory meanwhile."""
+    url = server.url(single)
+    peak = [group_rss_mb(server.proc.pid)]
+    done = threading.Event()
+
+    spread: list[int] = []
+
+    def sample() -> None:
+        started = time.monotonic()
+        while not done.wait(0.2):
+            peak.append(group_rss_mb(server.proc.pid))
+            if not spread and time.monotonic() - started > args.warmup:
+                spread.extend(connections_per_process(server.proc.pid, server.port))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "scripts.loadgen", url, str(bodies),
+             "--concurrency", str(args.concurrency), "--duration", str(args.duration),
+             "--warmup", str(args.warmup)],
+            capture_output=True, text=True, cwd=ROOT, check=True,
+        )  # fmt: skip
+    finally:
+        done.set()
+        sampler.join()
+    result = json.loads(out.stdout)
+    result["peak_mb"] = max(peak)
+    # The busiest `workers` processes: the others (uvicorn's supervisor, MLflow's CLI) hold none.
+    result["connections"] = "+".join(map(str, spread[: args.workers])) or "?"
+    return result
+
+
+def check_predictions(servers: list[Server], rides: list[dict], expected: np.ndarray) -> dict:
+    """Largest difference from the pyfunc model's own predictions, per server and request kind."""
+    diffs = {}
+    for server in servers:
+        batch = np.array(server.predictions(rides, single=False))
+        singles = np.array([server.predictions([r], single=True)[0] for r in rides[:200]])
+        for kind, got, want in (("batch", batch, expected), ("single", singles, expected[:200])):
+            if got.shape != want.shape or not np.allclose(
+                got, want, rtol=TOLERANCE, atol=TOLERANCE
+            ):
+                raise SystemExit(
+                    f"error: {server.name} ({kind}) does not return the pyfunc model's predictions"
+                    f" (max |diff| {np.max(np.abs(got - want)) if got.shape == want.shape else 'n/a'})"
+                )
+            diffs[f"{server.name} {kind}"] = float(np.max(np.abs(got - want)))
+    return diffs
+
+
+def machine() -> str:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
+    mem = re.search(r"^MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text(), re.M)
+    return (
+        f"{model.group(1) if model else pyplatform.machine()}, "
+        f"{len(os.sched_getaffinity(0))} cores available, "
+        f"{int(mem.group(1)) / 1024**2:.1f} GiB RAM; {pyplatform.platform(terse=True)}; "
+        f"Python {pyplatform.python_version()}; "
+        + ", ".join(
+            f"{p} {version(p)}"
+            for p in ("mlflow", "fastapi", "uvicorn", "pydantic", "lightgbm", "pandas")
+        )
+    )
+
+
+def verdicts(results: dict) -> list[tuple[str, str, str]]:
+    ours_1, mlflow_1 = results["single"]["model API"], results["single"]["mlflow models serve"]
+    ours_b = results["batch"]["model API"]
+    speedup = ours_1["requests_per_s"] / max(mlflow_1["requests_per_s"], 1e-9)
+    rows = []
+
+    def at_least(name, figure, target, text):
+        ok = figure >= target
+        rows.append((name, text, "met" if ok else f"**missed**: {figure / target:.0%} of target"))
+
+    def at_most(name, figure, target, text):
+        ok = figure <= target
+        verdict = (
+            "met" if ok else f"**missed** by {figure - target:.1f} ms ({figure / target:.1f}×)"
+        )
+        rows.append((name, text, verdict))
+
+    at_least(f"single ride: ≥ {TARGETS['speedup']:g}× the req/s of `mlflow models serve`",
+             speedup, TARGETS["speedup"], f"{speedup:.2f}×")  # fmt: skip
+    at_most(f"single ride: p99 ≤ {TARGETS['single_p99_ms']:g} ms", ours_1["p99_ms"],
+            TARGETS["single_p99_ms"], f"{ours_1['p99_ms']:.1f} ms")  # fmt: skip
+    errors = ours_1["errors"]
+    rows.append(("single ride: zero errors", str(errors), "met" if errors == 0 else "**missed**"))
+    at_most(f"{BATCH:,}-ride batch: p50 ≤ {TARGETS['batch_p50_ms']:g} ms", ours_b["p50_ms"],
+            TARGETS["batch_p50_ms"], f"{ours_b['p50_ms']:.1f} ms")  # fmt: skip
+    return rows
+
+
+def render(results: dict, diffs: dict, args: argparse.Namespace, model: str, took: float) -> str:
+    lines = [
+        START,
+        f"Generated by `{COMMAND}` (`{shlex.join(['python', '-m', 'scripts.benchmark', *args.argv])}`)"
+        f" on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC in {took:.0f} s.",
+        "",
+        f"- Machine: {machine()}.",
+        f"- Model: `{model}` (training's summary), served from the alias by both servers.",
+        f"- Servers: each with {args.workers} uvicorn workers on 127.0.0.1; ours as the image runs"
+        " it (`uvicorn services.model_api.main:app --no-access-log`, Prometheus multiprocess"
+        " metrics on), MLflow's as `mlflow models serve --env-manager local` runs it, fed"
+        " `dataframe_split` JSON.",
+        f"- Load: `scripts/loadgen.py` in its own process, {args.concurrency} keep-alive connections"
+        f" each sending its next request as soon as the last answered, {args.warmup:g} s warm-up"
+        f" then {args.duration:g} s measured, per server and workload, one server at a time."
+        " Peak memory is the resident memory of the server's master and workers, sampled every"
+        " 0.2 s. Connections per worker are counted once the warm-up is over: uvicorn's workers"
+        " share one listening socket, and the burst of new connections often lands mostly on one"
+        " worker, which then does most of the work.",
+        "",
+        "| workload | server | requests/s | rides/s | p50 ms | p99 ms | errors | peak memory MB"
+        " | connections per worker |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for workload, per_server in results.items():
+        rides = 1 if workload == "single" else BATCH
+        label = "single ride" if workload == "single" else f"{BATCH:,}-ride batch"
+        for name, r in per_server.items():
+            lines.append(
+                f"| {label} | {name} | {r['requests_per_s']:,.0f} | "
+                f"{r['requests_per_s'] * rides:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+                f"{r['errors']} | {r['peak_mb']:,.0f} | {r.get('connections', '?')} |"
+            )
+    lines += ["", "| target | figure | result |", "|---|---:|---|"]
+    lines += [f"| {name} | {figure} | {verdict} |" for name, figure, verdict in verdicts(results)]
+    worst = max(diffs.values())
+    lines += [
+        f"| predictions identical to the pyfunc model's (1,000 rides batched, 200 one by one,"
+        f" both servers) | max abs diff {worst:.1g} | met |",
+        "",
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def write_report(block: str, path: Path = REPORT) -> None:
+    """Replace the generated block, keeping what is written around it by hand."""
+    text = path.read_text() if path.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
+    if START not in text or END not in text:
+        text = text.rstrip("\n") + f"\n\n{START}\n{END}\n"
+    head, rest = text.split(START, 1)
+    path.write_text(head + block + rest.split(END, 1)[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.benchmark", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--duration", type=float, default=20, help="seconds measured per phase (20)"
+    )
+    parser.add_argument("--warmup", type=float, default=3, help="seconds of warm-up per phase (3)")
+    parser.add_argument("--concurrency", type=int, default=16, help="connections kept busy (16)")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers per server (2)")
+    parser.add_argument("--out", type=Path, default=REPORT, help="report to update (%(default)s)")
+    args = parser.parse_args(argv)
+    args.argv = argv if argv is not None else sys.argv[1:]
+    started = time.monotonic()
+    servers: list[Server] = []
+    say("starting a throwaway platform (PostgreSQL, moto_server, MLflow server with auth)")
+    with (
+        c.throwaway_platform(bucket="benchmark-artifacts") as platform,
+        tempfile.TemporaryDirectory(prefix="benchmark-") as tmp,
+    ):
+        work = Path(tmp)
+        env = platform.env()
+        try:
+            say("training the champion on generated TLC-shaped data")
+            val, model = train_champion(env, work / "data", work / "training.log")
+            say(model)
+            from mlflow import MlflowClient
+
+            os.environ.update(env)
+            champion = MlflowClient().get_model_version_by_alias(MODEL_NAME, "champion")
+
+            say(f"serving {MODEL_NAME}@champion with both servers, {args.workers} workers each")
+            metrics_dir = work / "prometheus"
+            metrics_dir.mkdir()
+            ours = c.model_api_start(
+                c.free_port(), work / "model-api.log",
+                {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, args.workers,
+            )  # fmt: skip
+            servers.append(Server("model API", ours, mlflow=False))
+            c.wait_until(ours, c.http_ok(f"{ours.url}/ready"), 180, "ready with a model")
+            theirs = mlflow_serve_start(c.free_port(), work / "mlflow-serve.log", env, args.workers)
+            servers.append(Server("mlflow models serve", theirs, mlflow=True))
+
+            say("checking both return the pyfunc model's predictions")
+            import mlflow
+
+            rides = sample_rides(val, BATCH)
+            pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{champion.version}")
+            diffs = check_predictions(
+                servers, rides, np.asarray(pyfunc.predict(model_input(rides)))
+            )
+
+            results: dict[str, dict[str, dict]] = {"single": {}, "batch": {}}
+            for workload, single, count, size in (
+                ("single", True, SINGLE_BODIES, 1),
+                ("batch", False, BATCH_BODIES, BATCH),
+            ):
+                pool = sample_rides(val, count * size, seed=11)
+                for server in servers:
+                    bodies = work / f"{workload}-{'mlflow' if server.mlflow else 'api'}.jsonl"
+                    bodies.write_text(
+                        "\n".join(
+                            server.body(pool[i * size : (i + 1) * size], single)
+                            for i in range(count)
+                        )
+                    )
+                    say(f"{workload}: {server.name} for {args.warmup:g}+{args.duration:g} s")
+                    r = drive(server, bodies, args, single)
+                    results[workload][server.name] = r
+                    print(
+                        f"    {r['requests_per_s']:,.0f} req/s, p50 {r['p50_ms']:.1f} ms, "
+                        f"p99 {r['p99_ms']:.1f} ms, errors {r['errors']}, "
+                        f"peak {r['peak_mb']:,.0f} MB, connections {r['connections']}"
+                        + (f" ({r['error_sample']})" if r["error_sample"] else ""),
+                        flush=True,
+                    )
+        except c.ComponentError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            for server in reversed(servers):
+                server.proc.stop()
+    block = render(results, diffs, args, model, time.monotonic() - started)
+    write_report(block, args.out)
+    say(f"wrote {args.out}")
+    print(block[block.index("| target |") : block.index(END)], flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

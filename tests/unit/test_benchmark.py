@@ -1,0 +1,149 @@
+"""The serving benchmark's parts: the load process counts what it should, and the report is
+rewritten in place with targets judged. (The benchmark itself is run by `make benchmark`.)"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from argparse import Namespace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from scripts import benchmark, loadgen
+from scripts.components import free_port
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the servers under test
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers["content-length"]))
+        ok = json.loads(body)["ok"]
+        payload = b'{"answer": 1}'
+        self.send_response(200 if ok else 500)
+        if self.path == "/chunked":
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(payload), payload))
+        else:
+            self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+
+
+def run_loadgen(url, bodies_file, *extra):
+    out = subprocess.run(
+        [sys.executable, "-m", "scripts.loadgen", url, str(bodies_file),
+         "--concurrency", "4", "--duration", "1", "--warmup", "0.2", *extra],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    return json.loads(out.stdout)
+
+
+@pytest.mark.parametrize("path", ["/plain", "/chunked"])
+def test_loadgen_counts_non_2xx_answers_as_errors(server, tmp_path, path):
+    bodies = tmp_path / "bodies.jsonl"
+    bodies.write_text('{"ok": true}\n{"ok": false}\n')
+    result = run_loadgen(server + path, bodies)
+    ok, failed = result["statuses"].get("200", 0), result["statuses"].get("500", 0)
+    assert ok > 10 and failed > 10
+    assert result["errors"] == failed and result["requests"] == ok + failed
+    assert result["requests_per_s"] == pytest.approx(ok / 1.0)
+    assert 0 < result["p50_ms"] <= result["p99_ms"]
+    assert result["error_sample"].startswith("HTTP 500")
+
+
+def test_loadgen_counts_refused_connections(tmp_path):
+    bodies = tmp_path / "bodies.jsonl"
+    bodies.write_text('{"ok": true}\n')
+    result = run_loadgen(f"http://127.0.0.1:{free_port()}/x", bodies)
+    assert result["requests_per_s"] == 0 and result["errors"] > 0
+    assert "ConnectionRefusedError" in result["failures"]
+
+
+def test_read_response_takes_content_length_and_chunked_bodies():
+    async def read(raw: bytes):
+        reader = asyncio.StreamReader()
+        reader.feed_data(raw)
+        return await loadgen.read_response(reader)
+
+    plain = b"HTTP/1.1 201 Created\r\nContent-Length: 5\r\n\r\nhello"
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    )
+    assert asyncio.run(read(plain)) == (201, b"hello")
+    assert asyncio.run(read(chunked)) == (200, b"abcde")
+
+
+def phase(rps, p50, p99, errors=0):
+    return {"requests_per_s": rps, "p50_ms": p50, "p99_ms": p99, "errors": errors, "peak_mb": 100}
+
+
+def test_report_judges_targets_and_keeps_the_hand_written_text(tmp_path):
+    results = {
+        "single": {"model API": phase(1200, 10, 20), "mlflow models serve": phase(300, 50, 90)},
+        "batch": {"model API": phase(90, 175.0, 400), "mlflow models serve": phase(70, 210, 400)},
+    }
+    verdicts = {name: verdict for name, _, verdict in benchmark.verdicts(results)}
+    assert verdicts["single ride: ≥ 3× the req/s of `mlflow models serve`"] == "met"
+    assert verdicts["single ride: p99 ≤ 25 ms"] == "met"
+    assert verdicts["1,000-ride batch: p50 ≤ 50 ms"] == "**missed** by 125.0 ms (3.5×)"
+
+    report = tmp_path / "benchmarks.md"
+    report.write_text(
+        f"# Benchmarks\n\nintro\n\n{benchmark.START}\nold table\n{benchmark.END}\n\nwhy\n"
+    )
+    args = Namespace(argv=[], workers=2, concurrency=16, warmup=3, duration=20)
+    block = benchmark.render(results, {"model API batch": 0.0}, args, "m v1", 100)
+    benchmark.write_report(block, report)
+    text = report.read_text()
+    assert text.startswith("# Benchmarks\n\nintro\n\n<!-- benchmark:start -->")
+    assert text.endswith("<!-- benchmark:end -->\n\nwhy\n")
+    assert "old table" not in text
+    assert "| single ride | model API | 1,200 | 1,200 | 10.0 | 20.0 | 0 | 100 |" in text
+    assert "| 1,000-ride batch | model API | 90 | 90,000 |" in text
+
+
+def test_server_connections_and_memory_are_read_from_proc(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    clients = []
+    try:
+        deadline = time.monotonic() + 10
+        while len(clients) < 3 and time.monotonic() < deadline:
+            try:
+                clients.append(socket.create_connection(("127.0.0.1", port), timeout=1))
+            except ConnectionRefusedError:
+                time.sleep(0.05)
+        deadline = time.monotonic() + 10
+        while benchmark.connections_per_process(proc.pid, port) != [3]:
+            assert time.monotonic() < deadline, benchmark.connections_per_process(proc.pid, port)
+            time.sleep(0.05)
+        assert benchmark.group_pids(proc.pid) == [proc.pid]
+        assert 5 < benchmark.group_rss_mb(proc.pid) < 500
+    finally:
+        for client in clients:
+            client.close()
+        proc.kill()
+        proc.wait()
