@@ -295,16 +295,16 @@ def render(results: dict, diffs: dict, args: argparse.Namespace, model: str, too
         f"- Machine: {machine()}.",
         f"- Model: `{model}` (training's summary), served from the alias by both servers.",
         f"- Servers: each with {args.workers} uvicorn workers on 127.0.0.1; ours as the image runs"
-        " it (`uvicorn services.model_api.main:app --no-access-log`, Prometheus multiprocess"
-        " metrics on), MLflow's as `mlflow models serve --env-manager local` runs it, fed"
+        " it (`python -m services.model_api.serve`: a listening socket per worker, Prometheus"
+        " multiprocess metrics on), MLflow's as `mlflow models serve --env-manager local` runs it, fed"
         " `dataframe_split` JSON.",
         f"- Load: `scripts/loadgen.py` in its own process, {args.concurrency} keep-alive connections"
         f" each sending its next request as soon as the last answered, {args.warmup:g} s warm-up"
         f" then {args.duration:g} s measured, per server and workload, one server at a time."
         " Peak memory is the resident memory of the server's master and workers, sampled every"
-        " 0.2 s. Connections per worker are counted once the warm-up is over: uvicorn's workers"
-        " share one listening socket, and the burst of new connections often lands mostly on one"
-        " worker, which then does most of the work.",
+        " 0.2 s. Connections per worker are counted once the warm-up is over: the workers of"
+        " `mlflow models serve` (plain `uvicorn --workers`) share one listening socket, and the"
+        " burst of new connections often lands on one of them, which then does all the work.",
         "",
         "| workload | server | requests/s | rides/s | p50 ms | p99 ms | errors | peak memory MB"
         " | connections per worker |",

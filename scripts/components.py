@@ -457,14 +457,14 @@ def gcs_store_env(endpoint: str) -> dict[str, str]:
 
 
 def model_api_start(port: int, log: Path, env: dict[str, str], workers: int = 1) -> Proc:
-    argv = [
-        str(BIN / "uvicorn"),
-        "services.model_api.main:app",
-        "--host", LOOPBACK,
-        "--port", str(port),
-        "--workers", str(workers),
-        "--no-access-log",
-    ]  # fmt: skip
+    """The model API as the image runs it (services.model_api.serve), on loopback."""
+    argv = [sys.executable, "-m", "services.model_api.serve"]
+    env = {
+        **env,
+        "UVICORN_HOST": LOOPBACK,
+        "UVICORN_PORT": str(port),
+        "UVICORN_WORKERS": str(workers),
+    }
     proc = spawn("model-api", argv, log, env)
     proc.url = f"http://{LOOPBACK}:{port}"
     wait_until(proc, http_ok(f"{proc.url}/health"), 60, "alive")

@@ -36,7 +36,7 @@ MODEL_NAME = "nyc-taxi-duration"
 PORTS = {"postgresql": 5432, "s3": 5001, "tracking": 5000, "model_api": 8000}
 # What each component's command line contains, so `down` never signals a recycled pid.
 MARKERS = {
-    "model-api": "services.model_api.main:app",
+    "model-api": "services.model_api.serve",
     "mlflow-server": "mlflow",
     "moto_server": "moto_server",
     "postgresql": "postgres",

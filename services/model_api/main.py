@@ -1,4 +1,4 @@
-"""ASGI entrypoint: `uvicorn services.model_api.main:app`."""
+"""ASGI entrypoint, `services.model_api.main:app`: run by `python -m services.model_api.serve`."""
 
 import logging
 

@@ -1,0 +1,109 @@
+"""Run the model API: `python -m services.model_api.serve` (the image's command).
+
+Each worker process listens on its own SO_REUSEPORT socket, and the kernel spreads new connections
+over them by hashing their addresses. `uvicorn --workers` shares one listening socket instead, and
+a burst of new connections then lands mostly on one worker: measured with 16 keep-alive clients,
+all 16 went to one of two workers, which left a core idle (docs/benchmarks.md).
+
+Settings, from the environment under uvicorn's own names: UVICORN_HOST (default 127.0.0.1),
+UVICORN_PORT (8000), UVICORN_WORKERS (1). Access logs are off (metrics count requests). A worker
+that dies stops the server with exit code 1, so the container's restart policy brings it back
+whole; SIGTERM or SIGINT stop every worker gracefully.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+from multiprocessing.connection import wait
+
+import uvicorn
+
+APP = "services.model_api.main:app"
+log = logging.getLogger("services.model_api.serve")
+
+
+class ServeError(Exception):
+    pass
+
+
+def settings(environ: dict[str, str]) -> tuple[str, int, int]:
+    def number(key: str, default: str, low: int, high: int) -> int:
+        raw = environ.get(key, default)
+        if not raw.isdigit() or not low <= int(raw) <= high:
+            raise ServeError(f"{key}={raw!r}: must be an integer from {low} to {high}")
+        return int(raw)
+
+    host = environ.get("UVICORN_HOST", "127.0.0.1")
+    return host, number("UVICORN_PORT", "8000", 1, 65535), number("UVICORN_WORKERS", "1", 1, 64)
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    return sock
+
+
+def worker(host: str, port: int) -> None:
+    sock = listen_socket(host, port)
+    uvicorn.Server(uvicorn.Config(APP, access_log=False)).run(sockets=[sock])
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        host, port, workers = settings(dict(os.environ))
+        listen_socket(host, port).close()  # fail here, once, if the port is taken
+    except ServeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if workers == 1:
+        worker(host, port)
+        return 0
+    spawn = multiprocessing.get_context("spawn")
+    procs = [
+        spawn.Process(target=worker, args=(host, port), name=f"model-api-worker-{n}")
+        for n in range(workers)
+    ]
+    stopping = False
+
+    def stop(signum=None, frame=None) -> None:
+        nonlocal stopping
+        stopping = stopping or signum is not None
+        for proc in procs:
+            if proc.exitcode is None and proc.pid:
+                os.kill(proc.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for proc in procs:
+        proc.start()
+    if stopping:  # a signal came while starting
+        stop(signal.SIGTERM)
+    log.info("%d workers on %s:%d, one SO_REUSEPORT socket each", workers, host, port)
+    wait([proc.sentinel for proc in procs])  # returns when the first worker ends
+    if not stopping:
+        dead = next(p for p in procs if p.exitcode is not None)
+        log.error("worker %s exited with code %s; stopping the others", dead.pid, dead.exitcode)
+        stop()
+    for proc in procs:
+        proc.join(timeout=30)
+        if proc.exitcode is None:
+            proc.kill()
+            proc.join()
+    return 0 if stopping else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
