@@ -19,6 +19,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Mapping
 from multiprocessing.connection import wait
 
 import uvicorn
@@ -31,7 +32,7 @@ class ServeError(Exception):
     pass
 
 
-def settings(environ: dict[str, str]) -> tuple[str, int, int]:
+def settings(environ: Mapping[str, str]) -> tuple[str, int, int]:
     def number(key: str, default: str, low: int, high: int) -> int:
         raw = environ.get(key, default)
         if not raw.isdigit() or not low <= int(raw) <= high:
@@ -63,7 +64,7 @@ def worker(host: str, port: int) -> None:
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        host, port, workers = settings(dict(os.environ))
+        host, port, workers = settings(os.environ)
         listen_socket(host, port).close()  # fail here, once, if the port is taken
     except ServeError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -72,8 +73,9 @@ def main() -> int:
         worker(host, port)
         return 0
     spawn = multiprocessing.get_context("spawn")
+    # Daemonic: should this process die unexpectedly, multiprocessing ends the workers with it.
     procs = [
-        spawn.Process(target=worker, args=(host, port), name=f"model-api-worker-{n}")
+        spawn.Process(target=worker, args=(host, port), name=f"model-api-worker-{n}", daemon=True)
         for n in range(workers)
     ]
     stopping = False
@@ -92,10 +94,11 @@ def main() -> int:
     if stopping:  # a signal came while starting
         stop(signal.SIGTERM)
     log.info("%d workers on %s:%d, one SO_REUSEPORT socket each", workers, host, port)
-    wait([proc.sentinel for proc in procs])  # returns when the first worker ends
+    by_sentinel = {proc.sentinel: proc for proc in procs}
+    first = by_sentinel[wait(list(by_sentinel))[0]]  # the first worker to end
     if not stopping:
-        dead = next(p for p in procs if p.exitcode is not None)
-        log.error("worker %s exited with code %s; stopping the others", dead.pid, dead.exitcode)
+        first.join()  # its sentinel fires at exit, a moment before its exit code is known
+        log.error("worker %s exited with code %s; stopping the others", first.pid, first.exitcode)
         stop()
     for proc in procs:
         proc.join(timeout=30)

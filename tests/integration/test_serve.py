@@ -33,8 +33,17 @@ def api(tmp_path):
     proc.stop()
 
 
+def listening(port: int) -> int:
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(
+        int(r.split()[1].rsplit(":", 1)[1], 16) == port and r.split()[3] == "0A" for r in rows
+    )
+
+
 def test_connections_are_spread_over_the_workers(api):
     proc, port = api
+    # /health answers as soon as one worker is up; the other may still be importing the app.
+    c.wait_until(proc, lambda: listening(port) == 2, 60, "listening in both workers")
     clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(16)]
     try:
         deadline = time.monotonic() + 20
