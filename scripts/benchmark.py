@@ -33,6 +33,7 @@ import pandas as pd
 import requests
 
 from scripts import components as c
+from training.data import features
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT = ROOT / "docs" / "benchmarks.md"
@@ -90,22 +91,19 @@ class Server:
 
 
 def model_input(rides: list[dict]) -> pd.DataFrame:
-    """The registered model's input, as training builds it (training.data.features)."""
-    return pd.DataFrame(
-        {
-            "PU_DO": [f"{r['PULocationID']}_{r['DOLocationID']}" for r in rides],
-            "trip_distance": [float(r["trip_distance"]) for r in rides],
-        }
-    )
+    """The registered model's input, built by training's own feature code, not the API's."""
+    return features(pd.DataFrame(rides))
 
 
-def sample_rides(path: Path, n: int, seed: int = 7) -> list[dict]:
-    """n valid request rides drawn from a generated month (zones and distances within the API's
-    limits), so both servers see realistic, varied input."""
+def valid_rides(path: Path) -> pd.DataFrame:
+    """A generated month's rides within the API's limits, so both servers see realistic input."""
     from services.model_api.schemas import MAX_TRIP_DISTANCE
 
     frame = pd.read_parquet(path, columns=["PULocationID", "DOLocationID", "trip_distance"])
-    frame = frame[frame["trip_distance"].between(0, MAX_TRIP_DISTANCE, inclusive="left")]
+    return frame[frame["trip_distance"].between(0, MAX_TRIP_DISTANCE, inclusive="left")]
+
+
+def sample_rides(frame: pd.DataFrame, n: int, seed: int) -> list[dict]:
     frame = frame.sample(n=n, replace=len(frame) < n, random_state=seed)
     return [
         {"PULocationID": int(pu), "DOLocationID": int(do), "trip_distance": float(d)}
@@ -231,12 +229,12 @@ def check_predictions(servers: list[Server], rides: list[dict], expected: np.nda
         batch = np.array(server.predictions(rides, single=False))
         singles = np.array([server.predictions([r], single=True)[0] for r in rides[:200]])
         for kind, got, want in (("batch", batch, expected), ("single", singles, expected[:200])):
-            if got.shape != want.shape or not np.allclose(
-                got, want, rtol=TOLERANCE, atol=TOLERANCE
-            ):
+            if got.shape != want.shape:
+                raise SystemExit(f"error: {server.name} ({kind}): {got.shape} for {want.shape}")
+            if not np.allclose(got, want, rtol=TOLERANCE, atol=TOLERANCE):
                 raise SystemExit(
                     f"error: {server.name} ({kind}) does not return the pyfunc model's predictions"
-                    f" (max |diff| {np.max(np.abs(got - want)) if got.shape == want.shape else 'n/a'})"
+                    f" (max |diff| {np.max(np.abs(got - want)):.3g})"
                 )
             diffs[f"{server.name} {kind}"] = float(np.max(np.abs(got - want)))
     return diffs
@@ -386,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
             say("checking both return the pyfunc model's predictions")
             import mlflow
 
-            rides = sample_rides(val, BATCH)
+            month = valid_rides(val)
+            rides = sample_rides(month, BATCH, seed=7)
             pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{champion.version}")
             diffs = check_predictions(
                 servers, rides, np.asarray(pyfunc.predict(model_input(rides)))
@@ -397,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("single", True, SINGLE_BODIES, 1),
                 ("batch", False, BATCH_BODIES, BATCH),
             ):
-                pool = sample_rides(val, count * size, seed=11)
+                pool = sample_rides(month, count * size, seed=11)
                 for server in servers:
                     bodies = work / f"{workload}-{'mlflow' if server.mlflow else 'api'}.jsonl"
                     bodies.write_text(

@@ -480,7 +480,6 @@ class Platform:
     s3_endpoint: str
     bucket: str
     admin: MlflowCredentials
-    root: Path
 
     def env(self) -> dict[str, str]:
         return self.admin.env(self.tracking_uri)
@@ -519,7 +518,7 @@ def throwaway_platform(bucket: str = "test-artifacts") -> Iterator[Platform]:
             workers=1,
         )
         procs.append(server)
-        yield Platform(server.url, moto.url, bucket, admin, root)
+        yield Platform(server.url, moto.url, bucket, admin)
     finally:
         for proc in reversed(procs):
             proc.stop()

@@ -15,12 +15,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from services.model_api.schemas import Ride
 from services.model_api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,13 +29,12 @@ log = logging.getLogger(__name__)
 Predict = Callable[[pd.DataFrame], object]
 
 
-def features(rides: list[tuple[int, int, float]]) -> pd.DataFrame:
-    """(PULocationID, DOLocationID, trip_distance) rides -> the model input, the same features as
-    training.data.features."""
+def features(rides: Sequence[Ride]) -> pd.DataFrame:
+    """Validated rides -> the model input, the same features as training.data.features."""
     return pd.DataFrame(
         {
-            "PU_DO": np.array([f"{pu}_{do}" for pu, do, _ in rides], dtype=object),
-            "trip_distance": np.array([d for _, _, d in rides], dtype=np.float64),
+            "PU_DO": np.array([f"{r.PULocationID}_{r.DOLocationID}" for r in rides], dtype=object),
+            "trip_distance": np.array([r.trip_distance for r in rides], dtype=np.float64),
         },
         copy=False,
     )
@@ -43,9 +43,10 @@ def features(rides: list[tuple[int, int, float]]) -> pd.DataFrame:
 # Zones and distances spread over their ranges: a direct path must match the pyfunc on all.
 _rng = np.random.default_rng(20240101)
 CHECK = features(
-    [(43, 151, 1.8), (1, 265, 0.0), (265, 1, 199.0), (132, 132, 17.5)]
-    + list(zip(_rng.integers(1, 266, 60).tolist(), _rng.integers(1, 266, 60).tolist(),
-               np.round(_rng.exponential(3.0, 60), 2).tolist(), strict=True))
+    [Ride(PULocationID=pu, DOLocationID=do, trip_distance=d) for pu, do, d in
+     [(43, 151, 1.8), (1, 265, 0.0), (265, 1, 199.0), (132, 132, 17.5)]
+     + list(zip(_rng.integers(1, 266, 60).tolist(), _rng.integers(1, 266, 60).tolist(),
+                np.round(_rng.exponential(3.0, 60), 2).tolist(), strict=True))]
 )  # fmt: skip
 
 

@@ -17,6 +17,7 @@ from services.model_api.app import create_app
 from services.model_api.schemas import MAX_BATCH
 from services.model_api.settings import Settings
 from training import train as train_module
+from training.data import features
 from training.models import Candidate
 
 RIDE = {"PULocationID": 43, "DOLocationID": 151, "trip_distance": 1.8}
@@ -164,12 +165,7 @@ def test_lightgbm_champion_is_served_directly_with_the_pyfunc_predictions(local_
         single = [client.post("/predict", json=r).json()["duration"] for r in rides[:10]]
     import pandas as pd
 
-    frame = pd.DataFrame(
-        {
-            "PU_DO": [f"{r['PULocationID']}_{r['DOLocationID']}" for r in rides],
-            "trip_distance": [r["trip_distance"] for r in rides],
-        }
-    )
+    frame = features(pd.DataFrame(rides))  # training's feature code, not the API's
     expected = mlflow.pyfunc.load_model(f"models:/gbm/{result.version}").predict(frame)
     assert batch["model_version"] == result.version
     assert batch["durations"] == pytest.approx(list(expected), rel=1e-12, abs=1e-12)

@@ -11,6 +11,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from services.model_api.model import CHECK, fastest_predictor, features
+from services.model_api.schemas import Ride
 from training.data import load
 from training.features import split_pair
 from training.models import Candidate
@@ -47,7 +48,10 @@ def test_sklearn_pipelines_are_called_directly_with_identical_predictions(
     predict, how = fastest_predictor(pyfunc)
     assert how == path
     X = fitted[0].head(500)
-    rides = [(int(p.split("_")[0]), int(p.split("_")[1]), d) for p, d in X.itertuples(index=False)]
+    rides = [
+        Ride(PULocationID=int(pu), DOLocationID=int(do), trip_distance=d)
+        for (pu, do), d in zip(X["PU_DO"].str.split("_"), X["trip_distance"], strict=True)
+    ]
     frame = features(rides)
     np.testing.assert_allclose(predict(frame), pyfunc.predict(frame), rtol=1e-12, atol=1e-12)
 

@@ -59,9 +59,7 @@ def serving(request: Request) -> Loaded:
 async def predict(request: Request) -> Prediction:
     ride = await parse(request, Ride)
     loaded = serving(request)
-    [duration] = loaded.predict(
-        features([(ride.PULocationID, ride.DOLocationID, ride.trip_distance)])
-    )
+    [duration] = loaded.predict(features([ride]))
     PREDICTIONS.labels(loaded.version).inc()
     return Prediction(duration=duration, model_version=loaded.version)
 
@@ -75,7 +73,6 @@ async def predict(request: Request) -> Prediction:
 async def predict_batch(request: Request) -> BatchPrediction:
     batch = await parse(request, Batch)
     loaded = serving(request)
-    frame = features([(r.PULocationID, r.DOLocationID, r.trip_distance) for r in batch.rides])
-    durations = await run_in_threadpool(loaded.predict, frame)
+    durations = await run_in_threadpool(loaded.predict, features(batch.rides))
     PREDICTIONS.labels(loaded.version).inc(len(durations))
     return BatchPrediction(durations=durations, model_version=loaded.version)
