@@ -1,0 +1,165 @@
+"""The fastest way to predict with a registered model that gives the pyfunc's own predictions.
+
+Candidates, fastest first: the LightGBM region table (scoring.table), the LightGBM booster on the
+three feature columns, the model API's direct pipeline path, and the pyfunc itself. Each faster
+candidate is tried on a check set of rides (every zone at both ends, every distance threshold of
+the model and its neighbours, random rides) against the pyfunc, and used only if no prediction
+differs by more than MAX_DIFF; the figure is kept and reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from scoring.table import compile_booster
+from services.model_api.schemas import MAX_TRIP_DISTANCE, MAX_ZONE, MIN_ZONE
+
+log = logging.getLogger(__name__)
+
+# Rides -> minutes: pickup zones, dropoff zones (integers in MIN_ZONE..MAX_ZONE) and distances
+# (finite, in [0, MAX_TRIP_DISTANCE)); callers refuse other rows before predicting.
+ArrayPredict = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+MAX_DIFF = 1e-9
+
+
+@dataclass(frozen=True)
+class Scorer:
+    version: str
+    path: str  # which candidate predicts, e.g. "region table (227 x 42 x 42)"
+    predict: ArrayPredict
+    max_diff: float  # largest difference from the pyfunc on the check set
+
+
+def frame(pu: np.ndarray, do: np.ndarray, distance: np.ndarray) -> pd.DataFrame:
+    """The model input the pyfunc takes, built as training.data.features builds it."""
+    pair = pd.Series(pu, dtype="int64").astype(str) + "_" + pd.Series(do, dtype="int64").astype(str)
+    return pd.DataFrame(
+        {"PU_DO": pair.astype(object), "trip_distance": np.asarray(distance, dtype=np.float64)}
+    )
+
+
+def check_set(thresholds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rides that reach every zone at both ends and both sides of every distance threshold."""
+    rng = np.random.default_rng(20240101)
+    zones = np.arange(MIN_ZONE, MAX_ZONE + 1)
+    edges = np.array([0.0, 0.01, 1.0, MAX_TRIP_DISTANCE - 0.01])
+    if thresholds is not None and len(thresholds):
+        edges = np.concatenate(
+            [edges, thresholds, np.nextafter(thresholds, np.inf), np.nextafter(thresholds, -np.inf)]
+        )
+    edges = edges[(edges >= 0) & (edges < MAX_TRIP_DISTANCE)]
+    edges = np.repeat(edges, 2)
+    n_random = 4000
+    pu = np.concatenate([zones, rng.permutation(zones), rng.choice(zones, len(edges) + n_random)])
+    do = np.concatenate([rng.permutation(zones), zones, rng.choice(zones, len(edges) + n_random)])
+    random_distance = np.round(rng.exponential(3.0, 2 * len(zones) + n_random), 2)
+    distance = np.concatenate(
+        [random_distance[: 2 * len(zones)], edges, random_distance[2 * len(zones) :]]
+    )
+    distance = np.clip(distance, 0.0, np.nextafter(MAX_TRIP_DISTANCE, 0))
+    return pu.astype(np.int64), do.astype(np.int64), distance
+
+
+def _booster(model):
+    """The LightGBM booster at the end of the model's sklearn pipeline, or None."""
+    try:
+        raw = model.get_raw_model()
+        from lightgbm import LGBMRegressor
+        from sklearn.pipeline import Pipeline
+    except Exception:  # not every flavor has a raw model; LightGBM may be missing
+        return None
+    if isinstance(raw, Pipeline) and isinstance(raw.steps[-1][1], LGBMRegressor):
+        return raw.steps[-1][1].booster_
+    return None
+
+
+def _threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+
+
+@dataclass(frozen=True)
+class Candidate:
+    label: str
+    predict: ArrayPredict
+    thresholds: np.ndarray | None = None  # distance thresholds worth checking both sides of
+
+
+def _table(model) -> Candidate | None:
+    booster = _booster(model)
+    compiled = compile_booster(booster, MAX_ZONE) if booster is not None else None
+    if compiled is None:
+        return None
+    label = "region table ({} distance intervals x {} x {} zone classes)".format(*compiled.shape)
+    return Candidate(label, compiled.predict, compiled.thresholds)
+
+
+def _booster_candidate(model) -> Candidate | None:
+    booster = _booster(model)
+    if booster is None:
+        return None
+    threads = _threads()
+
+    def predict(pu, do, distance):
+        features = np.column_stack([pu, do, distance]).astype(np.float64)
+        return booster.predict(features, num_threads=threads)
+
+    return Candidate("LightGBM booster", predict)
+
+
+def _pipeline(model) -> Candidate | None:
+    from services.model_api.model import direct_predictor
+
+    direct = direct_predictor(model)
+    if direct is None:
+        return None
+    predict_frame, label = direct
+    return Candidate(label, lambda pu, do, distance: predict_frame(frame(pu, do, distance)))
+
+
+def candidates(model) -> list[Candidate]:
+    """The faster ways to predict that apply to this model, fastest first."""
+    found = []
+    for build in (_table, _booster_candidate, _pipeline):
+        try:
+            candidate = build(model)
+        except Exception as exc:  # one that cannot be built is skipped, not fatal
+            log.warning("%s: not built (%s)", build.__name__.strip("_"), exc)
+            continue
+        if candidate is not None:
+            found.append(candidate)
+    return found
+
+
+def choose(model, version: str) -> Scorer:
+    """The first candidate that predicts as the pyfunc does on the check set, else the pyfunc.
+
+    Raises if the pyfunc itself cannot predict these rides (a model with another signature)."""
+    found = candidates(model)
+    thresholds = next((c.thresholds for c in found if c.thresholds is not None), None)
+    pu, do, distance = check_set(thresholds)
+    expected = np.asarray(model.predict(frame(pu, do, distance)), dtype=np.float64).ravel()
+    for candidate in found:
+        try:
+            got = np.asarray(candidate.predict(pu, do, distance), dtype=np.float64).ravel()
+        except Exception as exc:
+            log.warning("%s failed on the check set (%s); not used", candidate.label, exc)
+            continue
+        diff = float(np.max(np.abs(got - expected))) if got.shape == expected.shape else np.inf
+        if diff <= MAX_DIFF:
+            log.info(
+                "%s: largest difference from the pyfunc %.3g over %d check rides",
+                candidate.label, diff, len(pu),
+            )  # fmt: skip
+            return Scorer(version, candidate.label, candidate.predict, diff)
+        log.warning("%s differs from the pyfunc by %.3g; not used", candidate.label, diff)
+
+    def pyfunc(pu, do, distance):
+        return model.predict(frame(pu, do, distance))
+
+    return Scorer(version, "pyfunc", pyfunc, 0.0)
