@@ -33,6 +33,59 @@ def months(tmp_path_factory) -> Months:
     )
 
 
+def write_tlc(path: Path, rows: int, row_group: int, colour="yellow", seed=0) -> Path:
+    """A generated TLC month written with the given row-group size."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from training.generate import generate_month
+
+    table = pa.Table.from_pandas(
+        generate_month(2024, 3, rows=rows, seed=seed, colour=colour), preserve_index=False
+    )
+    pq.write_table(table, path, row_group_size=row_group)
+    return path
+
+
+@pytest.fixture(scope="session")
+def scoring_model_dir(months, tmp_path_factory) -> Path:
+    """A small LightGBM model (60 trees) saved as an MLflow model, for the scoring job."""
+    import mlflow
+
+    from training.data import load
+    from training.models import Candidate
+
+    X, y, _ = load(str(months.train))
+    candidate = Candidate("lightgbm", {"n_estimators": 60})
+    pipeline = candidate.build().fit(X, y, **candidate.fit_params())
+    path = tmp_path_factory.mktemp("model") / "m"
+    mlflow.sklearn.save_model(
+        pipeline, path, input_example=X.head(3), skops_trusted_types=candidate.trusted_types()
+    )
+    return path
+
+
+@pytest.fixture
+def fail_batch(monkeypatch):
+    """fail_batch(n): the scoring job's n-th batch raises, as a crash mid-shard would."""
+    from scoring import job
+
+    real = job.score_batch
+
+    def arm(n: int) -> None:
+        calls = []
+
+        def score_batch(*args):
+            calls.append(1)
+            if len(calls) == n:
+                raise RuntimeError(f"batch {n} failed")
+            return real(*args)
+
+        monkeypatch.setattr(job, "score_batch", score_batch)
+
+    return arm
+
+
 @pytest.fixture
 def local_store(tmp_path, monkeypatch) -> str:
     """A real MLflow tracking store in a temporary sqlite file (no server)."""

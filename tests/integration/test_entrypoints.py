@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,19 +63,48 @@ def test_model_api_image_command_runs_with_two_workers_and_shared_metrics(tmp_pa
         proc.stop()
 
 
-def test_training_image_entrypoint_is_the_cli():
-    _, cmd = dockerfile_env_and_cmd(ROOT / "training/Dockerfile")
-    text = (ROOT / "training/Dockerfile").read_text()
+@pytest.mark.parametrize(("job", "flag"), [("training", "--train"), ("scoring", "--shard")])
+def test_job_image_entrypoints_are_the_clis(job, flag):
+    _, cmd = dockerfile_env_and_cmd(ROOT / job / "Dockerfile")
+    text = (ROOT / job / "Dockerfile").read_text()
     entrypoint = next(line for line in text.splitlines() if line.startswith("ENTRYPOINT "))
-    assert entrypoint == 'ENTRYPOINT ["python", "-m", "training"]'
+    assert entrypoint == f'ENTRYPOINT ["python", "-m", "{job}"]'
     result = subprocess.run(
-        [sys.executable, "-m", "training", *cmd], capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-m", job, *cmd], capture_output=True, text=True, cwd=ROOT
     )
-    assert result.returncode == 0 and "--train" in result.stdout
+    assert result.returncode == 0 and flag in result.stdout
+
+
+# Imports with only the image's /app on the path: not the repository (which the editable install
+# puts on sys.path), so a module the Dockerfile forgot to copy fails here.
+IMAGE_IMPORTS = """
+import sys
+sys.path[:] = [p for p in sys.path if p.rstrip("/") != {root!r}]
+for module in {modules!r}:
+    __import__(module)
+assert "training" not in sys.modules, "the scoring job imports training"
+"""
+
+
+def test_the_scoring_image_holds_every_module_the_job_imports(tmp_path):
+    text = (ROOT / "scoring/Dockerfile").read_text()
+    for source, target in re.findall(r"^COPY (\S+) (\./\S+)$", text, re.M):
+        origin, dest = ROOT / source, tmp_path / target
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if origin.is_dir():
+            shutil.copytree(origin, dest)
+        else:
+            shutil.copy(origin, dest)
+    modules = ["scoring.__main__", "scoring.job", "scoring.predict", "services.model_api.model"]
+    code = IMAGE_IMPORTS.format(root=str(ROOT), modules=modules)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_dockerfiles_pass_hadolint_and_run_as_non_root():
-    for rel in ("training/Dockerfile", "services/model_api/Dockerfile"):
+    for rel in ("training/Dockerfile", "services/model_api/Dockerfile", "scoring/Dockerfile"):
         result = subprocess.run(
             [str(c.BIN / "hadolint"), rel], capture_output=True, text=True, cwd=ROOT
         )

@@ -1,0 +1,131 @@
+"""Where the scoring job reads and writes: local paths, s3:// (honours AWS_ENDPOINT_URL) and gs://
+(honours STORAGE_EMULATOR_HOST).
+
+Inputs are opened as random-access files, so parquet is read a row group at a time and never
+whole. Outputs are written to a local temporary file and published in one step: an atomic rename
+for a path, one upload for an object store (an S3 or GCS object exists only once its upload
+completes), so a shard killed mid-write leaves no output, and a retried shard replaces its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+
+class StorageError(Exception):
+    """An input cannot be read or an output cannot be written; the message names the URI."""
+
+
+def split(uri: str) -> tuple[str, str, str]:
+    """(scheme, bucket, key) for s3:// and gs://; ("file", "", path) for a local path."""
+    if uri.startswith(("s3://", "gs://")):
+        parsed = urlparse(uri)
+        return parsed.scheme, parsed.netloc, parsed.path.lstrip("/")
+    return "file", "", uri.removeprefix("file://")
+
+
+def _s3_filesystem():
+    from pyarrow import fs
+
+    # S3FileSystem() ignores AWS_ENDPOINT_URL (only from_uri reads it): pass it on ourselves.
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        return fs.S3FileSystem(region=os.environ.get("AWS_REGION") or None)
+    parsed = urlparse(endpoint)
+    return fs.S3FileSystem(
+        endpoint_override=parsed.netloc,
+        scheme=parsed.scheme or "https",
+        region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+    )
+
+
+def _gcs_filesystem():
+    from pyarrow import fs
+
+    # Arrow retries for 15 minutes by default; a missing or forbidden object should fail sooner.
+    retry = dt.timedelta(seconds=60)
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST")  # what google-cloud-storage honours
+    if not emulator:
+        return fs.GcsFileSystem(retry_time_limit=retry)
+    parsed = urlparse(emulator if "://" in emulator else f"http://{emulator}")
+    return fs.GcsFileSystem(
+        anonymous=True,
+        endpoint_override=parsed.netloc,  # host:port; Arrow adds the scheme itself
+        scheme=parsed.scheme or "http",
+        retry_time_limit=retry,
+    )
+
+
+def open_input(uri: str):
+    """A random-access file for a parquet reader; StorageError if it cannot be opened."""
+    scheme, bucket, key = split(uri)
+    if scheme == "file":
+        if not Path(key).is_file():
+            raise StorageError(f"{uri}: no such file")
+        return key
+    try:
+        filesystem = _s3_filesystem() if scheme == "s3" else _gcs_filesystem()
+        return filesystem.open_input_file(f"{bucket}/{key}")
+    except FileNotFoundError as exc:
+        raise StorageError(f"{uri}: no such object") from exc
+    except OSError as exc:  # pyarrow raises OSError for access denied, unreachable, ...
+        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+        raise StorageError(f"{uri}: {first[:300]}") from exc
+
+
+def join(prefix: str, name: str) -> str:
+    return f"{prefix.rstrip('/')}/{name}"
+
+
+def _publish_s3(path: Path, bucket: str, key: str) -> None:
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+    # upload_file uses multipart for large files and aborts the upload if a part fails.
+    client.upload_file(str(path), bucket, key)
+
+
+def _publish_gcs(path: Path, bucket: str, key: str) -> None:
+    from google.cloud import storage
+
+    storage.Client().bucket(bucket).blob(key).upload_from_filename(str(path))
+
+
+@contextlib.contextmanager
+def publishing(uri: str) -> Iterator[Path]:
+    """Yield a local path to write to; publish it as `uri` only if the block completes."""
+    scheme, bucket, key = split(uri)
+    if scheme == "file":
+        final = Path(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        # A dot file next to the final one (readers skip dot files), renamed over it at the end.
+        for stale in final.parent.glob(f".{final.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    else:
+        fd, name = tempfile.mkstemp(prefix="scoring-", suffix=".parquet")
+    os.close(fd)
+    temporary = Path(name)
+    try:
+        yield temporary
+        if scheme == "file":
+            # mkstemp made it private; the part gets the mode any new file would.
+            umask = os.umask(0)
+            os.umask(umask)
+            temporary.chmod(0o666 & ~umask)
+            os.replace(temporary, final)
+        else:
+            try:
+                (_publish_s3 if scheme == "s3" else _publish_gcs)(temporary, bucket, key)
+            except Exception as exc:
+                raise StorageError(
+                    f"{uri}: upload failed ({exc.__class__.__name__}: {exc})"
+                ) from exc
+    finally:
+        temporary.unlink(missing_ok=True)

@@ -1,0 +1,274 @@
+"""Score TLC trip files with a model: plan the shard, read row groups in bounded batches, flag the
+rides the model cannot score, predict the rest, and write one parquet file per shard.
+
+Shards split the input by row groups, in input order, each shard taking a contiguous run of about
+the same number of rows; every shard reads only the files' footers to agree on the split, so N
+shards started independently (array jobs, Cloud Run tasks) cover the input exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from scoring import files
+from scoring.predict import Scorer
+from services.model_api.schemas import MAX_TRIP_DISTANCE, MAX_ZONE, MIN_ZONE
+
+log = logging.getLogger(__name__)
+
+# Rows per batch read, scored and written: bounds memory whatever the file's row groups.
+BATCH_ROWS = 1 << 19
+ZONES = f"{MIN_ZONE}-{MAX_ZONE}"
+REASONS = (
+    "PULocationID missing",
+    f"PULocationID not a zone ({ZONES})",
+    "DOLocationID missing",
+    f"DOLocationID not a zone ({ZONES})",
+    "trip_distance missing",
+    f"trip_distance not in [0, {MAX_TRIP_DISTANCE:g}) miles",
+)
+OUTPUT_SCHEMA = pa.schema(
+    [
+        pa.field("source", pa.dictionary(pa.int32(), pa.string()), nullable=False),
+        pa.field("row", pa.int64(), nullable=False),
+        pa.field("VendorID", pa.int64()),
+        pa.field("pickup_datetime", pa.timestamp("us")),
+        pa.field("dropoff_datetime", pa.timestamp("us")),
+        pa.field("PULocationID", pa.int64()),
+        pa.field("DOLocationID", pa.int64()),
+        pa.field("trip_distance", pa.float64()),
+        pa.field("predicted_duration", pa.float64()),
+        pa.field("model_version", pa.dictionary(pa.int32(), pa.string()), nullable=False),
+        pa.field("reason", pa.dictionary(pa.int8(), pa.string())),
+    ],
+    metadata={
+        "row": "the ride's row number in its source file",
+        "predicted_duration": "minutes; null when the model cannot score the ride (see reason)",
+    },
+)
+
+
+class InputError(Exception):
+    """An input is missing, unreadable or not a TLC trip file; the message names it."""
+
+
+@dataclass(frozen=True)
+class Source:
+    uri: str
+    columns: dict[str, str]  # output name -> the file's column name
+    row_groups: tuple[int, ...]  # rows per row group
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One row group of one input: the job's unit of sharding."""
+
+    source: Source
+    row_group: int
+    first_row: int  # index of its first row in the file
+    rows: int
+
+
+@dataclass
+class Summary:
+    shard: int
+    shards: int
+    output: str
+    rows: int = 0
+    scored: int = 0
+    flagged: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def line(self, scorer: Scorer) -> str:
+        reasons = "; ".join(f"{n:,} {why}" for why, n in self.flagged.items() if n) or "none"
+        return (
+            f"shard {self.shard}/{self.shards}: scored {self.scored:,} of {self.rows:,} rides "
+            f"with v{scorer.version} via {scorer.path} in {self.seconds:.1f} s "
+            f"(flagged: {reasons}) -> {self.output}"
+        )
+
+
+def describe(uri: str) -> Source:
+    """Read a file's footer: its row groups and where the ride columns are (green or yellow)."""
+    try:
+        metadata = pq.ParquetFile(files.open_input(uri)).metadata
+    except files.StorageError as exc:
+        raise InputError(str(exc)) from exc
+    except Exception as exc:  # pyarrow raises several types for a file that is not parquet
+        raise InputError(f"{uri}: not a readable parquet file ({exc.__class__.__name__})") from exc
+    names = set(metadata.schema.names)
+    for prefix in ("lpep", "tpep"):
+        if {f"{prefix}_pickup_datetime", f"{prefix}_dropoff_datetime"} <= names:
+            break
+    else:
+        raise InputError(
+            f"{uri}: not a TLC trip file: needs lpep_ (green) or tpep_ (yellow) "
+            "pickup_datetime and dropoff_datetime columns"
+        )
+    missing = [c for c in ("PULocationID", "DOLocationID", "trip_distance") if c not in names]
+    if missing:
+        raise InputError(f"{uri}: not a TLC trip file: missing column(s) {', '.join(missing)}")
+    columns = {
+        "VendorID": "VendorID",
+        "pickup_datetime": f"{prefix}_pickup_datetime",
+        "dropoff_datetime": f"{prefix}_dropoff_datetime",
+        "PULocationID": "PULocationID",
+        "DOLocationID": "DOLocationID",
+        "trip_distance": "trip_distance",
+    }
+    if "VendorID" not in names:
+        del columns["VendorID"]
+    groups = tuple(metadata.row_group(i).num_rows for i in range(metadata.num_row_groups))
+    return Source(uri, columns, groups)
+
+
+def plan(sources: list[Source], shard: int, shards: int) -> list[Unit]:
+    """The row groups shard `shard` of `shards` scores: a contiguous run, balanced by rows.
+
+    A row group goes to the shard its middle row falls in, so every row group goes to exactly
+    one shard and shards differ by at most about one row group."""
+    units, start = [], 0
+    for source in sources:
+        first = 0
+        for index, rows in enumerate(source.row_groups):
+            units.append((Unit(source, index, first, rows), start))
+            first += rows
+            start += rows
+    total = max(start, 1)
+    return [
+        unit for unit, begin in units if (shards * (2 * begin + unit.rows)) // (2 * total) == shard
+    ]
+
+
+def _zones(column: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(zone numbers, missing, not a zone) from a location ID column of any numeric type."""
+    missing = column.is_null().to_numpy(zero_copy_only=False)
+    values = column.fill_null(0).to_numpy(zero_copy_only=False)
+    if np.issubdtype(values.dtype, np.floating):
+        missing |= np.isnan(values)
+        integral = np.isfinite(values) & (np.floor(values) == values)
+        values = np.where(integral, values, 0)
+    else:
+        integral = np.ones(len(values), dtype=bool)
+    in_range = (values >= MIN_ZONE) & (values <= MAX_ZONE)
+    values = values.astype(np.int64)
+    return values, missing, ~missing & ~(integral & in_range)
+
+
+def score_batch(batch: pa.RecordBatch, unit_first_row: int, source: Source, scorer: Scorer):
+    """The output rows for one input batch, and how many rides each reason flagged."""
+    n = batch.num_rows
+    pu, pu_missing, pu_bad = _zones(batch.column("PULocationID"))
+    do, do_missing, do_bad = _zones(batch.column("DOLocationID"))
+    distance_col = batch.column("trip_distance")
+    distance = distance_col.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+    distance_missing = np.isnan(distance)
+    distance_bad = ~distance_missing & ~((distance >= 0) & (distance < MAX_TRIP_DISTANCE))
+
+    # The first reason in REASONS order wins: assign the last ones first.
+    reason = np.full(n, -1, dtype=np.int8)
+    for code, mask in reversed(
+        list(enumerate([pu_missing, pu_bad, do_missing, do_bad, distance_missing, distance_bad]))
+    ):
+        reason[mask] = code
+    ok = reason < 0
+    if ok.all():
+        predicted = pa.array(np.asarray(scorer.predict(pu, do, distance), dtype=np.float64))
+    else:
+        values = np.full(n, np.nan)
+        if ok.any():
+            values[ok] = scorer.predict(pu[ok], do[ok], distance[ok])
+        predicted = pa.array(values, mask=~ok)
+
+    def constant(text: str) -> pa.DictionaryArray:
+        return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), [text])
+
+    def passthrough(name: str, typ: pa.DataType) -> pa.Array:
+        if name not in source.columns:
+            return pa.nulls(n, typ)
+        return pc.cast(batch.column(source.columns[name]), typ, safe=False)
+
+    table = pa.table(
+        [
+            constant(source.uri),
+            pa.array(np.arange(unit_first_row, unit_first_row + n, dtype=np.int64)),
+            passthrough("VendorID", pa.int64()),
+            passthrough("pickup_datetime", pa.timestamp("us")),
+            passthrough("dropoff_datetime", pa.timestamp("us")),
+            pa.array(pu, mask=pu_missing | pu_bad),
+            pa.array(do, mask=do_missing | do_bad),
+            pa.array(distance, mask=distance_missing),
+            predicted,
+            constant(scorer.version),
+            pa.DictionaryArray.from_arrays(
+                pa.array(reason, mask=ok), pa.array(REASONS, pa.string())
+            ),
+        ],
+        schema=OUTPUT_SCHEMA,
+    )
+    counts = np.bincount(reason[~ok], minlength=len(REASONS)) if not ok.all() else None
+    flagged = {why: int(counts[i]) for i, why in enumerate(REASONS)} if counts is not None else {}
+    return table, flagged
+
+
+def batches(unit: Unit, batch_rows: int) -> Iterator[tuple[pa.RecordBatch, int]]:
+    """The unit's rows in batches of at most batch_rows, with each batch's first row number."""
+    try:
+        reader = pq.ParquetFile(files.open_input(unit.source.uri))
+        first = unit.first_row
+        for batch in reader.iter_batches(
+            batch_size=batch_rows,
+            row_groups=[unit.row_group],
+            columns=list(unit.source.columns.values()),
+        ):
+            yield batch, first
+            first += batch.num_rows
+    except files.StorageError as exc:
+        raise InputError(str(exc)) from exc
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(f"{unit.source.uri}: row group {unit.row_group}: {exc}") from exc
+
+
+def output_uri(prefix: str, shard: int, shards: int) -> str:
+    return files.join(prefix, f"part-{shard:05d}-of-{shards:05d}.parquet")
+
+
+def run(
+    inputs: list[str | Source],
+    output: str,
+    scorer: Scorer,
+    shard: int = 0,
+    shards: int = 1,
+    batch_rows: int = BATCH_ROWS,
+) -> Summary:
+    """Score this shard's part of the inputs (URIs, or their footers already read by
+    `describe`) into `output`/part-SHARD-of-SHARDS.parquet."""
+    started = time.perf_counter()
+    sources = [i if isinstance(i, Source) else describe(i) for i in inputs]
+    units = plan(sources, shard, shards)
+    summary = Summary(shard, shards, output_uri(output, shard, shards))
+    summary.flagged = dict.fromkeys(REASONS, 0)
+    log.info(
+        "shard %d/%d: %d row group(s), %d rows of %d file(s)",
+        shard, shards, len(units), sum(u.rows for u in units), len(sources),
+    )  # fmt: skip
+    with files.publishing(summary.output) as path:
+        with pq.ParquetWriter(path, OUTPUT_SCHEMA, compression="snappy") as writer:
+            for unit in units:
+                for batch, first in batches(unit, batch_rows):
+                    table, flagged = score_batch(batch, first, unit.source, scorer)
+                    writer.write_table(table)
+                    summary.rows += batch.num_rows
+                    for why, count in flagged.items():
+                        summary.flagged[why] += count
+        summary.scored = summary.rows - sum(summary.flagged.values())
+    summary.seconds = time.perf_counter() - started
+    return summary
