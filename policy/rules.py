@@ -119,6 +119,14 @@ def no_plaintext_secrets(typ: str, props: dict) -> list[str]:
             for e in c.get("environment") or []
             if SECRET_ENV.search(e.get("name", ""))
         ]
+    if typ == "aws:batch/jobDefinition:JobDefinition":
+        properties = props.get("containerProperties") or "{}"
+        container = json.loads(properties) if isinstance(properties, str) else properties
+        return [
+            f"job definition has {e['name']} in plain environment"
+            for e in container.get("environment") or []
+            if SECRET_ENV.search(e.get("name", ""))
+        ]
     if typ in ("gcp:cloudrunv2/service:Service", "gcp:cloudrunv2/job:Job"):
         template = props.get("template") or {}
         template = template.get("template", template)

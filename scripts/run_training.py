@@ -38,6 +38,21 @@ def stack_outputs(stack: str) -> dict:
     return json.loads(result.stdout)
 
 
+def require(outputs: dict, stack: str, keys: list[str]) -> dict:
+    missing = [k for k in keys if k not in outputs]
+    if missing:
+        raise RunError(
+            f"stack {stack} has no output(s) {', '.join(missing)}; deploy the services first"
+        )
+    return outputs
+
+
+def read_outputs(stack: str, outputs_file: Path | None, required: list[str]) -> dict:
+    """The service stack's outputs (from Pulumi, or a JSON file), with `required` present."""
+    outputs = json.loads(outputs_file.read_text()) if outputs_file else stack_outputs(stack)
+    return require(outputs, stack, required)
+
+
 def run_aws(outputs: dict) -> str:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
@@ -63,7 +78,9 @@ def run_aws(outputs: dict) -> str:
     return response["tasks"][0]["taskArn"]
 
 
-def run_gcp(outputs: dict) -> str:
+def run_cloud_run_job(job: str, body: dict) -> str:
+    """Execute a Cloud Run job (projects/P/locations/L/jobs/J) with the caller's Google
+    credentials; the execution's name."""
     import google.auth
     from google.auth.exceptions import GoogleAuthError
     from google.auth.transport.requests import AuthorizedSession
@@ -73,13 +90,17 @@ def run_gcp(outputs: dict) -> str:
             scopes=["https://www.googleapis.com/auth/cloud-platform"]
         )
         response = AuthorizedSession(credentials).post(
-            f"https://run.googleapis.com/v2/{outputs['trainingJob']}:run", json={}, timeout=60
+            f"https://run.googleapis.com/v2/{job}:run", json=body, timeout=60
         )
     except GoogleAuthError as exc:
         raise RunError(f"Google credentials: {exc}") from exc
     if response.status_code >= 400:
         raise RunError(f"run job: HTTP {response.status_code}: {response.text[:300]}")
-    return response.json().get("metadata", {}).get("name", outputs["trainingJob"])
+    return response.json().get("metadata", {}).get("name", job)
+
+
+def run_gcp(outputs: dict) -> str:
+    return run_cloud_run_job(outputs["trainingJob"], {})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,16 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        outputs = (
-            json.loads(args.outputs_file.read_text())
-            if args.outputs_file
-            else stack_outputs(args.stack)
-        )
-        missing = [k for k in ("cloud", "trainingJob") if k not in outputs]
-        if missing:
-            raise RunError(
-                f"stack {args.stack} has no output(s) {', '.join(missing)}; deploy the services first"
-            )
+        outputs = read_outputs(args.stack, args.outputs_file, ["cloud", "trainingJob"])
         started = run_aws(outputs) if outputs["cloud"] == "aws" else run_gcp(outputs)
     except RunError as exc:
         print(f"error: {exc}", file=sys.stderr)

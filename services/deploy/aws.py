@@ -1,6 +1,7 @@
 """AWS: ECR repositories and images, an ECS cluster, the model API as a Fargate service behind an
-Application Load Balancer with autoscaling, and the training job as a Fargate task run on a
-schedule by EventBridge Scheduler."""
+Application Load Balancer with autoscaling, the training job as a Fargate task run on a schedule
+by EventBridge Scheduler, and the scoring job as an AWS Batch array job on Fargate, submitted
+monthly by EventBridge Scheduler."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ import pulumi_docker_build as docker_build
 
 from infra import outputs as platform_out
 from services.deploy import images
-from services.deploy.config import ServicesConfig, aws_cron
+from services.deploy.config import ServicesConfig, aws_cron, read_prefix, scoring_command
 from services.deploy.platform_ref import PlatformRef
 
 API_PORT = 8000
+SCORING_PREFIX = "batch-predictions/{month}/"
 TASK_EXECUTION_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 
 
@@ -42,6 +44,45 @@ def data_read_policy(uris: list[str]) -> str:
     )
 
 
+def s3_arn(uri: str) -> str:
+    parsed = urlparse(uri)
+    return f"arn:aws:s3:::{parsed.netloc}{parsed.path}"
+
+
+def scoring_policy(input_uri: str, output_prefix: str) -> str:
+    """Read the input files (every month where the URI has {month}), write under the output
+    prefix (multipart uploads included), nothing else."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject"],
+                    "Resource": [s3_arn(read_prefix(input_uri))],
+                },
+                {
+                    "Effect": "Allow",
+                    "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
+                    "Resource": [s3_arn(read_prefix(output_prefix.rstrip("/") + "/{month}"))],
+                },
+            ],
+        }
+    )
+
+
+def submit_job_input(cfg: ServicesConfig, queue_arn: str, definition_arn: str) -> dict:
+    """batch:SubmitJob's request, as the scheduler's universal target sends it (SDK names)."""
+    request = {
+        "JobName": f"mlops-{cfg.stack}-scoring",
+        "JobQueue": queue_arn,
+        "JobDefinition": definition_arn,  # without a revision: the latest active one
+    }
+    if cfg.scoringShards > 1:  # Batch array jobs have 2 to 10,000 children
+        request["ArrayProperties"] = {"Size": cfg.scoringShards}
+    return request
+
+
 def mlflow_secrets(secret_arn: str) -> list[dict]:
     # ECS injects these from Secrets Manager at start: never in the task definition's plain env.
     return [
@@ -57,6 +98,7 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
     subnets = platform.require(platform_out.PUBLIC_SUBNET_IDS)
     client_sg = platform.require(platform_out.CLIENT_SECURITY_GROUP_ID)
     secret_arn = platform.require(platform_out.CREDENTIALS_SECRET)
+    artifact_bucket = platform.require(platform_out.ARTIFACT_BUCKET)
     name = "mlops"
     tags = {"project": "mlops-services", "stack": cfg.stack}
 
@@ -64,9 +106,10 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
     if cfg.prebuilt:
         api_image: pulumi.Input[str] = cfg.modelApiImage
         training_image: pulumi.Input[str] = cfg.trainingImage
+        scoring_image: pulumi.Input[str] = cfg.scoringImage
     else:
         refs = {}
-        for image in ("model-api", "training"):
+        for image in ("model-api", "training", "scoring"):
             repo = aws.ecr.Repository(
                 f"{name}-{image}",
                 image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
@@ -104,6 +147,7 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
             )
             refs[image] = images.build(image, repo.repository_url, registry)
         api_image, training_image = refs["model-api"], refs["training"]
+        scoring_image = refs["scoring"]
 
     # --- shared ---------------------------------------------------------------------------
     cluster = aws.ecs.Cluster(
@@ -115,7 +159,7 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         svc: aws.cloudwatch.LogGroup(
             f"{name}-{svc}-logs", retention_in_days=cfg.logRetentionDays, tags=tags
         )
-        for svc in ("model-api", "training")
+        for svc in ("model-api", "training", "scoring")
     }
     execution_role = aws.iam.Role(
         f"{name}-execution", assume_role_policy=assume("ecs-tasks.amazonaws.com"), tags=tags
@@ -410,6 +454,144 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
             ),
         ),
     )
+
+    # --- scoring job ----------------------------------------------------------------------
+    # An AWS Batch array job on Fargate: one task per shard, each picking its shard from
+    # AWS_BATCH_JOB_ARRAY_INDEX. Batch creates its service-linked role on first use.
+    scoring_output: pulumi.Input[str] = cfg.scoringOutput or pulumi.Output.concat(
+        "s3://", artifact_bucket, "/", SCORING_PREFIX
+    )
+    scoring_role = aws.iam.Role(
+        f"{name}-scoring-task", assume_role_policy=assume("ecs-tasks.amazonaws.com"), tags=tags
+    )
+    aws.iam.RolePolicy(
+        f"{name}-scoring-data",
+        role=scoring_role.id,
+        policy=pulumi.Output.from_input(scoring_output).apply(
+            lambda out: scoring_policy(cfg.scoringInput, out)
+        ),
+    )
+    compute = aws.batch.ComputeEnvironment(
+        f"{name}-scoring",
+        type="MANAGED",
+        compute_resources=aws.batch.ComputeEnvironmentComputeResourcesArgs(
+            type="FARGATE",
+            max_vcpus=cfg.scoringShards * cfg.scoringCpu,
+            subnets=subnets,
+            security_group_ids=[client_sg],
+        ),
+        tags=tags,
+    )
+    queue = aws.batch.JobQueue(
+        f"{name}-scoring",
+        priority=1,
+        state="ENABLED",
+        compute_environment_orders=[
+            aws.batch.JobQueueComputeEnvironmentOrderArgs(order=1, compute_environment=compute.arn)
+        ],
+        # A job that cannot be placed (e.g. the account's Fargate vCPU quota) is cancelled
+        # with a reason instead of waiting forever.
+        job_state_time_limit_actions=[
+            aws.batch.JobQueueJobStateTimeLimitActionArgs(
+                action="CANCEL",
+                state="RUNNABLE",
+                max_time_seconds=3600,
+                reason="not placed within an hour (Fargate vCPU quota or capacity)",
+            )
+        ],
+        tags=tags,
+    )
+    scoring_args = scoring_command(cfg)
+    job_definition = aws.batch.JobDefinition(
+        f"{name}-scoring",
+        type="container",
+        platform_capabilities=["FARGATE"],
+        container_properties=pulumi.Output.all(
+            scoring_image,
+            tracking_uri,
+            secret_arn,
+            logs["scoring"].name,
+            scoring_role.arn,
+            execution_role.arn,
+            scoring_output,
+        ).apply(
+            lambda a: json.dumps(
+                {
+                    "image": a[0],
+                    "command": [*scoring_args, "--output", a[6]],
+                    "jobRoleArn": a[4],
+                    "executionRoleArn": a[5],
+                    "resourceRequirements": [
+                        {"type": "VCPU", "value": str(cfg.scoringCpu)},
+                        {"type": "MEMORY", "value": str(cfg.scoringMemoryMb)},
+                    ],
+                    # No NAT in the platform: a public address to pull the image.
+                    "networkConfiguration": {"assignPublicIp": "ENABLED"},
+                    "fargatePlatformConfiguration": {"platformVersion": "LATEST"},
+                    "environment": [{"name": "MLFLOW_TRACKING_URI", "value": a[1]}],
+                    "secrets": mlflow_secrets(a[2]),
+                    "logConfiguration": {
+                        "logDriver": "awslogs",
+                        "options": {"awslogs-group": a[3], "awslogs-stream-prefix": "scoring"},
+                    },
+                }
+            )
+        ),
+        # A shard that failed for a passing reason runs once more; a usage or input error
+        # (exit code 2) would fail again.
+        retry_strategy=aws.batch.JobDefinitionRetryStrategyArgs(
+            attempts=2,
+            evaluate_on_exits=[
+                aws.batch.JobDefinitionRetryStrategyEvaluateOnExitArgs(
+                    action="exit", on_exit_code="2"
+                )
+            ],
+        ),
+        timeout=aws.batch.JobDefinitionTimeoutArgs(attempt_duration_seconds=3 * 3600),
+        propagate_tags=True,
+        tags=tags,
+    )
+    scoring_scheduler_role = aws.iam.Role(
+        f"{name}-scoring-scheduler",
+        assume_role_policy=assume("scheduler.amazonaws.com"),
+        tags=tags,
+    )
+    aws.iam.RolePolicy(
+        f"{name}-scoring-scheduler-submit",
+        role=scoring_scheduler_role.id,
+        policy=pulumi.Output.all(queue.arn, job_definition.arn_prefix).apply(
+            lambda a: json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Action": ["batch:SubmitJob"],
+                            # SubmitJob names the definition with its revision.
+                            "Resource": [a[0], f"{a[1]}:*"],
+                        }
+                    ],
+                }
+            )
+        ),
+    )
+    aws.scheduler.Schedule(
+        f"{name}-scoring",
+        schedule_expression=aws_cron(cfg.scoringSchedule),
+        schedule_expression_timezone="UTC",
+        flexible_time_window=aws.scheduler.ScheduleFlexibleTimeWindowArgs(mode="OFF"),
+        target=aws.scheduler.ScheduleTargetArgs(
+            # Scheduler has no Batch target type; its universal target calls SubmitJob.
+            arn="arn:aws:scheduler:::aws-sdk:batch:submitJob",
+            role_arn=scoring_scheduler_role.arn,
+            input=pulumi.Output.all(queue.arn, job_definition.arn_prefix).apply(
+                lambda a: json.dumps(submit_job_input(cfg, a[0], a[1]))
+            ),
+            retry_policy=aws.scheduler.ScheduleTargetRetryPolicyArgs(
+                maximum_event_age_in_seconds=3600, maximum_retry_attempts=3
+            ),
+        ),
+    )
     return {
         "modelApiUrl": api_url,
         "trainingJob": training_task.arn_without_revision,
@@ -418,4 +600,10 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         "trainingSecurityGroups": pulumi.Output.all(client_sg).apply(list),
         "modelApiImage": api_image,
         "trainingImage": training_image,
+        "scoringImage": scoring_image,
+        "scoringJobQueue": queue.arn,
+        "scoringJobDefinition": job_definition.arn_prefix,
+        "scoringInput": cfg.scoringInput,
+        "scoringOutput": scoring_output,
+        "scoringShards": cfg.scoringShards,
     }

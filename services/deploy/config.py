@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -16,20 +17,31 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "apiMaxTasks": 2,
         "logRetentionDays": 7,
         "trainingSchedule": "0 6 * * 1",
+        "scoringShards": 2,
     },
     "staging": {
         "apiMinTasks": 1,
         "apiMaxTasks": 3,
         "logRetentionDays": 30,
         "trainingSchedule": "0 6 * * 1",
+        "scoringShards": 2,
     },
     "prod": {
         "apiMinTasks": 2,
         "apiMaxTasks": 10,
         "logRetentionDays": 90,
         "trainingSchedule": "0 5 1 * *",
+        "scoringShards": 4,
     },
 }
+# vCPUs -> the memory sizes (MiB) a task may have: Fargate's combinations (AWS Batch and ECS);
+# Cloud Run allows up to 4 GiB per CPU.
+FARGATE_MEMORY = {
+    1: range(2048, 8192 + 1, 1024),
+    2: range(4096, 16384 + 1, 1024),
+    4: range(8192, 30720 + 1, 1024),
+}
+MONTH = "{month}"
 # CloudWatch accepts only these retention periods.
 LOG_RETENTION_DAYS = (
     1,
@@ -67,6 +79,7 @@ class ServicesConfig(BaseModel):
     modelApiImage: str | None = None
     """A prebuilt image reference; when set (with trainingImage), nothing is built."""
     trainingImage: str | None = None
+    scoringImage: str | None = None
     trainData: str
     valData: str
     trainingSchedule: str
@@ -84,6 +97,20 @@ class ServicesConfig(BaseModel):
     """AWS: an ACM certificate; adds HTTPS and redirects HTTP to it."""
     logRetentionDays: int
     modelRefreshSeconds: int = Field(default=30, ge=1, le=3600)
+    scoringInput: str
+    """TLC files the monthly scoring job reads, `{month}` standing for the month (default:
+    trainData with its YYYY-MM replaced by {month})."""
+    scoringOutput: str | None = None
+    """Prefix for the part files (default: batch-predictions/{month}/ in the artifact bucket)."""
+    scoringShards: int = Field(ge=1, le=100)
+    """Parallel tasks (AWS Batch array size, Cloud Run task count)."""
+    scoringSchedule: str = "0 6 25 * *"
+    """Five-field cron, UTC. TLC publishes a month about two months later."""
+    scoringMonthsBack: int = Field(default=2, ge=0, le=24)
+    """Which month a scheduled run scores: this many months before the run's month."""
+    scoringCpu: Literal[1, 2, 4] = 1
+    """vCPUs per scoring task."""
+    scoringMemoryMb: int = 4096
 
     @field_validator("trainData", "valData")
     @classmethod
@@ -94,7 +121,16 @@ class ServicesConfig(BaseModel):
             )
         return value
 
-    @field_validator("trainingSchedule")
+    @field_validator("scoringInput", "scoringOutput")
+    @classmethod
+    def _scoring_uri(cls, value: str | None) -> str | None:
+        if value is not None and (
+            not value.startswith(("s3://", "gs://")) or len(value.split("/")) < 4
+        ):
+            raise ValueError(f"{value!r}: must be s3://bucket/key or gs://bucket/key")
+        return value
+
+    @field_validator("trainingSchedule", "scoringSchedule")
     @classmethod
     def _cron(cls, value: str) -> str:
         if len(value.split()) != 5:
@@ -113,20 +149,59 @@ class ServicesConfig(BaseModel):
             raise ConfigError(
                 f"{NAMESPACE}:apiMinTasks ({self.apiMinTasks}) must not exceed apiMaxTasks ({self.apiMaxTasks})"
             )
-        if bool(self.modelApiImage) != bool(self.trainingImage):
+        images = ("modelApiImage", "trainingImage", "scoringImage")
+        if len({bool(getattr(self, key)) for key in images}) != 1:
             raise ConfigError(
-                f"{NAMESPACE}:modelApiImage and {NAMESPACE}:trainingImage: set both (prebuilt) or neither (built here)"
+                f"{', '.join(f'{NAMESPACE}:{k}' for k in images)}: set all three (prebuilt) "
+                "or none (built here)"
             )
         scheme = "s3://" if self.cloud == "aws" else "gs://"
-        for key in ("trainData", "valData"):
-            if not getattr(self, key).startswith(scheme):
+        for key in ("trainData", "valData", "scoringInput", "scoringOutput"):
+            if getattr(self, key) and not getattr(self, key).startswith(scheme):
                 raise ConfigError(
                     f"{NAMESPACE}:{key}: on {self.cloud} the data must be at {scheme}…"
                 )
+        if self.cloud == "aws" and self.scoringMemoryMb not in FARGATE_MEMORY[self.scoringCpu]:
+            allowed = FARGATE_MEMORY[self.scoringCpu]
+            raise ConfigError(
+                f"{NAMESPACE}:scoringMemoryMb: {self.scoringMemoryMb} with scoringCpu "
+                f"{self.scoringCpu}: Fargate allows {allowed.start}-{allowed.stop - 1} "
+                f"in steps of {allowed.step}"
+            )
+        if self.cloud == "gcp" and not 512 <= self.scoringMemoryMb <= 4096 * self.scoringCpu:
+            raise ConfigError(
+                f"{NAMESPACE}:scoringMemoryMb: {self.scoringMemoryMb} with scoringCpu "
+                f"{self.scoringCpu}: Cloud Run allows 512-{4096 * self.scoringCpu}"
+            )
 
     @property
     def prebuilt(self) -> bool:
         return bool(self.modelApiImage)
+
+    @property
+    def scoring_templated(self) -> bool:
+        """Whether a scheduled run needs --month (its input or output names the month)."""
+        return MONTH in self.scoringInput or MONTH in (self.scoringOutput or MONTH)
+
+
+def scoring_command(cfg: ServicesConfig) -> list[str]:
+    """The scoring job's arguments for a scheduled run, all but --output (a deploy-time value)."""
+    args = ["--input", cfg.scoringInput, "--shards", str(cfg.scoringShards)]
+    if cfg.scoring_templated:
+        args.append(f"--month=-{cfg.scoringMonthsBack}" if cfg.scoringMonthsBack else "--month=0")
+    return args
+
+
+def monthly(uri: str) -> str | None:
+    """A TLC file URI with its YYYY-MM replaced by {month}; None if its name has none."""
+    head, _, name = uri.rpartition("/")
+    templated, count = re.subn(r"\d{4}-(0[1-9]|1[0-2])", MONTH, name, count=1)
+    return f"{head}/{templated}" if count else None
+
+
+def read_prefix(uri: str) -> str:
+    """What a role must read for this URI: the key itself, or every key where {month} varies."""
+    return uri.split(MONTH, 1)[0] + "*" if MONTH in uri else uri
 
 
 def aws_cron(expr: str) -> str:
@@ -164,6 +239,15 @@ def load(raw: dict[str, Any], stack: str) -> ServicesConfig:
             raise ConfigError(
                 f"{NAMESPACE}:{key} is required: the s3:// or gs:// URI of a TLC month"
             )
+    if "scoringInput" not in values:
+        derived = monthly(str(values["trainData"]))
+        if derived is None:
+            raise ConfigError(
+                f"{NAMESPACE}:scoringInput is required (trainData's name has no YYYY-MM to "
+                "derive it from): the TLC files to score, e.g. "
+                "s3://bucket/yellow/yellow_tripdata_{month}.parquet"
+            )
+        values["scoringInput"] = derived
     try:
         cfg = ServicesConfig(**{**DEFAULTS[kind], **values}, stack=stack, kind=kind)
     except ValidationError as exc:

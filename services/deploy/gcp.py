@@ -1,6 +1,7 @@
 """GCP: an Artifact Registry repository and images, the model API as a Cloud Run service with
-Direct VPC egress to the tracking server, and the training job as a Cloud Run job triggered by
-Cloud Scheduler; each with its own service account."""
+Direct VPC egress to the tracking server, the training job as a Cloud Run job triggered by Cloud
+Scheduler, and the scoring job as a Cloud Run job with one task per shard, triggered monthly;
+each with its own service account."""
 
 from __future__ import annotations
 
@@ -12,10 +13,28 @@ import pulumi_gcp as gcp
 
 from infra import outputs as platform_out
 from services.deploy import images
-from services.deploy.config import ServicesConfig
+from services.deploy.config import ServicesConfig, read_prefix, scoring_command
 from services.deploy.platform_ref import PlatformRef
 
 API_PORT = 8000
+SCORING_PREFIX = "batch-predictions/{month}/"
+
+
+def prefix_condition(title: str, bucket: pulumi.Input[str], uri_prefix: str):
+    """An IAM condition limiting a bucket role to object names under a prefix (the bucket must
+    have uniform bucket-level access)."""
+    return gcp.storage.BucketIAMMemberConditionArgs(
+        title=title,
+        expression=pulumi.Output.concat(
+            'resource.name.startsWith("projects/_/buckets/', bucket, "/objects/", uri_prefix, '")'
+        ),
+    )
+
+
+def gs_prefix(uri: str) -> tuple[str, str]:
+    """(bucket, object-name prefix) that covers a gs:// URI where {month} varies."""
+    parsed = urlparse(read_prefix(uri).removesuffix("*"))
+    return parsed.netloc, parsed.path.lstrip("/")
 
 
 def build(cfg: ServicesConfig) -> dict[str, object]:
@@ -25,6 +44,7 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
     subnet = platform.require(platform_out.PUBLIC_SUBNET_IDS).apply(lambda ids: ids[0])
     username = platform.require(platform_out.ADMIN_USERNAME)
     password_secret = platform.require(platform_out.CLIENT_PASSWORD_SECRET)
+    artifact_bucket = platform.require(platform_out.ARTIFACT_BUCKET)
     gcp_config = pulumi.Config("gcp")
     project, region = gcp_config.require("project"), gcp_config.require("region")
     name = "mlops"
@@ -32,6 +52,7 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
     if cfg.prebuilt:
         api_image: pulumi.Input[str] = cfg.modelApiImage
         training_image: pulumi.Input[str] = cfg.trainingImage
+        scoring_image: pulumi.Input[str] = cfg.scoringImage
     else:
         repo = gcp.artifactregistry.Repository(
             f"{name}-images",
@@ -57,6 +78,14 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         base = pulumi.Output.concat(host, "/", project, "/", repo.repository_id)
         api_image = images.build("model-api", base.apply(lambda b: f"{b}/model-api"), registry)
         training_image = images.build("training", base.apply(lambda b: f"{b}/training"), registry)
+        scoring_image = images.build("scoring", base.apply(lambda b: f"{b}/scoring"), registry)
+
+    def job_path(job: gcp.cloudrunv2.Job) -> pulumi.Output[str]:
+        return pulumi.Output.concat("projects/", project, "/locations/", region, "/jobs/", job.name)
+
+    def run_uri(job: gcp.cloudrunv2.Job) -> pulumi.Output[str]:
+        # The Admin API's jobs.run: what Cloud Scheduler calls, with its own service account.
+        return pulumi.Output.concat("https://run.googleapis.com/v2/", job_path(job), ":run")
 
     def account(role: str) -> gcp.serviceaccount.Account:
         return gcp.serviceaccount.Account(
@@ -69,7 +98,8 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         return sa.email.apply(lambda e: f"serviceAccount:{e}")
 
     api_sa, training_sa, scheduler_sa = account("api"), account("training"), account("scheduler")
-    for label, sa in (("api", api_sa), ("training", training_sa)):
+    scoring_sa = account("scoring")
+    for label, sa in (("api", api_sa), ("training", training_sa), ("scoring", scoring_sa)):
         gcp.secretmanager.SecretIamMember(
             f"{name}-{label}-password-access",
             secret_id=password_secret,
@@ -164,73 +194,132 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
             member="allUsers",
         )
 
-    job = gcp.cloudrunv2.Job(
-        f"{name}-training",
-        location=region,
-        deletion_protection=False,
-        template=gcp.cloudrunv2.JobTemplateArgs(
-            template=gcp.cloudrunv2.JobTemplateTemplateArgs(
-                service_account=training_sa.email,
-                max_retries=1,
-                timeout="3600s",
-                vpc_access=gcp.cloudrunv2.JobTemplateTemplateVpcAccessArgs(
-                    network_interfaces=[
-                        gcp.cloudrunv2.JobTemplateTemplateVpcAccessNetworkInterfaceArgs(
-                            network=network, subnetwork=subnet
+    def scheduled_job(
+        label: str,
+        sa: gcp.serviceaccount.Account,
+        image: pulumi.Input[str],
+        args: pulumi.Input[list[str]],
+        limits: dict[str, str],
+        timeout: str,
+        cron: str,
+        tasks: int | None = None,
+    ) -> gcp.cloudrunv2.Job:
+        """A Cloud Run job (`tasks` in parallel, one retry each) reaching the tracking server
+        through Direct VPC egress, run by Cloud Scheduler on `cron` as the scheduler account."""
+        job = gcp.cloudrunv2.Job(
+            f"{name}-{label}",
+            location=region,
+            deletion_protection=False,
+            template=gcp.cloudrunv2.JobTemplateArgs(
+                task_count=tasks,
+                parallelism=tasks,
+                template=gcp.cloudrunv2.JobTemplateTemplateArgs(
+                    service_account=sa.email,
+                    max_retries=1,
+                    timeout=timeout,
+                    vpc_access=gcp.cloudrunv2.JobTemplateTemplateVpcAccessArgs(
+                        network_interfaces=[
+                            gcp.cloudrunv2.JobTemplateTemplateVpcAccessNetworkInterfaceArgs(
+                                network=network, subnetwork=subnet
+                            )
+                        ],
+                        egress="PRIVATE_RANGES_ONLY",
+                    ),
+                    containers=[
+                        gcp.cloudrunv2.JobTemplateTemplateContainerArgs(
+                            image=image,
+                            args=args,
+                            envs=envs(
+                                gcp.cloudrunv2.JobTemplateTemplateContainerEnvArgs,
+                                gcp.cloudrunv2.JobTemplateTemplateContainerEnvValueSourceArgs,
+                                gcp.cloudrunv2.JobTemplateTemplateContainerEnvValueSourceSecretKeyRefArgs,
+                            ),
+                            resources=gcp.cloudrunv2.JobTemplateTemplateContainerResourcesArgs(
+                                limits=limits
+                            ),
                         )
                     ],
-                    egress="PRIVATE_RANGES_ONLY",
                 ),
-                containers=[
-                    gcp.cloudrunv2.JobTemplateTemplateContainerArgs(
-                        image=training_image,
-                        args=["--train", cfg.trainData, "--val", cfg.valData],
-                        envs=envs(
-                            gcp.cloudrunv2.JobTemplateTemplateContainerEnvArgs,
-                            gcp.cloudrunv2.JobTemplateTemplateContainerEnvValueSourceArgs,
-                            gcp.cloudrunv2.JobTemplateTemplateContainerEnvValueSourceSecretKeyRefArgs,
-                        ),
-                        resources=gcp.cloudrunv2.JobTemplateTemplateContainerResourcesArgs(
-                            limits={"cpu": "2", "memory": "4Gi"}
-                        ),
-                    )
-                ],
-            )
-        ),
-    )
-    gcp.cloudrunv2.JobIamMember(
-        f"{name}-training-scheduler-run",
-        name=job.name,
-        location=region,
-        role="roles/run.invoker",
-        member=member(scheduler_sa),
-    )
-    gcp.cloudscheduler.Job(
-        f"{name}-training-schedule",
-        region=region,
-        schedule=cfg.trainingSchedule,
-        time_zone="Etc/UTC",
-        http_target=gcp.cloudscheduler.JobHttpTargetArgs(
-            http_method="POST",
-            uri=pulumi.Output.concat(
-                "https://run.googleapis.com/v2/projects/",
-                project,
-                "/locations/",
-                region,
-                "/jobs/",
-                job.name,
-                ":run",
             ),
-            oauth_token=gcp.cloudscheduler.JobHttpTargetOauthTokenArgs(
-                service_account_email=scheduler_sa.email
+        )
+        gcp.cloudrunv2.JobIamMember(
+            f"{name}-{label}-scheduler-run",
+            name=job.name,
+            location=region,
+            role="roles/run.invoker",
+            member=member(scheduler_sa),
+        )
+        gcp.cloudscheduler.Job(
+            f"{name}-{label}-schedule",
+            region=region,
+            schedule=cron,
+            time_zone="Etc/UTC",
+            http_target=gcp.cloudscheduler.JobHttpTargetArgs(
+                http_method="POST",
+                uri=run_uri(job),
+                oauth_token=gcp.cloudscheduler.JobHttpTargetOauthTokenArgs(
+                    service_account_email=scheduler_sa.email
+                ),
             ),
-        ),
+        )
+        return job
+
+    job = scheduled_job(
+        "training",
+        training_sa,
+        training_image,
+        ["--train", cfg.trainData, "--val", cfg.valData],
+        {"cpu": "2", "memory": "4Gi"},
+        "3600s",
+        cfg.trainingSchedule,
     )
+
+    # --- scoring job ----------------------------------------------------------------------
+    # One Cloud Run task per shard, each picking its shard from CLOUD_RUN_TASK_INDEX.
+    if cfg.scoringOutput:
+        output_bucket, output_prefix = gs_prefix(cfg.scoringOutput.rstrip("/") + "/{month}")
+        out_bucket: pulumi.Input[str] = output_bucket
+        scoring_output: pulumi.Input[str] = cfg.scoringOutput
+    else:
+        out_bucket, output_prefix = artifact_bucket, SCORING_PREFIX.split("{", 1)[0]
+        scoring_output = pulumi.Output.concat("gs://", artifact_bucket, "/", SCORING_PREFIX)
+    input_bucket, input_prefix = gs_prefix(cfg.scoringInput)
+    gcp.storage.BucketIAMMember(
+        f"{name}-scoring-input",
+        bucket=input_bucket,
+        role="roles/storage.objectViewer",
+        member=member(scoring_sa),
+        condition=prefix_condition("scoring input", input_bucket, input_prefix),
+    )
+    # objectUser, not objectCreator: a retried shard replaces its part, which needs delete.
+    gcp.storage.BucketIAMMember(
+        f"{name}-scoring-output",
+        bucket=out_bucket,
+        role="roles/storage.objectUser",
+        member=member(scoring_sa),
+        condition=prefix_condition("scoring output", out_bucket, output_prefix),
+    )
+    scoring_job = scheduled_job(
+        "scoring",
+        scoring_sa,
+        scoring_image,
+        pulumi.Output.from_input(scoring_output).apply(
+            lambda out: [*scoring_command(cfg), "--output", out]
+        ),
+        {"cpu": str(cfg.scoringCpu), "memory": f"{cfg.scoringMemoryMb}Mi"},
+        "10800s",
+        cfg.scoringSchedule,
+        tasks=cfg.scoringShards,
+    )
+
     return {
         "modelApiUrl": service.uri,
-        "trainingJob": pulumi.Output.concat(
-            "projects/", project, "/locations/", region, "/jobs/", job.name
-        ),
+        "trainingJob": job_path(job),
         "modelApiImage": api_image,
         "trainingImage": training_image,
+        "scoringImage": scoring_image,
+        "scoringJob": job_path(scoring_job),
+        "scoringInput": cfg.scoringInput,
+        "scoringOutput": scoring_output,
+        "scoringShards": cfg.scoringShards,
     }

@@ -1,4 +1,4 @@
-"""The two images, built from the repository's Dockerfiles and pushed by Pulumi (docker-build
+"""The three images, built from the repository's Dockerfiles and pushed by Pulumi (docker-build
 provider), unless the stack names prebuilt ones."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILES = {
     "model-api": ROOT / "services/model_api/Dockerfile",
     "training": ROOT / "training/Dockerfile",
+    "scoring": ROOT / "scoring/Dockerfile",
 }
 
 

@@ -27,6 +27,11 @@ class Declared:
     def of_type(self, typ: str) -> list[dict]:
         return [r for r in self.resources if r["type"] == typ]
 
+    def named(self, typ: str, name: str) -> dict:
+        found = [r for r in self.of_type(typ) if r["name"] == name]
+        assert len(found) == 1, f"{typ} {name}: {len(found)} declared"
+        return found[0]
+
     def one(self, typ: str) -> dict:
         found = self.of_type(typ)
         assert len(found) == 1, f"{typ}: {len(found)} declared"

@@ -116,6 +116,14 @@ def computed(typ: str, name: str, inputs: dict) -> dict:
         return {"arn": arn, "dnsName": f"{name}-mock.us-east-1.elb.amazonaws.com"}
     if typ == "aws:ecs/taskDefinition:TaskDefinition":
         return {"arn": f"{arn}:1", "arnWithoutRevision": arn}
+    batch = "arn:aws:batch:us-east-1:123456789012"
+    if typ == "aws:batch/jobDefinition:JobDefinition":
+        prefix = f"{batch}:job-definition/{name}-mock"
+        return {"arn": f"{prefix}:1", "arnPrefix": prefix, "revision": 1}
+    if typ == "aws:batch/jobQueue:JobQueue":
+        return {"arn": f"{batch}:job-queue/{name}-mock", "name": f"{name}-mock"}
+    if typ == "aws:batch/computeEnvironment:ComputeEnvironment":
+        return {"arn": f"{batch}:compute-environment/{name}-mock", "name": f"{name}-mock"}
     if typ == "aws:ecr/repository:Repository":
         return {
             "arn": arn,

@@ -58,7 +58,7 @@ def test_aws_autoscaling_bounds_follow_the_stack(services_aws):
 
 
 def test_aws_training_runs_on_a_schedule(services_aws):
-    schedule = services_aws.one("aws:scheduler/schedule:Schedule")["inputs"]
+    schedule = services_aws.named("aws:scheduler/schedule:Schedule", "mlops-training")["inputs"]
     assert schedule["scheduleExpression"].startswith("cron(")
     assert schedule["target"]["ecsParameters"]["launchType"] == "FARGATE"
 
@@ -111,7 +111,7 @@ def test_aws_tasks_reach_mlflow_through_the_client_group_and_only_the_alb_reache
 
 def test_aws_log_retention_follows_the_stack(services_aws):
     groups = services_aws.of_type("aws:cloudwatch/logGroup:LogGroup")
-    assert len(groups) == 2
+    assert len(groups) == 3
     assert {g["inputs"]["retentionInDays"] for g in groups} == {
         DEFAULTS[services_aws.stack]["logRetentionDays"]
     }
@@ -119,17 +119,126 @@ def test_aws_log_retention_follows_the_stack(services_aws):
 
 def test_aws_images_scan_on_push_and_expire(services_aws):
     repos = services_aws.of_type("aws:ecr/repository:Repository")
-    assert len(repos) == 2 and all(
+    assert len(repos) == 3 and all(
         r["inputs"]["imageScanningConfiguration"]["scanOnPush"] for r in repos
     )
-    assert len(services_aws.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")) == 2
+    assert len(services_aws.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")) == 3
     images = services_aws.of_type("docker-build:index:Image")
     dockerfiles = {i["inputs"]["dockerfile"]["location"] for i in images}
     assert {tuple(d.split("/")[-2:]) for d in dockerfiles} == {
         ("model_api", "Dockerfile"),
         ("training", "Dockerfile"),
+        ("scoring", "Dockerfile"),
     }
     assert all(i["inputs"]["push"] is True for i in images)
+
+
+# --- AWS: scoring ------------------------------------------------------------------------------
+
+BATCH_CE = "aws:batch/computeEnvironment:ComputeEnvironment"
+BATCH_QUEUE = "aws:batch/jobQueue:JobQueue"
+BATCH_JOB = "aws:batch/jobDefinition:JobDefinition"
+SCORING_INPUT = "s3://my-tlc-data/green/green_tripdata_{month}.parquet"
+
+
+def scoring_container(declared) -> dict:
+    return json.loads(declared.one(BATCH_JOB)["inputs"]["containerProperties"])
+
+
+def test_aws_scoring_runs_on_fargate_in_the_public_subnets_with_a_public_address(services_aws):
+    """No NAT in the platform: without a public address the tasks could not pull the image."""
+    resources = services_aws.one(BATCH_CE)["inputs"]["computeResources"]
+    assert (resources["type"], resources["subnets"]) == (
+        "FARGATE",
+        PLATFORM_OUTPUTS["aws"]["publicSubnetIds"],
+    )
+    assert resources["securityGroupIds"] == [PLATFORM_OUTPUTS["aws"]["clientSecurityGroupId"]]
+    shards = DEFAULTS[services_aws.stack]["scoringShards"]
+    assert resources["maxVcpus"] == shards  # one vCPU per shard: all shards run at once
+    container = scoring_container(services_aws)
+    assert container["networkConfiguration"] == {"assignPublicIp": "ENABLED"}
+    assert services_aws.one(BATCH_JOB)["inputs"]["platformCapabilities"] == ["FARGATE"]
+    [order] = services_aws.one(BATCH_QUEUE)["inputs"]["computeEnvironmentOrders"]
+    assert order["computeEnvironment"].endswith(":compute-environment/mlops-scoring-mock")
+
+
+def test_aws_batch_resources_are_auto_named_and_use_the_service_linked_role(services_aws):
+    """A pinned job definition name would make a replacement deregister its new revision, and a
+    pinned compute environment name would collide with the old one; no service role to detach
+    before the compute environment is gone."""
+    for typ in (BATCH_CE, BATCH_QUEUE, BATCH_JOB):
+        inputs = services_aws.one(typ)["inputs"]
+        assert not {"name", "namePrefix"} & set(inputs), typ
+    assert "serviceRole" not in services_aws.one(BATCH_CE)["inputs"]
+
+
+def test_aws_scoring_job_scores_the_month_before_last_into_the_artifact_bucket(services_aws):
+    container = scoring_container(services_aws)
+    shards = DEFAULTS[services_aws.stack]["scoringShards"]
+    bucket = PLATFORM_OUTPUTS["aws"]["artifactBucket"]
+    assert container["command"] == [
+        "--input", SCORING_INPUT, "--shards", str(shards), "--month=-2",
+        "--output", f"s3://{bucket}/batch-predictions/{{month}}/",
+    ]  # fmt: skip
+    assert {r["type"]: r["value"] for r in container["resourceRequirements"]} == {
+        "VCPU": "1",
+        "MEMORY": "4096",
+    }
+    secret = PLATFORM_OUTPUTS["aws"]["credentialsSecret"]
+    assert {s["name"]: s["valueFrom"] for s in container["secrets"]} == {
+        "MLFLOW_TRACKING_USERNAME": f"{secret}:username::",
+        "MLFLOW_TRACKING_PASSWORD": f"{secret}:password::",
+    }
+    assert container["environment"] == [
+        {"name": "MLFLOW_TRACKING_URI", "value": PLATFORM_OUTPUTS["aws"]["trackingPrivateUri"]}
+    ]
+    retry = services_aws.one(BATCH_JOB)["inputs"]["retryStrategy"]
+    assert retry["attempts"] == 2
+    assert retry["evaluateOnExits"] == [{"action": "exit", "onExitCode": "2"}]
+
+
+def test_aws_scoring_role_reads_the_input_and_writes_only_the_output_prefix(services_aws):
+    bucket = PLATFORM_OUTPUTS["aws"]["artifactBucket"]
+    assert policy(services_aws, "mlops-scoring-data")["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": ["arn:aws:s3:::my-tlc-data/green/green_tripdata_*"],
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
+            "Resource": [f"arn:aws:s3:::{bucket}/batch-predictions/*"],
+        },
+    ]
+
+
+def test_aws_scoring_is_submitted_monthly_as_an_array_of_the_stack_s_shards(services_aws):
+    schedule = services_aws.named("aws:scheduler/schedule:Schedule", "mlops-scoring")["inputs"]
+    assert schedule["scheduleExpression"] == "cron(0 6 25 * ? *)"
+    target = schedule["target"]
+    assert target["arn"] == "arn:aws:scheduler:::aws-sdk:batch:submitJob"
+    request = json.loads(target["input"])
+    queue = "arn:aws:batch:us-east-1:123456789012:job-queue/mlops-scoring-mock"
+    definition = "arn:aws:batch:us-east-1:123456789012:job-definition/mlops-scoring-mock"
+    assert request == {
+        "JobName": f"mlops-{services_aws.stack}-scoring",
+        "JobQueue": queue,
+        "JobDefinition": definition,  # no revision: the latest active one
+        "ArrayProperties": {"Size": DEFAULTS[services_aws.stack]["scoringShards"]},
+    }
+    [statement] = policy(services_aws, "mlops-scoring-scheduler-submit")["Statement"]
+    assert statement["Action"] == ["batch:SubmitJob"]
+    assert statement["Resource"] == [queue, f"{definition}:*"]
+
+
+def test_aws_one_shard_is_a_plain_job_not_an_array(tmp_path):
+    """Batch array jobs have 2 to 10,000 children; one shard is submitted without an array."""
+    result = run_services(tmp_path, "dev", {"mlops-services:scoringShards": "1"})
+    assert result["error"] is None, result["error"]
+    [schedule] = [r for r in result["resources"] if r["name"] == "mlops-scoring"
+                  and r["type"] == "aws:scheduler/schedule:Schedule"]  # fmt: skip
+    assert "ArrayProperties" not in json.loads(schedule["inputs"]["target"]["input"])
 
 
 # --- GCP ---------------------------------------------------------------------------------------
@@ -150,19 +259,23 @@ def test_gcp_instance_bounds_follow_the_stack(services_gcp):
     )
 
 
+def run_templates(declared) -> list[dict]:
+    """The Cloud Run service's template and each job's task template (one level deeper)."""
+    service = declared.one(RUN_SERVICE)["inputs"]["template"]
+    jobs = [j["inputs"]["template"]["template"] for j in declared.of_type(RUN_JOB)]
+    assert len(jobs) == 2  # training, scoring
+    return [service, *jobs]
+
+
 def test_gcp_reaches_the_tracking_server_through_direct_vpc_egress(services_gcp):
-    for typ in (RUN_SERVICE, RUN_JOB):
-        template = services_gcp.one(typ)["inputs"]["template"]
-        template = template.get("template", template)  # jobs nest one level deeper
+    for template in run_templates(services_gcp):
         [nic] = template["vpcAccess"]["networkInterfaces"]
         assert nic["network"] == PLATFORM_OUTPUTS["gcp"]["vpcId"]
         assert template["vpcAccess"]["egress"] == "PRIVATE_RANGES_ONLY"
 
 
 def test_gcp_password_comes_from_secret_manager_never_plain_env(services_gcp):
-    for typ in (RUN_SERVICE, RUN_JOB):
-        template = services_gcp.one(typ)["inputs"]["template"]
-        template = template.get("template", template)
+    for template in run_templates(services_gcp):
         envs = {e["name"]: e for e in template["containers"][0]["envs"]}
         password = envs["MLFLOW_TRACKING_PASSWORD"]
         assert "value" not in password
@@ -178,7 +291,10 @@ def test_gcp_service_accounts_are_least_privilege(services_gcp):
     assert {s["inputs"]["secretId"] for s in secrets} == {
         PLATFORM_OUTPUTS["gcp"]["clientPasswordSecret"]
     }
-    [data] = services_gcp.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
+    data = services_gcp.named(
+        "gcp:storage/bucketIAMMember:BucketIAMMember", "mlops-training-data-0"
+    )
+    assert "condition" not in data["inputs"]
     assert (data["inputs"]["bucket"], data["inputs"]["role"]) == (
         "tlc-data",
         "roles/storage.objectViewer",
@@ -190,7 +306,7 @@ def test_gcp_service_accounts_are_least_privilege(services_gcp):
 
 
 def test_gcp_training_runs_on_a_schedule(services_gcp):
-    job = services_gcp.one("gcp:cloudscheduler/job:Job")["inputs"]
+    job = services_gcp.named("gcp:cloudscheduler/job:Job", "mlops-training-schedule")["inputs"]
     assert job["schedule"] == DEFAULTS[services_gcp.stack]["trainingSchedule"]
     assert (
         job["httpTarget"]["uri"].endswith(":run")
@@ -217,6 +333,73 @@ def test_gcp_invocation_is_public_only_when_configured(services_gcp, tmp_path):
     ]
 
 
+# --- GCP: scoring ------------------------------------------------------------------------------
+
+BUCKET_MEMBER = "gcp:storage/bucketIAMMember:BucketIAMMember"
+
+
+def test_gcp_scoring_job_runs_a_task_per_shard_on_the_month_before_last(services_gcp):
+    job = services_gcp.named(RUN_JOB, "mlops-scoring")["inputs"]["template"]
+    shards = DEFAULTS[services_gcp.stack]["scoringShards"]
+    assert (job["taskCount"], job["parallelism"]) == (shards, shards)
+    [container] = job["template"]["containers"]
+    bucket = PLATFORM_OUTPUTS["gcp"]["artifactBucket"]
+    assert container["args"] == [
+        "--input", "gs://tlc-data/green/green_tripdata_{month}.parquet",
+        "--shards", str(shards), "--month=-2",
+        "--output", f"gs://{bucket}/batch-predictions/{{month}}/",
+    ]  # fmt: skip
+    assert container["resources"]["limits"] == {"cpu": "1", "memory": "4096Mi"}
+    assert job["template"]["serviceAccount"].startswith(f"mlops-{services_gcp.stack}-scoring@")
+
+
+def test_gcp_scoring_reads_the_input_and_writes_the_output_prefix_only(services_gcp):
+    """Bucket roles narrowed to object-name prefixes by IAM conditions."""
+    read = services_gcp.named(BUCKET_MEMBER, "mlops-scoring-input")["inputs"]
+    assert (read["bucket"], read["role"]) == ("tlc-data", "roles/storage.objectViewer")
+    assert read["condition"]["expression"] == (
+        'resource.name.startsWith("projects/_/buckets/tlc-data/objects/green/green_tripdata_")'
+    )
+    write = services_gcp.named(BUCKET_MEMBER, "mlops-scoring-output")["inputs"]
+    bucket = PLATFORM_OUTPUTS["gcp"]["artifactBucket"]
+    assert (write["bucket"], write["role"]) == (bucket, "roles/storage.objectUser")
+    assert write["condition"]["expression"] == (
+        f'resource.name.startsWith("projects/_/buckets/{bucket}/objects/batch-predictions/")'
+    )
+    for binding in (read, write):
+        assert "-scoring@" in binding["member"]
+
+
+def test_gcp_scoring_runs_monthly(services_gcp):
+    job = services_gcp.named("gcp:cloudscheduler/job:Job", "mlops-scoring-schedule")["inputs"]
+    assert job["schedule"] == "0 6 25 * *"
+    assert job["httpTarget"]["uri"] == (
+        "https://run.googleapis.com/v2/projects/mlops-test/locations/europe-west1/jobs/"
+        "mlops-scoring-mock:run"
+    )
+    invoker = services_gcp.named(
+        "gcp:cloudrunv2/jobIamMember:JobIamMember", "mlops-scoring-scheduler-run"
+    )["inputs"]
+    assert invoker["role"] == "roles/run.invoker" and invoker["name"] == "mlops-scoring-mock"
+
+
+def test_gcp_a_chosen_scoring_output_is_the_one_granted(tmp_path):
+    from tests.infra.conftest import SERVICES_GCP_OVERRIDES
+
+    result = run_services(
+        tmp_path,
+        "dev",
+        {**SERVICES_GCP_OVERRIDES, "mlops-services:scoringOutput": "gs://scores/taxi/{month}/"},
+    )
+    assert result["error"] is None, result["error"]
+    [write] = [r for r in result["resources"] if r["name"] == "mlops-scoring-output"]
+    assert write["inputs"]["bucket"] == "scores"
+    assert write["inputs"]["condition"]["expression"] == (
+        'resource.name.startsWith("projects/_/buckets/scores/objects/taxi/")'
+    )
+    assert result["outputs"]["scoringOutput"]["value"] == "gs://scores/taxi/{month}/"
+
+
 # --- both --------------------------------------------------------------------------------------
 
 
@@ -227,6 +410,7 @@ def test_prebuilt_images_are_used_and_nothing_is_built(tmp_path):
         {
             "mlops-services:modelApiImage": "example.org/api:1",
             "mlops-services:trainingImage": "example.org/train:1",
+            "mlops-services:scoringImage": "example.org/score:1",
         },
     )
     assert result["error"] is None, result["error"]
@@ -236,6 +420,7 @@ def test_prebuilt_images_are_used_and_nothing_is_built(tmp_path):
         if r["type"] in ("docker-build:index:Image", "aws:ecr/repository:Repository")
     ]
     assert result["outputs"]["modelApiImage"]["value"] == "example.org/api:1"
+    assert result["outputs"]["scoringImage"]["value"] == "example.org/score:1"
 
 
 def test_a_missing_platform_output_is_an_error_naming_it(tmp_path):

@@ -97,6 +97,11 @@ def test_no_plaintext_secrets():
     assert no_plaintext_secrets(task, {"containerDefinitions": json.dumps(bad)}) == [
         "container api has MLFLOW_TRACKING_PASSWORD in plain environment"
     ]
+    job = "aws:batch/jobDefinition:JobDefinition"
+    assert no_plaintext_secrets(job, {"containerProperties": json.dumps(ok[0])}) == []
+    assert no_plaintext_secrets(job, {"containerProperties": json.dumps(bad[0])}) == [
+        "job definition has MLFLOW_TRACKING_PASSWORD in plain environment"
+    ]
     run = "gcp:cloudrunv2/service:Service"
     ref = {"name": "MLFLOW_TRACKING_PASSWORD", "valueSource": {"secretKeyRef": {"secret": "s"}}}
     assert no_plaintext_secrets(run, {"template": {"containers": [{"envs": [ref]}]}}) == []

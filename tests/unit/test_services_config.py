@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from infra.config import ConfigError
-from services.deploy.config import aws_cron, load
+from services.deploy.config import aws_cron, load, read_prefix, scoring_command
 
 DATA = {"trainData": "s3://b/green/2024-01.parquet", "valData": "s3://b/green/2024-02.parquet"}
 
@@ -41,7 +41,27 @@ def test_cron_becomes_eventbridge_syntax(cron, expected):
             "mlops-services:logRetentionDays: 10: allowed: 1, 3, 5, 7",
         ),
         ({"cloud": "gcp", **DATA}, "mlops-services:trainData: on gcp the data must be at gs://"),
-        ({"cloud": "aws", **DATA, "modelApiImage": "x/y:1"}, "set both (prebuilt) or neither"),
+        ({"cloud": "aws", **DATA, "modelApiImage": "x/y:1"}, "set all three (prebuilt) or none"),
+        (
+            {"cloud": "aws", "trainData": "s3://b/train.parquet", "valData": "s3://b/v.parquet"},
+            "mlops-services:scoringInput is required (trainData's name has no YYYY-MM",
+        ),
+        (
+            {"cloud": "aws", **DATA, "scoringMemoryMb": "1024"},
+            "mlops-services:scoringMemoryMb: 1024 with scoringCpu 1: Fargate allows 2048-8192",
+        ),
+        (
+            {
+                "cloud": "gcp",
+                **{k: v.replace("s3", "gs") for k, v in DATA.items()},
+                "scoringCpu": "2",
+                "scoringMemoryMb": "9216",
+            },
+            "mlops-services:scoringMemoryMb: 9216 with scoringCpu 2: Cloud Run allows 512-8192",
+        ),
+        ({"cloud": "aws", **DATA, "scoringCpu": "3"}, "mlops-services:scoringCpu: Input should be"),
+        ({"cloud": "aws", **DATA, "scoringOutput": "gs://x/y/"}, "scoringOutput: on aws"),
+        ({"cloud": "aws", **DATA, "scoringShards": "0"}, "mlops-services:scoringShards:"),
         ({"cloud": "aws", **DATA, "apiMaxTask": "3"}, "mlops-services:apiMaxTask: unknown key"),
     ],
 )
@@ -49,3 +69,18 @@ def test_bad_value_names_the_key(raw, message):
     with pytest.raises(ConfigError) as err:
         load(raw, "dev")
     assert message in str(err.value)
+
+
+def test_scoring_defaults_to_the_training_data_s_months_two_months_back():
+    cfg = load({"cloud": "aws", **DATA}, "prod")
+    assert cfg.scoringInput == "s3://b/green/{month}.parquet"
+    assert (cfg.scoringShards, cfg.scoringSchedule, cfg.scoringMonthsBack) == (4, "0 6 25 * *", 2)
+    assert scoring_command(cfg) == [
+        "--input", "s3://b/green/{month}.parquet", "--shards", "4", "--month=-2",
+    ]  # fmt: skip
+    assert read_prefix(cfg.scoringInput) == "s3://b/green/*"
+    fixed = load(
+        {"cloud": "aws", **DATA, "scoringInput": "s3://b/latest.parquet",
+         "scoringOutput": "s3://o/latest/"}, "dev",
+    )  # fmt: skip
+    assert "--month" not in " ".join(scoring_command(fixed))  # nothing to fill in
