@@ -240,7 +240,10 @@ def check_predictions(servers: list[Server], rides: list[dict], expected: np.nda
     return diffs
 
 
-def machine() -> str:
+SERVING_PACKAGES = ("mlflow", "fastapi", "uvicorn", "pydantic", "lightgbm", "pandas")
+
+
+def machine(packages: tuple[str, ...] = SERVING_PACKAGES) -> str:
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
     mem = re.search(r"^MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text(), re.M)
@@ -248,11 +251,7 @@ def machine() -> str:
         f"{model.group(1) if model else pyplatform.machine()}, "
         f"{len(os.sched_getaffinity(0))} cores available, "
         f"{int(mem.group(1)) / 1024**2:.1f} GiB RAM; {pyplatform.platform(terse=True)}; "
-        f"Python {pyplatform.python_version()}; "
-        + ", ".join(
-            f"{p} {version(p)}"
-            for p in ("mlflow", "fastapi", "uvicorn", "pydantic", "lightgbm", "pandas")
-        )
+        f"Python {pyplatform.python_version()}; " + ", ".join(f"{p} {version(p)}" for p in packages)
     )
 
 
@@ -329,13 +328,13 @@ def render(results: dict, diffs: dict, args: argparse.Namespace, model: str, too
     return "\n".join(lines)
 
 
-def write_report(block: str, path: Path = REPORT) -> None:
-    """Replace the generated block, keeping what is written around it by hand."""
-    text = path.read_text() if path.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
-    if START not in text or END not in text:
-        text = text.rstrip("\n") + f"\n\n{START}\n{END}\n"
-    head, rest = text.split(START, 1)
-    path.write_text(head + block + rest.split(END, 1)[1])
+def write_report(block: str, path: Path = REPORT, start: str = START, end: str = END) -> None:
+    """Replace the generated block between its markers, keeping what is written around it."""
+    text = path.read_text() if path.exists() else f"# Benchmarks\n\n{start}\n{end}\n"
+    if start not in text or end not in text:
+        text = text.rstrip("\n") + f"\n\n{start}\n{end}\n"
+    head, rest = text.split(start, 1)
+    path.write_text(head + block + rest.split(end, 1)[1])
 
 
 def main(argv: list[str] | None = None) -> int:
