@@ -9,12 +9,12 @@ UV := $(shell command -v uv 2>/dev/null)
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-install: ## create .venv with every dependency, pinned by uv.lock
+install: ## create .venv with every dependency, pinned by uv.lock, bytecode compiled
 ifdef UV
-	uv sync --frozen --python python3.11
+	uv sync --frozen --compile-bytecode --python python3.11
 else
 	python3.11 -m pip install --quiet uv
-	python3.11 -m uv sync --frozen --python python3.11
+	python3.11 -m uv sync --frozen --compile-bytecode --python python3.11
 endif
 
 test: ## the full test suite, real PostgreSQL/moto/MLflow included (what CI runs)
@@ -29,7 +29,7 @@ test-infra: ## only the Pulumi program tests (mocks, cloud-init schema)
 lint: ## ruff, hadolint (Dockerfiles), shellcheck (shell scripts), actionlint (workflows)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/hadolint training/Dockerfile services/model_api/Dockerfile
+	$(VENV)/bin/hadolint training/Dockerfile services/model_api/Dockerfile scoring/Dockerfile
 	$(VENV)/bin/shellcheck .ci/run scripts/deploy scripts/destroy scripts/preview scripts/smoke
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/actionlint .github/workflows/*.yml
 
@@ -46,5 +46,6 @@ demo-down: ## stop every process `make demo` started; keep the data in .local/
 demo-status: ## which local components are running
 	$(PY) -m scripts.local_platform status
 
-benchmark: ## model API vs `mlflow models serve` (2 workers, 16 connections); writes docs/benchmarks.md
+benchmark: ## model API vs `mlflow models serve`, scoring job vs `mlflow.pyfunc`; writes docs/benchmarks.md
 	$(PY) -m scripts.benchmark
+	$(PY) -m scripts.benchmark_scoring

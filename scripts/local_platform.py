@@ -28,6 +28,7 @@ LOGS = LOCAL / "logs"
 PIDS = LOCAL / "pids.json"
 ENDPOINTS = LOCAL / "endpoints.json"
 MLFLOW_ENV = LOCAL / "mlflow.env"
+S3_ENV = LOCAL / "s3.env"
 DATA = LOCAL / "data"
 BUCKET = "mlflow-artifacts"
 ADMIN_USER = "admin"
@@ -159,6 +160,8 @@ def up(args: argparse.Namespace) -> int:
         moto = c.moto_start(pick_port("s3"), LOGS / "moto.log", LOCAL / "s3" / "moto_recording")
         record_pid("moto_server", moto.pid)
         c.ensure_bucket(moto.url, BUCKET)
+        s3_env = {**c.FAKE_AWS, "AWS_ENDPOINT_URL": moto.url}
+        write_private(S3_ENV, "".join(f"{k}={v}\n" for k, v in s3_env.items()))
 
         say("starting the MLflow server (PostgreSQL backend, S3 artifacts, basic auth)")
         admin = c.MlflowCredentials(ADMIN_USER, secret("mlflow-admin"))
@@ -180,6 +183,9 @@ def up(args: argparse.Namespace) -> int:
 
         say("generating two months of TLC-shaped trip data")
         train_path, val_path = ensure_data()
+        s3 = c.s3_client(moto.url)
+        for month in (train_path, val_path):  # for the scoring example: TLC files in S3
+            s3.upload_file(str(month), BUCKET, f"tlc/{month.name}")
         train(tracking_env, train_path, val_path)
 
         say("starting the model API")
@@ -214,7 +220,7 @@ def report(endpoints: dict[str, str]) -> int:
         f"""
   MLflow tracking server  {endpoints["trackingUri"]}   (user {ADMIN_USER}; password in {MLFLOW_ENV.relative_to(ROOT)})
   model API               {api}/docs
-  S3 endpoint (moto)      {endpoints["s3EndpointUrl"]}   bucket {endpoints["artifactBucket"]}
+  S3 endpoint (moto)      {endpoints["s3EndpointUrl"]}   bucket {endpoints["artifactBucket"]} (credentials in {S3_ENV.relative_to(ROOT)})
   endpoints               {ENDPOINTS.relative_to(ROOT)}
   logs                    {LOGS.relative_to(ROOT)}/
 
