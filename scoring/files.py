@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import os
 import tempfile
 from collections.abc import Iterator
@@ -30,13 +31,30 @@ def split(uri: str) -> tuple[str, str, str]:
     return "file", "", uri.removeprefix("file://")
 
 
-def _s3_filesystem():
+def _filesystem(scheme: str, bucket: str):
+    """One filesystem per bucket and endpoint settings: each input is opened once for its footer
+    and once per row group."""
+    keys = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_REGION", "STORAGE_EMULATOR_HOST")
+    return _cached_filesystem(scheme, bucket, tuple(os.environ.get(k) for k in keys))
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_filesystem(scheme: str, bucket: str, _settings: tuple):
+    return _s3_filesystem(bucket) if scheme == "s3" else _gcs_filesystem()
+
+
+def _s3_filesystem(bucket: str):
     from pyarrow import fs
 
     # S3FileSystem() ignores AWS_ENDPOINT_URL (only from_uri reads it): pass it on ourselves.
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     if not endpoint:
-        return fs.S3FileSystem(region=os.environ.get("AWS_REGION") or None)
+        # The data bucket may live in another region than the job.
+        try:
+            region = fs.resolve_s3_region(bucket)
+        except OSError:
+            region = os.environ.get("AWS_REGION") or None
+        return fs.S3FileSystem(region=region)
     parsed = urlparse(endpoint)
     return fs.S3FileSystem(
         endpoint_override=parsed.netloc,
@@ -70,7 +88,7 @@ def open_input(uri: str):
             raise StorageError(f"{uri}: no such file")
         return key
     try:
-        filesystem = _s3_filesystem() if scheme == "s3" else _gcs_filesystem()
+        filesystem = _filesystem(scheme, bucket)
         return filesystem.open_input_file(f"{bucket}/{key}")
     except FileNotFoundError as exc:
         raise StorageError(f"{uri}: no such object") from exc
