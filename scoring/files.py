@@ -93,8 +93,10 @@ def open_input(uri: str):
     except FileNotFoundError as exc:
         raise StorageError(f"{uri}: no such object") from exc
     except OSError as exc:  # pyarrow raises OSError for access denied, unreachable, ...
-        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
-        raise StorageError(f"{uri}: {first[:300]}") from exc
+        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:300]
+        if scheme == "s3" and "ACCESS_DENIED" in first.upper().replace(" ", "_"):
+            first += " (without s3:ListBucket, S3 answers a missing object with access denied)"
+        raise StorageError(f"{uri}: {first}") from exc
 
 
 def join(prefix: str, name: str) -> str:

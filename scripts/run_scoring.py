@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from scripts.run_training import RunError, read_outputs, require, run_cloud_run_job
+from services.deploy.config import batch_job_name
 
 MONTH = "{month}"
 
@@ -44,7 +45,7 @@ def run_aws(outputs: dict, stack: str, argv: list[str], shards: int) -> str:
     from botocore.exceptions import BotoCoreError, ClientError
 
     request = {
-        "jobName": f"mlops-{stack}-scoring-now",
+        "jobName": batch_job_name(stack),
         "jobQueue": outputs["scoringJobQueue"],
         "jobDefinition": outputs["scoringJobDefinition"],
         "containerOverrides": {"command": argv},

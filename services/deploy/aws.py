@@ -14,7 +14,13 @@ import pulumi_docker_build as docker_build
 
 from infra import outputs as platform_out
 from services.deploy import images
-from services.deploy.config import ServicesConfig, aws_cron, read_prefix, scoring_command
+from services.deploy.config import (
+    ServicesConfig,
+    aws_cron,
+    batch_job_name,
+    read_prefix,
+    scoring_command,
+)
 from services.deploy.platform_ref import PlatformRef
 
 API_PORT = 8000
@@ -74,7 +80,7 @@ def scoring_policy(input_uri: str, output_prefix: str) -> str:
 def submit_job_input(cfg: ServicesConfig, queue_arn: str, definition_arn: str) -> dict:
     """batch:SubmitJob's request, as the scheduler's universal target sends it (SDK names)."""
     request = {
-        "JobName": f"mlops-{cfg.stack}-scoring",
+        "JobName": batch_job_name(cfg.stack),
         "JobQueue": queue_arn,
         "JobDefinition": definition_arn,  # without a revision: the latest active one
     }
@@ -489,14 +495,16 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         compute_environment_orders=[
             aws.batch.JobQueueComputeEnvironmentOrderArgs(order=1, compute_environment=compute.arn)
         ],
-        # A job that cannot be placed (e.g. the account's Fargate vCPU quota) is cancelled
-        # with a reason instead of waiting forever.
+        # A job that can never be placed is cancelled after an hour rather than waiting for ever.
+        # Batch acts only on these reasons; one that waits for the account's Fargate vCPU quota
+        # shows no such reason and keeps waiting (README).
         job_state_time_limit_actions=[
             aws.batch.JobQueueJobStateTimeLimitActionArgs(
-                action="CANCEL",
-                state="RUNNABLE",
-                max_time_seconds=3600,
-                reason="not placed within an hour (Fargate vCPU quota or capacity)",
+                action="CANCEL", state="RUNNABLE", max_time_seconds=3600, reason=reason
+            )
+            for reason in (
+                "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
+                "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
             )
         ],
         tags=tags,
@@ -567,8 +575,9 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
                         {
                             "Effect": "Allow",
                             "Action": ["batch:SubmitJob"],
-                            # SubmitJob names the definition with its revision.
-                            "Resource": [a[0], f"{a[1]}:*"],
+                            # The schedule names the definition without a revision (the
+                            # latest); AWS's pages differ on which ARN is then checked.
+                            "Resource": [a[0], a[1], f"{a[1]}:*"],
                         }
                     ],
                 }

@@ -41,6 +41,8 @@ FARGATE_MEMORY = {
     2: range(4096, 16384 + 1, 1024),
     4: range(8192, 30720 + 1, 1024),
 }
+# Cloud Run: at least 2 GiB with 4 CPUs, at most 4 GiB per CPU.
+CLOUD_RUN_MIN_MEMORY = {1: 512, 2: 512, 4: 2048}
 MONTH = "{month}"
 # CloudWatch accepts only these retention periods.
 LOG_RETENTION_DAYS = (
@@ -99,7 +101,8 @@ class ServicesConfig(BaseModel):
     modelRefreshSeconds: int = Field(default=30, ge=1, le=3600)
     scoringInput: str
     """TLC files the monthly scoring job reads, `{month}` standing for the month (default:
-    trainData with its YYYY-MM replaced by {month})."""
+    trainData with its YYYY-MM replaced by {month}). On GCP its bucket needs uniform bucket-level
+    access: the job's read access is limited to this prefix by an IAM condition."""
     scoringOutput: str | None = None
     """Prefix for the part files (default: batch-predictions/{month}/ in the artifact bucket)."""
     scoringShards: int = Field(ge=1, le=100)
@@ -168,10 +171,11 @@ class ServicesConfig(BaseModel):
                 f"{self.scoringCpu}: Fargate allows {allowed.start}-{allowed.stop - 1} "
                 f"in steps of {allowed.step}"
             )
-        if self.cloud == "gcp" and not 512 <= self.scoringMemoryMb <= 4096 * self.scoringCpu:
+        low = CLOUD_RUN_MIN_MEMORY[self.scoringCpu]
+        if self.cloud == "gcp" and not low <= self.scoringMemoryMb <= 4096 * self.scoringCpu:
             raise ConfigError(
                 f"{NAMESPACE}:scoringMemoryMb: {self.scoringMemoryMb} with scoringCpu "
-                f"{self.scoringCpu}: Cloud Run allows 512-{4096 * self.scoringCpu}"
+                f"{self.scoringCpu}: Cloud Run allows {low}-{4096 * self.scoringCpu}"
             )
 
     @property
@@ -190,6 +194,11 @@ def scoring_command(cfg: ServicesConfig) -> list[str]:
     if cfg.scoring_templated:
         args.append(f"--month=-{cfg.scoringMonthsBack}" if cfg.scoringMonthsBack else "--month=0")
     return args
+
+
+def batch_job_name(stack: str) -> str:
+    """The scoring job's AWS Batch job name: letters, digits, hyphens and underscores only."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", f"mlops-{stack}-scoring")[:128]
 
 
 def monthly(uri: str) -> str | None:

@@ -5,6 +5,8 @@ each with its own service account."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from urllib.parse import urlparse
 
 import pulumi
@@ -18,6 +20,16 @@ from services.deploy.platform_ref import PlatformRef
 
 API_PORT = 8000
 SCORING_PREFIX = "batch-predictions/{month}/"
+
+
+def account_id(stack: str, role: str) -> str:
+    """A service account id (6-30 of a-z, 0-9, -): `mlops-STACK-ROLE`, or for a long stack name
+    a cut of it with a hash, so two roles never share one (scoring/scheduler would when cut)."""
+    full = re.sub(r"[^a-z0-9-]", "-", f"mlops-{stack}-{role}".lower())
+    if len(full) <= 30:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:6]
+    return f"{full[:23].rstrip('-')}-{digest}"
 
 
 def prefix_condition(title: str, bucket: pulumi.Input[str], uri_prefix: str):
@@ -90,7 +102,7 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
     def account(role: str) -> gcp.serviceaccount.Account:
         return gcp.serviceaccount.Account(
             f"{name}-{role}",
-            account_id=f"mlops-{cfg.stack}-{role}"[:30],
+            account_id=account_id(cfg.stack, role),
             display_name=f"MLOps {role} ({cfg.stack})",
         )
 
@@ -99,21 +111,27 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
 
     api_sa, training_sa, scheduler_sa = account("api"), account("training"), account("scheduler")
     scoring_sa = account("scoring")
+    # What each job may do, granted before the job exists, so a run right after the first
+    # deploy does not meet a missing permission.
+    grants: dict[str, list[pulumi.Resource]] = {"training": [], "scoring": []}
     for label, sa in (("api", api_sa), ("training", training_sa), ("scoring", scoring_sa)):
-        gcp.secretmanager.SecretIamMember(
+        access = gcp.secretmanager.SecretIamMember(
             f"{name}-{label}-password-access",
             secret_id=password_secret,
             role="roles/secretmanager.secretAccessor",
             member=member(sa),
         )
+        grants.setdefault(label, []).append(access)
     # The training data: read access on that bucket only.
     data_buckets = sorted({urlparse(u).netloc for u in (cfg.trainData, cfg.valData)})
     for i, bucket in enumerate(data_buckets):
-        gcp.storage.BucketIAMMember(
-            f"{name}-training-data-{i}",
-            bucket=bucket,
-            role="roles/storage.objectViewer",
-            member=member(training_sa),
+        grants["training"].append(
+            gcp.storage.BucketIAMMember(
+                f"{name}-training-data-{i}",
+                bucket=bucket,
+                role="roles/storage.objectViewer",
+                member=member(training_sa),
+            )
         )
 
     def envs(args_cls, source_cls, ref_cls) -> list:
@@ -208,6 +226,7 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         through Direct VPC egress, run by Cloud Scheduler on `cron` as the scheduler account."""
         job = gcp.cloudrunv2.Job(
             f"{name}-{label}",
+            opts=pulumi.ResourceOptions(depends_on=grants[label]),
             location=region,
             deletion_protection=False,
             template=gcp.cloudrunv2.JobTemplateArgs(
@@ -284,7 +303,8 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         out_bucket, output_prefix = artifact_bucket, SCORING_PREFIX.split("{", 1)[0]
         scoring_output = pulumi.Output.concat("gs://", artifact_bucket, "/", SCORING_PREFIX)
     input_bucket, input_prefix = gs_prefix(cfg.scoringInput)
-    gcp.storage.BucketIAMMember(
+    # The input bucket needs uniform bucket-level access for a conditional grant (README).
+    scoring_input = gcp.storage.BucketIAMMember(
         f"{name}-scoring-input",
         bucket=input_bucket,
         role="roles/storage.objectViewer",
@@ -292,13 +312,14 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         condition=prefix_condition("scoring input", input_bucket, input_prefix),
     )
     # objectUser, not objectCreator: a retried shard replaces its part, which needs delete.
-    gcp.storage.BucketIAMMember(
+    scoring_output_grant = gcp.storage.BucketIAMMember(
         f"{name}-scoring-output",
         bucket=out_bucket,
         role="roles/storage.objectUser",
         member=member(scoring_sa),
         condition=prefix_condition("scoring output", out_bucket, output_prefix),
     )
+    grants["scoring"] += [scoring_input, scoring_output_grant]
     scoring_job = scheduled_job(
         "scoring",
         scoring_sa,

@@ -181,7 +181,7 @@ class Mocks(pulumi.runtime.Mocks):
 
 
 class Monitor(pulumi_mocks.MockMonitor):
-    """Records the resource options the plain mocks do not show (protect, retainOnDelete)."""
+    """Records the resource options the engine receives, which the plain mocks do not show."""
 
     def __init__(self, mocks: Mocks) -> None:
         super().__init__(mocks)
@@ -191,6 +191,11 @@ class Monitor(pulumi_mocks.MockMonitor):
         self.options[f"{request.type}::{request.name}"] = {
             "protect": bool(request.protect),
             "retainOnDelete": bool(request.retainOnDelete),
+            "deleteBeforeReplace": bool(request.deleteBeforeReplace),
+            "ignoreChanges": list(request.ignoreChanges),
+            "replaceOnChanges": list(request.replaceOnChanges),
+            # URNs: explicit depends_on and the resources its inputs came from.
+            "dependencies": sorted(request.dependencies),
         }
         return super().RegisterResource(request)
 

@@ -229,7 +229,19 @@ def test_aws_scoring_is_submitted_monthly_as_an_array_of_the_stack_s_shards(serv
     }
     [statement] = policy(services_aws, "mlops-scoring-scheduler-submit")["Statement"]
     assert statement["Action"] == ["batch:SubmitJob"]
-    assert statement["Resource"] == [queue, f"{definition}:*"]
+    assert statement["Resource"] == [queue, definition, f"{definition}:*"]
+
+
+def test_aws_a_scoring_job_that_can_never_be_placed_is_cancelled(services_aws):
+    """Only these status reasons trigger Batch's time-limit actions on a Fargate queue."""
+    actions = services_aws.one(BATCH_QUEUE)["inputs"]["jobStateTimeLimitActions"]
+    assert {(a["action"], a["state"], a["maxTimeSeconds"]) for a in actions} == {
+        ("CANCEL", "RUNNABLE", 3600)
+    }
+    assert sorted(a["reason"] for a in actions) == [
+        "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
+        "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
+    ]
 
 
 def test_aws_one_shard_is_a_plain_job_not_an_array(tmp_path):
@@ -368,6 +380,18 @@ def test_gcp_scoring_reads_the_input_and_writes_the_output_prefix_only(services_
     )
     for binding in (read, write):
         assert "-scoring@" in binding["member"]
+
+
+def test_gcp_jobs_are_created_after_their_permissions(services_gcp):
+    """A run right after the first deploy must not meet a grant that does not exist yet."""
+    for job, grants in (
+        ("mlops-scoring", ["mlops-scoring-password-access", "mlops-scoring-input",
+                           "mlops-scoring-output"]),
+        ("mlops-training", ["mlops-training-password-access", "mlops-training-data-0"]),
+    ):  # fmt: skip
+        depends = services_gcp.named(RUN_JOB, job)["options"]["dependencies"]
+        for grant in grants:
+            assert any(urn.endswith(f"::{grant}") for urn in depends), (job, grant, depends)
 
 
 def test_gcp_scoring_runs_monthly(services_gcp):

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from infra.config import ConfigError
-from services.deploy.config import aws_cron, load, read_prefix, scoring_command
+from services.deploy.config import (
+    aws_cron,
+    batch_job_name,
+    load,
+    read_prefix,
+    scoring_command,
+)
+from services.deploy.gcp import account_id
 
 DATA = {"trainData": "s3://b/green/2024-01.parquet", "valData": "s3://b/green/2024-02.parquet"}
 
@@ -59,6 +66,15 @@ def test_cron_becomes_eventbridge_syntax(cron, expected):
             },
             "mlops-services:scoringMemoryMb: 9216 with scoringCpu 2: Cloud Run allows 512-8192",
         ),
+        (
+            {
+                "cloud": "gcp",
+                **{k: v.replace("s3", "gs") for k, v in DATA.items()},
+                "scoringCpu": "4",
+                "scoringMemoryMb": "1024",
+            },
+            "mlops-services:scoringMemoryMb: 1024 with scoringCpu 4: Cloud Run allows 2048-16384",
+        ),
         ({"cloud": "aws", **DATA, "scoringCpu": "3"}, "mlops-services:scoringCpu: Input should be"),
         ({"cloud": "aws", **DATA, "scoringOutput": "gs://x/y/"}, "scoringOutput: on aws"),
         ({"cloud": "aws", **DATA, "scoringShards": "0"}, "mlops-services:scoringShards:"),
@@ -84,3 +100,14 @@ def test_scoring_defaults_to_the_training_data_s_months_two_months_back():
          "scoringOutput": "s3://o/latest/"}, "dev",
     )  # fmt: skip
     assert "--month" not in " ".join(scoring_command(fixed))  # nothing to fill in
+
+
+def test_names_the_clouds_accept_whatever_the_stack_is_called():
+    assert batch_job_name("dev") == "mlops-dev-scoring"
+    assert batch_job_name("dev.alice") == "mlops-dev-alice-scoring"
+    assert account_id("dev", "scoring") == "mlops-dev-scoring"
+    long = "staging-qa-feature-x"
+    ids = {account_id(long, role) for role in ("api", "training", "scheduler", "scoring")}
+    assert len(ids) == 4  # cut to 30 characters, they would not all differ
+    assert all(len(i) <= 30 and i[0].isalpha() and not i.endswith("-") for i in ids)
+    assert account_id("Dev_Bob", "api") == "mlops-dev-bob-api"
