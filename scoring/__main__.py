@@ -9,7 +9,8 @@ import os
 import re
 import sys
 
-from scoring import REGISTERED_MODEL, files
+import storage
+from scoring import REGISTERED_MODEL
 from scoring.job import BATCH_ROWS, InputError, describe, run
 
 log = logging.getLogger("scoring")
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, InputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (RegistryError, files.StorageError) as exc:
+    except (RegistryError, storage.StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(summary.line(scorer))

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from scoring import files
+import storage
 from scoring.predict import Scorer
 from services.model_api.schemas import MAX_TRIP_DISTANCE, MAX_ZONE, MIN_ZONE
 
@@ -99,8 +99,8 @@ class Summary:
 def describe(uri: str) -> Source:
     """Read a file's footer: its row groups and where the ride columns are (green or yellow)."""
     try:
-        metadata = pq.ParquetFile(files.open_input(uri)).metadata
-    except files.StorageError as exc:
+        metadata = pq.ParquetFile(storage.open_input(uri)).metadata
+    except storage.StorageError as exc:
         raise InputError(str(exc)) from exc
     except Exception as exc:  # pyarrow raises several types for a file that is not parquet
         raise InputError(f"{uri}: not a readable parquet file ({exc.__class__.__name__})") from exc
@@ -222,7 +222,7 @@ def score_batch(batch: pa.RecordBatch, unit_first_row: int, source: Source, scor
 def batches(unit: Unit, batch_rows: int) -> Iterator[tuple[pa.RecordBatch, int]]:
     """The unit's rows in batches of at most batch_rows, with each batch's first row number."""
     try:
-        reader = pq.ParquetFile(files.open_input(unit.source.uri))
+        reader = pq.ParquetFile(storage.open_input(unit.source.uri))
         first = unit.first_row
         for batch in reader.iter_batches(
             batch_size=batch_rows,
@@ -231,14 +231,14 @@ def batches(unit: Unit, batch_rows: int) -> Iterator[tuple[pa.RecordBatch, int]]
         ):
             yield batch, first
             first += batch.num_rows
-    except files.StorageError as exc:
+    except storage.StorageError as exc:
         raise InputError(str(exc)) from exc
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"{unit.source.uri}: row group {unit.row_group}: {exc}") from exc
 
 
 def output_uri(prefix: str, shard: int, shards: int) -> str:
-    return files.join(prefix, f"part-{shard:05d}-of-{shards:05d}.parquet")
+    return storage.join(prefix, f"part-{shard:05d}-of-{shards:05d}.parquet")
 
 
 def run(
@@ -260,7 +260,7 @@ def run(
         "shard %d/%d: %d row group(s), %d rows of %d file(s)",
         shard, shards, len(units), sum(u.rows for u in units), len(sources),
     )  # fmt: skip
-    with files.publishing(summary.output) as path:
+    with storage.publishing(summary.output) as path:
         with pq.ParquetWriter(path, OUTPUT_SCHEMA, compression="snappy") as writer:
             for unit in units:
                 for batch, first in batches(unit, batch_rows):

@@ -1,10 +1,10 @@
-"""Where the scoring job reads and writes: local paths, s3:// (honours AWS_ENDPOINT_URL) and gs://
-(honours STORAGE_EMULATOR_HOST).
+"""Where the jobs and the model API read and write data: local paths, s3:// (honours
+AWS_ENDPOINT_URL) and gs:// (honours STORAGE_EMULATOR_HOST).
 
 Inputs are opened as random-access files, so parquet is read a row group at a time and never
 whole. Outputs are written to a local temporary file and published in one step: an atomic rename
 for a path, one upload for an object store (an S3 or GCS object exists only once its upload
-completes), so a shard killed mid-write leaves no output, and a retried shard replaces its own.
+completes), so a writer killed mid-write leaves no output, and a retried one replaces its own.
 """
 
 from __future__ import annotations
