@@ -99,6 +99,35 @@ def open_input(uri: str):
         raise StorageError(f"{uri}: {first}") from exc
 
 
+def list_files(prefix: str) -> list[str]:
+    """Every file under a prefix (a folder, s3://bucket/prefix, gs://bucket/prefix), as URIs in
+    name order; [] when there are none. Listing needs s3:ListBucket / storage.objects.list."""
+    scheme, bucket, key = split(prefix)
+    try:
+        if scheme == "file":
+            root = Path(key)
+            return sorted(str(p) for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+        if scheme == "s3":
+            import boto3
+
+            client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+            keys = [
+                item["Key"]
+                for page in client.get_paginator("list_objects_v2").paginate(
+                    Bucket=bucket, Prefix=key
+                )
+                for item in page.get("Contents", [])
+            ]
+        else:
+            from google.cloud import storage as gcs
+
+            keys = [blob.name for blob in gcs.Client().list_blobs(bucket, prefix=key)]
+    except Exception as exc:  # boto/google errors of many kinds: one line naming the prefix
+        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+        raise StorageError(f"{prefix}: cannot list ({first[:300]})") from exc
+    return sorted(f"{scheme}://{bucket}/{k}" for k in keys if not k.endswith("/"))
+
+
 def join(prefix: str, name: str) -> str:
     return f"{prefix.rstrip('/')}/{name}"
 

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from services.model_api.metrics import MetricsMiddleware
 from services.model_api.model import ModelHolder
+from services.model_api.prediction_log import PredictionLog
 from services.model_api.routes import ops, predict
 from services.model_api.schemas import MAX_BATCH
 from services.model_api.settings import Settings, get_settings
@@ -25,8 +26,19 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
         # /ready says 503 (with the reason) until it has.
         app.state.model = holder or ModelHolder(settings)
         app.state.model.start()
+        app.state.prediction_log = None
+        if settings.prediction_log:
+            app.state.prediction_log = PredictionLog(
+                settings.prediction_log,
+                max_rows=settings.prediction_log_max_rows,
+                flush_rows=settings.prediction_log_flush_rows,
+                flush_seconds=settings.prediction_log_flush_seconds,
+            )
+            app.state.prediction_log.start()
         yield
         app.state.model.stop()
+        if app.state.prediction_log:
+            app.state.prediction_log.close()
 
     app = FastAPI(
         title="NYC taxi trip duration",

@@ -26,6 +26,15 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 PREDICTIONS = Counter("model_api_predictions_total", "Rides predicted", ["model_version"])
+PREDICTION_LOG_WRITTEN = Counter(
+    "model_api_prediction_log_written_total", "Rides written to the prediction log"
+)
+PREDICTION_LOG_DROPPED = Counter(
+    "model_api_prediction_log_dropped_total", "Rides not logged: the log's buffer was full"
+)
+PREDICTION_LOG_FAILED = Counter(
+    "model_api_prediction_log_failed_total", "Rides not logged: the write failed"
+)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -43,6 +43,23 @@ def settings(environ: Mapping[str, str]) -> tuple[str, int, int]:
     return host, number("UVICORN_PORT", "8000", 1, 65535), number("UVICORN_WORKERS", "1", 1, 64)
 
 
+def check_api_settings() -> None:
+    """The API's MODEL_API_* settings, checked once here: a bad one is a one-line error naming the
+    variable, not a traceback from every worker."""
+    from pydantic import ValidationError
+
+    from services.model_api.settings import Settings
+
+    try:
+        Settings()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = f"MODEL_API_{str(err['loc'][0]).upper()}"
+        raise ServeError(
+            f"{name}={os.environ.get(name, '')!r}: {err['msg'].removeprefix('Value error, ')}"
+        ) from None
+
+
 def listen_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -65,6 +82,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         host, port, workers = settings(os.environ)
+        check_api_settings()
         listen_socket(host, port).close()  # fail here, once, if the port is taken
     except ServeError as exc:
         print(f"error: {exc}", file=sys.stderr)

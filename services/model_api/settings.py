@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,6 +19,26 @@ class Settings(BaseSettings):
     """How often to check where the alias points once a model is loaded."""
     retry_seconds: float = Field(default=5.0, gt=0, le=600)
     """How soon to retry while no model could be loaded yet."""
+    prediction_log: str = ""
+    """Where to log predictions: an s3:// or gs:// prefix or a folder; empty or `off`: no log."""
+    prediction_log_max_rows: int = Field(default=100_000, ge=1, le=10_000_000)
+    """Rides the log holds in memory at most; a request beyond that is not logged (counted)."""
+    prediction_log_flush_rows: int = Field(default=20_000, ge=1, le=10_000_000)
+    """Write as soon as this many rides wait."""
+    prediction_log_flush_seconds: float = Field(default=60.0, gt=0, le=3600)
+    """Write at least this often."""
+
+    @field_validator("prediction_log")
+    @classmethod
+    def _destination(cls, value: str) -> str:
+        value = value.strip()
+        if value.lower() in ("", "off"):
+            return ""
+        if value.startswith(("s3://", "gs://")) and not value.split("://", 1)[1].strip("/"):
+            raise ValueError("name a bucket, e.g. s3://bucket/predictions/")
+        if "://" in value and not value.startswith(("s3://", "gs://", "file://")):
+            raise ValueError("must be an s3:// or gs:// prefix, a folder, or off")
+        return value
 
 
 @lru_cache

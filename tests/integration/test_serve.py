@@ -93,6 +93,14 @@ def test_sigterm_stops_every_worker_cleanly(api):
     [
         ({"UVICORN_WORKERS": "0"}, "UVICORN_WORKERS='0': must be an integer from 1 to 64"),
         ({"UVICORN_PORT": "http"}, "UVICORN_PORT='http': must be an integer from 1 to 65535"),
+        (
+            {"MODEL_API_PREDICTION_LOG": "ftp://x/y"},
+            "MODEL_API_PREDICTION_LOG='ftp://x/y': must be an s3:// or gs:// prefix, a folder, or off",
+        ),
+        (
+            {"MODEL_API_REFRESH_SECONDS": "0"},
+            "MODEL_API_REFRESH_SECONDS='0': Input should be greater than 0",
+        ),
     ],
 )
 def test_bad_settings_name_the_variable(env, message):

@@ -12,9 +12,11 @@ connections have landed on it.
 
 from __future__ import annotations
 
+import re
+import uuid
 from typing import TypeVar
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
@@ -42,6 +44,25 @@ async def parse(request: Request, model: type[M]) -> M:
         raise RequestValidationError(errors) from None
 
 
+# A caller's own request id is kept if it is a plausible one; otherwise the API makes one.
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id(request: Request, response: Response) -> str:
+    """The request's id (X-Request-ID, or a new one), returned in the response's header: the key
+    of its rides in the prediction log."""
+    given = request.headers.get("x-request-id", "")
+    rid = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    response.headers["X-Request-ID"] = rid
+    return rid
+
+
+def log_predictions(request: Request, rid: str, version: str, rides, durations) -> None:
+    prediction_log = request.app.state.prediction_log
+    if prediction_log is not None:
+        prediction_log.record(rid, version, rides, durations)
+
+
 def serving(request: Request) -> Loaded:
     # One read of the reference: the whole request uses one model version.
     loaded = request.app.state.model.current
@@ -56,11 +77,12 @@ def serving(request: Request) -> Loaded:
     summary="Predict one ride's duration",
     openapi_extra=request_body(Ride),
 )
-async def predict(request: Request) -> Prediction:
+async def predict(request: Request, response: Response) -> Prediction:
     ride = await parse(request, Ride)
     loaded = serving(request)
     [duration] = loaded.predict(features([ride]))
     PREDICTIONS.labels(loaded.version).inc()
+    log_predictions(request, request_id(request, response), loaded.version, [ride], [duration])
     return Prediction(duration=duration, model_version=loaded.version)
 
 
@@ -70,9 +92,11 @@ async def predict(request: Request) -> Prediction:
     summary="Predict many rides' durations",
     openapi_extra=request_body(Batch),
 )
-async def predict_batch(request: Request) -> BatchPrediction:
+async def predict_batch(request: Request, response: Response) -> BatchPrediction:
     batch = await parse(request, Batch)
     loaded = serving(request)
     durations = await run_in_threadpool(loaded.predict, features(batch.rides))
     PREDICTIONS.labels(loaded.version).inc(len(durations))
+    rid = request_id(request, response)
+    log_predictions(request, rid, loaded.version, batch.rides, durations)
     return BatchPrediction(durations=durations, model_version=loaded.version)

@@ -1,0 +1,179 @@
+"""The prediction log: every prediction the API makes, for the monitoring job.
+
+Rides are written to the artifact store as Hive-partitioned parquet,
+`PREFIX/date=YYYY-MM-DD/<host>-<pid>-<HHMMSS>-<random>.parquet`, one file per flush and day, with
+the request id, the ride's place in its request, the time (UTC), the model version, the ride's
+features and the predicted duration. A request only appends a reference to its rides to an
+in-memory buffer; a background thread turns the buffer into parquet and uploads it every
+`flush_seconds` or once `flush_rows` are waiting. The buffer is bounded: a request that would
+overflow it is not logged, and its rides are counted (model_api_prediction_log_dropped_total). A
+write that fails is logged and counted, never retried, never seen by a request. Closing the log
+(the app's shutdown) flushes what is left.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import storage
+from services.model_api.metrics import (
+    PREDICTION_LOG_DROPPED,
+    PREDICTION_LOG_FAILED,
+    PREDICTION_LOG_WRITTEN,
+)
+from services.model_api.schemas import Ride
+
+log = logging.getLogger(__name__)
+
+SCHEMA = pa.schema(
+    [
+        pa.field("request_id", pa.string(), nullable=False),
+        pa.field("ride", pa.int32(), nullable=False),  # its index in the request
+        pa.field("timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("PULocationID", pa.int32(), nullable=False),
+        pa.field("DOLocationID", pa.int32(), nullable=False),
+        pa.field("trip_distance", pa.float64(), nullable=False),
+        pa.field("predicted_duration", pa.float64(), nullable=False),
+    ]
+)
+
+
+class PredictionLog:
+    def __init__(
+        self,
+        prefix: str,
+        max_rows: int = 100_000,
+        flush_rows: int = 20_000,
+        flush_seconds: float = 60.0,
+    ) -> None:
+        self.prefix = prefix
+        self.max_rows = max_rows
+        self.flush_rows = min(flush_rows, max_rows)
+        self.flush_seconds = flush_seconds
+        # (unix time, request id, model version, rides, durations) per request.
+        self._chunks: list[tuple[float, str, str, Sequence[Ride], Sequence[float]]] = []
+        self._rows = 0
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._worker = f"{socket.gethostname()}-{os.getpid()}"
+
+    def record(
+        self, request_id: str, version: str, rides: Sequence[Ride], durations: Sequence[float]
+    ) -> bool:
+        """Keep a request's predictions for the next write; False (and counted) if the buffer
+        is full. Constant time: the rides are converted when written, not here."""
+        n = len(rides)
+        full = due = False
+        with self._lock:
+            if self._rows + n > self.max_rows:
+                full = True
+            else:
+                self._chunks.append((time.time(), request_id, version, rides, durations))
+                self._rows += n
+                due = self._rows >= self.flush_rows
+        if full:
+            PREDICTION_LOG_DROPPED.inc(n)
+            return False
+        if due:
+            self._wake.set()
+        return True
+
+    @property
+    def buffered(self) -> int:
+        return self._rows
+
+    def flush(self) -> int:
+        """Write what is buffered now; the number of rides written."""
+        with self._lock:
+            chunks, self._chunks, self._rows = self._chunks, [], 0
+        if not chunks:
+            return 0
+        with self._write_lock:
+            return self._write(chunks)
+
+    def _write(self, chunks) -> int:
+        by_day: dict[str, list] = {}
+        for chunk in chunks:
+            day = dt.datetime.fromtimestamp(chunk[0], dt.UTC).strftime("%Y-%m-%d")
+            by_day.setdefault(day, []).append(chunk)
+        written = 0
+        for day, day_chunks in sorted(by_day.items()):
+            table = _table(day_chunks)
+            name = (
+                f"date={day}/{self._worker}-{dt.datetime.now(dt.UTC):%H%M%S}-"
+                f"{uuid.uuid4().hex[:8]}.parquet"
+            )
+            uri = storage.join(self.prefix, name)
+            try:
+                with storage.publishing(uri) as path:
+                    pq.write_table(table, path, compression="snappy")
+            except Exception as exc:  # the log must never take the API down
+                PREDICTION_LOG_FAILED.inc(table.num_rows)
+                log.warning("prediction log: %d rides not written to %s: %s", table.num_rows,
+                            uri, exc)  # fmt: skip
+                continue
+            PREDICTION_LOG_WRITTEN.inc(table.num_rows)
+            written += table.num_rows
+        return written
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            if not self._stop.is_set():
+                self.flush()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the writer and write what is left (a clean shutdown loses nothing)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=timeout)
+        self.flush()
+
+
+def _table(chunks) -> pa.Table:
+    stamps, ids, index, versions, pu, do, distance, durations = ([] for _ in range(8))
+    for stamp, request_id, version, rides, predicted in chunks:
+        n = len(rides)
+        stamps += [stamp] * n
+        ids += [request_id] * n
+        versions += [version] * n
+        index += range(n)
+        for ride in rides:
+            pu.append(ride.PULocationID)
+            do.append(ride.DOLocationID)
+            distance.append(ride.trip_distance)
+        durations += predicted
+    micros = [int(s * 1_000_000) for s in stamps]
+    return pa.table(
+        [
+            pa.array(ids, pa.string()),
+            pa.array(index, pa.int32()),
+            pa.array(micros, pa.timestamp("us", tz="UTC")),
+            pa.array(versions, pa.string()),
+            pa.array(pu, pa.int32()),
+            pa.array(do, pa.int32()),
+            pa.array(distance, pa.float64()),
+            pa.array(durations, pa.float64()),
+        ],
+        schema=SCHEMA,
+    )

@@ -1,0 +1,168 @@
+"""The model API's prediction log: what it writes, that requests never wait on it, that the
+buffer is bounded with drops counted, and that a clean shutdown loses nothing."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from fastapi.testclient import TestClient
+
+import storage
+from services.model_api import metrics
+from services.model_api.app import create_app
+from services.model_api.model import Loaded
+from services.model_api.prediction_log import SCHEMA, PredictionLog
+from services.model_api.schemas import Ride
+from services.model_api.settings import Settings
+
+RIDE = {"PULocationID": 43, "DOLocationID": 151, "trip_distance": 1.8}
+
+
+class Holder:
+    """A served model that predicts twice the distance (no registry needed)."""
+
+    uri = "models:/stub@champion"
+    error = None
+    current = Loaded("3", 0.0, lambda frame: frame["trip_distance"] * 2.0, "stub")
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+def logged(folder: Path):
+    files = sorted(folder.rglob("*.parquet"))
+    return pq.read_table(files).to_pandas() if files else None
+
+
+def counter(c) -> float:
+    return c._value.get()
+
+
+def rides(n: int) -> list[Ride]:
+    return [Ride(PULocationID=1 + i % 265, DOLocationID=7, trip_distance=i / 10) for i in range(n)]
+
+
+def test_rides_are_written_as_hive_partitioned_parquet(tmp_path):
+    log = PredictionLog(str(tmp_path))
+    log.record("r1", "3", rides(2), [1.0, 2.0])
+    log.record("r2", "4", rides(1), [5.0])
+    assert log.flush() == 3
+    [part] = list(tmp_path.glob("date=*/*.parquet"))
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    assert part.parent.name == f"date={day}"
+    table = pq.read_table(part)
+    assert table.schema.remove_metadata() == SCHEMA
+    out = table.to_pandas()
+    assert out[["request_id", "ride", "model_version"]].values.tolist() == [
+        ["r1", 0, "3"], ["r1", 1, "3"], ["r2", 0, "4"],
+    ]  # fmt: skip
+    assert out["PULocationID"].tolist() == [1, 2, 1]
+    assert out["trip_distance"].tolist() == [0.0, 0.1, 0.0]
+    assert out["predicted_duration"].tolist() == [1.0, 2.0, 5.0]
+    assert str(out["timestamp"].dt.tz) == "UTC"
+    assert log.flush() == 0  # nothing twice
+
+
+def test_a_full_buffer_drops_whole_requests_and_counts_them(tmp_path):
+    log = PredictionLog(str(tmp_path), max_rows=10)
+    dropped = counter(metrics.PREDICTION_LOG_DROPPED)
+    assert log.record("a", "1", rides(4), [0.0] * 4)
+    assert log.record("b", "1", rides(6), [0.0] * 6)
+    assert not log.record("c", "1", rides(3), [0.0] * 3)
+    assert counter(metrics.PREDICTION_LOG_DROPPED) - dropped == 3
+    assert log.flush() == 10
+    assert log.record("d", "1", rides(3), [0.0] * 3)  # room again after the write
+
+
+def test_a_failed_write_is_counted_and_never_raised(tmp_path, monkeypatch):
+    log = PredictionLog(str(tmp_path))
+    failed = counter(metrics.PREDICTION_LOG_FAILED)
+
+    def broken(uri):
+        raise storage.StorageError(f"{uri}: access denied")
+
+    monkeypatch.setattr(storage, "publishing", broken)
+    log.record("a", "1", rides(5), [0.0] * 5)
+    assert log.flush() == 0
+    assert counter(metrics.PREDICTION_LOG_FAILED) - failed == 5
+
+
+def test_enough_rides_wake_the_writer_and_closing_writes_the_rest(tmp_path):
+    log = PredictionLog(str(tmp_path), flush_rows=100, flush_seconds=3600)
+    log.start()
+    log.record("big", "1", rides(150), [1.0] * 150)
+    deadline = time.monotonic() + 10
+    while logged(tmp_path) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(logged(tmp_path)) == 150
+    log.record("tail", "1", rides(7), [1.0] * 7)
+    log.close()
+    assert len(logged(tmp_path)) == 157
+
+
+def test_requests_never_wait_on_the_writer_and_nothing_below_the_bound_is_lost(
+    tmp_path, monkeypatch
+):
+    """With the writer stuck in an upload, 300 requests are still answered; once it is freed,
+    every ride is in the log; beyond the buffer's bound rides are dropped and counted."""
+    release = threading.Event()
+    real = storage.publishing
+
+    def stuck(uri):
+        release.wait()
+        return real(uri)
+
+    monkeypatch.setattr(storage, "publishing", stuck)
+    settings = Settings(
+        prediction_log=str(tmp_path),
+        prediction_log_max_rows=1000,
+        prediction_log_flush_rows=50,
+        prediction_log_flush_seconds=0.05,
+    )
+    dropped = counter(metrics.PREDICTION_LOG_DROPPED)
+    app = create_app(settings, holder=Holder())
+    with TestClient(app) as client:
+        slowest = 0.0
+        for i in range(300):
+            started = time.perf_counter()
+            resp = client.post("/predict", json=RIDE, headers={"X-Request-ID": f"req-{i}"})
+            slowest = max(slowest, time.perf_counter() - started)
+            assert resp.status_code == 200 and resp.headers["x-request-id"] == f"req-{i}"
+        # The writer holds its first 50 rides in the stuck upload; the rest wait in the buffer.
+        batch = client.post("/predict/batch", json={"rides": [RIDE] * 800})
+        assert batch.status_code == 200
+        assert slowest < 5.0  # the upload never returns while they run
+        assert logged(tmp_path) is None
+        release.set()
+    out = logged(tmp_path)
+    assert sorted(out.loc[out["ride"] == 0, "request_id"])[:3] == ["req-0", "req-1", "req-10"]
+    singles = out[out["request_id"].str.startswith("req-")]
+    assert len(singles) == 300 and set(singles["predicted_duration"]) == {3.6}
+    # 300 rides (50 of them in the stuck write) + 800 > 1000 in memory: the batch was dropped.
+    assert counter(metrics.PREDICTION_LOG_DROPPED) - dropped == 800
+
+
+def test_a_request_id_is_made_when_none_or_an_odd_one_is_given(tmp_path):
+    app = create_app(Settings(prediction_log=str(tmp_path)), holder=Holder())
+    with TestClient(app) as client:
+        made = client.post("/predict", json=RIDE).headers["x-request-id"]
+        odd = client.post("/predict", json=RIDE, headers={"X-Request-ID": "a b\x01"})
+    assert len(made) == 32 and odd.headers["x-request-id"] not in ("a b\x01", made)
+    assert len(logged(tmp_path)) == 2  # the shutdown flushed both
+
+
+def test_the_log_is_off_unless_a_destination_is_set(tmp_path):
+    assert Settings().prediction_log == "" and Settings(prediction_log="off").prediction_log == ""
+    app = create_app(Settings(), holder=Holder())
+    with TestClient(app) as client:
+        assert client.post("/predict", json=RIDE).status_code == 200
+        assert app.state.prediction_log is None
+    with pytest.raises(ValueError, match="name a bucket"):
+        Settings(prediction_log="s3://")
