@@ -99,8 +99,16 @@ def phase(rps, p50, p99, errors=0):
 
 def test_report_judges_targets_and_keeps_the_hand_written_text(tmp_path):
     results = {
-        "single": {"model API": phase(1200, 10, 20), "mlflow models serve": phase(300, 50, 90)},
-        "batch": {"model API": phase(90, 175.0, 400), "mlflow models serve": phase(70, 210, 400)},
+        "single": {
+            "model API": phase(1200, 10, 20),
+            benchmark.LOGGED: phase(1080, 11, 24),
+            "mlflow models serve": phase(300, 50, 90),
+        },
+        "batch": {
+            "model API": phase(90, 175.0, 400),
+            benchmark.LOGGED: phase(81, 190.0, 450),
+            "mlflow models serve": phase(70, 210, 400),
+        },
     }
     verdicts = {name: verdict for name, _, verdict in benchmark.verdicts(results)}
     assert verdicts["single ride: ≥ 3× the req/s of `mlflow models serve`"] == "met"
@@ -112,7 +120,8 @@ def test_report_judges_targets_and_keeps_the_hand_written_text(tmp_path):
         f"# Benchmarks\n\nintro\n\n{benchmark.START}\nold table\n{benchmark.END}\n\nwhy\n"
     )
     args = Namespace(argv=[], workers=2, concurrency=16, warmup=3, duration=20)
-    block = benchmark.render(results, {"model API batch": 0.0}, args, "m v1", 100)
+    counts = {"written": 40_000, "in_bucket": 52_000, "dropped": 0, "failed": 0}
+    block = benchmark.render(results, {"model API batch": 0.0}, args, "m v1", 100, counts)
     benchmark.write_report(block, report)
     text = report.read_text()
     assert text.startswith("# Benchmarks\n\nintro\n\n<!-- benchmark:start -->")
@@ -120,6 +129,8 @@ def test_report_judges_targets_and_keeps_the_hand_written_text(tmp_path):
     assert "old table" not in text
     assert "| single ride | model API | 1,200 | 1,200 | 10.0 | 20.0 | 0 | 100 |" in text
     assert "| 1,000-ride batch | model API | 90 | 90,000 |" in text
+    assert "| single ride | 1,080 vs 1,200 (90%) | 11.0 vs 10.0 | 24.0 vs 20.0 |" in text
+    assert "52,000 in the bucket after its shutdown" in text
 
 
 def test_server_connections_and_memory_are_read_from_proc(tmp_path):
