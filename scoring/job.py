@@ -148,7 +148,7 @@ def plan(sources: list[Source], shard: int, shards: int) -> list[Unit]:
     ]
 
 
-def _zones(column: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def zones(column: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(zone numbers, missing, not a zone) from a location ID column of any numeric type."""
     missing = column.is_null().to_numpy(zero_copy_only=False)
     values = column.fill_null(0).to_numpy(zero_copy_only=False)
@@ -166,8 +166,8 @@ def _zones(column: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def score_batch(batch: pa.RecordBatch, unit_first_row: int, source: Source, scorer: Scorer):
     """The output rows for one input batch, and how many rides each reason flagged."""
     n = batch.num_rows
-    pu, pu_missing, pu_bad = _zones(batch.column("PULocationID"))
-    do, do_missing, do_bad = _zones(batch.column("DOLocationID"))
+    pu, pu_missing, pu_bad = zones(batch.column("PULocationID"))
+    do, do_missing, do_bad = zones(batch.column("DOLocationID"))
     distance_col = batch.column("trip_distance")
     distance = distance_col.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
     distance_missing = np.isnan(distance)

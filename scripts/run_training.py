@@ -16,11 +16,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from monitoring.retrain import CloudRunJob, EcsTask, TriggerError
+
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
 
 
-class RunError(Exception):
-    pass
+RunError = TriggerError
 
 
 def stack_outputs(stack: str) -> dict:
@@ -54,49 +55,17 @@ def read_outputs(stack: str, outputs_file: Path | None, required: list[str]) -> 
 
 
 def run_aws(outputs: dict) -> str:
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        response = boto3.client("ecs").run_task(
-            cluster=outputs["cluster"],
-            taskDefinition=outputs["trainingJob"],
-            launchType="FARGATE",
-            count=1,
-            networkConfiguration={
-                "awsvpcConfiguration": {
-                    "subnets": outputs["trainingSubnets"],
-                    "securityGroups": outputs["trainingSecurityGroups"],
-                    "assignPublicIp": "ENABLED",
-                }
-            },
-        )
-    except (BotoCoreError, ClientError) as exc:
-        raise RunError(f"ecs:RunTask: {exc}") from exc
-    if response.get("failures"):
-        raise RunError(f"ecs:RunTask: {response['failures'][0]}")
-    return response["tasks"][0]["taskArn"]
+    task = EcsTask(
+        outputs["cluster"],
+        outputs["trainingJob"],
+        outputs["trainingSubnets"],
+        outputs["trainingSecurityGroups"],
+    )
+    return task.start()
 
 
 def run_cloud_run_job(job: str, body: dict) -> str:
-    """Execute a Cloud Run job (projects/P/locations/L/jobs/J) with the caller's Google
-    credentials; the execution's name."""
-    import google.auth
-    from google.auth.exceptions import GoogleAuthError
-    from google.auth.transport.requests import AuthorizedSession
-
-    try:
-        credentials, _ = google.auth.default(
-            scopes=["https://www.googleapis.com/auth/cloud-platform"]
-        )
-        response = AuthorizedSession(credentials).post(
-            f"https://run.googleapis.com/v2/{job}:run", json=body, timeout=60
-        )
-    except GoogleAuthError as exc:
-        raise RunError(f"Google credentials: {exc}") from exc
-    if response.status_code >= 400:
-        raise RunError(f"run job: HTTP {response.status_code}: {response.text[:300]}")
-    return response.json().get("metadata", {}).get("name", job)
+    return CloudRunJob(job, body).start()
 
 
 def run_gcp(outputs: dict) -> str:

@@ -1,4 +1,5 @@
-"""CLI: python -m training --train URI --val URI [--model linear lightgbm] [--margin 0.0]."""
+"""CLI: python -m training (--train URI [URI ...] --val URI | --data-prefix URI [--months N])
+[--model linear lightgbm] [--margin 0.0]."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import sys
 
 import requests
 
+import storage
 import training
 from training.data import DataError
 from training.models import MODEL_NAMES, Candidate
+from training.months import newest
 
 log = logging.getLogger("training")
 
@@ -56,8 +59,31 @@ def parser() -> argparse.ArgumentParser:
         "MLFLOW_TRACKING_URI, credentials from MLFLOW_TRACKING_USERNAME and "
         "MLFLOW_TRACKING_PASSWORD; s3:// data honours AWS_ENDPOINT_URL.",
     )
-    p.add_argument("--train", required=True, help="training month: local path, s3:// or gs:// URI")
-    p.add_argument("--val", required=True, help="validation month: local path, s3:// or gs:// URI")
+    p.add_argument(
+        "--train",
+        nargs="+",
+        metavar="URI",
+        help="training month(s): local path, s3:// or gs:// URI",
+    )
+    p.add_argument("--val", metavar="URI", help="validation month: local path, s3:// or gs:// URI")
+    p.add_argument(
+        "--data-prefix",
+        metavar="URI",
+        help="instead of --train/--val: a folder or s3:// / gs:// prefix of TLC monthly files "
+        "(green_tripdata_YYYY-MM.parquet ...); validate on the newest month, train on the "
+        "--months before it",
+    )
+    p.add_argument(
+        "--months",
+        type=int,
+        default=1,
+        help="with --data-prefix: training months before the newest (default: %(default)s)",
+    )
+    p.add_argument(
+        "--colour",
+        choices=["green", "yellow"],
+        help="with --data-prefix: which fleet's files, when the prefix holds both",
+    )
     p.add_argument(
         "--model",
         nargs="+",
@@ -82,6 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if not 0 <= args.margin < 1:
         parser().error(f"--margin must be in [0, 1), got {args.margin}")
+    if args.data_prefix and (args.train or args.val):
+        parser().error("give either --train and --val, or --data-prefix, not both")
+    if not args.data_prefix and not (args.train and args.val):
+        parser().error("give --train and --val, or --data-prefix")
+    if args.months < 1:
+        parser().error(f"--months must be at least 1, got {args.months}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # Fail in seconds, not after MLflow's minutes of retries, when the server is down.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -93,15 +125,22 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         check_tracking_server(os.environ.get("MLFLOW_TRACKING_URI", ""))
+        train_uris, val_uri = args.train, args.val
+        if args.data_prefix:
+            window = newest(
+                storage.list_files(args.data_prefix), args.months, args.colour, args.data_prefix
+            )
+            log.info("%s: %s", args.data_prefix, window.describe())
+            train_uris, val_uri = window.train, window.val
         results = run(
-            args.train,
-            args.val,
+            train_uris,
+            val_uri,
             [Candidate(name) for name in args.model],
             model_name=args.model_name,
             experiment=args.experiment,
             margin=args.margin,
         )
-    except (DataError, SetupError) as exc:
+    except (DataError, SetupError, storage.StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except MlflowException as exc:

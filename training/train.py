@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
@@ -26,6 +27,30 @@ log = logging.getLogger(__name__)
 
 EXPERIMENT = "nyc-taxi-duration"
 PACKAGE_DIR = Path(training.__file__).resolve().parent
+
+
+# What the monitoring job compares new traffic with: a sample of the training rides (features,
+# target, the model's predictions), logged with every run as reference/reference.parquet.
+REFERENCE_DIR, REFERENCE_FILE = "reference", "reference.parquet"
+REFERENCE_ROWS = 20_000
+
+
+def reference_sample(
+    X: pd.DataFrame, y: pd.Series, predicted, rows: int = REFERENCE_ROWS
+) -> pd.DataFrame:
+    """Up to `rows` training rides, drawn without replacement (seeded), as the monitor reads
+    rides: zone numbers, distance, the actual duration and the predicted one."""
+    take = np.sort(np.random.default_rng(0).permutation(len(X))[:rows])
+    zones = X["PU_DO"].iloc[take].str.partition("_")
+    return pd.DataFrame(
+        {
+            "PULocationID": zones[0].astype("int64").to_numpy(),
+            "DOLocationID": zones[2].astype("int64").to_numpy(),
+            "trip_distance": X["trip_distance"].iloc[take].to_numpy(dtype="float64"),
+            "duration": y.iloc[take].to_numpy(dtype="float64"),
+            "predicted_duration": np.asarray(predicted, dtype="float64")[take],
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -117,7 +142,8 @@ def train_one(
             }
         )
         pipeline.fit(X_train, y_train, **candidate.fit_params())
-        train_rmse = float(root_mean_squared_error(y_train, pipeline.predict(X_train)))
+        train_pred = pipeline.predict(X_train)
+        train_rmse = float(root_mean_squared_error(y_train, train_pred))
         val_pred = pipeline.predict(X_val)
         val_rmse = float(root_mean_squared_error(y_val, val_pred))
         metrics = {"train_rmse": train_rmse, "val_rmse": val_rmse}
@@ -130,6 +156,9 @@ def train_one(
 
         example = X_val.head(5)
         with tempfile.TemporaryDirectory() as staging:
+            reference = Path(staging) / REFERENCE_FILE
+            reference_sample(X_train, y_train, train_pred).to_parquet(reference, index=False)
+            mlflow.log_artifact(str(reference), REFERENCE_DIR)
             info = _log_model(pipeline, candidate, example, model_name, Path(staging))
         version = str(info.registered_model_version)
         client.set_model_version_tag(model_name, version, registry.VAL_RMSE_TAG, f"{val_rmse:.6f}")
@@ -144,19 +173,40 @@ def train_one(
     return Result(candidate.name, run.info.run_id, version, val_rmse, alias)
 
 
+def load_months(uris: list[str]) -> tuple[pd.DataFrame, pd.Series, CleaningReport]:
+    """Several months as one training set (continuous training's window)."""
+    parts = [load(uri) for uri in uris]
+    if len(parts) == 1:
+        return parts[0]
+    reports = [report for _, _, report in parts]
+    dropped: dict[str, int] = {}
+    for report in reports:
+        for why, n in report.dropped.items():
+            dropped[why] = dropped.get(why, 0) + n
+    report = CleaningReport(
+        rows_read=sum(r.rows_read for r in reports),
+        rows_kept=sum(r.rows_kept for r in reports),
+        dropped=dropped,
+    )
+    X = pd.concat([x for x, _, _ in parts], ignore_index=True)
+    y = pd.concat([y for _, y, _ in parts], ignore_index=True)
+    return X, y, report
+
+
 def run(
-    train_uri: str,
+    train_uri: str | list[str],
     val_uri: str,
     candidates: list[Candidate],
     model_name: str = training.REGISTERED_MODEL,
     experiment: str = EXPERIMENT,
     margin: float = 0.0,
 ) -> list[Result]:
-    X_train, y_train, train_report = load(train_uri)
+    train_uris = [train_uri] if isinstance(train_uri, str) else list(train_uri)
+    X_train, y_train, train_report = load_months(train_uris)
     X_val, y_val, val_report = load(val_uri)
     mlflow.set_experiment(experiment)
     reports = {"train": train_report, "val": val_report}
-    uris = {"train": train_uri, "val": val_uri}
+    uris = {"train": ", ".join(train_uris), "val": val_uri}
     return [
         train_one(c, X_train, y_train, X_val, y_val, reports, uris, model_name, margin)
         for c in candidates

@@ -64,3 +64,49 @@ def test_wrong_schema(months, tmp_path):
 def test_bad_margin_is_a_usage_error(months):
     result = cli("--train", "a", "--val", "b", "--margin", "2")
     assert result.returncode == 2 and "--margin must be in [0, 1)" in result.stderr
+
+
+def test_a_data_prefix_trains_on_the_newest_months_and_logs_the_reference(tmp_path):
+    """Continuous training: the newest month validates, the --months before it train; the run
+    carries the reference sample the monitoring job compares traffic with."""
+    from mlflow import MlflowClient
+
+    from training.generate import write_month
+
+    data = tmp_path / "tlc"
+    for month in (1, 2, 3):
+        write_month(
+            data / f"green_tripdata_2024-{month:02d}.parquet", 2024, month, 3000, 0, "green"
+        )
+    uri = f"sqlite:///{tmp_path}/m.db"
+    result = cli("--data-prefix", str(data), "--months", "2", "--model", "linear",
+                 env={"MLFLOW_TRACKING_URI": uri})  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "linear: val RMSE" in result.stdout and "v1 @champion" in result.stdout
+    client = MlflowClient(tracking_uri=uri)
+    [run] = client.search_runs(client.get_experiment_by_name("nyc-taxi-duration").experiment_id)
+    assert run.data.tags["train_data"] == ", ".join(
+        str(data / f"green_tripdata_2024-0{m}.parquet") for m in (1, 2)
+    )
+    assert run.data.tags["val_data"] == str(data / "green_tripdata_2024-03.parquet")
+    assert run.data.metrics["train_rows_read"] == 6000
+    reference = pd.read_parquet(
+        client.download_artifacts(run.info.run_id, "reference", str(tmp_path))
+    )
+    assert list(reference.columns) == [
+        "PULocationID", "DOLocationID", "trip_distance", "duration", "predicted_duration",
+    ]  # fmt: skip
+    assert len(reference) == run.data.metrics["train_rows_kept"]  # under the 20,000 cap: all
+    assert reference["duration"].between(1, 60).all()
+
+
+def test_data_prefix_errors(tmp_path, months):
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"}
+    both = cli("--data-prefix", str(tmp_path), "--train", "a", "--val", "b")
+    assert both.returncode == 2 and "not both" in both.stderr
+    neither = cli("--model", "linear")
+    assert neither.returncode == 2 and "give --train and --val, or --data-prefix" in neither.stderr
+    (tmp_path / "green_tripdata_2024-01.parquet").write_bytes(months.train.read_bytes())
+    (tmp_path / "green_tripdata_2024-03.parquet").write_bytes(months.val.read_bytes())
+    line = one_line_error(cli("--data-prefix", str(tmp_path), env=env))
+    assert line.endswith("need 2024-02, which is missing (found green: 2024-01, 2024-03)")
