@@ -80,7 +80,9 @@ class Command:
             result = subprocess.run(self.argv, capture_output=True, text=True, timeout=3600)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise TriggerError(f"{shlex.join(self.argv)}: {exc}") from exc
-        last = (result.stdout.strip().splitlines() or result.stderr.strip().splitlines() or [""])[-1]
+        last = (result.stdout.strip().splitlines() or result.stderr.strip().splitlines() or [""])[
+            -1
+        ]
         if result.returncode != 0:
             raise TriggerError(f"{shlex.join(self.argv)} exited {result.returncode}: {last}")
         return last

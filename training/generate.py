@@ -33,11 +33,21 @@ def _zone_layout() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def generate_month(
-    year: int, month: int, rows: int = 20_000, seed: int = 0, colour: str = "green"
+    year: int,
+    month: int,
+    rows: int = 20_000,
+    seed: int = 0,
+    colour: str = "green",
+    shift: float = 0.0,
 ) -> pd.DataFrame:
-    """One month of TLC-shaped trips; same (year, month, rows, seed, colour) gives the same frame."""
+    """One month of TLC-shaped trips; the same arguments give the same frame.
+
+    `shift` (0 to 1) makes a month unlike the others, for the monitoring demo: longer trips
+    (distances up to 60% longer) on slower roads (speeds up to 35% lower)."""
     if colour not in ("green", "yellow"):
         raise ValueError(f"colour must be 'green' or 'yellow', got {colour!r}")
+    if not 0.0 <= shift <= 1.0:
+        raise ValueError(f"shift must be between 0 and 1, got {shift}")
     pos, speed, popularity = _zone_layout()
     rng = np.random.default_rng([seed, year, month])
 
@@ -51,12 +61,13 @@ def generate_month(
     straight = np.linalg.norm(pos[pu] - pos[do], axis=1)
     # Routes differ trip by trip: the same pair is sometimes a detour.
     distance = np.round((0.4 + 1.25 * straight) * rng.lognormal(0, 0.35, rows), 2)
+    distance = np.round(distance * (1 + 0.6 * shift), 2)
     # A pair's speed is set by the slower end, plus a pair-specific term (bridges, avenues).
     pair_term = np.random.default_rng([_LAYOUT_SEED, 7]).lognormal(0, 0.3, (N_ZONES, N_ZONES))
     pair_speed = np.minimum(speed[pu], speed[do]) * 0.6 + 0.4 * speed[do]
     pair_speed = pair_speed * pair_term[pu, do]
     # Longer trips reach faster roads, so minutes grow less than linearly with distance.
-    pair_speed = pair_speed * (0.45 + 0.7 * np.log1p(distance))
+    pair_speed = pair_speed * (0.45 + 0.7 * np.log1p(distance)) * (1 - 0.35 * shift)
     minutes = 2.0 + 60.0 * distance / pair_speed
     minutes *= rng.lognormal(0, 0.1, rows)
 
@@ -95,9 +106,12 @@ def generate_month(
     return frame
 
 
-def write_month(path: Path, year: int, month: int, rows: int, seed: int, colour: str) -> Path:
+def write_month(
+    path: Path, year: int, month: int, rows: int, seed: int, colour: str, shift: float = 0.0
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    generate_month(year, month, rows=rows, seed=seed, colour=colour).to_parquet(path, index=False)
+    frame = generate_month(year, month, rows=rows, seed=seed, colour=colour, shift=shift)
+    frame.to_parquet(path, index=False)
     return path
 
 
@@ -113,12 +127,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--months", type=int, nargs="+", default=[1, 2], help="months (1-12)")
     parser.add_argument("--rows", type=int, default=20_000, help="trips per month")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--shift", type=float, default=0.0, help="0-1: longer trips on slower roads (default: 0)"
+    )
     args = parser.parse_args(argv)
     for month in args.months:
         if not 1 <= month <= 12:
             parser.error(f"--months: {month} is not a month (1-12)")
         name = f"{args.colour}_tripdata_{args.year}-{month:02d}.parquet"
-        print(write_month(args.out / name, args.year, month, args.rows, args.seed, args.colour))
+        if not 0.0 <= args.shift <= 1.0:
+            parser.error(f"--shift: {args.shift} is not between 0 and 1")
+        path = args.out / name
+        print(write_month(path, args.year, month, args.rows, args.seed, args.colour, args.shift))
     return 0
 
 

@@ -1,0 +1,178 @@
+"""The monitoring job: drift found on shifted traffic and not on unshifted traffic, degraded
+quality starts training, every run logged to MLflow with its report, clear errors otherwise."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from monitoring import EXPERIMENT, data, drift
+from monitoring.job import Settings, monitor
+from monitoring.retrain import Command
+from scoring.predict import choose
+from services.model_api.prediction_log import PredictionLog
+from services.model_api.schemas import Ride
+from training import data as training_data
+from training import train as train_module
+from training.generate import write_month
+from training.models import Candidate
+
+TODAY = dt.datetime.now(dt.UTC).date()
+
+
+def test_the_cleaning_rule_is_training_s():
+    assert (data.MIN_MINUTES, data.MAX_MINUTES) == (
+        training_data.MIN_MINUTES,
+        training_data.MAX_MINUTES,
+    )
+
+
+@pytest.mark.parametrize("rows", [5000, 800], ids=["distances", "small-sample tests"])
+def test_a_shifted_column_drifts_and_an_unshifted_one_does_not(rows):
+    rng = np.random.default_rng(1)
+    reference = pd.DataFrame(
+        {"d": rng.exponential(3, rows), "zone": rng.choice([1, 2, 3, 4], rows, p=[.4, .3, .2, .1])}
+    )  # fmt: skip
+    same = pd.DataFrame(
+        {"d": rng.exponential(3, 2000), "zone": rng.choice([1, 2, 3, 4], 2000, p=[.4, .3, .2, .1])}
+    )  # fmt: skip
+    shifted = pd.DataFrame(
+        {"d": rng.exponential(4.5, 2000), "zone": rng.choice([1, 2, 3, 4], 2000, p=[.1, .2, .3, .4])}
+    )  # fmt: skip
+    kinds = {"d": "numerical", "zone": "categorical"}
+    calm, moved = (drift.dataset_drift(reference, x, kinds) for x in (same, shifted))
+    assert not any(c.drifted for c in calm.columns) and not calm.drifted
+    assert all(c.drifted for c in moved.columns) and moved.drifted
+    methods = {c.column: c.method for c in moved.columns}
+    if rows > drift.SMALL_REFERENCE:
+        assert methods == {"d": "Wasserstein distance (normed)", "zone": "Jensen-Shannon distance"}
+    else:
+        assert methods == {"d": "Kolmogorov-Smirnov p-value", "zone": "chi-square p-value"}
+
+
+def test_half_the_columns_drifting_is_data_set_drift():
+    columns = [
+        drift.ColumnDrift(str(i), "numerical", "m", 0.5, 0.1, i < k, 10, 10)
+        for k in (1, 2)
+        for i in range(4)
+    ]
+    assert not drift.DatasetDrift(columns[:4], 0.5).drifted
+    assert drift.DatasetDrift(columns[4:], 0.5).drifted
+
+
+@pytest.fixture(scope="module")
+def tlc(months, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tlc")
+    return {
+        "shifted": write_month(folder / "green_tripdata_2024-03.parquet", 2024, 3, 8000, 0,
+                               "green", shift=0.5),
+        "plain": write_month(folder / "green_tripdata_2024-04.parquet", 2024, 4, 8000, 0, "green"),
+    }  # fmt: skip
+
+
+@pytest.fixture
+def champion(local_store, months):
+    [result] = train_module.run(
+        str(months.train), str(months.val), [Candidate("lightgbm", {"n_estimators": 60})]
+    )
+    return result
+
+
+def log_traffic(folder, month, version: str, rides: int = 2000) -> str:
+    """Rides of a month through the champion, written as the API's prediction log writes them."""
+    frame = pd.read_parquet(month).sample(rides, random_state=0)
+    frame = frame[frame["trip_distance"].between(0, 199)]
+    model = mlflow.pyfunc.load_model(f"models:/nyc-taxi-duration/{version}")
+    predicted = choose(model, version).predict(
+        frame["PULocationID"].to_numpy(), frame["DOLocationID"].to_numpy(),
+        frame["trip_distance"].to_numpy(),
+    )  # fmt: skip
+    log = PredictionLog(str(folder))
+    for i, (pu, do, d) in enumerate(
+        frame[["PULocationID", "DOLocationID", "trip_distance"]].values
+    ):
+        ride = Ride(PULocationID=int(pu), DOLocationID=int(do), trip_distance=float(d))
+        log.record(f"r{i}", version, [ride], [float(predicted[i])])
+    log.flush()
+    return str(folder)
+
+
+def test_shifted_traffic_and_worse_quality_are_degraded_and_start_training(champion, tlc, tmp_path):
+    prediction_log = log_traffic(tmp_path / "log", tlc["shifted"], champion.version)
+    marker = tmp_path / "retrained"
+    trigger = Command([sys.executable, "-c", f"open({str(marker)!r}, 'w'); print('trained v9')"])
+    settings = Settings(
+        prediction_log=prediction_log, since=TODAY, until=TODAY, actuals=str(tlc["shifted"])
+    )
+    outcome = monitor(settings, trigger.start)
+    assert outcome.decision == "degraded"
+    assert marker.exists() and outcome.retrain == "started trained v9"
+    drifted = {c.column for c in outcome.drift.columns if c.drifted}
+    assert {"trip_distance", "predicted_duration"} <= drifted
+    assert outcome.quality.rmse > outcome.val_rmse * 1.1
+    run = MlflowClient().get_run(outcome.run_id)
+    assert run.data.tags["decision"] == "degraded"
+    assert run.data.metrics["drifted_trip_distance"] == 1.0
+    assert run.data.metrics["rmse_ratio"] == pytest.approx(outcome.quality.rmse / outcome.val_rmse)
+    experiment = MlflowClient().get_experiment(run.info.experiment_id)
+    assert experiment.name == EXPERIMENT
+    artifacts = {a.path for a in MlflowClient().list_artifacts(outcome.run_id)}
+    assert {"report.html", "summary.json"} <= artifacts
+
+
+def test_unshifted_traffic_is_ok_and_starts_nothing(champion, tlc, tmp_path):
+    prediction_log = log_traffic(tmp_path / "log", tlc["plain"], champion.version)
+    started = []
+    settings = Settings(
+        prediction_log=prediction_log, since=TODAY, until=TODAY, actuals=str(tlc["plain"])
+    )
+    outcome = monitor(settings, lambda: started.append(1) or "x")
+    assert outcome.decision == "ok" and not started and outcome.retrain == "not needed"
+    assert not any(c.drifted for c in outcome.drift.columns)
+    assert "ok; drift in 0 of 4 columns over" in outcome.summary(settings)
+
+
+def test_drift_alone_is_drift(champion, tlc, tmp_path):
+    prediction_log = log_traffic(tmp_path / "log", tlc["shifted"], champion.version)
+    outcome = monitor(Settings(prediction_log=prediction_log, since=TODAY, until=TODAY))
+    assert outcome.decision == "drift" and outcome.quality is None
+
+
+def test_days_outside_the_period_are_not_read(champion, tlc, tmp_path):
+    prediction_log = log_traffic(tmp_path / "log", tlc["plain"], champion.version)
+    yesterday = TODAY - dt.timedelta(days=1)
+    with pytest.raises(data.MonitoringError, match="nothing to monitor: drift not computed: no"):
+        monitor(Settings(prediction_log=prediction_log, since=yesterday, until=yesterday))
+
+
+def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "monitoring", *args],
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        ([], 2, "give --prediction-log and/or --actuals"),
+        (["--actuals", "x_{month}.parquet"], 2, "give --month"),
+        (["--actuals", "nope.parquet"], 2, "nope.parquet: no such file"),
+        (["--prediction-log", "/tmp/p", "--retrain", "ecs"], 2, "needs --ecs-cluster"),
+        (["--prediction-log", "/tmp/p", "--drift-share", "2"], 2, "--drift-share: must be in"),
+        (["--prediction-log", "/tmp/p", "--until", "2024-01-01"], 2, "--until needs --since"),
+    ],
+)
+def test_cli_errors_are_one_line(champion, local_store, args, code, message):
+    result = cli({"MLFLOW_TRACKING_URI": local_store}, *args)
+    assert result.returncode == code, result.stderr[-1500:]
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and message in lines[-1]
+    assert "Traceback" not in result.stderr
