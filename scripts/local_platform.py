@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -132,6 +134,96 @@ def train(env: dict[str, str], train_path: Path, val_path: Path) -> None:
         print("    " + result.stdout.strip().replace("\n", "\n    "), flush=True)
 
 
+SHIFTED = DATA / "green_tripdata_2024-03.parquet"
+PREDICTION_LOG = f"s3://{BUCKET}/predictions/"
+
+
+def ensure_shifted_month() -> Path:
+    """A third month unlike the first two (longer trips, slower roads), for the monitor to see."""
+    from training.generate import write_month
+
+    if not SHIFTED.exists():
+        write_month(SHIFTED, 2024, 3, rows=20_000, seed=0, colour="green", shift=0.3)
+    return SHIFTED
+
+
+def send_traffic(api_url: str, month: Path, batches: int = 5) -> int:
+    """Rides of the month through the API in 1,000-ride batches, as clients would send them."""
+    import pandas as pd
+
+    from services.model_api.schemas import MAX_TRIP_DISTANCE
+
+    frame = pd.read_parquet(month, columns=["PULocationID", "DOLocationID", "trip_distance"])
+    frame = frame[frame["trip_distance"].between(0, MAX_TRIP_DISTANCE, inclusive="left")]
+    rides = frame.sample(n=batches * 1000, random_state=3).to_dict(orient="records")
+    for i in range(batches):
+        resp = requests.post(
+            f"{api_url}/predict/batch", json={"rides": rides[i * 1000 : (i + 1) * 1000]}, timeout=60
+        )
+        resp.raise_for_status()
+    return len(rides)
+
+
+def wait_for_log(endpoint: str, rides: int, timeout: float = 60.0) -> None:
+    """Until the API's prediction log holds today's rides (it writes every few seconds here)."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    s3 = c.s3_client(endpoint)
+    prefix = f"predictions/date={time.strftime('%Y-%m-%d', time.gmtime())}/"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        keys = [
+            o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
+        ]
+        logged = sum(
+            pq.ParquetFile(
+                io.BytesIO(s3.get_object(Bucket=BUCKET, Key=k)["Body"].read())
+            ).metadata.num_rows
+            for k in keys
+        )
+        if logged >= rides:
+            return
+        time.sleep(1)
+    raise c.ComponentError(f"the prediction log did not reach {rides} rides in {timeout:.0f}s")
+
+
+def monitor(env: dict[str, str], month: Path) -> tuple[str, str]:
+    """One monitoring run over today's traffic and the shifted month, retraining if degraded:
+    (its summary, the run's page in the MLflow UI, where report.html is)."""
+    say("monitoring: today's logged traffic and the new month's actual durations")
+    retrain = shlex.join(
+        [sys.executable, "-m", "training", "--data-prefix", f"s3://{BUCKET}/tlc/", "--months", "2",
+         "--model", "lightgbm"]
+    )  # fmt: skip
+    with open(LOGS / "monitoring.log", "a") as log:
+        result = subprocess.run(
+            [sys.executable, "-m", "monitoring", "--prediction-log", PREDICTION_LOG, "--days", "1",
+             "--actuals", f"s3://{BUCKET}/tlc/{month.name}", "--retrain", "command",
+             "--retrain-command", retrain],
+            env={**os.environ, **c.QUIET, **env}, stdout=subprocess.PIPE, stderr=log, text=True,
+            cwd=ROOT,
+        )  # fmt: skip
+    if result.returncode != 0:
+        raise c.ComponentError(
+            f"monitoring failed; last lines of {LOGS / 'monitoring.log'}:\n"
+            + c.log_tail(LOGS / "monitoring.log")
+        )
+    summary = result.stdout.strip().splitlines()[-1]
+    run_id = re.search(r"MLflow run ([0-9a-f]{32})", summary)[1]
+    uri = env["MLFLOW_TRACKING_URI"]
+    run = requests.get(
+        f"{uri}/api/2.0/mlflow/runs/get",
+        params={"run_id": run_id},
+        auth=(env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]),
+        timeout=30,
+    )
+    run.raise_for_status()
+    experiment = run.json()["run"]["info"]["experiment_id"]
+    return summary, f"{uri}/#/experiments/{experiment}/runs/{run_id}"
+
+
 def up(args: argparse.Namespace) -> int:
     alive = running()
     if alive and ENDPOINTS.exists():
@@ -188,20 +280,34 @@ def up(args: argparse.Namespace) -> int:
             s3.upload_file(str(month), BUCKET, f"tlc/{month.name}")
         train(tracking_env, train_path, val_path)
 
-        say("starting the model API")
+        say("starting the model API (prediction log on)")
         api = c.model_api_start(
             pick_port("model_api"),
             LOGS / "model-api.log",
-            {**tracking_env, "MODEL_API_REFRESH_SECONDS": "10"},
+            {
+                **tracking_env,
+                **s3_env,
+                "MODEL_API_REFRESH_SECONDS": "10",
+                "MODEL_API_PREDICTION_LOG": PREDICTION_LOG,
+                "MODEL_API_PREDICTION_LOG_FLUSH_SECONDS": "2",
+            },
         )
         record_pid("model-api", api.pid)
         c.wait_until(api, c.http_ok(f"{api.url}/ready"), 180, "ready with a model")
+
+        say("a new month arrives, unlike the first two; its rides go through the API")
+        shifted = ensure_shifted_month()
+        s3.upload_file(str(shifted), BUCKET, f"tlc/{shifted.name}")
+        wait_for_log(moto.url, send_traffic(api.url, shifted))
+        decision, report_url = monitor({**tracking_env, **s3_env}, shifted)
     except c.ComponentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         say("stopping what was started")
         down(args)
         return 1
+    say(decision)
     endpoints = {
+        "monitoringReport": report_url,
         "trackingUri": mlflow.url,
         "modelApiUrl": api.url,
         "s3EndpointUrl": moto.url,
@@ -221,6 +327,8 @@ def report(endpoints: dict[str, str]) -> int:
   MLflow tracking server  {endpoints["trackingUri"]}   (user {ADMIN_USER}; password in {MLFLOW_ENV.relative_to(ROOT)})
   model API               {api}/docs
   S3 endpoint (moto)      {endpoints["s3EndpointUrl"]}   bucket {endpoints["artifactBucket"]} (credentials in {S3_ENV.relative_to(ROOT)})
+  prediction log          {PREDICTION_LOG}date=YYYY-MM-DD/
+  monitoring report       {endpoints.get("monitoringReport", "(none yet)")}  (report.html under Artifacts)
   endpoints               {ENDPOINTS.relative_to(ROOT)}
   logs                    {LOGS.relative_to(ROOT)}/
 

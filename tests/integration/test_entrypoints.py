@@ -63,7 +63,10 @@ def test_model_api_image_command_runs_with_two_workers_and_shared_metrics(tmp_pa
         proc.stop()
 
 
-@pytest.mark.parametrize(("job", "flag"), [("training", "--train"), ("scoring", "--shard")])
+@pytest.mark.parametrize(
+    ("job", "flag"),
+    [("training", "--train"), ("scoring", "--shard"), ("monitoring", "--prediction-log")],
+)
 def test_job_image_entrypoints_are_the_clis(job, flag):
     _, cmd = dockerfile_env_and_cmd(ROOT / job / "Dockerfile")
     text = (ROOT / job / "Dockerfile").read_text()
@@ -92,6 +95,8 @@ assert "training" not in sys.modules, "imports training, whose features the mode
         ("scoring/Dockerfile",
          ["scoring.__main__", "scoring.job", "scoring.predict", "services.model_api.model"]),
         ("training/Dockerfile", ["training.__main__", "training.train", "training.months"]),
+        ("monitoring/Dockerfile",
+         ["monitoring.__main__", "monitoring.job", "monitoring.report", "scoring.predict"]),
         ("services/model_api/Dockerfile",
          ["services.model_api.serve", "services.model_api.main", "services.model_api.prediction_log"]),
     ],
@@ -115,7 +120,8 @@ def test_each_image_holds_every_module_its_job_imports(tmp_path, dockerfile, mod
 
 
 def test_dockerfiles_pass_hadolint_and_run_as_non_root():
-    for rel in ("training/Dockerfile", "services/model_api/Dockerfile", "scoring/Dockerfile"):
+    for rel in ("training/Dockerfile", "services/model_api/Dockerfile", "scoring/Dockerfile",
+                "monitoring/Dockerfile"):  # fmt: skip
         result = subprocess.run(
             [str(c.BIN / "hadolint"), rel], capture_output=True, text=True, cwd=ROOT
         )
