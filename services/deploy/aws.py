@@ -18,6 +18,7 @@ from services.deploy.config import (
     ServicesConfig,
     aws_cron,
     batch_job_name,
+    monitoring_command,
     read_prefix,
     scoring_command,
 )
@@ -25,6 +26,7 @@ from services.deploy.platform_ref import PlatformRef
 
 API_PORT = 8000
 SCORING_PREFIX = "batch-predictions/{month}/"
+PREDICTIONS = "predictions/"
 TASK_EXECUTION_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 
 
@@ -39,42 +41,74 @@ def assume(service: str) -> str:
     )
 
 
-def data_read_policy(uris: list[str]) -> str:
-    """Read the training data objects only: GetObject on their keys."""
-    arns = sorted({f"arn:aws:s3:::{urlparse(u).netloc}{urlparse(u).path}" for u in uris})
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": arns}],
-        }
-    )
-
-
 def s3_arn(uri: str) -> str:
     parsed = urlparse(uri)
     return f"arn:aws:s3:::{parsed.netloc}{parsed.path}"
 
 
+def policy(*statements: dict) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def allow(actions: list[str], resources: list[str], **condition) -> dict:
+    statement = {"Effect": "Allow", "Action": actions, "Resource": resources}
+    return {**statement, "Condition": condition} if condition else statement
+
+
+def read_statements(uris: list[str], listed: bool = False) -> list[dict]:
+    """GetObject on these keys (a {month} in one: every key where it varies); with `listed`,
+    ListBucket limited to those prefixes too (to find the newest months, or the log's files)."""
+    keys = sorted({s3_arn(read_prefix(u)) for u in uris})
+    statements = [allow(["s3:GetObject"], keys)]
+    if listed:
+        by_bucket: dict[str, list[str]] = {}
+        for uri in uris:
+            parsed = urlparse(read_prefix(uri))
+            by_bucket.setdefault(parsed.netloc, []).append(parsed.path.lstrip("/"))
+        statements += [
+            allow(["s3:ListBucket"], [f"arn:aws:s3:::{bucket}"],
+                  StringLike={"s3:prefix": sorted(prefixes)})
+            for bucket, prefixes in sorted(by_bucket.items())
+        ]  # fmt: skip
+    return statements
+
+
+def data_read_policy(uris: list[str], listed: bool = False) -> str:
+    """Read the training data objects only: GetObject on their keys (and listing, for a prefix)."""
+    return policy(*read_statements(uris, listed))
+
+
+def write_policy(prefix: str) -> str:
+    """Create objects under one prefix (multipart uploads included), nothing else."""
+    return policy(allow(["s3:PutObject", "s3:AbortMultipartUpload"],
+                        [s3_arn(read_prefix(prefix.rstrip("/") + "/{month}"))]))  # fmt: skip
+
+
+def run_task_policy(task_arn_without_revision: str, pass_roles: list[str]) -> str:
+    """Start one task definition (any revision) and hand ECS its roles, nothing else."""
+    return policy(
+        allow(["ecs:RunTask"], [f"{task_arn_without_revision}:*"]),
+        allow(["iam:PassRole"], pass_roles, StringEquals={"iam:PassedToService": "ecs-tasks.amazonaws.com"}),
+    )  # fmt: skip
+
+
+def monitoring_policy(
+    cfg: ServicesConfig, bucket: str | None, training_task: str, pass_roles: list[str]
+) -> str:
+    """Read (and list) the prediction log and the months with actual durations; start training."""
+    reads = [cfg.scoringInput]
+    listed = [f"s3://{bucket}/{PREDICTIONS}{{month}}"] if bucket else []
+    statements = read_statements(reads) + (read_statements(listed, listed=True) if listed else [])
+    if cfg.retrainOnDegraded:
+        statements += json.loads(run_task_policy(training_task, pass_roles))["Statement"]
+    return policy(*statements)
+
+
 def scoring_policy(input_uri: str, output_prefix: str) -> str:
     """Read the input files (every month where the URI has {month}), write under the output
     prefix (multipart uploads included), nothing else."""
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Action": ["s3:GetObject"],
-                    "Resource": [s3_arn(read_prefix(input_uri))],
-                },
-                {
-                    "Effect": "Allow",
-                    "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
-                    "Resource": [s3_arn(read_prefix(output_prefix.rstrip("/") + "/{month}"))],
-                },
-            ],
-        }
-    )
+    writes = json.loads(write_policy(output_prefix))["Statement"]
+    return policy(*read_statements([input_uri]), *writes)
 
 
 def submit_job_input(cfg: ServicesConfig, queue_arn: str, definition_arn: str) -> dict:
@@ -113,9 +147,10 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         api_image: pulumi.Input[str] = cfg.modelApiImage
         training_image: pulumi.Input[str] = cfg.trainingImage
         scoring_image: pulumi.Input[str] = cfg.scoringImage
+        monitoring_image: pulumi.Input[str] = cfg.monitoringImage
     else:
         refs = {}
-        for image in ("model-api", "training", "scoring"):
+        for image in ("model-api", "training", "scoring", "monitoring"):
             repo = aws.ecr.Repository(
                 f"{name}-{image}",
                 image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
@@ -153,7 +188,7 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
             )
             refs[image] = images.build(image, repo.repository_url, registry)
         api_image, training_image = refs["model-api"], refs["training"]
-        scoring_image = refs["scoring"]
+        scoring_image, monitoring_image = refs["scoring"], refs["monitoring"]
 
     # --- shared ---------------------------------------------------------------------------
     cluster = aws.ecs.Cluster(
@@ -165,7 +200,7 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         svc: aws.cloudwatch.LogGroup(
             f"{name}-{svc}-logs", retention_in_days=cfg.logRetentionDays, tags=tags
         )
-        for svc in ("model-api", "training", "scoring")
+        for svc in ("model-api", "training", "scoring", "monitoring")
     }
     execution_role = aws.iam.Role(
         f"{name}-execution", assume_role_policy=assume("ecs-tasks.amazonaws.com"), tags=tags
@@ -198,14 +233,21 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
     ) -> aws.ecs.TaskDefinition:
         """A Fargate task definition with one container `svc`, logging to its group, with the
         tracking URI as plain env and the MLflow credentials as ECS secrets."""
-        definitions = pulumi.Output.all(image, tracking_uri, secret_arn, logs[svc].name).apply(
+        definitions = pulumi.Output.all(
+            image,
+            tracking_uri,
+            secret_arn,
+            logs[svc].name,
+            pulumi.Output.from_input(more or {}),
+            pulumi.Output.from_input(list(env)),
+        ).apply(
             lambda a: json.dumps(
                 [
                     {
                         "name": svc,
                         "image": a[0],
                         "essential": True,
-                        "environment": [{"name": "MLFLOW_TRACKING_URI", "value": a[1]}, *env],
+                        "environment": [{"name": "MLFLOW_TRACKING_URI", "value": a[1]}, *a[5]],
                         "secrets": mlflow_secrets(a[2]),
                         "logConfiguration": {
                             "logDriver": "awslogs",
@@ -215,7 +257,7 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
                                 "awslogs-stream-prefix": svc,
                             },
                         },
-                        **(more or {}),
+                        **a[4],
                     }
                 ]
             )
@@ -240,13 +282,29 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
     api_role = aws.iam.Role(
         f"{name}-api-task", assume_role_policy=assume("ecs-tasks.amazonaws.com"), tags=tags
     )
+    # The prediction log: the API may write under predictions/ in the artifact bucket, no more.
+    prediction_log: pulumi.Input[str | None] = None
+    if cfg.predictionLog:
+        prediction_log = pulumi.Output.concat("s3://", artifact_bucket, "/", PREDICTIONS)
+        aws.iam.RolePolicy(
+            f"{name}-api-prediction-log",
+            role=api_role.id,
+            policy=artifact_bucket.apply(lambda b: write_policy(f"s3://{b}/{PREDICTIONS}")),
+        )
     api_task = fargate_task(
         "model-api",
         api_image,
         cfg.apiCpu,
         cfg.apiMemoryMb,
         api_role,
-        env=[{"name": "MODEL_API_REFRESH_SECONDS", "value": str(cfg.modelRefreshSeconds)}],
+        env=[
+            {"name": "MODEL_API_REFRESH_SECONDS", "value": str(cfg.modelRefreshSeconds)},
+            *(
+                [{"name": "MODEL_API_PREDICTION_LOG", "value": prediction_log}]
+                if prediction_log
+                else []
+            ),
+        ],
         more={
             "portMappings": [{"containerPort": API_PORT, "protocol": "tcp"}],
             "healthCheck": {
@@ -404,6 +462,38 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         ),
     )
 
+    def scheduled_task(label: str, task: aws.ecs.TaskDefinition, task_role, cron: str) -> None:
+        """Run a Fargate task on a cron (EventBridge Scheduler), in the public subnets with the
+        platform's client group; the scheduler may start this task and pass its two roles."""
+        role = aws.iam.Role(
+            f"{name}-{label}-scheduler", assume_role_policy=assume("scheduler.amazonaws.com"),
+            tags=tags,
+        )  # fmt: skip
+        aws.iam.RolePolicy(
+            f"{name}-{label}-scheduler-run",
+            role=role.id,
+            policy=pulumi.Output.all(
+                task.arn_without_revision, execution_role.arn, task_role.arn
+            ).apply(lambda a: run_task_policy(a[0], [a[1], a[2]])),
+        )
+        aws.scheduler.Schedule(
+            f"{name}-{label}",
+            schedule_expression=aws_cron(cron),
+            schedule_expression_timezone="UTC",
+            flexible_time_window=aws.scheduler.ScheduleFlexibleTimeWindowArgs(mode="OFF"),
+            target=aws.scheduler.ScheduleTargetArgs(
+                arn=cluster.arn,
+                role_arn=role.arn,
+                ecs_parameters=aws.scheduler.ScheduleTargetEcsParametersArgs(
+                    task_definition_arn=task.arn_without_revision,
+                    launch_type="FARGATE",
+                    network_configuration=aws.scheduler.ScheduleTargetEcsParametersNetworkConfigurationArgs(
+                        subnets=subnets, security_groups=[client_sg], assign_public_ip=True
+                    ),
+                ),
+            ),
+        )
+
     # --- training job ---------------------------------------------------------------------
     training_role = aws.iam.Role(
         f"{name}-training-task", assume_role_policy=assume("ecs-tasks.amazonaws.com"), tags=tags
@@ -411,7 +501,7 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
     aws.iam.RolePolicy(
         f"{name}-training-data",
         role=training_role.id,
-        policy=data_read_policy([cfg.trainData, cfg.valData]),
+        policy=data_read_policy(cfg.training_data, listed=bool(cfg.trainingDataPrefix)),
     )
     training_task = fargate_task(
         "training",
@@ -419,47 +509,51 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         1024,
         4096,
         training_role,
-        more={"command": ["--train", cfg.trainData, "--val", cfg.valData]},
+        more={"command": cfg.training_command},
     )
-    scheduler_role = aws.iam.Role(
-        f"{name}-training-scheduler",
-        assume_role_policy=assume("scheduler.amazonaws.com"),
-        tags=tags,
+    scheduled_task("training", training_task, training_role, cfg.trainingSchedule)
+
+    # --- monitoring job -------------------------------------------------------------------
+    # Daily: the logged traffic against the champion's reference, its RMSE on the month the
+    # scoring job scores; on degraded it starts the training task above.
+    monitoring_role = aws.iam.Role(
+        f"{name}-monitoring-task", assume_role_policy=assume("ecs-tasks.amazonaws.com"), tags=tags
     )
     aws.iam.RolePolicy(
-        f"{name}-training-scheduler-run",
-        role=scheduler_role.id,
+        f"{name}-monitoring-access",
+        role=monitoring_role.id,
         policy=pulumi.Output.all(
-            training_task.arn_without_revision, execution_role.arn, training_role.arn
+            artifact_bucket, training_task.arn_without_revision, execution_role.arn,
+            training_role.arn,
         ).apply(
-            lambda a: json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {"Effect": "Allow", "Action": ["ecs:RunTask"], "Resource": [f"{a[0]}:*"]},
-                        {"Effect": "Allow", "Action": ["iam:PassRole"], "Resource": [a[1], a[2]]},
-                    ],
-                }
+            lambda a: monitoring_policy(
+                cfg, a[0] if cfg.predictionLog else None, a[1], [a[2], a[3]]
             )
         ),
+    )  # fmt: skip
+    retrain = (
+        pulumi.Output.all(cluster.name, training_task.arn_without_revision, subnets, client_sg).apply(
+            lambda a: [
+                "--retrain", "ecs", "--ecs-cluster", a[0], "--ecs-task-definition", a[1],
+                "--ecs-subnets", ",".join(a[2]), "--ecs-security-groups", a[3],
+            ]
+        )
+        if cfg.retrainOnDegraded
+        else []
+    )  # fmt: skip
+    monitoring_task = fargate_task(
+        "monitoring",
+        monitoring_image,
+        1024,
+        4096,
+        monitoring_role,
+        more={
+            "command": pulumi.Output.all(prediction_log, retrain).apply(
+                lambda a: [*monitoring_command(cfg, a[0]), *a[1]]
+            )
+        },
     )
-    aws.scheduler.Schedule(
-        f"{name}-training",
-        schedule_expression=aws_cron(cfg.trainingSchedule),
-        schedule_expression_timezone="UTC",
-        flexible_time_window=aws.scheduler.ScheduleFlexibleTimeWindowArgs(mode="OFF"),
-        target=aws.scheduler.ScheduleTargetArgs(
-            arn=cluster.arn,
-            role_arn=scheduler_role.arn,
-            ecs_parameters=aws.scheduler.ScheduleTargetEcsParametersArgs(
-                task_definition_arn=training_task.arn_without_revision,
-                launch_type="FARGATE",
-                network_configuration=aws.scheduler.ScheduleTargetEcsParametersNetworkConfigurationArgs(
-                    subnets=subnets, security_groups=[client_sg], assign_public_ip=True
-                ),
-            ),
-        ),
-    )
+    scheduled_task("monitoring", monitoring_task, monitoring_role, cfg.monitoringSchedule)
 
     # --- scoring job ----------------------------------------------------------------------
     # An AWS Batch array job on Fargate: one task per shard, each picking its shard from
@@ -610,6 +704,9 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         "modelApiImage": api_image,
         "trainingImage": training_image,
         "scoringImage": scoring_image,
+        "monitoringImage": monitoring_image,
+        "monitoringJob": monitoring_task.arn_without_revision,
+        "predictionLog": prediction_log,
         "scoringJobQueue": queue.arn,
         "scoringJobDefinition": job_definition.arn_prefix,
         "scoringInput": cfg.scoringInput,

@@ -79,11 +79,16 @@ class ServicesConfig(BaseModel):
     platformOrg: str | None = None
     """Default: this stack's organization."""
     modelApiImage: str | None = None
-    """A prebuilt image reference; when set (with trainingImage), nothing is built."""
+    """A prebuilt image reference; when set (with the other three), nothing is built."""
     trainingImage: str | None = None
     scoringImage: str | None = None
-    trainData: str
-    valData: str
+    monitoringImage: str | None = None
+    trainData: str | None = None
+    valData: str | None = None
+    trainingDataPrefix: str | None = None
+    """Continuous training: a prefix TLC months are copied into; each run validates on the
+    newest month and trains on the trainingMonths before it (instead of trainData/valData)."""
+    trainingMonths: int = Field(default=1, ge=1, le=36)
     trainingSchedule: str
     """Five-field cron, UTC (e.g. "0 6 * * 1" = Mondays 06:00)."""
     apiMinTasks: int = Field(ge=0, le=100)
@@ -114,14 +119,36 @@ class ServicesConfig(BaseModel):
     scoringCpu: Literal[1, 2, 4] = 1
     """vCPUs per scoring task."""
     scoringMemoryMb: int = 4096
+    predictionLog: bool = True
+    """The model API logs its predictions under predictions/ in the artifact bucket."""
+    monitoringSchedule: str = "0 7 * * *"
+    """Five-field cron, UTC: when the monitor checks the champion."""
+    monitoringDays: int = Field(default=7, ge=1, le=90)
+    """Days of logged traffic compared with the training reference."""
+    driftThreshold: float = Field(default=0.1, gt=0, le=1)
+    driftShare: float = Field(default=0.5, gt=0, le=1)
+    maxRmseIncrease: float = Field(default=0.1, gt=0, le=10)
+    """Degraded when the realised RMSE exceeds the validation RMSE by more than this share."""
+    retrainOnDegraded: bool = True
 
     @field_validator("trainData", "valData")
     @classmethod
-    def _uri(cls, value: str) -> str:
+    def _uri(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
         if not value.startswith(("s3://", "gs://")) or len(value.split("/")) < 4:
             raise ValueError(
                 f"{value!r}: must be s3://bucket/key or gs://bucket/key of a TLC parquet file"
             )
+        return value
+
+    @field_validator("trainingDataPrefix")
+    @classmethod
+    def _prefix(cls, value: str | None) -> str | None:
+        if value is not None and (
+            not value.startswith(("s3://", "gs://")) or not value.split("://", 1)[1].strip("/")
+        ):
+            raise ValueError(f"{value!r}: must be s3://bucket/prefix/ or gs://bucket/prefix/")
         return value
 
     @field_validator("scoringInput", "scoringOutput")
@@ -133,7 +160,7 @@ class ServicesConfig(BaseModel):
             raise ValueError(f"{value!r}: must be s3://bucket/key or gs://bucket/key")
         return value
 
-    @field_validator("trainingSchedule", "scoringSchedule")
+    @field_validator("trainingSchedule", "scoringSchedule", "monitoringSchedule")
     @classmethod
     def _cron(cls, value: str) -> str:
         if len(value.split()) != 5:
@@ -152,14 +179,14 @@ class ServicesConfig(BaseModel):
             raise ConfigError(
                 f"{NAMESPACE}:apiMinTasks ({self.apiMinTasks}) must not exceed apiMaxTasks ({self.apiMaxTasks})"
             )
-        images = ("modelApiImage", "trainingImage", "scoringImage")
+        images = ("modelApiImage", "trainingImage", "scoringImage", "monitoringImage")
         if len({bool(getattr(self, key)) for key in images}) != 1:
             raise ConfigError(
-                f"{', '.join(f'{NAMESPACE}:{k}' for k in images)}: set all three (prebuilt) "
+                f"{', '.join(f'{NAMESPACE}:{k}' for k in images)}: set all four (prebuilt) "
                 "or none (built here)"
             )
         scheme = "s3://" if self.cloud == "aws" else "gs://"
-        for key in ("trainData", "valData", "scoringInput", "scoringOutput"):
+        for key in ("trainData", "valData", "trainingDataPrefix", "scoringInput", "scoringOutput"):
             if getattr(self, key) and not getattr(self, key).startswith(scheme):
                 raise ConfigError(
                     f"{NAMESPACE}:{key}: on {self.cloud} the data must be at {scheme}…"
@@ -183,9 +210,39 @@ class ServicesConfig(BaseModel):
         return bool(self.modelApiImage)
 
     @property
+    def training_command(self) -> list[str]:
+        """The scheduled training run's arguments: a fixed pair of months or the newest ones."""
+        if self.trainingDataPrefix:
+            return ["--data-prefix", self.trainingDataPrefix, "--months", str(self.trainingMonths)]
+        return ["--train", str(self.trainData), "--val", str(self.valData)]
+
+    @property
+    def training_data(self) -> list[str]:
+        """What the training job reads: its two months, or every key under its prefix."""
+        if self.trainingDataPrefix:
+            return [self.trainingDataPrefix.rstrip("/") + "/" + MONTH]
+        return [str(self.trainData), str(self.valData)]
+
+    @property
     def scoring_templated(self) -> bool:
         """Whether a scheduled run needs --month (its input or output names the month)."""
         return MONTH in self.scoringInput or MONTH in (self.scoringOutput or MONTH)
+
+
+def monitoring_command(cfg: ServicesConfig, prediction_log: str | None) -> list[str]:
+    """The scheduled monitor's arguments, but for how it starts training (a deploy-time value):
+    the last monitoringDays of traffic, and the month the scoring job scores for quality."""
+    args = ["--prediction-log", prediction_log] if prediction_log else []
+    args += [
+        "--days", str(cfg.monitoringDays),
+        "--actuals", cfg.scoringInput,
+        "--drift-threshold", f"{cfg.driftThreshold:g}",
+        "--drift-share", f"{cfg.driftShare:g}",
+        "--max-rmse-increase", f"{cfg.maxRmseIncrease:g}",
+    ]  # fmt: skip
+    if MONTH in cfg.scoringInput:
+        args.append(f"--month=-{cfg.scoringMonthsBack}" if cfg.scoringMonthsBack else "--month=0")
+    return args
 
 
 def scoring_command(cfg: ServicesConfig) -> list[str]:
@@ -243,16 +300,18 @@ def load(raw: dict[str, Any], stack: str) -> ServicesConfig:
             values[name] = decode(value)
     if "cloud" not in values:
         raise ConfigError(f"{NAMESPACE}:cloud is required; allowed: aws, gcp")
-    for key in ("trainData", "valData"):
-        if key not in values:
-            raise ConfigError(
-                f"{NAMESPACE}:{key} is required: the s3:// or gs:// URI of a TLC month"
-            )
+    if "trainingDataPrefix" not in values:
+        for key in ("trainData", "valData"):
+            if key not in values:
+                raise ConfigError(
+                    f"{NAMESPACE}:{key} is required (or trainingDataPrefix): the s3:// or "
+                    "gs:// URI of a TLC month"
+                )
     if "scoringInput" not in values:
-        derived = monthly(str(values["trainData"]))
+        derived = monthly(str(values["trainData"])) if "trainData" in values else None
         if derived is None:
             raise ConfigError(
-                f"{NAMESPACE}:scoringInput is required (trainData's name has no YYYY-MM to "
+                f"{NAMESPACE}:scoringInput is required (no trainData with a YYYY-MM to "
                 "derive it from): the TLC files to score, e.g. "
                 "s3://bucket/yellow/yellow_tripdata_{month}.parquet"
             )

@@ -15,11 +15,17 @@ import pulumi_gcp as gcp
 
 from infra import outputs as platform_out
 from services.deploy import images
-from services.deploy.config import ServicesConfig, read_prefix, scoring_command
+from services.deploy.config import (
+    ServicesConfig,
+    monitoring_command,
+    read_prefix,
+    scoring_command,
+)
 from services.deploy.platform_ref import PlatformRef
 
 API_PORT = 8000
 SCORING_PREFIX = "batch-predictions/{month}/"
+PREDICTIONS = "predictions/"
 
 
 def account_id(stack: str, role: str) -> str:
@@ -65,6 +71,7 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         api_image: pulumi.Input[str] = cfg.modelApiImage
         training_image: pulumi.Input[str] = cfg.trainingImage
         scoring_image: pulumi.Input[str] = cfg.scoringImage
+        monitoring_image: pulumi.Input[str] = cfg.monitoringImage
     else:
         repo = gcp.artifactregistry.Repository(
             f"{name}-images",
@@ -91,6 +98,9 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         api_image = images.build("model-api", base.apply(lambda b: f"{b}/model-api"), registry)
         training_image = images.build("training", base.apply(lambda b: f"{b}/training"), registry)
         scoring_image = images.build("scoring", base.apply(lambda b: f"{b}/scoring"), registry)
+        monitoring_image = images.build(
+            "monitoring", base.apply(lambda b: f"{b}/monitoring"), registry
+        )
 
     def job_path(job: gcp.cloudrunv2.Job) -> pulumi.Output[str]:
         return pulumi.Output.concat("projects/", project, "/locations/", region, "/jobs/", job.name)
@@ -110,11 +120,14 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         return sa.email.apply(lambda e: f"serviceAccount:{e}")
 
     api_sa, training_sa, scheduler_sa = account("api"), account("training"), account("scheduler")
-    scoring_sa = account("scoring")
+    scoring_sa, monitoring_sa = account("scoring"), account("monitoring")
     # What each job may do, granted before the job exists, so a run right after the first
     # deploy does not meet a missing permission.
-    grants: dict[str, list[pulumi.Resource]] = {"training": [], "scoring": []}
-    for label, sa in (("api", api_sa), ("training", training_sa), ("scoring", scoring_sa)):
+    grants: dict[str, list[pulumi.Resource]] = {"training": [], "scoring": [], "monitoring": []}
+    for label, sa in (
+        ("api", api_sa), ("training", training_sa), ("scoring", scoring_sa),
+        ("monitoring", monitoring_sa),
+    ):  # fmt: skip
         access = gcp.secretmanager.SecretIamMember(
             f"{name}-{label}-password-access",
             secret_id=password_secret,
@@ -123,7 +136,7 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         )
         grants.setdefault(label, []).append(access)
     # The training data: read access on that bucket only.
-    data_buckets = sorted({urlparse(u).netloc for u in (cfg.trainData, cfg.valData)})
+    data_buckets = sorted({urlparse(u).netloc for u in cfg.training_data})
     for i, bucket in enumerate(data_buckets):
         grants["training"].append(
             gcp.storage.BucketIAMMember(
@@ -154,9 +167,24 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         ],
         egress="PRIVATE_RANGES_ONLY",
     )
+    # The prediction log: the API may create objects under predictions/ in the artifact bucket.
+    prediction_log: pulumi.Input[str] | None = None
+    api_grants: list[pulumi.Resource] = []
+    if cfg.predictionLog:
+        prediction_log = pulumi.Output.concat("gs://", artifact_bucket, "/", PREDICTIONS)
+        api_grants.append(
+            gcp.storage.BucketIAMMember(
+                f"{name}-api-prediction-log",
+                bucket=artifact_bucket,
+                role="roles/storage.objectCreator",  # each write is a new, uniquely named file
+                member=member(api_sa),
+                condition=prefix_condition("prediction log", artifact_bucket, PREDICTIONS),
+            )
+        )
     probe = gcp.cloudrunv2.ServiceTemplateContainerStartupProbeHttpGetArgs
     service = gcp.cloudrunv2.Service(
         f"{name}-model-api",
+        opts=pulumi.ResourceOptions(depends_on=[*grants["api"], *api_grants]),
         location=region,
         deletion_protection=False,
         ingress="INGRESS_TRAFFIC_ALL",
@@ -179,6 +207,15 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
                         gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(
                             name="MODEL_API_REFRESH_SECONDS", value=str(cfg.modelRefreshSeconds)
                         ),
+                        *(
+                            [
+                                gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(
+                                    name="MODEL_API_PREDICTION_LOG", value=prediction_log
+                                )
+                            ]
+                            if prediction_log
+                            else []
+                        ),  # fmt: skip
                     ],
                     resources=gcp.cloudrunv2.ServiceTemplateContainerResourcesArgs(
                         limits={
@@ -287,10 +324,59 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         "training",
         training_sa,
         training_image,
-        ["--train", cfg.trainData, "--val", cfg.valData],
+        cfg.training_command,
         {"cpu": "2", "memory": "4Gi"},
         "3600s",
         cfg.trainingSchedule,
+    )
+
+    # --- monitoring job -------------------------------------------------------------------
+    # Daily: the logged traffic against the champion's reference, its RMSE on the month the
+    # scoring job scores; on degraded it executes the training job above.
+    # Listing the log's files cannot be narrowed to a prefix by an IAM condition: the monitor
+    # may read the artifact bucket (as it may through MLflow, with the credentials it has).
+    grants["monitoring"].append(
+        gcp.storage.BucketIAMMember(
+            f"{name}-monitoring-log",
+            bucket=artifact_bucket,
+            role="roles/storage.objectViewer",
+            member=member(monitoring_sa),
+        )
+    )
+    actuals_bucket, actuals_prefix = gs_prefix(cfg.scoringInput)
+    grants["monitoring"].append(
+        gcp.storage.BucketIAMMember(
+            f"{name}-monitoring-actuals",
+            bucket=actuals_bucket,
+            role="roles/storage.objectViewer",
+            member=member(monitoring_sa),
+            condition=prefix_condition("monitoring actuals", actuals_bucket, actuals_prefix),
+        )
+    )
+    retrain: pulumi.Input[list[str]] = []
+    if cfg.retrainOnDegraded:
+        grants["monitoring"].append(
+            gcp.cloudrunv2.JobIamMember(
+                f"{name}-monitoring-runs-training",
+                name=job.name,
+                location=region,
+                role="roles/run.invoker",  # jobs.run without overrides
+                member=member(monitoring_sa),
+            )
+        )
+        retrain = job_path(job).apply(
+            lambda path: ["--retrain", "cloud-run", "--cloud-run-job", path]
+        )
+    monitoring_job = scheduled_job(
+        "monitoring",
+        monitoring_sa,
+        monitoring_image,
+        pulumi.Output.all(prediction_log, retrain).apply(
+            lambda a: [*monitoring_command(cfg, a[0]), *a[1]]
+        ),
+        {"cpu": "1", "memory": "2Gi"},
+        "3600s",
+        cfg.monitoringSchedule,
     )
 
     # --- scoring job ----------------------------------------------------------------------
@@ -339,6 +425,9 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         "modelApiImage": api_image,
         "trainingImage": training_image,
         "scoringImage": scoring_image,
+        "monitoringImage": monitoring_image,
+        "monitoringJob": job_path(monitoring_job),
+        "predictionLog": prediction_log,
         "scoringJob": job_path(scoring_job),
         "scoringInput": cfg.scoringInput,
         "scoringOutput": scoring_output,

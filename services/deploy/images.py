@@ -1,4 +1,4 @@
-"""The three images, built from the repository's Dockerfiles and pushed by Pulumi (docker-build
+"""The four images, built from the repository's Dockerfiles and pushed by Pulumi (docker-build
 provider), unless the stack names prebuilt ones."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ DOCKERFILES = {
     "model-api": ROOT / "services/model_api/Dockerfile",
     "training": ROOT / "training/Dockerfile",
     "scoring": ROOT / "scoring/Dockerfile",
+    "monitoring": ROOT / "monitoring/Dockerfile",
 }
 
 

@@ -92,7 +92,16 @@ def test_aws_roles_are_least_privilege(services_aws):
     api_policies = [
         p for p in services_aws.of_type("aws:iam/rolePolicy:RolePolicy") if "api" in p["name"]
     ]
-    assert api_policies == []  # the API's task role needs nothing
+    # The API's task role may only write its prediction log.
+    assert [p["name"] for p in api_policies] == ["mlops-api-prediction-log"]
+    bucket = PLATFORM_OUTPUTS["aws"]["artifactBucket"]
+    assert policy(services_aws, "mlops-api-prediction-log")["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
+            "Resource": [f"arn:aws:s3:::{bucket}/predictions/*"],
+        }
+    ]
 
 
 def test_aws_tasks_reach_mlflow_through_the_client_group_and_only_the_alb_reaches_the_api(
@@ -111,7 +120,7 @@ def test_aws_tasks_reach_mlflow_through_the_client_group_and_only_the_alb_reache
 
 def test_aws_log_retention_follows_the_stack(services_aws):
     groups = services_aws.of_type("aws:cloudwatch/logGroup:LogGroup")
-    assert len(groups) == 3
+    assert len(groups) == 4
     assert {g["inputs"]["retentionInDays"] for g in groups} == {
         DEFAULTS[services_aws.stack]["logRetentionDays"]
     }
@@ -119,16 +128,17 @@ def test_aws_log_retention_follows_the_stack(services_aws):
 
 def test_aws_images_scan_on_push_and_expire(services_aws):
     repos = services_aws.of_type("aws:ecr/repository:Repository")
-    assert len(repos) == 3 and all(
+    assert len(repos) == 4 and all(
         r["inputs"]["imageScanningConfiguration"]["scanOnPush"] for r in repos
     )
-    assert len(services_aws.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")) == 3
+    assert len(services_aws.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")) == 4
     images = services_aws.of_type("docker-build:index:Image")
     dockerfiles = {i["inputs"]["dockerfile"]["location"] for i in images}
     assert {tuple(d.split("/")[-2:]) for d in dockerfiles} == {
         ("model_api", "Dockerfile"),
         ("training", "Dockerfile"),
         ("scoring", "Dockerfile"),
+        ("monitoring", "Dockerfile"),
     }
     assert all(i["inputs"]["push"] is True for i in images)
 
@@ -253,6 +263,88 @@ def test_aws_one_shard_is_a_plain_job_not_an_array(tmp_path):
     assert "ArrayProperties" not in json.loads(schedule["inputs"]["target"]["input"])
 
 
+# --- AWS: prediction log, monitoring, continuous training -------------------------------------
+
+
+def test_aws_the_api_logs_its_predictions_to_the_artifact_bucket(services_aws):
+    env = {
+        e["name"]: e["value"] for e in containers(services_aws, "mlops-model-api")["environment"]
+    }
+    bucket = PLATFORM_OUTPUTS["aws"]["artifactBucket"]
+    assert env["MODEL_API_PREDICTION_LOG"] == f"s3://{bucket}/predictions/"
+
+
+def test_aws_the_monitor_runs_daily_and_retrains_through_the_training_task(services_aws):
+    schedule = services_aws.named("aws:scheduler/schedule:Schedule", "mlops-monitoring")["inputs"]
+    assert schedule["scheduleExpression"] == "cron(0 7 * * ? *)"
+    command = containers(services_aws, "mlops-monitoring")["command"]
+    bucket = PLATFORM_OUTPUTS["aws"]["artifactBucket"]
+    training = "arn:aws:mock:us-east-1:123456789012:mlops-training"
+    assert command[:2] == ["--prediction-log", f"s3://{bucket}/predictions/"]
+    assert command[command.index("--retrain") :] == [
+        "--retrain", "ecs", "--ecs-cluster", "mlops-cluster", "--ecs-task-definition", training,
+        "--ecs-subnets", "subnet-pub-a,subnet-pub-b", "--ecs-security-groups", "sg-0clients",
+    ]  # fmt: skip
+    assert command[command.index("--actuals") + 1] == SCORING_INPUT
+    assert "--month=-2" in command
+
+
+def test_aws_the_monitor_may_read_the_log_and_start_training_only(services_aws):
+    bucket = PLATFORM_OUTPUTS["aws"]["artifactBucket"]
+    statements = policy(services_aws, "mlops-monitoring-access")["Statement"]
+    by_action = {tuple(s["Action"]): s for s in statements}
+    assert set(by_action) == {
+        ("s3:GetObject",), ("s3:ListBucket",), ("ecs:RunTask",), ("iam:PassRole",)
+    }  # fmt: skip
+    reads = [r for s in statements if s["Action"] == ["s3:GetObject"] for r in s["Resource"]]
+    assert sorted(reads) == sorted(
+        ["arn:aws:s3:::my-tlc-data/green/green_tripdata_*", f"arn:aws:s3:::{bucket}/predictions/*"]
+    )
+    assert by_action[("s3:ListBucket",)]["Condition"] == {
+        "StringLike": {"s3:prefix": ["predictions/*"]}
+    }
+    assert by_action[("ecs:RunTask",)]["Resource"] == [
+        "arn:aws:mock:us-east-1:123456789012:mlops-training:*"
+    ]
+    assert by_action[("iam:PassRole",)]["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+    }
+
+
+def test_aws_continuous_training_reads_and_lists_its_prefix(tmp_path):
+    result = run_services(
+        tmp_path,
+        "dev",
+        {
+            "mlops-services:trainingDataPrefix": "s3://tlc-feed/green/",
+            "mlops-services:trainingMonths": "3",
+            "mlops-services:trainData": None,
+            "mlops-services:valData": None,
+            "mlops-services:scoringInput": "s3://tlc-feed/green/green_tripdata_{month}.parquet",
+            "mlops-services:predictionLog": "false",
+            "mlops-services:retrainOnDegraded": "false",
+        },
+    )
+    assert result["error"] is None, result["error"]
+    by_name = {r["name"]: r for r in result["resources"] if r["type"] != TASK}
+    tasks = {r["name"]: r for r in result["resources"] if r["type"] == TASK}
+    [container] = json.loads(tasks["mlops-training"]["inputs"]["containerDefinitions"])
+    assert container["command"] == ["--data-prefix", "s3://tlc-feed/green/", "--months", "3"]
+    statements = json.loads(by_name["mlops-training-data"]["inputs"]["policy"])["Statement"]
+    assert statements == [
+        {"Effect": "Allow", "Action": ["s3:GetObject"],
+         "Resource": ["arn:aws:s3:::tlc-feed/green/*"]},
+        {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": ["arn:aws:s3:::tlc-feed"],
+         "Condition": {"StringLike": {"s3:prefix": ["green/*"]}}},
+    ]  # fmt: skip
+    # Log off: no log, no write grant; retraining off: the monitor cannot start tasks.
+    assert "mlops-api-prediction-log" not in by_name
+    [monitor] = json.loads(tasks["mlops-monitoring"]["inputs"]["containerDefinitions"])
+    assert "--prediction-log" not in monitor["command"] and "--retrain" not in monitor["command"]
+    access = json.loads(by_name["mlops-monitoring-access"]["inputs"]["policy"])["Statement"]
+    assert [s["Action"] for s in access] == [["s3:GetObject"]]
+
+
 # --- GCP ---------------------------------------------------------------------------------------
 
 
@@ -275,7 +367,7 @@ def run_templates(declared) -> list[dict]:
     """The Cloud Run service's template and each job's task template (one level deeper)."""
     service = declared.one(RUN_SERVICE)["inputs"]["template"]
     jobs = [j["inputs"]["template"]["template"] for j in declared.of_type(RUN_JOB)]
-    assert len(jobs) == 2  # training, scoring
+    assert len(jobs) == 3  # training, scoring, monitoring
     return [service, *jobs]
 
 
@@ -300,6 +392,7 @@ def test_gcp_password_comes_from_secret_manager_never_plain_env(services_gcp):
 def test_gcp_service_accounts_are_least_privilege(services_gcp):
     assert not [r for r in services_gcp.resources if r["type"].startswith("gcp:projects/")]
     secrets = services_gcp.of_type("gcp:secretmanager/secretIamMember:SecretIamMember")
+    assert len(secrets) == 4  # api, training, scoring, monitoring
     assert {s["inputs"]["secretId"] for s in secrets} == {
         PLATFORM_OUTPUTS["gcp"]["clientPasswordSecret"]
     }
@@ -424,6 +517,48 @@ def test_gcp_a_chosen_scoring_output_is_the_one_granted(tmp_path):
     assert result["outputs"]["scoringOutput"]["value"] == "gs://scores/taxi/{month}/"
 
 
+# --- GCP: prediction log, monitoring ----------------------------------------------------------
+
+
+def test_gcp_the_api_may_only_create_its_prediction_log(services_gcp):
+    bucket = PLATFORM_OUTPUTS["gcp"]["artifactBucket"]
+    [container] = services_gcp.one(RUN_SERVICE)["inputs"]["template"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["envs"]}
+    assert env["MODEL_API_PREDICTION_LOG"] == f"gs://{bucket}/predictions/"
+    grant = services_gcp.named(BUCKET_MEMBER, "mlops-api-prediction-log")["inputs"]
+    assert (grant["bucket"], grant["role"]) == (bucket, "roles/storage.objectCreator")
+    assert grant["condition"]["expression"] == (
+        f'resource.name.startsWith("projects/_/buckets/{bucket}/objects/predictions/")'
+    )
+    depends = services_gcp.one(RUN_SERVICE)["options"]["dependencies"]
+    assert any(urn.endswith("::mlops-api-prediction-log") for urn in depends)
+
+
+def test_gcp_the_monitor_runs_daily_and_may_execute_the_training_job(services_gcp):
+    job = services_gcp.named(RUN_JOB, "mlops-monitoring")["inputs"]["template"]["template"]
+    [container] = job["containers"]
+    args = container["args"]
+    assert args[args.index("--retrain") :] == [
+        "--retrain", "cloud-run", "--cloud-run-job",
+        "projects/mlops-test/locations/europe-west1/jobs/mlops-training-mock",
+    ]  # fmt: skip
+    schedule = services_gcp.named("gcp:cloudscheduler/job:Job", "mlops-monitoring-schedule")
+    assert schedule["inputs"]["schedule"] == "0 7 * * *"
+    invoker = services_gcp.named(
+        "gcp:cloudrunv2/jobIamMember:JobIamMember", "mlops-monitoring-runs-training"
+    )["inputs"]
+    assert (invoker["name"], invoker["role"]) == ("mlops-training-mock", "roles/run.invoker")
+    assert "-monitoring@" in invoker["member"]
+    actuals = services_gcp.named(BUCKET_MEMBER, "mlops-monitoring-actuals")["inputs"]
+    assert actuals["condition"]["expression"] == (
+        'resource.name.startsWith("projects/_/buckets/tlc-data/objects/green/green_tripdata_")'
+    )
+    depends = services_gcp.named(RUN_JOB, "mlops-monitoring")["options"]["dependencies"]
+    for grant in ("mlops-monitoring-log", "mlops-monitoring-actuals",
+                  "mlops-monitoring-runs-training", "mlops-monitoring-password-access"):  # fmt: skip
+        assert any(urn.endswith(f"::{grant}") for urn in depends), grant
+
+
 # --- both --------------------------------------------------------------------------------------
 
 
@@ -435,6 +570,7 @@ def test_prebuilt_images_are_used_and_nothing_is_built(tmp_path):
             "mlops-services:modelApiImage": "example.org/api:1",
             "mlops-services:trainingImage": "example.org/train:1",
             "mlops-services:scoringImage": "example.org/score:1",
+            "mlops-services:monitoringImage": "example.org/monitor:1",
         },
     )
     assert result["error"] is None, result["error"]

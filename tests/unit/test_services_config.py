@@ -38,7 +38,17 @@ def test_cron_becomes_eventbridge_syntax(cron, expected):
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"cloud": "aws"}, "mlops-services:trainData is required"),
+        ({"cloud": "aws"}, "mlops-services:trainData is required (or trainingDataPrefix)"),
+        (
+            {"cloud": "aws", "trainingDataPrefix": "s3://b/green/"},
+            "mlops-services:scoringInput is required (no trainData with a YYYY-MM",
+        ),
+        (
+            {"cloud": "aws", **DATA, "trainingDataPrefix": "s3://"},
+            "mlops-services:trainingDataPrefix: 's3://': must be s3://bucket/prefix/",
+        ),
+        ({"cloud": "aws", **DATA, "monitoringSchedule": "daily"}, "monitoringSchedule: 'daily'"),
+        ({"cloud": "aws", **DATA, "driftShare": "0"}, "mlops-services:driftShare:"),
         (
             {"cloud": "aws", **DATA, "trainingSchedule": "daily"},
             "mlops-services:trainingSchedule: 'daily': must be a five-field cron",
@@ -48,10 +58,10 @@ def test_cron_becomes_eventbridge_syntax(cron, expected):
             "mlops-services:logRetentionDays: 10: allowed: 1, 3, 5, 7",
         ),
         ({"cloud": "gcp", **DATA}, "mlops-services:trainData: on gcp the data must be at gs://"),
-        ({"cloud": "aws", **DATA, "modelApiImage": "x/y:1"}, "set all three (prebuilt) or none"),
+        ({"cloud": "aws", **DATA, "modelApiImage": "x/y:1"}, "set all four (prebuilt) or none"),
         (
             {"cloud": "aws", "trainData": "s3://b/train.parquet", "valData": "s3://b/v.parquet"},
-            "mlops-services:scoringInput is required (trainData's name has no YYYY-MM",
+            "mlops-services:scoringInput is required (no trainData with a YYYY-MM",
         ),
         (
             {"cloud": "aws", **DATA, "scoringMemoryMb": "1024"},
@@ -111,3 +121,21 @@ def test_names_the_clouds_accept_whatever_the_stack_is_called():
     assert len(ids) == 4  # cut to 30 characters, they would not all differ
     assert all(len(i) <= 30 and i[0].isalpha() and not i.endswith("-") for i in ids)
     assert account_id("Dev_Bob", "api") == "mlops-dev-bob-api"
+
+
+def test_continuous_training_replaces_the_fixed_months():
+    from services.deploy.config import monitoring_command
+
+    cfg = load(
+        {"cloud": "aws", "trainingDataPrefix": "s3://b/green/", "trainingMonths": "2",
+         "scoringInput": "s3://b/green/green_tripdata_{month}.parquet"}, "dev",
+    )  # fmt: skip
+    assert cfg.training_command == ["--data-prefix", "s3://b/green/", "--months", "2"]
+    assert cfg.training_data == ["s3://b/green/{month}"]
+    assert monitoring_command(cfg, None) == [
+        "--days", "7", "--actuals", "s3://b/green/green_tripdata_{month}.parquet",
+        "--drift-threshold", "0.1", "--drift-share", "0.5", "--max-rmse-increase", "0.1",
+        "--month=-2",
+    ]  # fmt: skip
+    fixed = load({"cloud": "aws", **DATA}, "dev")
+    assert fixed.training_command == ["--train", DATA["trainData"], "--val", DATA["valData"]]
