@@ -165,6 +165,11 @@ class ServicesConfig(BaseModel):
     def _cron(cls, value: str) -> str:
         if len(value.split()) != 5:
             raise ValueError(f"{value!r}: must be a five-field cron expression like '0 6 * * 1'")
+        try:
+            for name, text in zip(CRON_FIELDS, value.split(), strict=True):
+                cron_values(name, text)
+        except CronError as exc:
+            raise ValueError(f"{value!r}: {exc}") from None
         return value
 
     @field_validator("logRetentionDays")
@@ -191,6 +196,12 @@ class ServicesConfig(BaseModel):
                 raise ConfigError(
                     f"{NAMESPACE}:{key}: on {self.cloud} the data must be at {scheme}…"
                 )
+        if self.cloud == "aws":
+            for key in ("trainingSchedule", "scoringSchedule", "monitoringSchedule"):
+                try:
+                    aws_cron(getattr(self, key))
+                except CronError as exc:
+                    raise ConfigError(f"{NAMESPACE}:{key}: {exc}") from None
         if self.cloud == "aws" and self.scoringMemoryMb not in FARGATE_MEMORY[self.scoringCpu]:
             allowed = FARGATE_MEMORY[self.scoringCpu]
             raise ConfigError(
@@ -270,25 +281,79 @@ def read_prefix(uri: str) -> str:
     return uri.split(MONTH, 1)[0] + "*" if MONTH in uri else uri
 
 
+DAY_NAMES = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+# Field -> (lowest, highest, names for lowest, lowest+1, ...): cron's own ranges.
+CRON_FIELDS = {
+    "minute": (0, 59, ()),
+    "hour": (0, 23, ()),
+    "day of month": (1, 31, ()),
+    "month": (1, 12, MONTH_NAMES),
+    "day of week": (0, 7, (*DAY_NAMES, "SUN")),
+}
+
+
+class CronError(ValueError):
+    pass
+
+
+def cron_values(field: str, text: str) -> list[int] | None:
+    """The values a cron field selects (None for `*`); CronError naming the field otherwise."""
+    low, high, names = CRON_FIELDS[field]
+
+    def number(token: str) -> int:
+        token = token.upper()
+        if token in names:
+            return low + names.index(token)
+        if not token.isdigit() or not low <= int(token) <= high:
+            raise CronError(f"{field}: {token!r} is not in {low}-{high}")
+        return int(token)
+
+    if text == "*":
+        return None
+    values: set[int] = set()
+    for part in text.split(","):
+        span, _, step = part.partition("/")
+        if step and (not step.isdigit() or int(step) == 0):
+            raise CronError(f"{field}: step {step!r} must be a positive number")
+        if span == "*":
+            first, last = low, high
+        elif "-" in span:
+            first, last = (number(t) for t in span.split("-", 1))
+            if first > last:
+                raise CronError(f"{field}: range {span!r} runs backwards")
+        else:
+            first = last = number(span)
+            if step:
+                last = high
+        values.update(range(first, last + 1, int(step or 1)))
+    return sorted(values)
+
+
 def aws_cron(expr: str) -> str:
-    """Standard five-field cron -> EventBridge Scheduler's cron(m h dom mon dow year)."""
-    minute, hour, dom, month, dow = expr.split()
-    names = {
-        "0": "SUN",
-        "1": "MON",
-        "2": "TUE",
-        "3": "WED",
-        "4": "THU",
-        "5": "FRI",
-        "6": "SAT",
-        "7": "SUN",
-    }
-    if dow == "*":
-        dow = "?"
-    else:
-        dow = ",".join(names.get(d, d.upper()) for d in dow.split(","))
-        dom = "?"
-    return f"cron({minute} {hour} {dom} {month} {dow} *)"
+    """Standard five-field cron -> EventBridge Scheduler's cron(m h dom mon dow year).
+
+    EventBridge numbers weekdays 1-7 from Sunday (cron: 0-7, 0 and 7 Sunday), so weekdays are
+    written as names; and it cannot combine a day of month with a day of week (cron runs on
+    either), so one of them must be `*`. Raises CronError naming the field otherwise."""
+    fields = expr.split()
+    if len(fields) != 5:
+        raise CronError(
+            f"{expr!r}: must be five fields (minute hour day-of-month month day-of-week)"
+        )
+    minute, hour, dom, month, dow = fields
+    for name, text in zip(CRON_FIELDS, fields, strict=True):
+        cron_values(name, text)
+    days = cron_values("day of week", dow)
+    if days is None:
+        return f"cron({minute} {hour} {dom} {month} ? *)"
+    if dom != "*":
+        raise CronError(
+            f"{expr!r}: set a day of month or a day of week, not both (EventBridge cannot run "
+            "on either, as cron does)"
+        )
+    weekdays = ",".join(dict.fromkeys(DAY_NAMES[d % 7] for d in days))
+    return f"cron({minute} {hour} ? {month} {weekdays} *)"
 
 
 def load(raw: dict[str, Any], stack: str) -> ServicesConfig:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from infra.config import ConfigError
 from services.deploy.config import (
+    CronError,
     aws_cron,
     batch_job_name,
     load,
@@ -29,10 +32,42 @@ def test_defaults_follow_the_stack_kind():
         ("0 6 * * 1", "cron(0 6 ? * MON *)"),
         ("0 5 1 * *", "cron(0 5 1 * ? *)"),
         ("30 2 * * 0,6", "cron(30 2 ? * SUN,SAT *)"),
+        # EventBridge's 1-5 would be Sunday to Thursday: weekdays are written as names.
+        ("0 6 * * 1-5", "cron(0 6 ? * MON,TUE,WED,THU,FRI *)"),
+        ("0 6 * * 7", "cron(0 6 ? * SUN *)"),
+        ("0 6 * * 5-7", "cron(0 6 ? * FRI,SAT,SUN *)"),
+        ("0 0 * * */2", "cron(0 0 ? * SUN,TUE,THU,SAT *)"),
+        ("0 6 * * mon", "cron(0 6 ? * MON *)"),
+        ("*/15 * * * *", "cron(*/15 * * * ? *)"),
+        ("0 6 1,15 * *", "cron(0 6 1,15 * ? *)"),
+        ("0 6 * JAN-MAR *", "cron(0 6 * JAN-MAR ? *)"),
+        ("0 7 25 * *", "cron(0 7 25 * ? *)"),
     ],
 )
 def test_cron_becomes_eventbridge_syntax(cron, expected):
     assert aws_cron(cron) == expected
+
+
+@pytest.mark.parametrize(
+    ("cron", "message"),
+    [
+        ("0 5 1 * 1", "set a day of month or a day of week, not both"),
+        ("60 * * * *", "minute: '60' is not in 0-59"),
+        ("0 24 * * *", "hour: '24' is not in 0-23"),
+        ("0 0 0 * *", "day of month: '0' is not in 1-31"),
+        ("0 0 * 13 *", "month: '13' is not in 1-12"),
+        ("0 0 * * 8", "day of week: '8' is not in 0-7"),
+        ("0 0 * * 5-1", "range '5-1' runs backwards"),
+        ("*/0 * * * *", "step '0' must be a positive number"),
+        ("0 0 L * *", "day of month: 'L' is not in 1-31"),
+    ],
+)
+def test_crons_eventbridge_cannot_run_are_errors(cron, message):
+    with pytest.raises(CronError, match=re.escape(message)):
+        aws_cron(cron)
+    raw = {"cloud": "aws", **DATA, "trainingSchedule": cron}
+    with pytest.raises(ConfigError, match="mlops-services:trainingSchedule"):
+        load(raw, "dev")
 
 
 @pytest.mark.parametrize(
