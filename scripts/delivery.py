@@ -1,22 +1,30 @@
 """Per-branch delivery: which stack a branch deploys, and deploy/destroy of both projects.
 
     python -m scripts.delivery stack-for BRANCH      # prints the stack, or exits 1
-    python -m scripts.delivery deploy STACK          # platform, then services (scripts/deploy)
+    python -m scripts.delivery deploy STACK          # platform, then services, then a model
+                                                     # (scripts/deploy)
     python -m scripts.delivery preview STACK         # both projects, for pull requests
     python -m scripts.delivery destroy STACK [--confirm-destroy-prod]   # services, then platform
 
-Every `pulumi up`/`preview` passes the policy pack in policy/. `destroy prod` refuses unless
+Every `pulumi up`/`preview` passes the policy pack in policy/. After `up`, deploy waits (bounded)
+until the model API serves a model, running the training job once if the registry has none yet (a
+first deploy), so the smoke test that follows finds a champion. `destroy prod` refuses unless
 confirmed, before any Pulumi command runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+
+import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECTS = {"platform": ROOT, "services": ROOT / "services"}
@@ -77,11 +85,63 @@ def pulumi(command: list[str], project: str, stack: str) -> None:
         raise DeliveryError(f"{project}: pulumi {command[0]} failed for stack {stack}")
 
 
+def stack_outputs(project: str, stack: str) -> dict:
+    result = subprocess.run(
+        ["pulumi", "stack", "output", "--json", "--stack", stack, "--cwd", str(PROJECTS[project])],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    try:
+        return json.loads(result.stdout) if result.returncode == 0 else {}
+    except json.JSONDecodeError:
+        return {}
+
+
+def start_training(stack: str, outputs: dict) -> str:
+    from scripts.run_training import run_aws, run_gcp
+
+    return run_aws(outputs) if outputs.get("cloud") == "aws" else run_gcp(outputs)
+
+
+def ensure_champion(
+    api_url: str,
+    train: Callable[[], str],
+    timeout: float = 1800.0,
+    poll: float = 10.0,
+) -> str:
+    """Wait (bounded) until the model API serves a model; if it says no version exists yet (a
+    first deploy: an empty registry), start the training job once and keep waiting."""
+    deadline = time.monotonic() + timeout
+    trained, reason = None, "no answer"
+    while time.monotonic() < deadline:
+        try:
+            resp = requests.get(f"{api_url.rstrip('/')}/ready", timeout=10)
+            body = resp.json()
+        except (requests.RequestException, ValueError) as exc:
+            reason = f"{exc.__class__.__name__}"
+        else:
+            if resp.status_code == 200:
+                return f"serving v{body.get('model_version')}" + (
+                    f" (trained by {trained})" if trained else ""
+                )
+            reason = body.get("reason") or f"HTTP {resp.status_code}"
+            if body.get("reason_code") == "no_model_version" and trained is None:
+                print("==> no model version yet (first deploy): running the training job once",
+                      flush=True)  # fmt: skip
+                trained = train()
+                print(f"    started {trained}", flush=True)
+        time.sleep(poll)
+    raise DeliveryError(f"the model API at {api_url} was not ready after {timeout:.0f}s: {reason}")
+
+
 def deploy(stack: str) -> None:
     check_stack(stack)
     check_tools()
     for project in ("platform", "services"):
         pulumi(["up", "--skip-preview"], project, stack)
+    outputs = stack_outputs("services", stack)
+    if "modelApiUrl" not in outputs:
+        raise DeliveryError(f"services stack {stack} has no output modelApiUrl after `pulumi up`")
+    print(f"==> {ensure_champion(outputs['modelApiUrl'], lambda: start_training(stack, outputs))}")
 
 
 def preview(stack: str) -> None:

@@ -369,8 +369,11 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         target_type="ip",
         vpc_id=vpc_id,
         deregistration_delay=15,
+        # Liveness, not /ready: on a first deploy no champion exists yet, and targets failing
+        # /ready would be replaced in a loop until the circuit breaker rolled the deploy back.
+        # /ready and /predict's 503 keep saying why there is no model (scripts/deploy trains).
         health_check=aws.lb.TargetGroupHealthCheckArgs(
-            path="/ready", matcher="200", interval=15, healthy_threshold=2, unhealthy_threshold=3
+            path="/health", matcher="200", interval=15, healthy_threshold=2, unhealthy_threshold=3
         ),
         tags=tags,
     )

@@ -123,6 +123,9 @@ class ModelHolder:
         self.settings = settings
         self.current: Loaded | None = None
         self.error: str | None = f"{self.uri}: not loaded yet, first attempt in progress"
+        # Why no model, for machines (deploy scripts): loading, no_model_version (the alias points
+        # nowhere: train first), registry_unreachable, load_failed.
+        self.reason_code = "loading"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -134,26 +137,39 @@ class ModelHolder:
         """Load the version the alias points at, if it is not the one served. True if swapped."""
         import mlflow
         from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
 
         name, alias = self.settings.model_name, self.settings.model_alias
         try:
             version = str(MlflowClient().get_model_version_by_alias(name, alias).version)
+        except MlflowException as exc:
+            missing = exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+            return self._failed(exc, "no_model_version" if missing else "registry_unreachable")
+        except Exception as exc:  # connection refused, timeouts: the registry is not there
+            return self._failed(exc, "registry_unreachable")
+        try:
             if self.current and self.current.version == version:
                 self.error = None
                 return False
             # By version, not alias: the alias may move again while we download.
             model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
             predict, path = fastest_predictor(model)  # raises for a model that cannot predict
-        except Exception as exc:  # registry down, alias missing, bad artifact: keep serving
-            first_line = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
-            self.error = f"cannot load {self.uri}: {first_line[:300]}"
-            log.warning(self.error)
-            return False
+        except Exception as exc:  # registry down, bad artifact, wrong signature: keep serving
+            return self._failed(exc, "load_failed")
         previous = self.current.version if self.current else None
         self.current = Loaded(version, time.time(), predict, path)
         self.error = None
+        self.reason_code = "ready"
         log.info("serving %s v%s via %s (was %s)", name, version, path, previous)
         return True
+
+    def _failed(self, exc: Exception, code: str) -> bool:
+        first_line = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+        self.error = f"cannot load {self.uri}: {first_line[:300]}"
+        if self.current is None:
+            self.reason_code = code
+        log.warning(self.error)
+        return False
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -36,9 +36,13 @@ def test_aws_reads_the_platform_stack_of_the_same_name(services_aws):
     assert ref["name"] == f"acme/mlops-platform/{services_aws.stack}"
 
 
-def test_aws_target_health_check_is_the_ready_endpoint(services_aws):
+def test_aws_target_health_check_is_liveness_so_a_first_deploy_survives_no_champion(
+    services_aws,
+):
+    """With /ready, a registry without a champion would fail every target: ECS replaces them in
+    a loop and the circuit breaker rolls the first deployment back."""
     check = services_aws.one("aws:lb/targetGroup:TargetGroup")["inputs"]["healthCheck"]
-    assert (check["path"], check["matcher"]) == ("/ready", "200")
+    assert (check["path"], check["matcher"]) == ("/health", "200")
 
 
 def test_aws_deployments_roll_back_on_failure(services_aws):

@@ -148,6 +148,7 @@ def test_api_starts_while_the_registry_is_down_and_says_why(tmp_path):
             time.sleep(0.5)
         assert ready.status_code == 503
         assert "cannot load models:/nyc-taxi-duration@champion" in ready.json()["reason"]
+        assert ready.json()["reason_code"] == "registry_unreachable"
         assert requests.post(f"{api.url}/predict", json=RIDE, timeout=5).status_code == 503
         assert api.popen.poll() is None
     finally:

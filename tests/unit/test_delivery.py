@@ -3,25 +3,63 @@ Pulumi CLI on PATH (the real CLI cannot be installed here)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from scripts.delivery import DeliveryError, stack_for
+from scripts.delivery import DeliveryError, ensure_champion, stack_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def fake_pulumi(tmp_path) -> Path:
-    """A `pulumi` that records its arguments and succeeds."""
+def fake_api():
+    """A model API on loopback whose /ready says what `state` holds (no model until trained)."""
+    state = {"ready": False, "version": "1"}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            if state["ready"]:
+                code, body = 200, {"status": "ready", "model_version": state["version"]}
+            else:
+                code, body = 503, {"status": "not ready", "reason": "alias champion not found",
+                                   "reason_code": "no_model_version"}  # fmt: skip
+            payload = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    state["url"] = f"http://127.0.0.1:{server.server_address[1]}"
+    yield state
+    server.shutdown()
+
+
+@pytest.fixture
+def fake_pulumi(tmp_path, fake_api) -> Path:
+    """A `pulumi` that records its arguments and succeeds; `stack output` answers with a model
+    API that already serves."""
+    fake_api["ready"] = True
     log = tmp_path / "calls.log"
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"cloud": "aws", "modelApiUrl": fake_api["url"]}))
     script = bin_dir / "pulumi"
-    script.write_text(f'#!/bin/sh\necho "$*" >> {log}\n')
+    script.write_text(
+        f'#!/bin/sh\necho "$*" >> {log}\nif [ "$1 $2" = "stack output" ]; then cat {outputs}; fi\n'
+    )
     script.chmod(0o755)
     return log
 
@@ -69,7 +107,30 @@ def test_deploy_runs_platform_then_services_with_the_policy_pack(fake_pulumi):
     assert calls[0] == "whoami"
     assert calls[1].startswith("up --skip-preview --stack dev --cwd " + str(ROOT) + " ")
     assert calls[2].startswith(f"up --skip-preview --stack dev --cwd {ROOT / 'services'} ")
-    assert all(f"--policy-pack {ROOT / 'policy'}" in c for c in calls[1:])
+    assert all(f"--policy-pack {ROOT / 'policy'}" in c for c in calls[1:3])
+    assert calls[3] == f"stack output --json --stack dev --cwd {ROOT / 'services'}"
+    assert "==> serving v1" in result.stdout
+
+
+def test_a_first_deploy_trains_once_and_waits_for_the_model(fake_api):
+    """An empty registry: the API says no version exists, the training job runs once, and
+    deploy returns when the API serves what it trained."""
+    started = []
+
+    def train():
+        started.append(1)
+        fake_api["ready"] = True  # the job registered a champion; the API picked it up
+        return "arn:aws:ecs:task/training-1"
+
+    out = ensure_champion(fake_api["url"], train, timeout=30, poll=0.05)
+    assert started == [1] and out == "serving v1 (trained by arn:aws:ecs:task/training-1)"
+
+
+def test_a_model_api_that_never_gets_ready_is_an_error_with_its_reason(fake_api):
+    started = []
+    with pytest.raises(DeliveryError, match="not ready after 1s: alias champion not found"):
+        ensure_champion(fake_api["url"], lambda: started.append(1) or "job", timeout=1, poll=0.05)
+    assert started == [1]  # trained once, not once per poll
 
 
 def test_destroy_runs_services_then_platform(fake_pulumi):

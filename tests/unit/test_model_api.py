@@ -192,8 +192,12 @@ def test_metrics_count_requests_and_predictions(client, champion):
 def test_not_ready_without_a_champion_then_ready_once_one_exists(local_store, months):
     app = create_app(Settings(model_name="later", refresh_seconds=0.2, retry_seconds=0.2))
     with TestClient(app) as client:
-        resp = client.get("/ready")
+        resp = wait_for(
+            lambda: (r := client.get("/ready")).json()["reason_code"] != "loading" and r
+        )
         assert resp.status_code == 503 and "later@champion" in resp.json()["reason"]
+        # What a deploy script acts on: the alias points nowhere, so train first.
+        assert resp.json()["reason_code"] == "no_model_version"
         assert client.post("/predict", json=RIDE).status_code == 503
         assert client.get("/health").status_code == 200
         [result] = train_module.run(

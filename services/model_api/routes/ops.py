@@ -21,9 +21,8 @@ def ready(request: Request) -> JSONResponse:
     body = {"model": holder.uri}
     loaded = holder.current
     if loaded is None:
-        return JSONResponse(
-            {**body, "status": "not ready", "reason": holder.error}, status_code=503
-        )
+        body |= {"status": "not ready", "reason": holder.error, "reason_code": holder.reason_code}
+        return JSONResponse(body, status_code=503)
     body |= {
         "status": "ready",
         "model_version": loaded.version,
