@@ -104,7 +104,7 @@ class PlatformConfig(BaseModel):
     mlflowPort: int = Field(default=5000, ge=1024, le=65535)
     adminUsername: str = Field(default="admin", pattern=r"^[a-z][a-z0-9_-]{2,31}$")
     zone: str | None = None
-    """gcp: the VM's zone (default: <gcp:region>-a)."""
+    """gcp: the VM's zone (default: the region's first zone that is UP, looked up)."""
     gcpProject: str | None = Field(default=None, exclude=True)
     gcpRegion: str | None = Field(default=None, exclude=True)
 
@@ -167,10 +167,6 @@ class PlatformConfig(BaseModel):
             raise ConfigError(
                 f"{NAMESPACE}:zone applies to gcp only; on aws the zones are looked up"
             )
-
-    @property
-    def vm_zone(self) -> str:
-        return self.zone or f"{self.gcpRegion}-a"
 
     def check_protection(self) -> None:
         if self.kind == "prod" and not self.protect:

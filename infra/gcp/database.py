@@ -16,6 +16,7 @@ DB_USER = "mlflow"
 
 
 class Database(pulumi.ComponentResource):
+    instance: gcp.sql.DatabaseInstance
     private_ip: pulumi.Output[str]
     secret_name: pulumi.Output[str]
     """projects/<p>/secrets/<id>, holding {"username": ..., "password": ...}."""
@@ -59,11 +60,25 @@ class Database(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[peering], protect=cfg.protect),
+            # disk_size is the starting size: autoresize grows it, and without this the next
+            # `pulumi up` would shrink it back, which Cloud SQL refuses.
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[peering],
+                protect=cfg.protect,
+                ignore_changes=["settings.diskSize"],
+            ),
         )
+        self.instance = instance
+        # ABANDON: deleting them alone fails once MLflow owns objects in them (a role with
+        # grants cannot be dropped); they go with the instance.
         for db in (DB_NAME, AUTH_DB_NAME):
             gcp.sql.Database(
-                f"{name}-{db.replace('_', '-')}", name=db, instance=instance.name, opts=child
+                f"{name}-{db.replace('_', '-')}",
+                name=db,
+                instance=instance.name,
+                deletion_policy="ABANDON",
+                opts=child,
             )
         password = random.RandomPassword(
             f"{name}-db-password", length=32, special=False, opts=child
@@ -73,6 +88,7 @@ class Database(pulumi.ComponentResource):
             name=DB_USER,
             instance=instance.name,
             password=password.result,
+            deletion_policy="ABANDON",
             opts=child,
         )
         secret = stored_secret(

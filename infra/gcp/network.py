@@ -78,11 +78,14 @@ class Network(pulumi.ComponentResource):
             network=network.id,
             opts=child,
         )
+        # ABANDON: Cloud SQL keeps using the connection for a while after its instance is
+        # deleted, and deleting it then fails the destroy; it goes with the network.
         self.peering = gcp.servicenetworking.Connection(
             f"{name}-sql-peering",
             network=network.id,
             service="servicenetworking.googleapis.com",
             reserved_peering_ranges=[reserved.name],
+            deletion_policy="ABANDON",
             opts=child,
         )
         self.network_id, self.subnet_id = network.id, subnet.id

@@ -6,6 +6,7 @@ import pulumi
 
 from infra import outputs as out
 from infra.config import PlatformConfig
+from infra.gcp.apis import PLATFORM_APIS, enable_apis
 from infra.gcp.bucket import ArtifactBucket
 from infra.gcp.database import Database
 from infra.gcp.network import Network
@@ -14,6 +15,7 @@ from infra.gcp.tracking_server import TrackingServer
 
 def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dict[str, object]:
     name = "mlops"
+    enable_apis(PLATFORM_APIS)
     network = Network(name, cfg)
     database = Database(name, cfg, network.network_id, network.peering)
     bucket = ArtifactBucket(name, cfg)
@@ -23,6 +25,7 @@ def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dic
         subnet_id=network.subnet_id,
         bucket_name=bucket.name,
         db_host=database.private_ip,
+        database=database.instance,
         db_secret_name=database.secret_name,
         db_secret_id=database.secret_id,
         admin_password=admin_password,

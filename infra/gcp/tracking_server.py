@@ -33,6 +33,7 @@ class TrackingServer(pulumi.ComponentResource):
         subnet_id: pulumi.Input[str],
         bucket_name: pulumi.Input[str],
         db_host: pulumi.Input[str],
+        database: pulumi.Resource,
         db_secret_name: pulumi.Input[str],
         db_secret_id: pulumi.Input[str],
         admin_password: pulumi.Input[str] | None = None,
@@ -94,9 +95,24 @@ class TrackingServer(pulumi.ComponentResource):
             network_tier="PREMIUM",
             opts=child,
         )
+        # A stable private address: the service stacks read trackingPrivateUri once, so a new VM
+        # takes over the same address (the old one is deleted first, below).
+        private_address = gcp.compute.Address(
+            f"{name}-private-ip",
+            region=cfg.gcpRegion,
+            address_type="INTERNAL",
+            subnetwork=subnet_id,
+            purpose="GCE_ENDPOINT",
+            opts=child,
+        )
         image = gcp.compute.get_image(
             family=UBUNTU_FAMILY, project=UBUNTU_PROJECT, opts=pulumi.InvokeOptions(parent=self)
         )
+        # Not "<region>-a": europe-west1 and us-east1 have none. The region's first zone that is
+        # up, unless the stack names one.
+        zone = cfg.zone or gcp.compute.get_zones_output(
+            region=cfg.gcpRegion, status="UP", opts=pulumi.InvokeOutputOptions(parent=self)
+        ).names.apply(lambda names: sorted(names)[0])
 
         def render(args: list) -> str:
             public_ip, bucket, host, db_secret, admin_secret = args
@@ -116,9 +132,9 @@ class TrackingServer(pulumi.ComponentResource):
             )
             return user_data(settings, SecretSource("gcp", db_secret, admin_secret))
 
-        instance = gcp.compute.Instance(
+        self.instance = gcp.compute.Instance(
             f"{name}-vm",
-            zone=cfg.vm_zone,
+            zone=zone,
             machine_type=cfg.instanceType,
             tags=[SERVER_TAG],
             boot_disk=gcp.compute.InstanceBootDiskArgs(
@@ -129,6 +145,7 @@ class TrackingServer(pulumi.ComponentResource):
             network_interfaces=[
                 gcp.compute.InstanceNetworkInterfaceArgs(
                     subnetwork=subnet_id,
+                    network_ip=private_address.address,
                     access_configs=[
                         gcp.compute.InstanceNetworkInterfaceAccessConfigArgs(nat_ip=address.address)
                     ],
@@ -149,10 +166,18 @@ class TrackingServer(pulumi.ComponentResource):
             },
             allow_stopping_for_update=True,
             # cloud-init runs once per instance: a changed bootstrap means a new VM, as on AWS.
-            opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["metadata"]),
+            # The new VM needs the old one's static addresses, which two VMs cannot hold at once:
+            # the old one goes first (minutes of downtime, addresses kept). Explicitly after the
+            # database, so a destroy removes the VM, which connects to it, before it.
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                replace_on_changes=["metadata"],
+                delete_before_replace=True,
+                depends_on=[database],
+            ),
         )
         self.public_ip = address.address
-        self.private_ip = instance.network_interfaces.apply(lambda nics: nics[0].network_ip)
+        self.private_ip = private_address.address
         self.credentials_secret_id = secret.secret_id
         self.client_password_secret_id = client_secret.secret_id
         self.admin_password = pulumi.Output.secret(admin_password)

@@ -14,6 +14,7 @@ import pulumi_docker_build as docker_build
 import pulumi_gcp as gcp
 
 from infra import outputs as platform_out
+from infra.gcp.apis import SERVICES_APIS, enable_apis
 from services.deploy import images
 from services.deploy.config import (
     ServicesConfig,
@@ -56,6 +57,7 @@ def gs_prefix(uri: str) -> tuple[str, str]:
 
 
 def build(cfg: ServicesConfig) -> dict[str, object]:
+    enable_apis(SERVICES_APIS)
     platform = PlatformRef(cfg)
     tracking_uri = platform.require(platform_out.TRACKING_PRIVATE_URI)
     network = platform.require(platform_out.VPC_ID)

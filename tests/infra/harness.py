@@ -83,7 +83,9 @@ def computed(typ: str, name: str, inputs: dict) -> dict:
         "aws:rds/subnetGroup:SubnetGroup": {"name": f"{name}-mock"},
         "aws:iam/role:Role": {"name": f"{name}-mock"},
         "aws:iam/instanceProfile:InstanceProfile": {"name": f"{name}-mock"},
-        "gcp:compute/address:Address": {"address": "203.0.113.50"},
+        "gcp:compute/address:Address": {
+            "address": "10.40.0.5" if inputs.get("addressType") == "INTERNAL" else "203.0.113.50"
+        },
         "gcp:compute/instance:Instance": {
             "networkInterfaces": [
                 {**nic, "networkIp": "10.40.0.5"} for nic in inputs.get("networkInterfaces", [])
@@ -175,6 +177,9 @@ class Mocks(pulumi.runtime.Mocks):
                 "selfLink": "projects/ubuntu-os-cloud/global/images/ubuntu-2404-noble-amd64-mock",
                 "id": "x",
             }
+        if args.token == "gcp:compute/getZones:getZones":
+            # As europe-west1 really is: no zone -a.
+            return {"names": ["europe-west1-d", "europe-west1-b", "europe-west1-c"], "id": "x"}
         if args.token == "aws:index/getRegion:getRegion":
             return {"id": "us-east-1", "name": "us-east-1", "region": "us-east-1"}
         return {}

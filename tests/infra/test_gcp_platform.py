@@ -105,7 +105,8 @@ def test_mlflow_port_only_from_allowed_cidrs_and_the_services_range(declared_gcp
 
 def test_service_account_reaches_this_bucket_and_these_secrets_only(declared_gcp):
     """A bucket-level binding and per-secret bindings; no project-wide role at all."""
-    assert not [r for r in declared_gcp.resources if r["type"].startswith("gcp:projects/")]
+    assert not [r for r in declared_gcp.resources if r["type"].startswith("gcp:projects/")
+                and r["type"] != "gcp:projects/service:Service"]  # fmt: skip
     [binding] = declared_gcp.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
     account = declared_gcp.one("gcp:serviceaccount/account:Account")["inputs"]["accountId"]
     member = f"serviceAccount:{account}@mlops-test.iam.gserviceaccount.com"
@@ -136,7 +137,7 @@ def test_vm_is_shielded_and_runs_as_its_own_service_account(declared_gcp):
 
 
 def test_vm_uses_the_reserved_static_ip(declared_gcp):
-    address = declared_gcp.one("gcp:compute/address:Address")["inputs"]
+    address = declared_gcp.named("gcp:compute/address:Address", "mlops-ip")["inputs"]
     assert address["addressType"] == "EXTERNAL"
     nic = declared_gcp.one(VM)["inputs"]["networkInterfaces"][0]
     assert nic["accessConfigs"][0]["natIp"] == "203.0.113.50"
@@ -185,3 +186,68 @@ def test_outputs_have_the_shared_names(declared_gcp):
         declared_gcp.outputs[out.CREDENTIALS_SECRET]["value"]
         == f"mlflow-{declared_gcp.stack}-credentials"
     )
+
+
+# --- lifecycle: first deploy, replacement, destroy ---------------------------------------------
+
+API = "gcp:projects/service:Service"
+
+
+def test_a_fresh_project_gets_its_apis_before_anything_that_needs_them(declared_gcp):
+    """Most APIs are off in a new project; a resource created before its API fails."""
+    apis = {r["inputs"]["service"]: r for r in declared_gcp.of_type(API)}
+    assert set(apis) == {
+        "compute.googleapis.com", "sqladmin.googleapis.com", "servicenetworking.googleapis.com",
+        "secretmanager.googleapis.com", "iam.googleapis.com",
+    }  # fmt: skip
+    assert all(api["inputs"]["disableOnDestroy"] is False for api in apis.values())
+    api_urns = {f"::{api['name']}" for api in apis.values()}
+    for resource in declared_gcp.resources:
+        if resource["type"] == API or resource["type"].startswith("mlops:"):
+            continue
+        depends = resource["options"]["dependencies"]
+        missing = [u for u in api_urns if not any(d.endswith(u) for d in depends)]
+        assert not missing, (resource["name"], missing)
+
+
+def test_the_vm_zone_is_looked_up_not_guessed(declared_gcp, tmp_path):
+    """europe-west1 has no zone -a: the region's zones are looked up (or the stack names one)."""
+    assert declared_gcp.one(VM)["inputs"]["zone"] == "europe-west1-b"
+    from tests.infra.conftest import GCP_OVERRIDES, run_stack
+
+    chosen = run_stack(
+        tmp_path,
+        ROOT / "Pulumi.dev.yaml",
+        {**GCP_OVERRIDES, "mlops-platform:zone": "europe-west1-d"},
+    )
+    [vm] = [r for r in chosen["resources"] if r["type"] == VM]
+    assert vm["inputs"]["zone"] == "europe-west1-d"
+
+
+def test_a_replaced_vm_keeps_both_addresses(declared_gcp):
+    """A new VM needs the old one's static addresses, which two VMs cannot hold at once: the
+    engine must delete first. The private address is reserved, so the services' URI holds."""
+    vm = declared_gcp.one(VM)
+    assert vm["options"]["deleteBeforeReplace"] is True
+    assert vm["options"]["replaceOnChanges"] == ["metadata"]
+    private = declared_gcp.named("gcp:compute/address:Address", "mlops-private-ip")["inputs"]
+    assert (private["addressType"], private["purpose"]) == ("INTERNAL", "GCE_ENDPOINT")
+    assert vm["inputs"]["networkInterfaces"][0]["networkIp"] == "10.40.0.5"
+    assert declared_gcp.outputs[out.TRACKING_PRIVATE_URI]["value"] == "http://10.40.0.5:5000"
+
+
+def test_a_grown_database_disk_does_not_make_the_next_up_replace_it(declared_gcp):
+    sql = declared_gcp.one(SQL)
+    assert sql["inputs"]["settings"]["diskAutoresize"] is True
+    assert "settings.diskSize" in sql["options"]["ignoreChanges"]
+
+
+def test_a_destroy_is_not_blocked_by_what_mlflow_created(declared_gcp):
+    """A role owning MLflow's objects cannot be dropped, and Cloud SQL holds the peering for a
+    while after its instance is gone: those go with their parents instead."""
+    for typ in ("gcp:sql/database:Database", "gcp:sql/user:User",
+                "gcp:servicenetworking/connection:Connection"):  # fmt: skip
+        assert {r["inputs"]["deletionPolicy"] for r in declared_gcp.of_type(typ)} == {"ABANDON"}
+    # The VM connects to the database: created after it, so destroyed before it.
+    depends = declared_gcp.one(VM)["options"]["dependencies"]
+    assert any(d.endswith(f"{SQL}::mlops-postgres") for d in depends)

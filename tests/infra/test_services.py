@@ -394,7 +394,8 @@ def test_gcp_password_comes_from_secret_manager_never_plain_env(services_gcp):
 
 
 def test_gcp_service_accounts_are_least_privilege(services_gcp):
-    assert not [r for r in services_gcp.resources if r["type"].startswith("gcp:projects/")]
+    assert not [r for r in services_gcp.resources if r["type"].startswith("gcp:projects/")
+                and r["type"] != "gcp:projects/service:Service"]  # fmt: skip
     secrets = services_gcp.of_type("gcp:secretmanager/secretIamMember:SecretIamMember")
     assert len(secrets) == 4  # api, training, scoring, monitoring
     assert {s["inputs"]["secretId"] for s in secrets} == {
@@ -477,6 +478,24 @@ def test_gcp_scoring_reads_the_input_and_writes_the_output_prefix_only(services_
     )
     for binding in (read, write):
         assert "-scoring@" in binding["member"]
+
+
+def test_gcp_a_fresh_project_gets_the_services_apis_first(services_gcp):
+    apis = {r["inputs"]["service"] for r in services_gcp.of_type("gcp:projects/service:Service")}
+    assert {"run.googleapis.com", "artifactregistry.googleapis.com",
+            "cloudscheduler.googleapis.com"} <= apis  # fmt: skip
+    for typ in (RUN_SERVICE, RUN_JOB, "gcp:cloudscheduler/job:Job"):
+        for resource in services_gcp.of_type(typ):
+            depends = resource["options"]["dependencies"]
+            assert any(d.endswith("::api-run") for d in depends), resource["name"]
+            assert typ != "gcp:cloudscheduler/job:Job" or any(
+                d.endswith("::api-cloudscheduler") for d in depends
+            )
+
+
+def test_gcp_the_api_service_waits_for_its_secret_grant(services_gcp):
+    depends = services_gcp.one(RUN_SERVICE)["options"]["dependencies"]
+    assert any(d.endswith("::mlops-api-password-access") for d in depends)
 
 
 def test_gcp_jobs_are_created_after_their_permissions(services_gcp):

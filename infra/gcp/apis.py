@@ -1,0 +1,48 @@
+"""The Google APIs a stack needs, enabled by the stack itself, before anything that uses them.
+
+A fresh project has most APIs off; a resource created before its API is on fails. Each API is a
+`gcp.projects.Service` (left on at destroy: other things in the project may use it), and a stack
+transformation makes every resource declared afterwards depend on all of them.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_gcp as gcp
+
+PLATFORM_APIS = (
+    "compute.googleapis.com",
+    "sqladmin.googleapis.com",
+    "servicenetworking.googleapis.com",
+    "secretmanager.googleapis.com",
+    "iam.googleapis.com",
+)
+SERVICES_APIS = (
+    "run.googleapis.com",
+    "artifactregistry.googleapis.com",
+    "cloudscheduler.googleapis.com",
+    "secretmanager.googleapis.com",
+    "iam.googleapis.com",
+)
+SERVICE_TYPE = "gcp:projects/service:Service"
+
+
+def enable_apis(apis: tuple[str, ...]) -> list[gcp.projects.Service]:
+    services = [
+        gcp.projects.Service(
+            f"api-{api.split('.')[0]}",
+            service=api,
+            disable_on_destroy=False,
+            disable_dependent_services=False,
+        )
+        for api in apis
+    ]
+
+    def after_apis(args: pulumi.ResourceTransformationArgs):
+        if args.type_ == SERVICE_TYPE:
+            return None
+        opts = pulumi.ResourceOptions.merge(args.opts, pulumi.ResourceOptions(depends_on=services))
+        return pulumi.ResourceTransformationResult(args.props, opts)
+
+    pulumi.runtime.register_stack_transformation(after_apis)
+    return services
