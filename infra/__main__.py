@@ -17,5 +17,9 @@ if cfg.cloud == "aws":
 else:
     from infra.gcp.platform import build
 
-for key, value in build(cfg, admin_password).items():
+try:
+    exported = build(cfg, admin_password)
+except ConfigError as exc:  # what only a provider lookup can tell (e.g. sizes offered per zone)
+    raise pulumi.RunError(str(exc)) from None
+for key, value in exported.items():
     pulumi.export(key, value)

@@ -9,9 +9,40 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.aws.common import child, tags
-from infra.config import PlatformConfig
+from infra.config import NAMESPACE, ConfigError, PlatformConfig
 
 POSTGRES_PORT = 5432
+
+
+def usable_zones(cfg: PlatformConfig, opts: pulumi.InvokeOptions) -> list[str]:
+    """Two availability zones where both the server's instance type and the database's class
+    are offered (not every zone has every type: e.g. us-east-1e lacks many)."""
+    zones = aws.get_availability_zones(state="available", opts=opts).names
+    offered = set(
+        aws.ec2.get_instance_type_offerings(
+            filters=[
+                aws.ec2.GetInstanceTypeOfferingsFilterArgs(
+                    name="instance-type", values=[cfg.instanceType]
+                )
+            ],
+            location_type="availability-zone",
+            opts=opts,
+        ).locations
+    )
+    orderable = set(
+        aws.rds.get_orderable_db_instance(
+            engine="postgres", instance_class=cfg.dbInstanceClass, opts=opts
+        ).availability_zones
+    )
+    usable = [z for z in zones if z in offered and z in orderable]
+    if len(usable) < 2:
+        raise ConfigError(
+            f"{NAMESPACE}:instanceType {cfg.instanceType} and {NAMESPACE}:dbInstanceClass "
+            f"{cfg.dbInstanceClass} are offered together in {len(usable)} availability zone(s) "
+            f"of this region ({', '.join(usable) or 'none'}); the database needs two: choose "
+            "other sizes or another aws:region"
+        )
+    return usable[:2]
 
 
 class Network(pulumi.ComponentResource):
@@ -22,20 +53,20 @@ class Network(pulumi.ComponentResource):
     client_sg_id: pulumi.Output[str]
     """Attach to anything that must reach the MLflow port (the service stacks' tasks)."""
     db_sg_id: pulumi.Output[str]
+    server_private_ip: str
+    """The tracking server's fixed address in the first public subnet: a replacement VM takes
+    it over, so the service stacks' trackingPrivateUri stays right."""
 
     def __init__(self, name: str, cfg: PlatformConfig, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:aws:Network", name, None, opts)
-        zones = aws.get_availability_zones(
-            state="available", opts=pulumi.InvokeOptions(parent=self)
-        )
-        if len(zones.names) < 2:
-            raise ValueError("aws:region must have at least two availability zones")
-        azs = zones.names[:2]
+        azs = usable_zones(cfg, pulumi.InvokeOptions(parent=self))
         blocks = list(
             ipaddress.ip_network(cfg.vpcCidr).subnets(
                 new_prefix=ipaddress.ip_network(cfg.vpcCidr).prefixlen + 4
             )
         )
+        # AWS keeps a subnet's first four addresses; the tenth host is the server's.
+        self.server_private_ip = str(list(blocks[0].hosts())[9])
 
         vpc = aws.ec2.Vpc(
             f"{name}-vpc",

@@ -21,6 +21,7 @@ def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dic
         name,
         cfg,
         subnet_id=network.public_subnet_ids[0],
+        private_ip=network.server_private_ip,
         security_group_id=network.server_sg_id,
         bucket_name=bucket.name,
         bucket_arn=bucket.arn,

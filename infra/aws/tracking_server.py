@@ -60,6 +60,7 @@ class TrackingServer(pulumi.ComponentResource):
         cfg: PlatformConfig,
         *,
         subnet_id: pulumi.Input[str],
+        private_ip: str,
         security_group_id: pulumi.Input[str],
         bucket_name: pulumi.Input[str],
         bucket_arn: pulumi.Input[str],
@@ -168,6 +169,7 @@ class TrackingServer(pulumi.ComponentResource):
             ami=ami.id,
             instance_type=cfg.instanceType,
             subnet_id=subnet_id,
+            private_ip=private_ip,
             # cloud-init needs the internet at first boot, before the Elastic IP is associated;
             # the EIP then replaces this launch address.
             associate_public_ip_address=True,
@@ -184,7 +186,9 @@ class TrackingServer(pulumi.ComponentResource):
                 volume_type="gp3", volume_size=20, encrypted=True, delete_on_termination=True
             ),
             tags=tags(cfg.stack, f"{name}-vm"),
-            opts=child(self),
+            # A new bootstrap means a new instance, which takes over the old one's private
+            # address and Elastic IP: the old one must go first (minutes of downtime).
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
         aws.ec2.EipAssociation(
             f"{name}-eip-association",
@@ -193,7 +197,7 @@ class TrackingServer(pulumi.ComponentResource):
             opts=child(self),
         )
         self.public_ip = eip.public_ip
-        self.private_ip = instance.private_ip
+        self.private_ip = pulumi.Output.from_input(private_ip)
         self.credentials_secret_arn = secret.arn
         self.admin_password = pulumi.Output.secret(admin_password)
         self.register_outputs({"publicIp": eip.public_ip, "credentialsSecretArn": secret.arn})

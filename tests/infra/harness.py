@@ -55,7 +55,7 @@ PLATFORM_OUTPUTS = {
         "adminUsername": "admin",
     },
 }
-STATE = {"cloud": "aws", "drop": None}
+STATE = {"cloud": "aws", "drop": None, "offered": ["us-east-1b", "us-east-1c"]}
 
 
 def computed(typ: str, name: str, inputs: dict) -> dict:
@@ -155,6 +155,14 @@ class Mocks(pulumi.runtime.Mocks):
                 "zoneIds": ["a", "b", "c"],
                 "id": "x",
             }
+        if args.token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
+            # The instance type is not offered in us-east-1a: the program must skip it.
+            zones = STATE["offered"]
+            return {"locations": zones, "locationTypes": ["availability-zone"] * len(zones),
+                    "instanceTypes": ["t3.small"] * len(zones), "id": "x"}  # fmt: skip
+        if args.token == "aws:rds/getOrderableDbInstance:getOrderableDbInstance":
+            return {"availabilityZones": ["us-east-1a", "us-east-1b", "us-east-1c"],
+                    "engine": "postgres", "id": "x"}  # fmt: skip
         if args.token == "aws:ec2/getAmi:getAmi":
             return {"id": "ami-0mock", "architecture": "x86_64", "name": "ubuntu-noble-24.04-mock"}
         if args.token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
@@ -224,6 +232,8 @@ def main(project_dir: str, stack_file: str, out_path: str, overrides: str | None
     for key, value in json.loads(Path(overrides).read_text() if overrides else "{}").items():
         if key == "__dropPlatformOutput":
             STATE["drop"] = value
+        elif key == "__offeredZones":
+            STATE["offered"] = value
         elif value is None:
             config.pop(key, None)
         else:

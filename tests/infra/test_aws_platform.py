@@ -229,3 +229,30 @@ def test_a_config_error_stops_the_program_naming_the_key(tmp_path):
     result = run_stack(tmp_path, bad)
     assert "mlops-platform:allowedCidrs" in result["error"]
     assert [r for r in result["resources"] if not r["type"].startswith("pulumi:")] == []
+
+
+# --- lifecycle: first deploy, replacement -------------------------------------------------------
+
+
+def test_zones_without_the_instance_type_are_skipped(declared, tmp_path):
+    """Not every zone offers every type: the mocked region lacks t3.small in us-east-1a."""
+    subnets = declared.of_type("aws:ec2/subnet:Subnet")
+    assert {s["inputs"]["availabilityZone"] for s in subnets} == {"us-east-1b", "us-east-1c"}
+    from tests.infra.conftest import run_stack
+
+    result = run_stack(tmp_path, ROOT / "Pulumi.dev.yaml", {"__offeredZones": ["us-east-1c"]})
+    assert (
+        "offered together in 1 availability zone(s) of this region (us-east-1c)"
+        in (result["error"])
+    )
+    assert "mlops-platform:instanceType" in result["error"]
+
+
+def test_a_replaced_server_keeps_its_addresses(declared):
+    """A new bootstrap replaces the instance; the new one takes over the fixed private address
+    (the services read trackingPrivateUri once) and the Elastic IP, so the old one goes first."""
+    ec2 = declared.one(EC2)
+    assert ec2["inputs"]["userDataReplaceOnChange"] is True
+    assert ec2["options"]["deleteBeforeReplace"] is True
+    assert ec2["inputs"]["privateIp"] == "10.40.0.10"
+    assert declared.outputs[out.TRACKING_PRIVATE_URI]["value"] == "http://10.40.0.10:5000"
