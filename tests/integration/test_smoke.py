@@ -43,7 +43,7 @@ def test_smoke_passes_on_a_working_platform_and_fails_on_bad_credentials(
             env={**os.environ, **platform.env()}, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         assert smoke.returncode == 0, smoke.stdout + smoke.stderr
-        assert smoke.stdout.count("ok   ") == 5 and "model API serves the champion" in smoke.stdout
+        assert smoke.stdout.count("ok   ") == 7 and "the API serves the champion" in smoke.stdout
 
         bad = subprocess.run(
             [sys.executable, "-m", "scripts.smoke", *args],
