@@ -60,3 +60,26 @@ def test_pull_requests_run_tests_then_preview_with_a_comment():
     assert jobs["preview"]["needs"] == "test"
     runs = " ".join(s.get("run", "") for s in jobs["preview"]["steps"])
     assert "scripts/preview" in runs and "gh pr comment" in runs
+
+
+def test_previews_use_a_read_only_identity_never_the_deploy_one():
+    """A pull request's code runs in the preview job: it must not hold deploy rights."""
+
+    def identities(workflow: str, job: str) -> set[str]:
+        found = set()
+        for step in load(workflow)["jobs"][job]["steps"]:
+            with_ = step.get("with") or {}
+            found |= {v for k, v in with_.items() if k in ("role-to-assume", "service_account")}
+        return found
+
+    assert identities("pull-request.yml", "preview") == {
+        "${{ vars.AWS_PREVIEW_ROLE_ARN }}",
+        "${{ vars.GCP_PREVIEW_SERVICE_ACCOUNT }}",
+    }
+    assert identities("deploy.yml", "deploy") == {
+        "${{ vars.AWS_ROLE_ARN }}",
+        "${{ vars.GCP_SERVICE_ACCOUNT }}",
+    }
+    readme = (ROOT / "README.md").read_text()
+    for variable in ("AWS_PREVIEW_ROLE_ARN", "GCP_PREVIEW_SERVICE_ACCOUNT", ":pull_request"):
+        assert variable in readme, variable
