@@ -25,6 +25,9 @@ PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
+SSLMODES = (None, "disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
 class ServerConfigError(ValueError):
     """A server setting is invalid; the message names the setting and what is allowed."""
 
@@ -43,7 +46,9 @@ class ServerSettings:
     """A database of its own for the auth app's users and permissions."""
     db_user: str = "mlflow"
     db_sslmode: str | None = None
-    """libpq sslmode, e.g. "require" for a managed database; None leaves libpq's default."""
+    """libpq sslmode, e.g. "verify-full" for a managed database; None leaves libpq's default."""
+    db_sslrootcert: str | None = None
+    """The CA file that verifies the database's certificate (verify-ca, verify-full)."""
     host: str = "0.0.0.0"  # noqa: S104 - the VM serves clients; who may connect is the firewall's job
     port: int = 5000
     workers: int = 2
@@ -79,6 +84,15 @@ class ServerSettings:
             )
         if not self.allowed_hosts:
             raise ServerConfigError("allowed_hosts must list at least one host")
+        if self.db_sslmode not in SSLMODES:
+            raise ServerConfigError(
+                f"db_sslmode must be one of {', '.join(m for m in SSLMODES if m)}, "
+                f"got {self.db_sslmode!r}"
+            )
+        if (self.db_sslmode in ("verify-ca", "verify-full")) != bool(self.db_sslrootcert):
+            raise ServerConfigError(
+                "db_sslrootcert is needed with db_sslmode verify-ca or verify-full, and only then"
+            )
 
 
 @dataclass(frozen=True)
@@ -101,7 +115,9 @@ def database_uri(s: ServerSettings, db_name: str) -> str:
     # No password here: libpq takes it from PGPASSWORD. psycopg2 explicitly, because with
     # SQLAlchemy 2.1 a bare postgresql:// means psycopg 3, which the server does not ship.
     uri = f"postgresql+psycopg2://{s.db_user}@{s.db_host}:{s.db_port}/{db_name}"
-    return f"{uri}?sslmode={s.db_sslmode}" if s.db_sslmode else uri
+    query = [f"sslmode={s.db_sslmode}"] if s.db_sslmode else []
+    query += [f"sslrootcert={s.db_sslrootcert}"] if s.db_sslrootcert else []
+    return f"{uri}?{'&'.join(query)}" if query else uri
 
 
 def render(s: ServerSettings) -> ServerCommand:

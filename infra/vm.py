@@ -23,6 +23,8 @@ VENV = f"{PREFIX}/venv"
 SPEC_PATH = "/etc/mlflow/server.json"
 LAUNCHER_PATH = f"{PREFIX}/vm_launcher.py"
 AUTH_INI_PATH = "/run/mlflow/basic_auth.ini"
+DB_CA_PATH = "/etc/mlflow/db-ca.pem"
+"""The CA that verifies the database's certificate: written from user-data, or fetched at boot."""
 LAUNCHER_SOURCE = Path(__file__).with_name("vm_launcher.py")
 
 
@@ -59,6 +61,7 @@ def server_spec(settings: ServerSettings, secrets: SecretSource) -> dict:
             "authName": settings.auth_db_name,
             "user": settings.db_user,
             "sslmode": settings.db_sslmode,
+            "sslrootcert": settings.db_sslrootcert,
             "backendUri": database_uri(settings, settings.db_name),
             "authUri": database_uri(settings, settings.auth_db_name),
         },
@@ -142,12 +145,32 @@ CLOUD_PACKAGES = {
 }
 
 
-def user_data(settings: ServerSettings, secrets: SecretSource) -> str:
+@dataclass(frozen=True)
+class DatabaseCa:
+    """The database's CA, for DB_CA_PATH: its PEM (small, in the user-data), or an HTTPS URL the
+    VM fetches it from at boot (a bundle too large for EC2's 16 KB of user-data)."""
+
+    pem: str | None = None
+    url: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.pem is None) == (self.url is None):
+            raise ValueError("DatabaseCa takes a pem or an https url, one of them")
+        if self.url is not None and not self.url.startswith("https://"):
+            raise ValueError(f"DatabaseCa url must be https, got {self.url!r}")
+
+
+def user_data(settings: ServerSettings, secrets: SecretSource, db_ca: DatabaseCa) -> str:
     """The cloud-config document for the tracking VM (the same for both clouds)."""
     if settings.mlflow_bin != f"{VENV}/bin/mlflow":
         raise ValueError(f"settings.mlflow_bin must be {VENV}/bin/mlflow on the VM")
     if settings.auth_config_path != AUTH_INI_PATH:
         raise ValueError(f"settings.auth_config_path must be {AUTH_INI_PATH} on the VM")
+    if settings.db_sslrootcert != DB_CA_PATH or settings.db_sslmode not in (
+        "verify-ca",
+        "verify-full",
+    ):
+        raise ValueError(f"the VM verifies the database: db_sslrootcert {DB_CA_PATH}, verify-*")
     spec = server_spec(settings, secrets)
     document = {
         "package_update": True,
@@ -184,8 +207,32 @@ def user_data(settings: ServerSettings, secrets: SecretSource) -> str:
                 "permissions": "0644",
                 "content": REFRESH_TIMER,
             },
+            *(
+                [{"path": DB_CA_PATH, "permissions": "0644", "content": db_ca.pem}]
+                if db_ca.pem
+                else []
+            ),
         ],
         "runcmd": [
+            *(
+                [
+                    [
+                        "curl",
+                        "--fail",
+                        "--silent",
+                        "--show-error",
+                        "--location",
+                        "--retry",
+                        "5",
+                        "--retry-all-errors",
+                        "--output",
+                        DB_CA_PATH,
+                        db_ca.url,
+                    ]
+                ]
+                if db_ca.url
+                else []
+            ),
             ["python3", "-m", "venv", VENV],
             [
                 f"{VENV}/bin/pip",

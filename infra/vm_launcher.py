@@ -70,6 +70,7 @@ def ensure_database(db: dict, password: str) -> None:
         password=password,
         dbname=db["name"],
         sslmode=db.get("sslmode") or "prefer",
+        sslrootcert=db.get("sslrootcert"),
         connect_timeout=10,
     )
     conn.autocommit = True

@@ -13,6 +13,14 @@ DB_NAME = "mlflow"
 DB_USER = "mlflow"
 
 
+RDS_CA = "rds-ca-rsa2048-g1"
+
+
+def rds_ca_bundle_url(region: str) -> str:
+    """AWS's CA bundle for a region's RDS certificates (too large for user-data: fetched)."""
+    return f"https://truststore.pki.rds.amazonaws.com/{region}/{region}-bundle.pem"
+
+
 class Database(pulumi.ComponentResource):
     address: pulumi.Output[str]
     port: pulumi.Output[int]
@@ -57,6 +65,8 @@ class Database(pulumi.ComponentResource):
             final_snapshot_identifier=f"mlflow-{cfg.stack}-final" if cfg.protect else None,
             copy_tags_to_snapshot=True,
             auto_minor_version_upgrade=True,
+            # Pinned, not the region's default: the server verifies the database against it.
+            ca_cert_identifier=RDS_CA,
             tags=tags(cfg.stack, f"{name}-postgres"),
             opts=child(self, protect=cfg.protect),
         )

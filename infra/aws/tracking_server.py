@@ -10,9 +10,18 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from infra.aws.common import child, tags
+from infra.aws.database import rds_ca_bundle_url
 from infra.config import PlatformConfig
 from infra.mlflow_server import ServerSettings
-from infra.vm import AUTH_INI_PATH, VENV, SecretSource, private_host_pattern, user_data
+from infra.vm import (
+    AUTH_INI_PATH,
+    DB_CA_PATH,
+    VENV,
+    DatabaseCa,
+    SecretSource,
+    private_host_pattern,
+    user_data,
+)
 
 UBUNTU_OWNER = "099720109477"  # Canonical
 UBUNTU_IMAGE = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"
@@ -149,7 +158,9 @@ class TrackingServer(pulumi.ComponentResource):
             public_ip, bucket, db_host, db_secret, admin_secret = args
             settings = ServerSettings(
                 db_host=db_host,
-                db_sslmode="require",
+                # The RDS endpoint name is in its certificate: a full check.
+                db_sslmode="verify-full",
+                db_sslrootcert=DB_CA_PATH,
                 artifacts_destination=f"s3://{bucket}/mlflow",
                 auth_config_path=AUTH_INI_PATH,
                 port=cfg.mlflowPort,
@@ -162,7 +173,7 @@ class TrackingServer(pulumi.ComponentResource):
                 mlflow_bin=f"{VENV}/bin/mlflow",
             )
             secrets = SecretSource("aws", db_secret, admin_secret, region=region)
-            return user_data(settings, secrets)
+            return user_data(settings, secrets, DatabaseCa(url=rds_ca_bundle_url(region)))
 
         instance = aws.ec2.Instance(
             f"{name}-vm",

@@ -17,6 +17,7 @@ DB_USER = "mlflow"
 
 class Database(pulumi.ComponentResource):
     instance: gcp.sql.DatabaseInstance
+    ca_pem: pulumi.Output[str]
     private_ip: pulumi.Output[str]
     secret_name: pulumi.Output[str]
     """projects/<p>/secrets/<id>, holding {"username": ..., "password": ...}."""
@@ -51,6 +52,8 @@ class Database(pulumi.ComponentResource):
                     ipv4_enabled=False,
                     private_network=network,
                     ssl_mode="ENCRYPTED_ONLY",
+                    # A CA of this instance's own, which the server pins (verify-ca).
+                    server_ca_mode="GOOGLE_MANAGED_INTERNAL_CA",
                 ),
                 backup_configuration=gcp.sql.DatabaseInstanceSettingsBackupConfigurationArgs(
                     enabled=True,
@@ -70,6 +73,10 @@ class Database(pulumi.ComponentResource):
             ),
         )
         self.instance = instance
+        # Every CA the instance's certificate may be signed by (more than one while rotating).
+        self.ca_pem = instance.server_ca_certs.apply(
+            lambda certs: "".join(c.cert for c in certs or [])
+        )
         # ABANDON: deleting them alone fails once MLflow owns objects in them (a role with
         # grants cannot be dropped); they go with the instance.
         for db in (DB_NAME, AUTH_DB_NAME):

@@ -25,6 +25,7 @@ def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dic
         subnet_id=network.subnet_id,
         bucket_name=bucket.name,
         db_host=database.private_ip,
+        db_ca=database.ca_pem,
         database=database.instance,
         db_secret_name=database.secret_name,
         db_secret_id=database.secret_id,

@@ -12,7 +12,15 @@ from infra.config import PlatformConfig
 from infra.gcp.network import SERVER_TAG
 from infra.gcp.secrets import stored_secret
 from infra.mlflow_server import ServerSettings
-from infra.vm import AUTH_INI_PATH, VENV, SecretSource, private_host_pattern, user_data
+from infra.vm import (
+    AUTH_INI_PATH,
+    DB_CA_PATH,
+    VENV,
+    DatabaseCa,
+    SecretSource,
+    private_host_pattern,
+    user_data,
+)
 
 UBUNTU_PROJECT = "ubuntu-os-cloud"
 UBUNTU_FAMILY = "ubuntu-2404-lts-amd64"
@@ -33,6 +41,7 @@ class TrackingServer(pulumi.ComponentResource):
         subnet_id: pulumi.Input[str],
         bucket_name: pulumi.Input[str],
         db_host: pulumi.Input[str],
+        db_ca: pulumi.Input[str],
         database: pulumi.Resource,
         db_secret_name: pulumi.Input[str],
         db_secret_id: pulumi.Input[str],
@@ -115,10 +124,13 @@ class TrackingServer(pulumi.ComponentResource):
         ).names.apply(lambda names: sorted(names)[0])
 
         def render(args: list) -> str:
-            public_ip, bucket, host, db_secret, admin_secret = args
+            public_ip, bucket, host, db_secret, admin_secret, ca = args
             settings = ServerSettings(
                 db_host=host,
-                db_sslmode="require",
+                # Cloud SQL's certificate names the instance, not its private IP, so libpq cannot
+                # match the host: verify-ca, against this instance's own CA (it signs no other).
+                db_sslmode="verify-ca",
+                db_sslrootcert=DB_CA_PATH,
                 artifacts_destination=f"gs://{bucket}/mlflow",
                 auth_config_path=AUTH_INI_PATH,
                 port=cfg.mlflowPort,
@@ -130,7 +142,9 @@ class TrackingServer(pulumi.ComponentResource):
                 ),
                 mlflow_bin=f"{VENV}/bin/mlflow",
             )
-            return user_data(settings, SecretSource("gcp", db_secret, admin_secret))
+            return user_data(
+                settings, SecretSource("gcp", db_secret, admin_secret), DatabaseCa(pem=ca)
+            )
 
         self.instance = gcp.compute.Instance(
             f"{name}-vm",
@@ -159,7 +173,7 @@ class TrackingServer(pulumi.ComponentResource):
             ),
             metadata={
                 "user-data": pulumi.Output.all(
-                    address.address, bucket_name, db_host, db_secret_name, secret.name
+                    address.address, bucket_name, db_host, db_secret_name, secret.name, db_ca
                 ).apply(render),
                 "block-project-ssh-keys": "true",
                 "enable-oslogin": "TRUE",

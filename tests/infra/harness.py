@@ -94,6 +94,9 @@ def computed(typ: str, name: str, inputs: dict) -> dict:
         "gcp:sql/databaseInstance:DatabaseInstance": {
             "privateIpAddress": "10.50.0.3",
             "name": f"{name}-mock",
+            "serverCaCerts": [
+                {"cert": "-----BEGIN CERTIFICATE-----\nMOCKCA\n-----END CERTIFICATE-----\n"}
+            ],
         },
         "gcp:secretmanager/secret:Secret": {
             "name": f"projects/mlops-test/secrets/{inputs.get('secretId')}"

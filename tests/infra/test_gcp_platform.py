@@ -251,3 +251,20 @@ def test_a_destroy_is_not_blocked_by_what_mlflow_created(declared_gcp):
     # The VM connects to the database: created after it, so destroyed before it.
     depends = declared_gcp.one(VM)["options"]["dependencies"]
     assert any(d.endswith(f"{SQL}::mlops-postgres") for d in depends)
+
+
+def test_the_server_verifies_the_database_with_the_instance_s_own_ca(declared_gcp):
+    """Cloud SQL's certificate names the instance, not the private IP: verify-ca against a CA
+    that signs this instance only, pinned by its mode and written into the user-data."""
+    from infra.vm import DB_CA_PATH
+
+    ip = declared_gcp.one(SQL)["inputs"]["settings"]["ipConfiguration"]
+    assert ip["serverCaMode"] == "GOOGLE_MANAGED_INTERNAL_CA"
+    document = yaml.safe_load(user_data(declared_gcp))
+    files = {f["path"]: f["content"] for f in document["write_files"]}
+    assert "MOCKCA" in files[DB_CA_PATH]
+    spec = json.loads(files["/etc/mlflow/server.json"])
+    assert (spec["database"]["sslmode"], spec["database"]["sslrootcert"]) == (
+        "verify-ca",
+        DB_CA_PATH,
+    )

@@ -48,7 +48,7 @@ def test_systemd_unit_restarts_and_runs_unprivileged(declared):
     document = yaml.safe_load(declared.one(EC2)["inputs"]["userData"])
     [unit] = [f["content"] for f in document["write_files"] if f["path"].endswith("mlflow.service")]
     assert "Restart=always" in unit and "User=mlflow" in unit and "NoNewPrivileges=true" in unit
-    pins = document["runcmd"][1]
+    [pins] = [c for c in document["runcmd"] if isinstance(c, list) and c[1:2] == ["install"]]
     assert any(p.startswith("mlflow[auth]==") for p in pins) and any(
         p.startswith("boto3==") for p in pins
     )
@@ -71,3 +71,32 @@ def test_rotated_database_password_is_refreshed_by_a_timer(declared):
         "mlflow.service",
         "mlflow-db-password.timer",
     ] in document["runcmd"]
+
+
+def test_the_server_verifies_the_database_with_the_rds_ca(declared):
+    """The CA bundle is fetched (over HTTPS, with retries) before the server starts, and both
+    the server and the launcher connect with verify-full against it."""
+    from infra.vm import DB_CA_PATH
+
+    assert declared.one("aws:rds/instance:Instance")["inputs"]["caCertIdentifier"] == (
+        "rds-ca-rsa2048-g1"
+    )
+    document = yaml.safe_load(declared.one(EC2)["inputs"]["userData"])
+    steps = document["runcmd"]
+    [fetch] = [i for i, c in enumerate(steps) if c[0] == "curl"]
+    [start] = [i for i, c in enumerate(steps) if c[:2] == ["systemctl", "enable"]]
+    assert fetch < start
+    assert steps[fetch][-1] == (
+        "https://truststore.pki.rds.amazonaws.com/us-east-1/us-east-1-bundle.pem"
+    )
+    assert steps[fetch][steps[fetch].index("--output") + 1] == DB_CA_PATH
+    spec = yaml.safe_load(
+        next(
+            f["content"] for f in document["write_files"] if f["path"] == "/etc/mlflow/server.json"
+        )
+    )
+    assert (spec["database"]["sslmode"], spec["database"]["sslrootcert"]) == (
+        "verify-full",
+        DB_CA_PATH,
+    )
+    assert spec["database"]["backendUri"].endswith(f"?sslmode=verify-full&sslrootcert={DB_CA_PATH}")

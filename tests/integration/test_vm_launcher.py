@@ -24,12 +24,77 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def tls_files(root: Path, datadir: Path) -> tuple[Path, Path]:
+    """A CA, and a server certificate it signs for 127.0.0.1 (as RDS's names its endpoint),
+    installed in the data directory; (the CA's PEM, another CA's PEM)."""
+    import datetime as dt
+    import ipaddress
+    import pwd
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(text: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    now = dt.datetime.now(dt.UTC)
+
+    def certificate(subject, issuer, key, signer, ca: bool, san=None):
+        builder = (
+            x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )  # fmt: skip
+        if san:
+            builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    pems = []
+    for label in ("test CA", "another CA"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = certificate(name(label), name(label), key, key, ca=True)
+        pems.append((key, cert))
+        (root / f"{label.replace(' ', '-')}.pem").write_bytes(
+            cert.public_bytes(serialization.Encoding.PEM)
+        )
+    ca_key, ca_cert = pems[0]
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server = certificate(
+        name(c.LOOPBACK), ca_cert.subject, server_key, ca_key, ca=False,
+        san=[x509.IPAddress(ipaddress.ip_address(c.LOOPBACK))],
+    )  # fmt: skip
+    (datadir / "server.crt").write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    key_path = datadir / "server.key"
+    key_path.write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    user = c.pg_user()
+    if user:
+        entry = pwd.getpwnam(user)
+        for path in (key_path, datadir / "server.crt"):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+    with open(datadir / "postgresql.conf", "a") as conf:
+        conf.write("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
+    return root / "test-CA.pem", root / "another-CA.pem"
+
+
 @pytest.fixture(scope="module")
 def rds_like():
-    """A PostgreSQL with only the `mlflow` database and a master user, as RDS creates it."""
+    """A PostgreSQL with only the `mlflow` database and a master user, as RDS creates it, serving
+    TLS with a certificate for its address signed by a CA of its own."""
     root = Path(tempfile.mkdtemp(prefix="rds-like-"))
     root.chmod(0o755)
     cluster = c.pg_init(root / "pgdata", root / "pw")
+    ca, other_ca = tls_files(root, root / "pgdata")
     pg = c.pg_start(cluster, c.free_port(), root / "pg.log")
     moto = c.moto_start(c.free_port(), root / "moto.log")
     try:
@@ -47,7 +112,10 @@ def rds_like():
             cur.execute("CREATE ROLE mlflow LOGIN CREATEDB PASSWORD %s", (password,))
             cur.execute("CREATE DATABASE mlflow OWNER mlflow")
         conn.close()
-        yield {"port": pg.extra["port"], "password": password, "moto": moto.url, "root": root}
+        yield {
+            "port": pg.extra["port"], "password": password, "moto": moto.url, "root": root,
+            "ca": ca, "other_ca": other_ca,
+        }  # fmt: skip
     finally:
         pg.stop()
         moto.stop()
@@ -80,6 +148,9 @@ def test_launcher_starts_the_rendered_server_with_secrets_from_secrets_manager(r
     settings = ServerSettings(
         db_host=c.LOOPBACK,
         db_port=rds_like["port"],
+        # As on the VM: the database's certificate is checked against its CA, name included.
+        db_sslmode="verify-full",
+        db_sslrootcert=str(rds_like["ca"]),
         artifacts_destination="s3://vm-artifacts/mlflow",
         auth_config_path=str(tmp_path / "run" / "basic_auth.ini"),
         host=c.LOOPBACK,
@@ -114,8 +185,59 @@ def test_launcher_starts_the_rendered_server_with_secrets_from_secrets_manager(r
         assert b"server" in cmdline and b"--app-name" in cmdline
         assert rds_like["password"].encode() not in b" ".join(cmdline)
         assert (tmp_path / "run" / "basic_auth.ini").read_text() == spec["authIni"]
+        # The server's own connections are TLS too (pg_stat_ssl, from the superuser).
+        import psycopg2
+
+        superuser = (rds_like["root"] / "pw").read_text().strip()
+        conn = psycopg2.connect(host=c.LOOPBACK, port=rds_like["port"], user="postgres",
+                                password=superuser, dbname="postgres")  # fmt: skip
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT bool_and(s.ssl), count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a "
+                "USING (pid) WHERE a.usename = 'mlflow'"
+            )
+            all_tls, connections = cur.fetchone()
+        conn.close()
+        assert connections > 0 and all_tls
     finally:
         proc.stop()
+
+
+def test_a_database_certificate_from_another_ca_is_refused(rds_like, tmp_path):
+    """verify-full: a server whose certificate the pinned CA did not sign is not talked to."""
+    sm = boto3.client(
+        "secretsmanager", endpoint_url=rds_like["moto"], region_name="us-east-1",
+        aws_access_key_id="x", aws_secret_access_key="x",
+    )  # fmt: skip
+    db_secret = sm.create_secret(
+        Name="rds-db-other-ca",
+        SecretString=json.dumps({"username": "mlflow", "password": rds_like["password"]}),
+    )["ARN"]
+    admin_secret = sm.create_secret(
+        Name="mlflow-admin-other-ca",
+        SecretString=json.dumps(
+            {"username": "admin", "password": "x" * 20, "flaskSecretKey": c.new_password()}
+        ),
+    )["ARN"]
+    settings = ServerSettings(
+        db_host=c.LOOPBACK,
+        db_port=rds_like["port"],
+        db_sslmode="verify-full",
+        db_sslrootcert=str(rds_like["other_ca"]),
+        artifacts_destination="s3://vm-artifacts/mlflow",
+        auth_config_path=str(tmp_path / "basic_auth.ini"),
+        allowed_hosts=("x",),
+        mlflow_bin=str(c.BIN / "mlflow"),
+    )
+    spec = server_spec(settings, SecretSource("aws", db_secret, admin_secret, region="us-east-1"))
+    (tmp_path / "s.json").write_text(json.dumps(spec))
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "infra/vm_launcher.py"), str(tmp_path / "s.json")],
+        env={**c.FAKE_AWS, "AWS_ENDPOINT_URL": rds_like["moto"], "PATH": os.environ["PATH"]},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "certificate verify failed" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_launcher_fails_with_one_line_when_a_secret_is_missing(rds_like, tmp_path):

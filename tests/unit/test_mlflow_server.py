@@ -71,6 +71,16 @@ def test_sslmode_is_added_to_both_database_uris():
     command = render(dataclasses.replace(BASE, db_sslmode="require"))
     assert flag(command.argv, "--backend-store-uri").endswith("/mlflow?sslmode=require")
     assert "/mlflow_auth?sslmode=require" in command.auth_ini
+    verified = render(
+        dataclasses.replace(BASE, db_sslmode="verify-full", db_sslrootcert="/etc/ca.pem")
+    )
+    assert flag(verified.argv, "--backend-store-uri").endswith(
+        "/mlflow?sslmode=verify-full&sslrootcert=/etc/ca.pem"
+    )
+    with pytest.raises(ServerConfigError, match="db_sslrootcert is needed"):
+        dataclasses.replace(BASE, db_sslmode="verify-ca")
+    with pytest.raises(ServerConfigError, match="db_sslmode must be one of"):
+        dataclasses.replace(BASE, db_sslmode="verify")
 
 
 @pytest.mark.parametrize(
