@@ -100,3 +100,9 @@ def test_the_server_verifies_the_database_with_the_rds_ca(declared):
         DB_CA_PATH,
     )
     assert spec["database"]["backendUri"].endswith(f"?sslmode=verify-full&sslrootcert={DB_CA_PATH}")
+
+
+def test_user_data_fits_ec2s_16_kb(declared):
+    """EC2 refuses user-data over 16 KB (raw, before base64): large files are fetched at boot."""
+    size = len(declared.one(EC2)["inputs"]["userData"].encode())
+    assert size < 16 * 1024, f"{size} bytes"
