@@ -42,18 +42,21 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "backupRetentionDays": 1,
         "multiAz": False,
         "protect": False,
+        "logRetentionDays": 7,
     },
     "staging": {
         "dbAllocatedStorageGb": 20,
         "backupRetentionDays": 7,
         "multiAz": False,
         "protect": False,
+        "logRetentionDays": 30,
     },
     "prod": {
         "dbAllocatedStorageGb": 50,
         "backupRetentionDays": 14,
         "multiAz": True,
         "protect": True,
+        "logRetentionDays": 90,
     },
 }
 
@@ -98,6 +101,9 @@ class PlatformConfig(BaseModel):
     """RDS Multi-AZ (aws) / Cloud SQL regional high availability (gcp)."""
     protect: bool
     """Deletion protection, final snapshot, retained bucket. Default: on for prod only."""
+    logRetentionDays: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365]
+    """Days the tracking server's logs are kept (AWS CloudWatch log groups; GCP: the project's
+    _Default bucket keeps them 30 days whatever this says)."""
     noncurrentVersionDays: int = Field(default=30, ge=1, le=3650)
     """Days before old versions of artifacts are deleted."""
     mlflowWorkers: int = Field(default=2, ge=1, le=8)

@@ -24,6 +24,8 @@ SPEC_PATH = "/etc/mlflow/server.json"
 LAUNCHER_PATH = f"{PREFIX}/vm_launcher.py"
 AUTH_INI_PATH = "/run/mlflow/basic_auth.ini"
 DB_CA_PATH = "/etc/mlflow/db-ca.pem"
+SERVER_LOG = "/var/log/mlflow/server.log"
+BOOTSTRAP_LOG = "/var/log/cloud-init-output.log"
 """The CA that verifies the database's certificate: written from user-data, or fetched at boot."""
 LAUNCHER_SOURCE = Path(__file__).with_name("vm_launcher.py")
 
@@ -99,6 +101,10 @@ RestartSec=5
 RuntimeDirectory=mlflow
 RuntimeDirectoryMode=0700
 StateDirectory=mlflow
+LogsDirectory=mlflow
+# A file the log agent ships (the CloudWatch agent does not read the journal).
+StandardOutput=append:{SERVER_LOG}
+StandardError=inherit
 WorkingDirectory=/var/lib/mlflow
 Environment=HOME=/var/lib/mlflow
 NoNewPrivileges=true
@@ -109,6 +115,75 @@ PrivateTmp=true
 [Install]
 WantedBy=multi-user.target
 """
+
+
+LOGROTATE = f"""\
+{SERVER_LOG} {{
+    daily
+    rotate 7
+    compress
+    missingok
+    notifempty
+    copytruncate
+}}
+"""
+
+
+@dataclass(frozen=True)
+class LogShipping:
+    """Where the VM's log agent sends the server's and the bootstrap's logs: CloudWatch log
+    groups `<group>/server` and `<group>/bootstrap` (aws), or Cloud Logging logs (gcp)."""
+
+    provider: str
+    group: str  # aws: the log groups' prefix, e.g. /mlflow/dev
+
+    def config_path(self) -> str:
+        return (
+            "/etc/mlflow/log-agent.json" if self.provider == "aws" else "/etc/mlflow/ops-agent.yaml"
+        )
+
+    def config(self) -> str:
+        if self.provider == "aws":
+            files = [
+                {"file_path": SERVER_LOG, "log_group_name": f"{self.group}/server",
+                 "log_stream_name": "{instance_id}"},
+                {"file_path": BOOTSTRAP_LOG, "log_group_name": f"{self.group}/bootstrap",
+                 "log_stream_name": "{instance_id}"},
+            ]  # fmt: skip
+            return json.dumps({"logs": {"logs_collected": {"files": {"collect_list": files}}}})
+        receivers = {
+            "mlflow_server": {"type": "files", "include_paths": [SERVER_LOG]},
+            "mlflow_bootstrap": {"type": "files", "include_paths": [BOOTSTRAP_LOG]},
+        }
+        pipelines = {"mlflow": {"receivers": list(receivers)}}
+        return yaml.safe_dump(
+            {"logging": {"receivers": receivers, "service": {"pipelines": pipelines}}},
+            sort_keys=False,
+        )
+
+    def install(self) -> list[list[str]]:
+        """runcmd steps that install and start the agent (first: the bootstrap's own log too)."""
+        fetch = ["curl", "--fail", "--silent", "--show-error", "--location", "--retry", "5",
+                 "--retry-all-errors", "--output"]  # fmt: skip
+        if self.provider == "aws":
+            deb = f"{PREFIX}/amazon-cloudwatch-agent.deb"  # root-owned, unlike /tmp
+            return [
+                [*fetch, deb, CLOUDWATCH_AGENT_DEB],
+                ["dpkg", "-i", "-E", deb],
+                ["/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl", "-a",
+                 "fetch-config", "-m", "ec2", "-s", "-c", f"file:{self.config_path()}"],
+            ]  # fmt: skip
+        script = f"{PREFIX}/add-google-cloud-ops-agent-repo.sh"
+        return [
+            [*fetch, script, OPS_AGENT_SCRIPT],
+            ["bash", script, "--also-install"],
+            ["cp", self.config_path(), "/etc/google-cloud-ops-agent/config.yaml"],
+            ["systemctl", "restart", "google-cloud-ops-agent"],
+        ]
+
+
+CLOUDWATCH_AGENT_DEB = "https://amazoncloudwatch-agent.s3.amazonaws.com/ubuntu/amd64/latest/amazon-cloudwatch-agent.deb"
+OPS_AGENT_SCRIPT = "https://dl.google.com/cloudagents/add-google-cloud-ops-agent-repo.sh"
 
 
 REFRESH_SERVICE = f"""\
@@ -160,7 +235,9 @@ class DatabaseCa:
             raise ValueError(f"DatabaseCa url must be https, got {self.url!r}")
 
 
-def user_data(settings: ServerSettings, secrets: SecretSource, db_ca: DatabaseCa) -> str:
+def user_data(
+    settings: ServerSettings, secrets: SecretSource, db_ca: DatabaseCa, logs: LogShipping
+) -> str:
     """The cloud-config document for the tracking VM (the same for both clouds)."""
     if settings.mlflow_bin != f"{VENV}/bin/mlflow":
         raise ValueError(f"settings.mlflow_bin must be {VENV}/bin/mlflow on the VM")
@@ -212,8 +289,11 @@ def user_data(settings: ServerSettings, secrets: SecretSource, db_ca: DatabaseCa
                 if db_ca.pem
                 else []
             ),
+            {"path": logs.config_path(), "permissions": "0644", "content": logs.config()},
+            {"path": "/etc/logrotate.d/mlflow", "permissions": "0644", "content": LOGROTATE},
         ],
         "runcmd": [
+            *logs.install(),
             *(
                 [
                     [
@@ -240,6 +320,7 @@ def user_data(settings: ServerSettings, secrets: SecretSource, db_ca: DatabaseCa
                 "--no-cache-dir",
                 *pinned("mlflow", "psycopg2-binary", *CLOUD_PACKAGES[secrets.provider]),
             ],
+            ["install", "-d", "-o", "mlflow", "-g", "mlflow", "-m", "0750", "/var/log/mlflow"],
             ["systemctl", "daemon-reload"],
             ["systemctl", "enable", "--now", "mlflow.service", "mlflow-db-password.timer"],
         ],

@@ -18,6 +18,7 @@ from infra.vm import (
     DB_CA_PATH,
     VENV,
     DatabaseCa,
+    LogShipping,
     SecretSource,
     private_host_pattern,
     user_data,
@@ -28,8 +29,9 @@ UBUNTU_IMAGE = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"
 SSM_CORE = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 
 
-def server_policy(bucket_arn: str, secret_arns: list[str]) -> str:
-    """Objects of this bucket and these secrets only: no wildcard actions on wildcard resources."""
+def server_policy(bucket_arn: str, secret_arns: list[str], log_group_arns=()) -> str:
+    """Objects of this bucket, these secrets, these log groups' streams only: no wildcard
+    actions on wildcard resources."""
     return json.dumps(
         {
             "Version": "2012-10-17",
@@ -52,6 +54,25 @@ def server_policy(bucket_arn: str, secret_arns: list[str]) -> str:
                     "Action": ["secretsmanager:GetSecretValue"],
                     "Resource": secret_arns,
                 },
+                *(
+                    [
+                        {
+                            "Sid": "ShipServerLogs",
+                            "Effect": "Allow",
+                            "Action": [
+                                "logs:CreateLogStream",
+                                "logs:PutLogEvents",
+                                "logs:DescribeLogStreams",
+                            ],
+                            # A group's ARN from the provider ends in ":*" (its streams).
+                            "Resource": [
+                                a if a.endswith(":*") else f"{a}:*" for a in log_group_arns
+                            ],
+                        }
+                    ]
+                    if log_group_arns
+                    else []
+                ),
             ],
         }
     )
@@ -127,12 +148,24 @@ class TrackingServer(pulumi.ComponentResource):
             tags=tags(cfg.stack, f"{name}-role"),
             opts=child(self),
         )
+        # The server's and the bootstrap's logs leave the VM (the CloudWatch agent writes them).
+        log_prefix = f"/mlflow/{cfg.stack}"
+        log_groups = [
+            aws.cloudwatch.LogGroup(
+                f"{name}-{kind}-logs",
+                name=f"{log_prefix}/{kind}",
+                retention_in_days=cfg.logRetentionDays,
+                tags=tags(cfg.stack, f"{name}-{kind}-logs"),
+                opts=child(self),
+            )
+            for kind in ("server", "bootstrap")
+        ]
         aws.iam.RolePolicy(
             f"{name}-access",
             role=role.id,
-            policy=pulumi.Output.all(bucket_arn, db_secret_arn, secret.arn).apply(
-                lambda a: server_policy(a[0], [a[1], a[2]])
-            ),
+            policy=pulumi.Output.all(
+                bucket_arn, db_secret_arn, secret.arn, *(g.arn for g in log_groups)
+            ).apply(lambda a: server_policy(a[0], [a[1], a[2]], a[3:])),
             opts=child(self),
         )
         aws.iam.RolePolicyAttachment(
@@ -173,7 +206,8 @@ class TrackingServer(pulumi.ComponentResource):
                 mlflow_bin=f"{VENV}/bin/mlflow",
             )
             secrets = SecretSource("aws", db_secret, admin_secret, region=region)
-            return user_data(settings, secrets, DatabaseCa(url=rds_ca_bundle_url(region)))
+            ca = DatabaseCa(url=rds_ca_bundle_url(region))
+            return user_data(settings, secrets, ca, LogShipping("aws", log_prefix))
 
         instance = aws.ec2.Instance(
             f"{name}-vm",

@@ -17,6 +17,7 @@ from infra.vm import (
     DB_CA_PATH,
     VENV,
     DatabaseCa,
+    LogShipping,
     SecretSource,
     private_host_pattern,
     user_data,
@@ -80,6 +81,15 @@ class TrackingServer(pulumi.ComponentResource):
             opts=child,
         )
         member = account.email.apply(lambda email: f"serviceAccount:{email}")
+        # The Ops Agent writes the server's and the bootstrap's logs to Cloud Logging: the one
+        # project-level grant (log writing has no narrower resource).
+        gcp.projects.IAMMember(
+            f"{name}-log-writer",
+            project=cfg.gcpProject,
+            role="roles/logging.logWriter",
+            member=member,
+            opts=child,
+        )
         # Object access on this bucket only: a bucket-level binding, never a project-wide role.
         gcp.storage.BucketIAMMember(
             f"{name}-bucket-access",
@@ -143,7 +153,10 @@ class TrackingServer(pulumi.ComponentResource):
                 mlflow_bin=f"{VENV}/bin/mlflow",
             )
             return user_data(
-                settings, SecretSource("gcp", db_secret, admin_secret), DatabaseCa(pem=ca)
+                settings,
+                SecretSource("gcp", db_secret, admin_secret),
+                DatabaseCa(pem=ca),
+                LogShipping("gcp", f"mlflow-{cfg.stack}"),
             )
 
         self.instance = gcp.compute.Instance(

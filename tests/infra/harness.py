@@ -81,6 +81,9 @@ def computed(typ: str, name: str, inputs: dict) -> dict:
         },
         "random:index/randomPassword:RandomPassword": {"result": f"{SECRET_SENTINEL}{name}"},
         "aws:rds/subnetGroup:SubnetGroup": {"name": f"{name}-mock"},
+        "aws:cloudwatch/logGroup:LogGroup": {
+            "arn": f"arn:aws:logs:us-east-1:123456789012:log-group:{inputs.get('name', name)}"
+        },
         "aws:iam/role:Role": {"name": f"{name}-mock"},
         "aws:iam/instanceProfile:InstanceProfile": {"name": f"{name}-mock"},
         "gcp:compute/address:Address": {

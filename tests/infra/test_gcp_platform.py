@@ -104,9 +104,13 @@ def test_mlflow_port_only_from_allowed_cidrs_and_the_services_range(declared_gcp
 
 
 def test_service_account_reaches_this_bucket_and_these_secrets_only(declared_gcp):
-    """A bucket-level binding and per-secret bindings; no project-wide role at all."""
-    assert not [r for r in declared_gcp.resources if r["type"].startswith("gcp:projects/")
-                and r["type"] != "gcp:projects/service:Service"]  # fmt: skip
+    """A bucket-level binding and per-secret bindings; the one project-wide role writes logs
+    (Cloud Logging has no narrower resource to grant it on)."""
+    project_wide = [r for r in declared_gcp.resources if r["type"].startswith("gcp:projects/")
+                    and r["type"] != "gcp:projects/service:Service"]  # fmt: skip
+    assert [(r["type"], r["inputs"]["role"]) for r in project_wide] == [
+        ("gcp:projects/iAMMember:IAMMember", "roles/logging.logWriter")
+    ]
     [binding] = declared_gcp.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
     account = declared_gcp.one("gcp:serviceaccount/account:Account")["inputs"]["accountId"]
     member = f"serviceAccount:{account}@mlops-test.iam.gserviceaccount.com"
@@ -161,7 +165,7 @@ def test_user_data_holds_no_secret_and_fetches_from_secret_manager(declared_gcp)
     bucket = declared_gcp.outputs[out.ARTIFACT_BUCKET]["value"]
     assert argv[argv.index("--artifacts-destination") + 1] == f"gs://{bucket}/mlflow"
     assert "--default-artifact-root" not in argv
-    pins = document["runcmd"][1]
+    [pins] = [c for c in document["runcmd"] if isinstance(c, list) and c[1:2] == ["install"]]
     assert any(p.startswith("google-cloud-storage==") for p in pins)
 
 
@@ -267,4 +271,26 @@ def test_the_server_verifies_the_database_with_the_instance_s_own_ca(declared_gc
     assert (spec["database"]["sslmode"], spec["database"]["sslrootcert"]) == (
         "verify-ca",
         DB_CA_PATH,
+    )
+
+
+def test_server_and_bootstrap_logs_go_to_cloud_logging(declared_gcp):
+    from infra.vm import BOOTSTRAP_LOG, SERVER_LOG
+
+    document = yaml.safe_load(user_data(declared_gcp))
+    files = {f["path"]: f["content"] for f in document["write_files"]}
+    agent = yaml.safe_load(files["/etc/mlflow/ops-agent.yaml"])
+    receivers = agent["logging"]["receivers"]
+    assert {p for r in receivers.values() for p in r["include_paths"]} == {
+        SERVER_LOG,
+        BOOTSTRAP_LOG,
+    }
+    assert set(agent["logging"]["service"]["pipelines"]["mlflow"]["receivers"]) == set(receivers)
+    steps = document["runcmd"]
+    assert steps[0][-1] == "https://dl.google.com/cloudagents/add-google-cloud-ops-agent-repo.sh"
+    assert ["systemctl", "restart", "google-cloud-ops-agent"] in steps
+    [writer] = declared_gcp.of_type("gcp:projects/iAMMember:IAMMember")
+    account = declared_gcp.one("gcp:serviceaccount/account:Account")["inputs"]["accountId"]
+    assert (
+        writer["inputs"]["member"] == f"serviceAccount:{account}@mlops-test.iam.gserviceaccount.com"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 
@@ -83,7 +84,7 @@ def test_the_server_verifies_the_database_with_the_rds_ca(declared):
     )
     document = yaml.safe_load(declared.one(EC2)["inputs"]["userData"])
     steps = document["runcmd"]
-    [fetch] = [i for i, c in enumerate(steps) if c[0] == "curl"]
+    [fetch] = [i for i, c in enumerate(steps) if c[0] == "curl" and DB_CA_PATH in c]
     [start] = [i for i, c in enumerate(steps) if c[:2] == ["systemctl", "enable"]]
     assert fetch < start
     assert steps[fetch][-1] == (
@@ -106,3 +107,42 @@ def test_user_data_fits_ec2s_16_kb(declared):
     """EC2 refuses user-data over 16 KB (raw, before base64): large files are fetched at boot."""
     size = len(declared.one(EC2)["inputs"]["userData"].encode())
     assert size < 16 * 1024, f"{size} bytes"
+
+
+def test_server_and_bootstrap_logs_leave_the_vm(declared):
+    """The CloudWatch agent ships the server's log file and cloud-init's output (a bootstrap
+    that fails is visible) to two groups of this stack; the role may write only there."""
+    from infra.vm import BOOTSTRAP_LOG, SERVER_LOG
+
+    document = yaml.safe_load(declared.one(EC2)["inputs"]["userData"])
+    files = {f["path"]: f["content"] for f in document["write_files"]}
+    unit = files["/etc/systemd/system/mlflow.service"]
+    assert f"StandardOutput=append:{SERVER_LOG}" in unit and "LogsDirectory=mlflow" in unit
+    agent = json.loads(files["/etc/mlflow/log-agent.json"])
+    collected = {
+        f["file_path"]: f["log_group_name"]
+        for f in agent["logs"]["logs_collected"]["files"]["collect_list"]
+    }
+    stack = declared.stack
+    assert collected == {
+        SERVER_LOG: f"/mlflow/{stack}/server", BOOTSTRAP_LOG: f"/mlflow/{stack}/bootstrap",
+    }  # fmt: skip
+    steps = document["runcmd"]
+    assert steps[0][-1].endswith("/amazon-cloudwatch-agent.deb")  # first: the bootstrap's log too
+    assert any("fetch-config" in step for step in steps)
+    groups = {
+        g["inputs"]["name"]: g["inputs"]["retentionInDays"]
+        for g in declared.of_type("aws:cloudwatch/logGroup:LogGroup")
+    }
+    assert set(groups) == set(collected.values())
+    role_policy = next(
+        r for r in declared.of_type("aws:iam/rolePolicy:RolePolicy") if r["name"] == "mlops-access"
+    )
+    [logs] = [s for s in json.loads(role_policy["inputs"]["policy"])["Statement"]
+              if s.get("Sid") == "ShipServerLogs"]  # fmt: skip
+    assert logs["Action"] == [
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "logs:DescribeLogStreams",
+    ]
+    assert all(r.endswith(":*") and "/mlflow/" in r for r in logs["Resource"])
