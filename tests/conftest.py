@@ -66,6 +66,46 @@ def scoring_model_dir(months, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def fake_api():
+    """A model API on loopback: /ready serves v`version` while `ready`, else says no version
+    exists (a first deploy); /predict answers for that version. Set the dict's keys to steer it."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    state = {"ready": False, "version": "1"}
+
+    class Handler(BaseHTTPRequestHandler):
+        def reply(self, code: int, body: dict) -> None:
+            payload = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def do_GET(self):  # noqa: N802 - http.server's name
+            if state["ready"]:
+                self.reply(200, {"status": "ready", "model_version": state["version"]})
+            else:
+                self.reply(503, {"status": "not ready", "reason": "alias champion not found",
+                                 "reason_code": "no_model_version"})  # fmt: skip
+
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self.reply(200, {"duration": 5.6, "model_version": state["version"]})
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    state["url"] = f"http://127.0.0.1:{server.server_address[1]}"
+    yield state
+    server.shutdown()
+
+
+@pytest.fixture
 def fail_batch(monkeypatch):
     """fail_batch(n): the scoring job's n-th batch raises, as a crash mid-shard would."""
     from scoring import job

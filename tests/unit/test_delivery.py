@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,35 +13,6 @@ import pytest
 from scripts.delivery import DeliveryError, ensure_champion, stack_for
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def fake_api():
-    """A model API on loopback whose /ready says what `state` holds (no model until trained)."""
-    state = {"ready": False, "version": "1"}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's name
-            if state["ready"]:
-                code, body = 200, {"status": "ready", "model_version": state["version"]}
-            else:
-                code, body = 503, {"status": "not ready", "reason": "alias champion not found",
-                                   "reason_code": "no_model_version"}  # fmt: skip
-            payload = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    state["url"] = f"http://127.0.0.1:{server.server_address[1]}"
-    yield state
-    server.shutdown()
 
 
 @pytest.fixture

@@ -4,10 +4,6 @@ nothing."""
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
 from scripts import smoke
@@ -15,36 +11,9 @@ from scripts.components import free_port
 
 
 @pytest.fixture
-def api():
-    state = {"ready": True}
-
-    class Handler(BaseHTTPRequestHandler):
-        def reply(self, code, body):
-            payload = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def do_GET(self):  # noqa: N802
-            if state["ready"]:
-                self.reply(200, {"status": "ready", "model_version": "4"})
-            else:
-                self.reply(503, {"status": "not ready", "reason_code": "no_model_version"})
-
-        def do_POST(self):  # noqa: N802
-            self.rfile.read(int(self.headers["content-length"]))
-            self.reply(200, {"duration": 5.6, "model_version": "4"})
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    state["url"] = f"http://127.0.0.1:{server.server_address[1]}"
-    yield state
-    server.shutdown()
+def api(fake_api):
+    fake_api.update(ready=True, version="4")
+    return fake_api
 
 
 def test_an_unreachable_tracking_server_is_reported_and_the_api_still_checked(api, capsys):
