@@ -65,6 +65,8 @@ class Source:
     uri: str
     columns: dict[str, str]  # output name -> the file's column name
     row_groups: tuple[int, ...]  # rows per row group
+    footer: pq.FileMetaData | None = field(default=None, compare=False, repr=False)
+    """The footer `describe` read, so each row group's reader does not fetch it again."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,7 @@ def describe(uri: str) -> Source:
     if "VendorID" not in names:
         del columns["VendorID"]
     groups = tuple(metadata.row_group(i).num_rows for i in range(metadata.num_row_groups))
-    return Source(uri, columns, groups)
+    return Source(uri, columns, groups, metadata)
 
 
 def plan(sources: list[Source], shard: int, shards: int) -> list[Unit]:
@@ -222,7 +224,7 @@ def score_batch(batch: pa.RecordBatch, unit_first_row: int, source: Source, scor
 def batches(unit: Unit, batch_rows: int) -> Iterator[tuple[pa.RecordBatch, int]]:
     """The unit's rows in batches of at most batch_rows, with each batch's first row number."""
     try:
-        reader = pq.ParquetFile(storage.open_input(unit.source.uri))
+        reader = pq.ParquetFile(storage.open_input(unit.source.uri), metadata=unit.source.footer)
         first = unit.first_row
         for batch in reader.iter_batches(
             batch_size=batch_rows,

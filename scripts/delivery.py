@@ -15,7 +15,6 @@ confirmed, before any Pulumi command runs.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -85,17 +84,6 @@ def pulumi(command: list[str], project: str, stack: str) -> None:
         raise DeliveryError(f"{project}: pulumi {command[0]} failed for stack {stack}")
 
 
-def stack_outputs(project: str, stack: str) -> dict:
-    result = subprocess.run(
-        ["pulumi", "stack", "output", "--json", "--stack", stack, "--cwd", str(PROJECTS[project])],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    try:
-        return json.loads(result.stdout) if result.returncode == 0 else {}
-    except json.JSONDecodeError:
-        return {}
-
-
 def start_training(stack: str, outputs: dict) -> str:
     from scripts.run_training import run_aws, run_gcp
 
@@ -138,9 +126,12 @@ def deploy(stack: str) -> None:
     check_tools()
     for project in ("platform", "services"):
         pulumi(["up", "--skip-preview"], project, stack)
-    outputs = stack_outputs("services", stack)
-    if "modelApiUrl" not in outputs:
-        raise DeliveryError(f"services stack {stack} has no output modelApiUrl after `pulumi up`")
+    from scripts.run_training import RunError, read_outputs
+
+    try:
+        outputs = read_outputs(stack, None, ["modelApiUrl"])
+    except RunError as exc:
+        raise DeliveryError(str(exc)) from None
     print(f"==> {ensure_champion(outputs['modelApiUrl'], lambda: start_training(stack, outputs))}")
 
 
