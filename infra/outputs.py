@@ -15,6 +15,9 @@ CREDENTIALS_SECRET = "credentialsSecret"
 CLIENT_PASSWORD_SECRET = "clientPasswordSecret"
 """GCP: the secret holding just the MLflow password, for Cloud Run's secret_key_ref (which cannot
 pick a key out of a JSON secret, as ECS can)."""
+TRACKING_INSTANCE = "trackingInstance"
+"""The tracking VM: its EC2 ARN, or projects/P/zones/Z/instances/N on GCP (scripts/smoke reads
+its serial console for the bootstrap's verdict)."""
 ADMIN_USERNAME = "adminUsername"
 ADMIN_PASSWORD = "adminPassword"
 """Exported only as a Pulumi secret."""
@@ -23,6 +26,7 @@ ADMIN_PASSWORD = "adminPassword"
 SHARED = (
     TRACKING_URI,
     TRACKING_PRIVATE_URI,
+    TRACKING_INSTANCE,
     STATIC_IP,
     ARTIFACT_BUCKET,
     DB_ENDPOINT,

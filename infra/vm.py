@@ -1,22 +1,29 @@
 """The tracking VM's bootstrap: one cloud-init document for AWS and GCP.
 
-It installs a virtualenv with pinned `mlflow[auth]`, `psycopg2-binary` and the cloud SDK, writes the
-server spec rendered by infra.mlflow_server (argv and non-secret env) and the launcher, and runs
-them under a systemd unit with Restart=always. It carries no secret value: the launcher fetches the
-secrets at every start through the VM's identity.
+It writes the server spec rendered by infra.mlflow_server (argv and non-secret env), the launcher,
+the units, and the environment's requirements from uv.lock (infra.vm_requirements: every package
+pinned and hash-checked); then one bootstrap script (infra/vm_bootstrap.sh) installs the log agent,
+uv (its wheel checked against the lock), Python 3.11 and that environment, and starts the server
+under a systemd unit with Restart=always. A step that fails is retried, and one that keeps failing
+stops the bootstrap with a line on the serial console (see scripts/smoke) before the server is
+ever enabled. It carries no secret value: the launcher fetches the secrets at every start through
+the VM's identity.
 """
 
 from __future__ import annotations
 
+import base64
+import gzip
 import ipaddress
 import json
+import shlex
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import yaml
 
 from infra.mlflow_server import ServerSettings, database_uri, render
+from infra.vm_requirements import PYTHON, installer, requirements
 
 PREFIX = "/opt/mlflow"
 VENV = f"{PREFIX}/venv"
@@ -25,9 +32,19 @@ LAUNCHER_PATH = f"{PREFIX}/vm_launcher.py"
 AUTH_INI_PATH = "/run/mlflow/basic_auth.ini"
 DB_CA_PATH = "/etc/mlflow/db-ca.pem"
 SERVER_LOG = "/var/log/mlflow/server.log"
-BOOTSTRAP_LOG = "/var/log/cloud-init-output.log"
 """The CA that verifies the database's certificate: written from user-data, or fetched at boot."""
+BOOTSTRAP_LOG = "/var/log/cloud-init-output.log"
+BOOTSTRAP_PATH = f"{PREFIX}/bootstrap.sh"
+BOOTSTRAP_ENV = "/etc/mlflow/bootstrap.env"
+BOOTSTRAP_STATUS = f"{PREFIX}/bootstrap.status"
+REQUIREMENTS_PATH = "/etc/mlflow/requirements.txt"
+BOOTSTRAP_DONE = "MLFLOW BOOTSTRAP DONE"
+BOOTSTRAP_FAILED = "MLFLOW BOOTSTRAP FAILED"
+"""The bootstrap's verdict lines, on the serial console (scripts/smoke reads them there)."""
 LAUNCHER_SOURCE = Path(__file__).with_name("vm_launcher.py")
+BOOTSTRAP_SOURCE = Path(__file__).with_name("vm_bootstrap.sh")
+USER_DATA_LIMIT = 16 * 1024
+"""EC2's limit on user-data, raw (before base64)."""
 
 
 @dataclass(frozen=True)
@@ -74,16 +91,6 @@ def private_host_pattern(vpc_cidr: str) -> str:
     """An --allowed-hosts wildcard for the VPC's private addresses (e.g. 10.40.*)."""
     first_two = str(ipaddress.ip_network(vpc_cidr).network_address).split(".")[:2]
     return ".".join(first_two) + ".*"
-
-
-def pinned(*names: str) -> list[str]:
-    """Requirement pins from this environment, so the VM runs the server the clients were tested
-    with (mlflow[auth] gets the auth extra's dependencies)."""
-    pins = []
-    for name in names:
-        extra = "[auth]" if name == "mlflow" else ""
-        pins.append(f"{name}{extra}=={metadata.version(name)}")
-    return pins
 
 
 SYSTEMD_UNIT = f"""\
@@ -161,29 +168,20 @@ class LogShipping:
             sort_keys=False,
         )
 
-    def install(self) -> list[list[str]]:
-        """runcmd steps that install and start the agent (first: the bootstrap's own log too)."""
-        fetch = ["curl", "--fail", "--silent", "--show-error", "--location", "--retry", "5",
-                 "--retry-all-errors", "--output"]  # fmt: skip
+    def bootstrap_env(self) -> dict[str, str]:
+        """What vm_bootstrap.sh needs to install and start this cloud's agent."""
         if self.provider == "aws":
-            deb = f"{PREFIX}/amazon-cloudwatch-agent.deb"  # root-owned, unlike /tmp
-            return [
-                [*fetch, deb, CLOUDWATCH_AGENT_DEB],
-                ["dpkg", "-i", "-E", deb],
-                ["/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl", "-a",
-                 "fetch-config", "-m", "ec2", "-s", "-c", f"file:{self.config_path()}"],
-            ]  # fmt: skip
-        script = f"{PREFIX}/add-google-cloud-ops-agent-repo.sh"
-        return [
-            [*fetch, script, OPS_AGENT_SCRIPT],
-            ["bash", script, "--also-install"],
-            ["cp", self.config_path(), "/etc/google-cloud-ops-agent/config.yaml"],
-            ["systemctl", "restart", "google-cloud-ops-agent"],
-        ]
+            return {
+                "CLOUDWATCH_AGENT_DEB": CLOUDWATCH_AGENT_DEB,
+                "CLOUDWATCH_AGENT_CTL": CLOUDWATCH_AGENT_CTL,
+            }
+        return {"OPS_AGENT_SCRIPT": OPS_AGENT_SCRIPT, "OPS_AGENT_CONFIG": OPS_AGENT_CONFIG}
 
 
 CLOUDWATCH_AGENT_DEB = "https://amazoncloudwatch-agent.s3.amazonaws.com/ubuntu/amd64/latest/amazon-cloudwatch-agent.deb"
+CLOUDWATCH_AGENT_CTL = "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"
 OPS_AGENT_SCRIPT = "https://dl.google.com/cloudagents/add-google-cloud-ops-agent-repo.sh"
+OPS_AGENT_CONFIG = "/etc/google-cloud-ops-agent/config.yaml"
 
 
 REFRESH_SERVICE = f"""\
@@ -211,13 +209,6 @@ OnUnitActiveSec=10min
 [Install]
 WantedBy=timers.target
 """
-
-
-# What the server needs besides mlflow and psycopg2: its artifact store's and secret store's SDKs.
-CLOUD_PACKAGES = {
-    "aws": ("boto3",),
-    "gcp": ("google-cloud-storage", "google-cloud-secret-manager"),
-}
 
 
 @dataclass(frozen=True)
@@ -248,10 +239,26 @@ def user_data(
         "verify-full",
     ):
         raise ValueError(f"the VM verifies the database: db_sslrootcert {DB_CA_PATH}, verify-*")
+    if secrets.provider != logs.provider:
+        raise ValueError(f"secrets from {secrets.provider} but logs to {logs.provider}")
     spec = server_spec(settings, secrets)
+    files = [
+        (SPEC_PATH, "0644", json.dumps(spec, indent=2) + "\n"),
+        (LAUNCHER_PATH, "0755", LAUNCHER_SOURCE.read_text()),
+        (BOOTSTRAP_PATH, "0755", BOOTSTRAP_SOURCE.read_text()),
+        (BOOTSTRAP_ENV, "0644", bootstrap_env(db_ca, logs)),
+        (REQUIREMENTS_PATH, "0644", requirements(f"server-{secrets.provider}")),
+        ("/etc/systemd/system/mlflow.service", "0644", SYSTEMD_UNIT),
+        ("/etc/systemd/system/mlflow-db-password.service", "0644", REFRESH_SERVICE),
+        ("/etc/systemd/system/mlflow-db-password.timer", "0644", REFRESH_TIMER),
+        *([(DB_CA_PATH, "0644", db_ca.pem)] if db_ca.pem else []),
+        (logs.config_path(), "0644", logs.config()),
+        ("/etc/logrotate.d/mlflow", "0644", LOGROTATE),
+    ]
     document = {
-        "package_update": True,
-        "packages": ["python3-venv"],
+        # Retries for apt's downloads (the Ops Agent's installer uses apt); the bootstrap itself
+        # needs no package from apt: uv brings Python.
+        "apt": {"conf": 'Acquire::Retries "5";\n'},
         "users": [
             "default",
             {
@@ -263,66 +270,51 @@ def user_data(
             },
         ],
         "write_files": [
-            {
-                "path": SPEC_PATH,
-                "permissions": "0644",
-                "content": json.dumps(spec, indent=2) + "\n",
-            },
-            {"path": LAUNCHER_PATH, "permissions": "0755", "content": LAUNCHER_SOURCE.read_text()},
-            {
-                "path": "/etc/systemd/system/mlflow.service",
-                "permissions": "0644",
-                "content": SYSTEMD_UNIT,
-            },
-            {
-                "path": "/etc/systemd/system/mlflow-db-password.service",
-                "permissions": "0644",
-                "content": REFRESH_SERVICE,
-            },
-            {
-                "path": "/etc/systemd/system/mlflow-db-password.timer",
-                "permissions": "0644",
-                "content": REFRESH_TIMER,
-            },
-            *(
-                [{"path": DB_CA_PATH, "permissions": "0644", "content": db_ca.pem}]
-                if db_ca.pem
-                else []
-            ),
-            {"path": logs.config_path(), "permissions": "0644", "content": logs.config()},
-            {"path": "/etc/logrotate.d/mlflow", "permissions": "0644", "content": LOGROTATE},
+            {"path": path, "permissions": mode, "content": content} for path, mode, content in files
         ],
-        "runcmd": [
-            *logs.install(),
-            *(
-                [
-                    [
-                        "curl",
-                        "--fail",
-                        "--silent",
-                        "--show-error",
-                        "--location",
-                        "--retry",
-                        "5",
-                        "--retry-all-errors",
-                        "--output",
-                        DB_CA_PATH,
-                        db_ca.url,
-                    ]
-                ]
-                if db_ca.url
-                else []
-            ),
-            ["python3", "-m", "venv", VENV],
-            [
-                f"{VENV}/bin/pip",
-                "install",
-                "--no-cache-dir",
-                *pinned("mlflow", "psycopg2-binary", *CLOUD_PACKAGES[secrets.provider]),
-            ],
-            ["install", "-d", "-o", "mlflow", "-g", "mlflow", "-m", "0750", "/var/log/mlflow"],
-            ["systemctl", "daemon-reload"],
-            ["systemctl", "enable", "--now", "mlflow.service", "mlflow-db-password.timer"],
-        ],
+        # One script, so a failed step stops the rest (runcmd entries would run on regardless).
+        "runcmd": [["bash", BOOTSTRAP_PATH, BOOTSTRAP_ENV]],
     }
     return "#cloud-config\n" + yaml.safe_dump(document, sort_keys=False, width=1000)
+
+
+def bootstrap_env(db_ca: DatabaseCa, logs: LogShipping, **overrides: str) -> str:
+    """vm_bootstrap.sh's parameters as shell assignments (a test runs it with other paths)."""
+    uv = installer()
+    algorithm, digest = uv.hashes[0].split(":", 1)
+    if algorithm != "sha256":
+        raise ValueError(f"uv.lock gives uv a {algorithm} hash; the bootstrap checks sha256")
+    values = {
+        "PREFIX": PREFIX,
+        "VENV": VENV,
+        "REQUIREMENTS": REQUIREMENTS_PATH,
+        "PYTHON_VERSION": PYTHON,
+        "UV_WHEEL_URL": uv.wheel_url,
+        "UV_WHEEL_SHA256": digest,
+        "DB_CA_URL": db_ca.url or "",
+        "DB_CA_PATH": DB_CA_PATH,
+        "LOG_AGENT": logs.provider,
+        "LOG_AGENT_CONFIG": logs.config_path(),
+        **logs.bootstrap_env(),
+        "LOG_DIR": str(Path(SERVER_LOG).parent),
+        "SERVICE_USER": "mlflow",
+        "STATUS_FILE": BOOTSTRAP_STATUS,
+        "CONSOLE": "/dev/console",  # the serial console: EC2 / GCE return it through their APIs
+        "BOOTSTRAP_LOG": BOOTSTRAP_LOG,
+        **overrides,
+    }
+    header = (
+        "# Sourced by vm_bootstrap.sh (rendered by infra/vm.py).\n# shellcheck disable=SC2034\n"
+    )
+    return header + "".join(f"{key}={shlex.quote(value)}\n" for key, value in values.items())
+
+
+def compressed(document: str) -> str:
+    """user-data for EC2: gzip (cloud-init inflates it) and base64, for `user_data_base64`.
+    Deterministic (no timestamp), so an unchanged document never replaces the instance."""
+    packed = gzip.compress(document.encode(), compresslevel=9, mtime=0)
+    if len(packed) > USER_DATA_LIMIT:
+        raise ValueError(
+            f"user-data is {len(packed)} bytes gzipped, over EC2's {USER_DATA_LIMIT}-byte limit"
+        )
+    return base64.b64encode(packed).decode()

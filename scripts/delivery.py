@@ -95,12 +95,15 @@ def ensure_champion(
     train: Callable[[], str],
     timeout: float = 1800.0,
     poll: float = 10.0,
+    tracking_vm: Callable[[], str] | None = None,
 ) -> str:
     """Wait (bounded) until the model API serves a model; if it says no version exists yet (a
-    first deploy: an empty registry), start the training job once and keep waiting."""
+    first deploy: an empty registry), start the training job once and keep waiting. A tracking
+    VM whose bootstrap failed (`tracking_vm()` returns its verdict line) ends the wait at once."""
     deadline = time.monotonic() + timeout
     trained, reason = None, "no answer"
     while time.monotonic() < deadline:
+        body: dict = {}
         try:
             resp = requests.get(f"{api_url.rstrip('/')}/ready", timeout=10)
             body = resp.json()
@@ -112,11 +115,14 @@ def ensure_champion(
                     f" (trained by {trained})" if trained else ""
                 )
             reason = body.get("reason") or f"HTTP {resp.status_code}"
-            if body.get("reason_code") == "no_model_version" and trained is None:
-                print("==> no model version yet (first deploy): running the training job once",
-                      flush=True)  # fmt: skip
-                trained = train()
-                print(f"    started {trained}", flush=True)
+        verdict = tracking_vm() if tracking_vm else ""
+        if verdict.startswith("MLFLOW BOOTSTRAP FAILED"):  # training could not reach it either
+            raise DeliveryError(f"the tracking VM's bootstrap failed: {verdict}")
+        if body.get("reason_code") == "no_model_version" and trained is None:
+            print("==> no model version yet (first deploy): running the training job once",
+                  flush=True)  # fmt: skip
+            trained = train()
+            print(f"    started {trained}", flush=True)
         time.sleep(poll)
     raise DeliveryError(f"the model API at {api_url} was not ready after {timeout:.0f}s: {reason}")
 
@@ -127,12 +133,20 @@ def deploy(stack: str) -> None:
     for project in ("platform", "services"):
         pulumi(["up", "--skip-preview"], project, stack)
     from scripts.run_training import RunError, read_outputs
+    from scripts.smoke import SmokeFailure, vm_says
+    from scripts.smoke import outputs as platform_outputs
 
     try:
         outputs = read_outputs(stack, None, ["modelApiUrl"])
-    except RunError as exc:
-        raise DeliveryError(str(exc)) from None
-    print(f"==> {ensure_champion(outputs['modelApiUrl'], lambda: start_training(stack, outputs))}")
+        vm = platform_outputs(ROOT, stack).get("trackingInstance")
+    except (RunError, SmokeFailure) as exc:
+        raise DeliveryError(f"stack outputs: {exc}") from None
+    served = ensure_champion(
+        outputs["modelApiUrl"],
+        lambda: start_training(stack, outputs),
+        tracking_vm=(lambda: vm_says(vm)) if vm else None,
+    )
+    print(f"==> {served}")
 
 
 def preview(stack: str) -> None:

@@ -5,7 +5,10 @@
     python -m scripts.smoke --tracking-uri URI --model-api-url URL   # credentials from MLFLOW_TRACKING_*
 
 First it waits (up to --wait seconds) until the model API serves a model: that proves the API
-reached the registry and loaded a version through the tracking server. Then, where the tracking
+reached the registry and loaded a version through the tracking server. For a deployed stack it
+also reads the tracking VM's serial console meanwhile: a bootstrap that failed (the line
+`MLFLOW BOOTSTRAP FAILED at step ...` of infra/vm_bootstrap.sh) fails the smoke test at once,
+with that line. Then, where the tracking
 server is reachable from here: anonymous requests are refused; a run is logged with the tracking
 credentials; an artifact is uploaded and read back through the server's proxy; the registered
 model has a champion, the version the API serves. A runner outside the stack's allowedCidrs (a
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -29,6 +33,9 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 RIDE = {"PULocationID": 43, "DOLocationID": 151, "trip_distance": 1.8}
+VERDICT = re.compile(r"MLFLOW BOOTSTRAP (DONE|FAILED[^\r\n]*)")
+COMPUTE_API = "https://compute.googleapis.com/compute/v1"
+CONSOLE_EVERY = 15.0
 
 
 class SmokeFailure(Exception):
@@ -58,25 +65,76 @@ def outputs(project_dir: Path, stack: str) -> dict:
     return json.loads(result.stdout)
 
 
-def target(args) -> tuple[str, str, str, dict[str, str]]:
-    """(tracking URI, model API URL, registered model, credentials env)."""
+def target(args) -> tuple[str, str, str, dict[str, str], str | None]:
+    """(tracking URI, model API URL, registered model, credentials env, tracking VM or None)."""
     if args.local:
         endpoints = json.loads((ROOT / ".local/endpoints.json").read_text())
         env = dict(line.split("=", 1) for line in (ROOT / ".local/mlflow.env").read_text().split())
-        return endpoints["trackingUri"], endpoints["modelApiUrl"], endpoints["registeredModel"], env
+        return (
+            endpoints["trackingUri"], endpoints["modelApiUrl"], endpoints["registeredModel"], env,
+            None,
+        )  # fmt: skip
     if args.stack:
         platform, services = outputs(ROOT, args.stack), outputs(ROOT / "services", args.stack)
         env = {
             "MLFLOW_TRACKING_USERNAME": platform["adminUsername"],
             "MLFLOW_TRACKING_PASSWORD": platform["adminPassword"],
         }
-        return platform["trackingUri"], services["modelApiUrl"], args.model, env
+        vm = platform.get("trackingInstance")
+        return platform["trackingUri"], services["modelApiUrl"], args.model, env, vm
     if not (args.tracking_uri and args.model_api_url):
         raise SmokeFailure("give a STACK, --local, or --tracking-uri and --model-api-url")
     env = {
         k: os.environ.get(k, "") for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
     }
-    return args.tracking_uri, args.model_api_url, args.model, env
+    return args.tracking_uri, args.model_api_url, args.model, env, None
+
+
+def bootstrap_verdict(console: str) -> str | None:
+    """The last verdict infra/vm_bootstrap.sh wrote to the VM's serial console, if any."""
+    found = VERDICT.findall(console)
+    return f"MLFLOW BOOTSTRAP {found[-1]}" if found else None
+
+
+def vm_says(instance: str) -> str:
+    """The tracking VM's bootstrap verdict from its console, or why there is none (diagnostics:
+    the model API's /ready stays the check)."""
+    try:
+        return bootstrap_verdict(read_console(instance)) or "no bootstrap verdict on its console"
+    except Exception as exc:
+        return f"its console is not readable from here ({exc.__class__.__name__})"
+
+
+def read_console(instance: str) -> str:
+    """The tracking VM's serial console: an EC2 instance ARN or a GCE instance path (the
+    platform's trackingInstance output). Needs ec2:GetConsoleOutput or
+    compute.instances.getSerialPortOutput, which the deploy identities have."""
+    if instance.startswith("arn:aws:ec2:"):
+        import boto3
+        from botocore.exceptions import ClientError
+
+        ec2 = boto3.client("ec2", region_name=instance.split(":")[3])
+        instance_id = instance.rsplit("/", 1)[-1]
+        try:  # the newest output; Nitro instances only
+            return ec2.get_console_output(InstanceId=instance_id, Latest=True).get("Output", "")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "UnsupportedOperation":
+                raise
+            return ec2.get_console_output(InstanceId=instance_id).get("Output", "")
+    if instance.startswith("projects/"):
+        import google.auth
+        from google.auth.transport.requests import AuthorizedSession
+
+        credentials, _ = google.auth.default(
+            scopes=["https://www.googleapis.com/auth/compute.readonly"]
+        )
+        response = AuthorizedSession(credentials).get(
+            f"{COMPUTE_API}/{instance}/serialPort", params={"port": 1}, timeout=30
+        )
+        if response.status_code >= 400:
+            raise SmokeFailure(f"serial port output: HTTP {response.status_code}")
+        return response.json().get("contents", "")
+    raise SmokeFailure(f"trackingInstance is not an EC2 ARN or a GCE instance path: {instance!r}")
 
 
 def check(name: str, fn) -> None:
@@ -89,7 +147,14 @@ def check(name: str, fn) -> None:
     print(f"ok   {name}{': ' + detail if detail else ''}", flush=True)
 
 
-def run(tracking_uri: str, api_url: str, model_name: str, env: dict[str, str], wait: float) -> None:
+def run(
+    tracking_uri: str,
+    api_url: str,
+    model_name: str,
+    env: dict[str, str],
+    instance: str | None,
+    wait: float,
+) -> None:
     os.environ.update(env)
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     import mlflow
@@ -132,6 +197,7 @@ def run(tracking_uri: str, api_url: str, model_name: str, env: dict[str, str], w
 
     def api_ready():
         deadline = time.monotonic() + wait
+        console_at = time.monotonic()
         while True:
             try:
                 ready = requests.get(f"{api_url.rstrip('/')}/ready", timeout=15)
@@ -141,9 +207,15 @@ def run(tracking_uri: str, api_url: str, model_name: str, env: dict[str, str], w
             if ready is not None and ready.status_code == 200:
                 state["served"] = str(body.get("model_version"))
                 return f"v{state['served']}, loaded from the registry through the tracking server"
+            status = ready.status_code if ready is not None else "no answer"
+            if instance and time.monotonic() >= console_at:  # a failed bootstrap fails at once
+                console_at = time.monotonic() + CONSOLE_EVERY
+                verdict = vm_says(instance)
+                if verdict.startswith("MLFLOW BOOTSTRAP FAILED"):
+                    raise SmokeFailure(f"/ready: {status} {body}; the tracking VM says: {verdict}")
             if time.monotonic() > deadline:
-                status = ready.status_code if ready is not None else "no answer"
-                raise SmokeFailure(f"/ready after {wait:.0f}s: {status} {body}")
+                vm = f"; the tracking VM: {vm_says(instance)}" if instance else ""
+                raise SmokeFailure(f"/ready after {wait:.0f}s: {status} {body}{vm}")
             time.sleep(2)
 
     def tracking_reachable() -> bool:

@@ -20,6 +20,7 @@ from infra.vm import (
     DatabaseCa,
     LogShipping,
     SecretSource,
+    compressed,
     private_host_pattern,
     user_data,
 )
@@ -220,9 +221,10 @@ class TrackingServer(pulumi.ComponentResource):
             associate_public_ip_address=True,
             vpc_security_group_ids=[security_group_id],
             iam_instance_profile=profile.name,
-            user_data=pulumi.Output.all(
+            # gzipped: EC2 takes 16 KB of user-data, and the lock's hashes alone are 11 KB.
+            user_data_base64=pulumi.Output.all(
                 eip.public_ip, bucket_name, db_address, db_secret_arn, secret.arn
-            ).apply(render),
+            ).apply(lambda args: compressed(render(args))),
             user_data_replace_on_change=True,
             metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
                 http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1
@@ -243,6 +245,7 @@ class TrackingServer(pulumi.ComponentResource):
         )
         self.public_ip = eip.public_ip
         self.private_ip = pulumi.Output.from_input(private_ip)
+        self.instance_ref = instance.arn
         self.credentials_secret_arn = secret.arn
         self.admin_password = pulumi.Output.secret(admin_password)
         self.register_outputs({"publicIp": eip.public_ip, "credentialsSecretArn": secret.arn})

@@ -35,6 +35,7 @@ def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dic
     return {
         out.TRACKING_URI: server.public_ip.apply(lambda ip: f"http://{ip}:{port}"),
         out.TRACKING_PRIVATE_URI: server.private_ip.apply(lambda ip: f"http://{ip}:{port}"),
+        out.TRACKING_INSTANCE: server.instance_ref,
         out.STATIC_IP: server.public_ip,
         out.ARTIFACT_BUCKET: bucket.name,
         out.DB_ENDPOINT: database.private_ip.apply(lambda ip: f"{ip}:5432"),

@@ -205,6 +205,10 @@ class TrackingServer(pulumi.ComponentResource):
         )
         self.public_ip = address.address
         self.private_ip = private_address.address
+        self.instance_ref = pulumi.Output.concat(
+            "projects/", self.instance.project, "/zones/", self.instance.zone,
+            "/instances/", self.instance.name,
+        )  # fmt: skip
         self.credentials_secret_id = secret.secret_id
         self.client_password_secret_id = client_secret.secret_id
         self.admin_password = pulumi.Output.secret(admin_password)

@@ -63,7 +63,10 @@ def computed(typ: str, name: str, inputs: dict) -> dict:
     arn = f"arn:aws:mock:us-east-1:123456789012:{name}"
     by_type = {
         "aws:ec2/eip:Eip": {"publicIp": "198.51.100.7", "allocationId": "eipalloc-0mock"},
-        "aws:ec2/instance:Instance": {"privateIp": "10.40.0.10"},
+        "aws:ec2/instance:Instance": {
+            "privateIp": "10.40.0.10",
+            "arn": "arn:aws:ec2:us-east-1:123456789012:instance/i-0mock",
+        },
         "aws:rds/instance:Instance": {
             "address": f"{name}.cmock.us-east-1.rds.amazonaws.com",
             "port": 5432,
@@ -90,9 +93,11 @@ def computed(typ: str, name: str, inputs: dict) -> dict:
             "address": "10.40.0.5" if inputs.get("addressType") == "INTERNAL" else "203.0.113.50"
         },
         "gcp:compute/instance:Instance": {
+            "project": inputs.get("project", "mlops-test"),  # the provider's default project
+            "name": inputs.get("name", f"{name}-0mock"),  # auto-named
             "networkInterfaces": [
                 {**nic, "networkIp": "10.40.0.5"} for nic in inputs.get("networkInterfaces", [])
-            ]
+            ],
         },
         "gcp:sql/databaseInstance:DatabaseInstance": {
             "privateIpAddress": "10.50.0.3",

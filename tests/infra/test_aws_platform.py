@@ -3,6 +3,8 @@ under Pulumi mocks. One rule per test."""
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import re
 
@@ -15,6 +17,13 @@ from tests.infra.harness import SECRET_SENTINEL
 RDS = "aws:rds/instance:Instance"
 BUCKET = "aws:s3/bucket:Bucket"
 EC2 = "aws:ec2/instance:Instance"
+
+
+def user_data(declared) -> str:
+    """The instance's cloud-config: sent gzipped through userDataBase64 (EC2 takes 16 KB)."""
+    return gzip.decompress(base64.b64decode(declared.one(EC2)["inputs"]["userDataBase64"])).decode()
+
+
 SG = "aws:ec2/securityGroup:SecurityGroup"
 
 
@@ -175,10 +184,10 @@ def test_instance_requires_imdsv2_and_encrypts_its_disk(declared):
 
 def test_user_data_holds_no_secret_value(declared):
     """Secrets are fetched on the VM at start; user-data is readable from the EC2 console."""
-    user_data = declared.one(EC2)["inputs"]["userData"]
-    assert isinstance(user_data, str)  # plain text: nothing secret flowed into it
-    assert SECRET_SENTINEL not in user_data
-    assert "PGPASSWORD=" not in user_data
+    assert isinstance(declared.one(EC2)["inputs"]["userDataBase64"], str)  # no secret flowed in
+    text = user_data(declared)
+    assert SECRET_SENTINEL not in text
+    assert "PGPASSWORD=" not in text
     auth_ini = json.loads(_written(declared, "/etc/mlflow/server.json"))["authIni"]
     assert not re.search(r"^\s*admin_password\s*=", auth_ini, re.MULTILINE)
     secret_value = declared.one("aws:secretsmanager/secretVersion:SecretVersion")["inputs"][
@@ -206,14 +215,16 @@ def test_outputs_are_the_contract(declared):
     assert set(declared.outputs) == set(out.AWS)
     assert declared.outputs[out.TRACKING_URI]["value"] == "http://198.51.100.7:5000"
     assert declared.outputs[out.STATIC_IP]["value"] == "198.51.100.7"
+    assert declared.outputs[out.TRACKING_INSTANCE]["value"] == (
+        "arn:aws:ec2:us-east-1:123456789012:instance/i-0mock"
+    )
     assert declared.outputs[out.ADMIN_PASSWORD]["secret"] is True
     public = {k for k, v in declared.outputs.items() if not v["secret"]}
     assert not any(SECRET_SENTINEL in json.dumps(declared.outputs[k]["value"]) for k in public)
 
 
 def _written(declared, path: str) -> str:
-    user_data = declared.one(EC2)["inputs"]["userData"]
-    document = yaml.safe_load(user_data)
+    document = yaml.safe_load(user_data(declared))
     [entry] = [f for f in document["write_files"] if f["path"] == path]
     return entry["content"]
 

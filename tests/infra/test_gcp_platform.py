@@ -165,8 +165,13 @@ def test_user_data_holds_no_secret_and_fetches_from_secret_manager(declared_gcp)
     bucket = declared_gcp.outputs[out.ARTIFACT_BUCKET]["value"]
     assert argv[argv.index("--artifacts-destination") + 1] == f"gs://{bucket}/mlflow"
     assert "--default-artifact-root" not in argv
-    [pins] = [c for c in document["runcmd"] if isinstance(c, list) and c[1:2] == ["install"]]
-    assert any(p.startswith("google-cloud-storage==") for p in pins)
+    from infra.vm import REQUIREMENTS_PATH
+    from infra.vm_requirements import requirements
+
+    files = {f["path"]: f["content"] for f in document["write_files"]}
+    assert files[REQUIREMENTS_PATH] == requirements("server-gcp")
+    assert "\ngoogle-cloud-storage==" in files[REQUIREMENTS_PATH]
+    assert "\nboto3==" not in files[REQUIREMENTS_PATH]
 
 
 def test_user_data_passes_cloud_init_schema(declared_gcp, tmp_path):
@@ -185,6 +190,10 @@ def test_user_data_passes_cloud_init_schema(declared_gcp, tmp_path):
 def test_outputs_have_the_shared_names(declared_gcp):
     assert set(declared_gcp.outputs) == set(out.GCP)
     assert declared_gcp.outputs[out.TRACKING_URI]["value"] == "http://203.0.113.50:5000"
+    zone = declared_gcp.one(VM)["inputs"]["zone"]
+    assert declared_gcp.outputs[out.TRACKING_INSTANCE]["value"] == (
+        f"projects/mlops-test/zones/{zone}/instances/mlops-vm-0mock"
+    )
     assert declared_gcp.outputs[out.ADMIN_PASSWORD]["secret"] is True
     assert (
         declared_gcp.outputs[out.CREDENTIALS_SECRET]["value"]
@@ -286,9 +295,14 @@ def test_server_and_bootstrap_logs_go_to_cloud_logging(declared_gcp):
         BOOTSTRAP_LOG,
     }
     assert set(agent["logging"]["service"]["pipelines"]["mlflow"]["receivers"]) == set(receivers)
-    steps = document["runcmd"]
-    assert steps[0][-1] == "https://dl.google.com/cloudagents/add-google-cloud-ops-agent-repo.sh"
-    assert ["systemctl", "restart", "google-cloud-ops-agent"] in steps
+    from tests.infra.test_user_data import bootstrap_env
+
+    env = bootstrap_env(document)  # the script installs it first, then the server
+    assert env["LOG_AGENT"] == "gcp" and env["LOG_AGENT_CONFIG"] == "/etc/mlflow/ops-agent.yaml"
+    assert env["OPS_AGENT_SCRIPT"] == (
+        "https://dl.google.com/cloudagents/add-google-cloud-ops-agent-repo.sh"
+    )
+    assert env["DB_CA_URL"] == ""  # the CA is in the user-data itself
     [writer] = declared_gcp.of_type("gcp:projects/iAMMember:IAMMember")
     account = declared_gcp.one("gcp:serviceaccount/account:Account")["inputs"]["accountId"]
     assert (

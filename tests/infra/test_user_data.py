@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import shlex
 import shutil
 import subprocess
 
 import pytest
 import yaml
 
-from tests.infra.test_aws_platform import EC2
+from tests.infra.test_aws_platform import EC2, user_data
 
 CLOUD_INIT = shutil.which("cloud-init")
 
@@ -18,7 +20,7 @@ def test_user_data_passes_cloud_init_schema(declared, tmp_path):
     if CLOUD_INIT is None:
         pytest.fail("cloud-init is not installed: `apt-get install -y cloud-init` (.ci/run does)")
     path = tmp_path / "user-data.yaml"
-    path.write_text(declared.one(EC2)["inputs"]["userData"])
+    path.write_text(user_data(declared))
     result = subprocess.run(
         [CLOUD_INIT, "schema", "--config-file", str(path)], capture_output=True, text=True
     )
@@ -28,11 +30,14 @@ def test_user_data_passes_cloud_init_schema(declared, tmp_path):
 
 def test_every_shell_command_in_user_data_passes_shellcheck(declared, tmp_path):
     """runcmd entries given as strings run through sh; lists are exec'd without a shell."""
+    from infra.vm import BOOTSTRAP_ENV
     from scripts.components import BIN
 
-    document = yaml.safe_load(declared.one(EC2)["inputs"]["userData"])
+    document = yaml.safe_load(user_data(declared))
     shell = [c for c in document.get("runcmd", []) if isinstance(c, str)]
     shell += [f["content"] for f in document["write_files"] if f["content"].startswith("#!/bin/")]
+    shell += [f["content"] for f in document["write_files"] if f["path"] == BOOTSTRAP_ENV]
+    assert len(shell) == 2  # the bootstrap script and the env file it sources
     for i, script in enumerate(shell):
         path = tmp_path / f"snippet-{i}.sh"
         body = script if script.startswith("#!") else f"#!/bin/sh\n{script}\n"
@@ -41,23 +46,74 @@ def test_every_shell_command_in_user_data_passes_shellcheck(declared, tmp_path):
             [str(BIN / "shellcheck"), str(path)], capture_output=True, text=True
         )
         assert result.returncode == 0, result.stdout
-    # Every runcmd entry is an argv list today: nothing goes through a shell at all.
-    assert all(isinstance(c, list) for c in document["runcmd"])
+
+
+def written(document: dict) -> dict[str, str]:
+    return {f["path"]: f["content"] for f in document["write_files"]}
+
+
+def bootstrap_env(document: dict) -> dict[str, str]:
+    """The bootstrap's parameters, as the shell that sources the env file reads them."""
+    from infra.vm import BOOTSTRAP_ENV
+
+    lines = [
+        line for line in written(document)[BOOTSTRAP_ENV].splitlines() if not line.startswith("#")
+    ]
+    return {k: "".join(shlex.split(v)) for k, v in (line.split("=", 1) for line in lines)}
+
+
+def test_one_bootstrap_script_runs_every_step(declared):
+    """runcmd entries run on after one fails; a single script stops at the first failure."""
+    from infra.vm import BOOTSTRAP_ENV, BOOTSTRAP_PATH, BOOTSTRAP_SOURCE
+
+    document = yaml.safe_load(user_data(declared))
+    assert document["runcmd"] == [["bash", BOOTSTRAP_PATH, BOOTSTRAP_ENV]]
+    assert written(document)[BOOTSTRAP_PATH] == BOOTSTRAP_SOURCE.read_text()
+    assert "packages" not in document and "package_update" not in document  # no apt step
+    assert document["apt"]["conf"].strip() == 'Acquire::Retries "5";'
+
+
+def test_the_vm_installs_the_lock_s_exact_versions_hash_checked(declared):
+    """Every package of the server's environment (not just the top-level three), at uv.lock's
+    version, with the hashes of the lock's wheels for the VM; uv itself from the lock too."""
+    import tomllib
+
+    from infra.vm import REQUIREMENTS_PATH
+    from infra.vm_requirements import LOCK_PATH, installer
+
+    document = yaml.safe_load(user_data(declared))
+    text = written(document)[REQUIREMENTS_PATH]
+    pins = dict(line.split(" ", 1)[0].split("==") for line in text.splitlines() if "==" in line)
+    locked = {
+        p["name"]: (p["version"], {w["hash"] for w in p.get("wheels", [])})
+        for p in tomllib.loads(LOCK_PATH.read_text())["package"]
+    }
+    assert {"mlflow", "psycopg2-binary", "boto3", "sqlalchemy", "flask", "alembic"} <= set(pins)
+    assert not any(name.startswith("google-cloud") for name in pins)  # the AWS environment
+    assert len(pins) > 80
+    for name, version in pins.items():
+        assert locked[name][0] == version, name
+    for block in text.split("\n")[1:]:
+        for digest in (h.split("=", 1)[1] for h in block.split() if h.startswith("--hash=")):
+            assert any(digest in hashes for _, hashes in locked.values())
+    env = bootstrap_env(document)
+    uv = installer()
+    assert (env["UV_WHEEL_URL"], f"sha256:{env['UV_WHEEL_SHA256']}") == (uv.wheel_url, uv.hashes[0])
+    assert uv.wheel_url.endswith("manylinux2014_x86_64.whl") and uv.version == "0.13.9"
+    assert env["PYTHON_VERSION"] == "3.11"  # the lock's Python (Ubuntu 24.04 ships 3.12)
 
 
 def test_systemd_unit_restarts_and_runs_unprivileged(declared):
-    document = yaml.safe_load(declared.one(EC2)["inputs"]["userData"])
+    document = yaml.safe_load(user_data(declared))
     [unit] = [f["content"] for f in document["write_files"] if f["path"].endswith("mlflow.service")]
     assert "Restart=always" in unit and "User=mlflow" in unit and "NoNewPrivileges=true" in unit
-    [pins] = [c for c in document["runcmd"] if isinstance(c, list) and c[1:2] == ["install"]]
-    assert any(p.startswith("mlflow[auth]==") for p in pins) and any(
-        p.startswith("boto3==") for p in pins
-    )
 
 
 def test_rotated_database_password_is_refreshed_by_a_timer(declared):
     """RDS rotates its managed password; the VM re-reads it every 10 minutes without a restart."""
-    document = yaml.safe_load(declared.one(EC2)["inputs"]["userData"])
+    from infra.vm import BOOTSTRAP_SOURCE
+
+    document = yaml.safe_load(user_data(declared))
     files = {f["path"]: f["content"] for f in document["write_files"]}
     timer = files["/etc/systemd/system/mlflow-db-password.timer"]
     assert "OnUnitActiveSec=10min" in timer
@@ -65,13 +121,10 @@ def test_rotated_database_password_is_refreshed_by_a_timer(declared):
         "--refresh /etc/mlflow/server.json"
         in files["/etc/systemd/system/mlflow-db-password.service"]
     )
-    assert [
-        "systemctl",
-        "enable",
-        "--now",
-        "mlflow.service",
-        "mlflow-db-password.timer",
-    ] in document["runcmd"]
+    # (tests/infra/test_vm_bootstrap.py runs the script and sees this call)
+    assert "systemctl enable --now mlflow.service mlflow-db-password.timer" in (
+        BOOTSTRAP_SOURCE.read_text()
+    )
 
 
 def test_the_server_verifies_the_database_with_the_rds_ca(declared):
@@ -82,15 +135,12 @@ def test_the_server_verifies_the_database_with_the_rds_ca(declared):
     assert declared.one("aws:rds/instance:Instance")["inputs"]["caCertIdentifier"] == (
         "rds-ca-rsa2048-g1"
     )
-    document = yaml.safe_load(declared.one(EC2)["inputs"]["userData"])
-    steps = document["runcmd"]
-    [fetch] = [i for i, c in enumerate(steps) if c[0] == "curl" and DB_CA_PATH in c]
-    [start] = [i for i, c in enumerate(steps) if c[:2] == ["systemctl", "enable"]]
-    assert fetch < start
-    assert steps[fetch][-1] == (
+    document = yaml.safe_load(user_data(declared))
+    env = bootstrap_env(document)  # the script fetches it before it starts the server
+    assert env["DB_CA_URL"] == (
         "https://truststore.pki.rds.amazonaws.com/us-east-1/us-east-1-bundle.pem"
     )
-    assert steps[fetch][steps[fetch].index("--output") + 1] == DB_CA_PATH
+    assert env["DB_CA_PATH"] == DB_CA_PATH
     spec = yaml.safe_load(
         next(
             f["content"] for f in document["write_files"] if f["path"] == "/etc/mlflow/server.json"
@@ -104,9 +154,17 @@ def test_the_server_verifies_the_database_with_the_rds_ca(declared):
 
 
 def test_user_data_fits_ec2s_16_kb(declared):
-    """EC2 refuses user-data over 16 KB (raw, before base64): large files are fetched at boot."""
-    size = len(declared.one(EC2)["inputs"]["userData"].encode())
-    assert size < 16 * 1024, f"{size} bytes"
+    """EC2 refuses user-data over 16 KB (raw, before base64): it goes gzipped (cloud-init
+    inflates it), the same bytes at every render so that an unchanged document never replaces
+    the instance; large files (the RDS CA bundle) are fetched at boot."""
+    from infra.vm import compressed
+
+    packed = base64.b64decode(declared.one(EC2)["inputs"]["userDataBase64"])
+    assert packed[:2] == b"\x1f\x8b"  # gzip
+    assert len(packed) < 16 * 1024, f"{len(packed)} bytes"
+    assert compressed(user_data(declared)) == declared.one(EC2)["inputs"]["userDataBase64"]
+    with pytest.raises(ValueError, match="over EC2's 16384-byte limit"):
+        compressed(base64.b64encode(__import__("os").urandom(20_000)).decode())
 
 
 def test_server_and_bootstrap_logs_leave_the_vm(declared):
@@ -114,7 +172,7 @@ def test_server_and_bootstrap_logs_leave_the_vm(declared):
     that fails is visible) to two groups of this stack; the role may write only there."""
     from infra.vm import BOOTSTRAP_LOG, SERVER_LOG
 
-    document = yaml.safe_load(declared.one(EC2)["inputs"]["userData"])
+    document = yaml.safe_load(user_data(declared))
     files = {f["path"]: f["content"] for f in document["write_files"]}
     unit = files["/etc/systemd/system/mlflow.service"]
     assert f"StandardOutput=append:{SERVER_LOG}" in unit and "LogsDirectory=mlflow" in unit
@@ -127,9 +185,9 @@ def test_server_and_bootstrap_logs_leave_the_vm(declared):
     assert collected == {
         SERVER_LOG: f"/mlflow/{stack}/server", BOOTSTRAP_LOG: f"/mlflow/{stack}/bootstrap",
     }  # fmt: skip
-    steps = document["runcmd"]
-    assert steps[0][-1].endswith("/amazon-cloudwatch-agent.deb")  # first: the bootstrap's log too
-    assert any("fetch-config" in step for step in steps)
+    env = bootstrap_env(document)  # the agent is the script's first step: its log ships too
+    assert env["LOG_AGENT"] == "aws" and env["LOG_AGENT_CONFIG"] == "/etc/mlflow/log-agent.json"
+    assert env["CLOUDWATCH_AGENT_DEB"].endswith("/amazon-cloudwatch-agent.deb")
     groups = {
         g["inputs"]["name"]: g["inputs"]["retentionInDays"]
         for g in declared.of_type("aws:cloudwatch/logGroup:LogGroup")

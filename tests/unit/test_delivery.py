@@ -121,3 +121,20 @@ def test_preview_runs_both_projects_with_the_policy_pack_and_changes_nothing(fak
     calls = fake_pulumi.read_text().splitlines()[1:]
     assert len(calls) == 2 and all(c.startswith("preview --diff --stack dev") for c in calls)
     assert all("--policy-pack" in c and "--yes" not in c for c in calls)
+
+
+def test_a_failed_tracking_vm_bootstrap_ends_the_wait_at_once(fake_api):
+    """Its console's verdict (scripts.smoke.vm_says) ends the wait at once: a training job could
+    not reach the tracking server either."""
+    started, asked = [], []
+    line = "MLFLOW BOOTSTRAP FAILED at step python (exit 1); see /var/log/cloud-init-output.log"
+
+    def vm():
+        asked.append(1)
+        return "no bootstrap verdict on its console" if len(asked) < 3 else line
+
+    with pytest.raises(
+        DeliveryError, match=r"bootstrap failed: MLFLOW BOOTSTRAP FAILED at step py"
+    ):
+        ensure_champion(fake_api["url"], lambda: started.append(1) or "job", 30, 0.05, vm)
+    assert started == [1] and len(asked) == 3  # trained on the first poll; failed on the third
