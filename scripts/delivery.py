@@ -75,7 +75,7 @@ def pulumi(command: list[str], project: str, stack: str) -> None:
         str(PROJECTS[project]),
         "--non-interactive",
     ]
-    if command[0] != "preview":
+    if command[0] in ("up", "destroy"):
         argv.append("--yes")
     if command[0] in ("up", "preview"):
         argv += ["--policy-pack", str(POLICY_PACK)]
@@ -131,6 +131,8 @@ def deploy(stack: str) -> None:
     check_stack(stack)
     check_tools()
     for project in ("platform", "services"):
+        # A first deploy (a fresh backend) has no stack yet: `up --stack` alone would refuse.
+        pulumi(["stack", "select", "--create"], project, stack)
         pulumi(["up", "--skip-preview"], project, stack)
     from scripts.run_training import RunError, read_outputs
     from scripts.smoke import SmokeFailure, vm_says

@@ -74,10 +74,15 @@ def test_deploy_runs_platform_then_services_with_the_policy_pack(fake_pulumi):
     assert result.returncode == 0, result.stderr
     calls = fake_pulumi.read_text().splitlines()
     assert calls[0] == "whoami"
-    assert calls[1].startswith("up --skip-preview --stack dev --cwd " + str(ROOT) + " ")
-    assert calls[2].startswith(f"up --skip-preview --stack dev --cwd {ROOT / 'services'} ")
-    assert all(f"--policy-pack {ROOT / 'policy'}" in c for c in calls[1:3])
-    assert calls[3] == f"stack output --json --stack dev --cwd {ROOT / 'services'}"
+    # Each stack is created on a first deploy (`up --stack` alone refuses an unknown stack).
+    assert calls[1] == f"stack select --create --stack dev --cwd {ROOT} --non-interactive"
+    assert calls[2].startswith("up --skip-preview --stack dev --cwd " + str(ROOT) + " ")
+    assert calls[3] == (
+        f"stack select --create --stack dev --cwd {ROOT / 'services'} --non-interactive"
+    )
+    assert calls[4].startswith(f"up --skip-preview --stack dev --cwd {ROOT / 'services'} ")
+    assert all(f"--policy-pack {ROOT / 'policy'}" in c for c in (calls[2], calls[4]))
+    assert calls[5] == f"stack output --json --stack dev --cwd {ROOT / 'services'}"
     assert "==> serving v1" in result.stdout
 
 
