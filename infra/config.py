@@ -131,6 +131,16 @@ class PlatformConfig(BaseModel):
                 )
         return value
 
+    @field_validator("adminUsername")
+    @classmethod
+    def _admin(cls, value: str) -> str:
+        from infra.mlflow_server import IDENTITIES
+
+        taken = [i.username for i in IDENTITIES]
+        if value in taken:
+            raise ValueError(f"{value!r} is a workload user's name; not one of {', '.join(taken)}")
+        return value
+
     @field_validator("vpcCidr")
     @classmethod
     def _vpc(cls, value: str) -> str:

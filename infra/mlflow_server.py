@@ -1,5 +1,9 @@
 """The one rendering of the `mlflow server` command, shared by the local platform and the VM bootstrap.
 
+The server speaks HTTPS only (uvicorn with the certificate and key named here); plain HTTP to its
+port gets no MLflow answer. The auth app denies by default: besides the admin (people, break-glass),
+each kind of workload has its own MLflow user with only the grants of IDENTITIES.
+
 The command carries no secret. The PostgreSQL password reaches libpq through PGPASSWORD (locally) or
 a PGPASSFILE (on the VM, see infra/vm_launcher.py, so a rotated password needs no restart); the
 admin credentials reach MLflow's basic-auth app through MLFLOW_AUTH_ADMIN_USERNAME/PASSWORD, and its
@@ -28,6 +32,52 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 SSLMODES = (None, "disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
+@dataclass(frozen=True)
+class Identity:
+    """An MLflow user for one kind of workload and what it may touch; the launcher creates it,
+    keeps its password in sync with its secret, and grants exactly these (experiments and
+    registered models are created if missing, so grants can name them before the first run)."""
+
+    username: str
+    experiments: dict[str, str]
+    registered_models: dict[str, str]
+    workloads: tuple[str, ...]
+
+    def as_dict(self) -> dict:
+        return {
+            "username": self.username,
+            "experiments": self.experiments,
+            "registeredModels": self.registered_models,
+        }
+
+
+TRAINING_EXPERIMENT = "nyc-taxi-duration"
+MONITORING_EXPERIMENT = "nyc-taxi-duration-monitoring"
+REGISTERED_MODEL = "nyc-taxi-duration"
+TRAINER = Identity(
+    "trainer",
+    experiments={TRAINING_EXPERIMENT: "EDIT", MONITORING_EXPERIMENT: "EDIT"},
+    registered_models={REGISTERED_MODEL: "EDIT"},  # new versions, aliases; no delete, no grants
+    workloads=("training", "monitoring"),
+)
+MODEL_API = Identity(
+    "model-api",
+    experiments={TRAINING_EXPERIMENT: "READ"},  # the model's artifacts live in its runs
+    registered_models={REGISTERED_MODEL: "READ"},
+    workloads=("model-api", "scoring"),
+)
+IDENTITIES = (TRAINER, MODEL_API)
+
+
+def user_for(workload: str) -> str:
+    """The MLflow user a workload of the service stacks runs as (training, monitoring, model-api,
+    scoring); people use the admin."""
+    for identity in IDENTITIES:
+        if workload in identity.workloads:
+            return identity.username
+    raise ValueError(f"no MLflow user for workload {workload!r}")
+
+
 class ServerConfigError(ValueError):
     """A server setting is invalid; the message names the setting and what is allowed."""
 
@@ -54,7 +104,12 @@ class ServerSettings:
     workers: int = 2
     allowed_hosts: tuple[str, ...] = field(default_factory=tuple)
     """Host headers the server accepts (DNS-rebinding guard); include the static IP or DNS name."""
-    default_permission: str = "READ"
+    tls_certfile: str = ""
+    """The server's certificate (PEM, with its chain); required: the server speaks HTTPS only."""
+    tls_keyfile: str = ""
+    """Its private key (PEM), readable by the server only."""
+    default_permission: str = "NO_PERMISSIONS"
+    """What a user gets where nothing is granted: nothing."""
     mlflow_bin: str = "mlflow"
 
     def __post_init__(self) -> None:
@@ -82,6 +137,13 @@ class ServerSettings:
                 f"default_permission must be one of {', '.join(PERMISSIONS)}, "
                 f"got {self.default_permission!r}"
             )
+        if not (self.tls_certfile and self.tls_keyfile):
+            raise ServerConfigError("tls_certfile and tls_keyfile are required: HTTPS only")
+        for key in ("tls_certfile", "tls_keyfile"):
+            if not re.fullmatch(r"/[\w./-]+", getattr(self, key)):
+                raise ServerConfigError(
+                    f"{key} must be an absolute path, got {getattr(self, key)!r}"
+                )
         if not self.allowed_hosts:
             raise ServerConfigError("allowed_hosts must list at least one host")
         if self.db_sslmode not in SSLMODES:
@@ -135,6 +197,7 @@ def render(s: ServerSettings) -> ServerCommand:
         "--port", str(s.port),
         "--workers", str(s.workers),
         "--allowed-hosts", ",".join(s.allowed_hosts),
+        "--uvicorn-opts", f"--ssl-certfile {s.tls_certfile} --ssl-keyfile {s.tls_keyfile}",
     ]  # fmt: skip
     env = {
         "MLFLOW_AUTH_CONFIG_PATH": s.auth_config_path,

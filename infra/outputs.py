@@ -12,9 +12,12 @@ TRACKING_PRIVATE_URI = "trackingPrivateUri"
 """The server's private address, for clients inside the network (the service stacks)."""
 CREDENTIALS_SECRET = "credentialsSecret"
 """ARN (AWS) or secret id (GCP) of the secret holding the MLflow admin username and password."""
-CLIENT_PASSWORD_SECRET = "clientPasswordSecret"
-"""GCP: the secret holding just the MLflow password, for Cloud Run's secret_key_ref (which cannot
-pick a key out of a JSON secret, as ECS can)."""
+TRACKING_CA_CERT = "trackingCaCert"
+"""The PEM of the stack's own CA, which signed the tracking server's certificate (public): every
+client verifies the server with it (MLFLOW_TRACKING_SERVER_CERT_PATH)."""
+PASSWORD_SECRETS = {"trainer": "trainerPasswordSecret", "model-api": "modelApiPasswordSecret"}
+"""Per workload user (infra.mlflow_server.IDENTITIES): the ARN (AWS) or secret id (GCP) of the
+secret holding just its password."""
 TRACKING_INSTANCE = "trackingInstance"
 """The tracking VM: its EC2 ARN, or projects/P/zones/Z/instances/N on GCP (scripts/smoke reads
 its serial console for the bootstrap's verdict)."""
@@ -33,9 +36,11 @@ SHARED = (
     VPC_ID,
     PUBLIC_SUBNET_IDS,
     PRIVATE_SUBNET_IDS,
+    TRACKING_CA_CERT,
     CREDENTIALS_SECRET,
+    *PASSWORD_SECRETS.values(),
     ADMIN_USERNAME,
     ADMIN_PASSWORD,
 )
 AWS = (*SHARED, CLIENT_SECURITY_GROUP_ID)
-GCP = (*SHARED, CLIENT_PASSWORD_SECRET)
+GCP = SHARED

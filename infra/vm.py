@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from infra.mlflow_server import ServerSettings, database_uri, render
+from infra.mlflow_server import IDENTITIES, ServerSettings, database_uri, render
 from infra.vm_requirements import PYTHON, installer, requirements
 
 PREFIX = "/opt/mlflow"
@@ -31,6 +31,10 @@ SPEC_PATH = "/etc/mlflow/server.json"
 LAUNCHER_PATH = f"{PREFIX}/vm_launcher.py"
 AUTH_INI_PATH = "/run/mlflow/basic_auth.ini"
 DB_CA_PATH = "/etc/mlflow/db-ca.pem"
+TLS_CERT_PATH = "/etc/mlflow/tls.crt"
+"""The server's certificate (public, from the user-data)."""
+TLS_KEY_PATH = "/run/mlflow/tls.key"
+"""Its key: fetched from the secret store by the launcher at every start, onto the runtime tmpfs."""
 SERVER_LOG = "/var/log/mlflow/server.log"
 """The CA that verifies the database's certificate: written from user-data, or fetched at boot."""
 BOOTSTRAP_LOG = "/var/log/cloud-init-output.log"
@@ -54,13 +58,22 @@ class SecretSource:
     provider: str
     db_secret: str
     admin_secret: str
+    tls_key_secret: str
+    identity_secrets: dict[str, str]
+    """username -> the secret holding that workload user's password."""
     region: str | None = None
+
+    def __post_init__(self) -> None:
+        if set(self.identity_secrets) != {i.username for i in IDENTITIES}:
+            raise ValueError(f"identity_secrets must name {[i.username for i in IDENTITIES]}")
 
     def as_dict(self) -> dict:
         return {
             "provider": self.provider,
             "dbSecret": self.db_secret,
             "adminSecret": self.admin_secret,
+            "tlsKeySecret": self.tls_key_secret,
+            "identitySecrets": self.identity_secrets,
             "region": self.region,
         }
 
@@ -73,6 +86,8 @@ def server_spec(settings: ServerSettings, secrets: SecretSource) -> dict:
         "env": command.env,
         "authIni": command.auth_ini,
         "secrets": secrets.as_dict(),
+        "tls": {"certfile": settings.tls_certfile, "keyfile": settings.tls_keyfile},
+        "identities": [identity.as_dict() for identity in IDENTITIES],
         "database": {
             "host": settings.db_host,
             "port": settings.db_port,
@@ -227,9 +242,14 @@ class DatabaseCa:
 
 
 def user_data(
-    settings: ServerSettings, secrets: SecretSource, db_ca: DatabaseCa, logs: LogShipping
+    settings: ServerSettings,
+    secrets: SecretSource,
+    db_ca: DatabaseCa,
+    logs: LogShipping,
+    tls_cert_pem: str,
 ) -> str:
-    """The cloud-config document for the tracking VM (the same for both clouds)."""
+    """The cloud-config document for the tracking VM (the same for both clouds). It holds the
+    server's certificate (public); its key stays in the secret store until the launcher runs."""
     if settings.mlflow_bin != f"{VENV}/bin/mlflow":
         raise ValueError(f"settings.mlflow_bin must be {VENV}/bin/mlflow on the VM")
     if settings.auth_config_path != AUTH_INI_PATH:
@@ -239,12 +259,17 @@ def user_data(
         "verify-full",
     ):
         raise ValueError(f"the VM verifies the database: db_sslrootcert {DB_CA_PATH}, verify-*")
+    if (settings.tls_certfile, settings.tls_keyfile) != (TLS_CERT_PATH, TLS_KEY_PATH):
+        raise ValueError(f"the VM's TLS files are {TLS_CERT_PATH} and {TLS_KEY_PATH}")
+    if "PRIVATE KEY" in tls_cert_pem or "BEGIN CERTIFICATE" not in tls_cert_pem:
+        raise ValueError("tls_cert_pem must be the server's certificate (and no key)")
     if secrets.provider != logs.provider:
         raise ValueError(f"secrets from {secrets.provider} but logs to {logs.provider}")
     spec = server_spec(settings, secrets)
     files = [
         (SPEC_PATH, "0644", json.dumps(spec, indent=2) + "\n"),
         (LAUNCHER_PATH, "0755", LAUNCHER_SOURCE.read_text()),
+        (TLS_CERT_PATH, "0644", tls_cert_pem),
         (BOOTSTRAP_PATH, "0755", BOOTSTRAP_SOURCE.read_text()),
         (BOOTSTRAP_ENV, "0644", bootstrap_env(db_ca, logs)),
         (REQUIREMENTS_PATH, "0644", requirements(f"server-{secrets.provider}")),

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Starts the MLflow server on the tracking VM (installed by cloud-init, run by systemd).
 
-Reads the rendered server spec (/etc/mlflow/server.json: argv, non-secret env, auth config and where
-the secrets are), fetches the secrets through the VM's own identity (instance role / service
-account), creates the auth database if missing, runs both database migrations, and replaces itself
-with `mlflow server`. The admin credentials live only in the server's environment; the database
+Reads the rendered server spec (/etc/mlflow/server.json: argv, non-secret env, auth config, the
+workload users and where the secrets are), fetches the secrets through the VM's own identity
+(instance role / service account), writes the TLS key to the runtime tmpfs, creates the auth
+database if missing, runs both database migrations, creates or updates the workload users and
+their grants, and replaces itself with `mlflow server`. The admin credentials live only in the server's environment; the database
 password in a libpq passfile on the runtime tmpfs (mode 600), which `--refresh` (a systemd timer)
 rewrites when the cloud rotates the password, so new connections keep working without a restart.
 
@@ -24,37 +25,42 @@ class LaunchError(RuntimeError):
     pass
 
 
-def fetch_secrets(source: dict) -> dict[str, str]:
-    """The server's secret environment: PGPASSWORD, the admin credentials and the CSRF key."""
+def fetch_secrets(source: dict) -> dict:
+    """The server's secrets, read through the VM's identity: the database user and password, the
+    environment for the auth app (admin credentials, CSRF key), the TLS key and the workload
+    users' passwords."""
     if source["provider"] == "aws":
         import boto3
 
         client = boto3.client("secretsmanager", region_name=source.get("region"))
 
-        def read(arn: str) -> dict:
-            return json.loads(client.get_secret_value(SecretId=arn)["SecretString"])
+        def read(arn: str) -> str:
+            return client.get_secret_value(SecretId=arn)["SecretString"]
 
-        db = read(source["dbSecret"])  # RDS-managed: {"username": ..., "password": ...}
-        admin = read(source["adminSecret"])
     elif source["provider"] == "gcp":
         from google.cloud import secretmanager
 
         client = secretmanager.SecretManagerServiceClient()
 
-        def read(name: str) -> dict:
-            version = client.access_secret_version(name=f"{name}/versions/latest")
-            return json.loads(version.payload.data.decode())
+        def read(name: str) -> str:  # projects/<p>/secrets/<id>
+            return client.access_secret_version(
+                name=f"{name}/versions/latest"
+            ).payload.data.decode()
 
-        db = read(source["dbSecret"])  # projects/<p>/secrets/<id>: {"username", "password"}
-        admin = read(source["adminSecret"])
     else:
         raise LaunchError(f"unknown secrets provider {source['provider']!r}")
+    db = json.loads(read(source["dbSecret"]))  # {"username", "password"}; RDS manages it on AWS
+    admin = json.loads(read(source["adminSecret"]))
     return {
-        "DB_USERNAME": db["username"],
-        "PGPASSWORD": db["password"],
-        "MLFLOW_AUTH_ADMIN_USERNAME": admin["username"],
-        "MLFLOW_AUTH_ADMIN_PASSWORD": admin["password"],
-        "MLFLOW_FLASK_SERVER_SECRET_KEY": admin["flaskSecretKey"],
+        "dbUser": db["username"],
+        "dbPassword": db["password"],
+        "env": {
+            "MLFLOW_AUTH_ADMIN_USERNAME": admin["username"],
+            "MLFLOW_AUTH_ADMIN_PASSWORD": admin["password"],
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": admin["flaskSecretKey"],
+        },
+        "tlsKey": read(source["tlsKeySecret"]),
+        "identities": {user: read(ref) for user, ref in source["identitySecrets"].items()},
     }
 
 
@@ -106,33 +112,90 @@ def pgpass_line(db: dict, password: str) -> str:
 def write_pgpass(path: Path, db: dict, password: str) -> None:
     """libpq reads this file at every new connection, so a refreshed password reaches the
     server's pool without a restart. Written atomically, mode 600, on the runtime tmpfs."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(pgpass_line(db, password))
-    os.replace(tmp, path)
+    write_private(path, pgpass_line(db, password))
 
 
 def runtime_dir(spec: dict) -> Path:
     return Path(spec["env"]["MLFLOW_AUTH_CONFIG_PATH"]).parent
 
 
+def write_private(path: Path, text: str) -> None:
+    """Atomically, mode 600 from the start."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def sync_identities(identities: list[dict], passwords: dict[str, str], database: dict) -> None:
+    """Create each workload's MLflow user (or reset its password to its secret's) and grant it
+    exactly its permissions, creating the experiments and registered models they name if
+    missing. Runs against the migrated databases before the server starts, so no client ever
+    sees the server without its users. The admin is the auth app's own (from its environment)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore as AuthStore
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
+    from mlflow.utils.server_cli_utils import resolve_default_artifact_root
+
+    backend = database["backendUri"]
+    # The artifact root `mlflow server --serve-artifacts` gives new experiments.
+    tracking = TrackingStore(backend, resolve_default_artifact_root(True, None, backend))
+    registry = RegistryStore(backend)
+    auth = AuthStore()
+    auth.init_db(database["authUri"])
+
+    def grant(create, update, target: str, user: str, permission: str) -> None:
+        try:
+            create(target, user, permission)
+        except MlflowException:  # granted before: set it to what the spec says now
+            update(target, user, permission)
+
+    for identity in identities:
+        user, password = identity["username"], passwords[identity["username"]]
+        if not auth.has_user(user):
+            auth.create_user(user, password)
+        elif not auth.authenticate_user(user, password):
+            auth.update_user(user, password=password)
+        for name, permission in identity["experiments"].items():
+            experiment = tracking.get_experiment_by_name(name)
+            if experiment is None:
+                experiment_id = tracking.create_experiment(name)
+            else:
+                experiment_id = experiment.experiment_id
+                if experiment.lifecycle_stage == "deleted":
+                    tracking.restore_experiment(experiment_id)
+            grant(auth.create_experiment_permission, auth.update_experiment_permission,
+                  experiment_id, user, permission)  # fmt: skip
+        for name, permission in identity["registeredModels"].items():
+            try:
+                registry.get_registered_model(name)
+            except MlflowException:
+                registry.create_registered_model(name)
+            grant(auth.create_registered_model_permission,
+                  auth.update_registered_model_permission, name, user, permission)  # fmt: skip
+
+
 def start(spec: dict) -> dict[str, str]:
     """Everything before `mlflow server`; returns the server's environment."""
     secrets = fetch_secrets(spec["secrets"])
-    if secrets.pop("DB_USERNAME") != spec["database"]["user"]:
+    if secrets["dbUser"] != spec["database"]["user"]:
         raise LaunchError("the database secret's username differs from the rendered one")
-    password = secrets.pop("PGPASSWORD")
+    password = secrets["dbPassword"]
     ensure_database(spec["database"], password)
     run_dir = runtime_dir(spec)
     run_dir.mkdir(parents=True, exist_ok=True)
     pgpass = run_dir / "pgpass"
     write_pgpass(pgpass, spec["database"], password)
+    write_private(Path(spec["tls"]["keyfile"]), secrets["tlsKey"])
     # The auth app reads its config even to migrate: write it first (no secret in it).
     (run_dir / Path(spec["env"]["MLFLOW_AUTH_CONFIG_PATH"]).name).write_text(spec["authIni"])
     env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
-    env |= {**spec["env"], **secrets, "PGPASSFILE": str(pgpass)}
+    env |= {**spec["env"], **secrets["env"], "PGPASSFILE": str(pgpass)}
     migrate(spec, env)
+    os.environ["PGPASSFILE"] = str(pgpass)  # the stores below connect from this process
+    sync_identities(spec["identities"], secrets["identities"], spec["database"])
     return env
 
 
@@ -142,7 +205,7 @@ def refresh(spec: dict) -> None:
     if not pgpass.parent.is_dir():
         return  # the server is not running; its next start fetches the secret anyway
     secrets = fetch_secrets(spec["secrets"])
-    write_pgpass(pgpass, spec["database"], secrets["PGPASSWORD"])
+    write_pgpass(pgpass, spec["database"], secrets["dbPassword"])
 
 
 def main(argv: list[str]) -> int:

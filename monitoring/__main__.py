@@ -13,6 +13,7 @@ import sys
 import requests
 
 import storage
+import tracking_ca
 from monitoring import EXPERIMENT
 from monitoring.data import MonitoringError
 from monitoring.job import Settings, monitor
@@ -139,9 +140,10 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("give --prediction-log and/or --actuals: nothing to monitor")
         if not os.environ.get("MLFLOW_TRACKING_URI"):
             raise UsageError("MLFLOW_TRACKING_URI is not set")
+        tracking_ca.trust()
         trigger = trigger_of(args)
         outcome = monitor(settings, trigger.start if trigger else None)
-    except (UsageError, InputError) as exc:
+    except (UsageError, InputError, tracking_ca.TrustError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (MonitoringError, storage.StorageError) as exc:

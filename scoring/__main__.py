@@ -10,6 +10,7 @@ import re
 import sys
 
 import storage
+import tracking_ca
 from scoring import REGISTERED_MODEL
 from scoring.job import BATCH_ROWS, InputError, describe, run
 
@@ -170,10 +171,11 @@ def main(argv: list[str] | None = None) -> int:
         shard, shards = shard_of(args, dict(os.environ))
         if not os.environ.get("MLFLOW_TRACKING_URI"):
             raise UsageError("MLFLOW_TRACKING_URI is not set")
+        tracking_ca.trust()
         sources = [describe(uri) for uri in inputs]  # a missing input fails before the model loads
         scorer = load_scorer(args.model_name, args.alias, args.model_version)
         summary = run(sources, output, scorer, shard, shards, args.batch_rows)
-    except (UsageError, InputError) as exc:
+    except (UsageError, InputError, tracking_ca.TrustError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (RegistryError, storage.StorageError) as exc:

@@ -363,6 +363,109 @@ def ensure_bucket(endpoint: str, bucket: str) -> None:
         client.create_bucket(Bucket=bucket)
 
 
+# --- TLS: a local CA and the tracking server's certificate ---------------------------------------
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca_cert: Path
+    """What clients trust (MLFLOW_TRACKING_SERVER_CERT_PATH)."""
+    cert: Path
+    key: Path
+
+
+def make_tls(directory: Path, hosts: tuple[str, ...] = (LOOPBACK, "localhost")) -> TlsFiles:
+    """A CA (10 years) and a server certificate for `hosts` (IPs or names; 1 year) in `directory`,
+    made once and reused while the certificate has 30 days left and still names every host. The
+    keys are mode 600; the CA's key stays here and signs nothing else."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    files = TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server-key.pem")
+    now = dt.datetime.now(dt.UTC)
+
+    def sans() -> list[x509.GeneralName]:
+        names: list[x509.GeneralName] = []
+        for host in hosts:
+            try:
+                names.append(x509.IPAddress(ipaddress.ip_address(host)))
+            except ValueError:
+                names.append(x509.DNSName(host))
+        return names
+
+    if files.cert.exists() and files.key.exists() and files.ca_cert.exists():
+        current = x509.load_pem_x509_certificate(files.cert.read_bytes())
+        named = current.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        if current.not_valid_after_utc - now > dt.timedelta(days=30) and set(sans()) <= set(named):
+            return files
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+
+    def private(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    # A name of its own: clients tell two local CAs apart by name before checking signatures.
+    label = f"mlops-platform local CA {secrets.token_hex(4)}"
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, label)])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )  # fmt: skip
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName(sans()), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    private(directory / "ca-key.pem", ca_key)
+    private(files.key, key)
+    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    return files
+
+
 # --- MLflow tracking server --------------------------------------------------------------------
 
 
@@ -370,13 +473,18 @@ def ensure_bucket(endpoint: str, bucket: str) -> None:
 class MlflowCredentials:
     username: str
     password: str
+    ca_cert: Path | None = None
+    """The CA that signed the server's certificate; clients verify with it."""
 
     def env(self, tracking_uri: str) -> dict[str, str]:
-        return {
+        env = {
             "MLFLOW_TRACKING_URI": tracking_uri,
             "MLFLOW_TRACKING_USERNAME": self.username,
             "MLFLOW_TRACKING_PASSWORD": self.password,
         }
+        if self.ca_cert:
+            env["MLFLOW_TRACKING_SERVER_CERT_PATH"] = str(self.ca_cert)
+        return env
 
 
 def mlflow_start(
@@ -385,17 +493,24 @@ def mlflow_start(
     db_port: int,
     db_password: str,
     admin: MlflowCredentials,
+    users: dict[str, str],
     secret_key: str,
     artifacts_destination: str,
     store_env: dict[str, str],
+    tls: TlsFiles,
     workdir: Path,
     log: Path,
     workers: int = 1,
 ) -> Proc:
-    """Start `mlflow server` exactly as infra.mlflow_server renders it for the VM, on loopback.
+    """Start `mlflow server` exactly as infra.mlflow_server renders it for the VM, on loopback:
+    HTTPS with `tls`, the workload users of infra.mlflow_server.IDENTITIES (passwords in `users`)
+    created and granted as the VM's launcher does, before the server starts.
 
     `store_env` points the server (not its clients) at the local object store: moto for s3://,
     the GCS emulator for gs://."""
+    from infra import vm_launcher
+    from infra.mlflow_server import IDENTITIES, database_uri
+
     settings = ServerSettings(
         db_host=LOOPBACK,
         db_port=db_port,
@@ -405,6 +520,8 @@ def mlflow_start(
         port=port,
         workers=workers,
         allowed_hosts=(f"{LOOPBACK}:{port}", f"localhost:{port}"),
+        tls_certfile=str(tls.cert),
+        tls_keyfile=str(tls.key),
         mlflow_bin=str(BIN / "mlflow"),
     )
     command = render(settings)
@@ -419,10 +536,39 @@ def mlflow_start(
     }
     assert set(secrets_env) == set(command.secret_env)
     env = {**command.env, **secrets_env, **store_env}
+    database = {
+        "backendUri": database_uri(settings, settings.db_name),
+        "authUri": database_uri(settings, settings.auth_db_name),
+    }
+    try:
+        vm_launcher.migrate({"argv": command.argv, "database": database}, {**os.environ, **env})
+        with _environ({"PGPASSWORD": db_password, **command.env}):
+            vm_launcher.sync_identities([i.as_dict() for i in IDENTITIES], users, database)
+    except vm_launcher.LaunchError as exc:
+        raise ComponentError(f"mlflow server: {exc}") from exc
     proc = spawn("mlflow-server", command.argv, log, env, cwd=workdir)
-    proc.url = f"http://{LOOPBACK}:{port}"
-    wait_until(proc, http_ok(f"{proc.url}/health"), 120, "healthy")
+    proc.url = f"https://{LOOPBACK}:{port}"
+    proc.extra = {"ca_cert": tls.ca_cert}
+    wait_until(proc, https_ok(f"{proc.url}/health", tls.ca_cert), 120, "healthy")
     return proc
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def https_ok(url: str, ca_cert: Path) -> Callable[[], bool]:
+    return lambda: requests.get(url, timeout=2, verify=str(ca_cert)).status_code == 200
 
 
 def s3_store_env(endpoint: str) -> dict[str, str]:
@@ -480,15 +626,31 @@ class Platform:
     s3_endpoint: str
     bucket: str
     admin: MlflowCredentials
+    users: dict[str, MlflowCredentials]
+    """The workload users (infra.mlflow_server.IDENTITIES), by name."""
 
-    def env(self) -> dict[str, str]:
-        return self.admin.env(self.tracking_uri)
+    @property
+    def ca_cert(self) -> Path:
+        return self.admin.ca_cert
+
+    def env(self, user: str | None = None) -> dict[str, str]:
+        """A client's environment: the admin's, or a workload user's."""
+        return (self.users[user] if user else self.admin).env(self.tracking_uri)
+
+
+def workload_users(password: Callable[[str], str], ca_cert: Path) -> dict[str, MlflowCredentials]:
+    from infra.mlflow_server import IDENTITIES
+
+    return {
+        i.username: MlflowCredentials(i.username, password(i.username), ca_cert) for i in IDENTITIES
+    }
 
 
 @contextlib.contextmanager
-def throwaway_platform(bucket: str = "test-artifacts") -> Iterator[Platform]:
-    """PostgreSQL, moto_server and the MLflow server exactly as rendered for the VM, auth on, on
-    free loopback ports with state in a temporary directory; all stopped and deleted on exit."""
+def throwaway_platform(bucket: str = "test-artifacts", store: str = "s3") -> Iterator[Platform]:
+    """PostgreSQL, an object store (moto_server for `s3`, the GCS emulator for `gcs`) and the MLflow
+    server exactly as rendered for the VM, auth and HTTPS on, on free loopback ports with state in
+    a temporary directory; all stopped and deleted on exit. `s3_endpoint` is the store's URL."""
     root = Path(tempfile.mkdtemp(prefix="mlops-platform-"))
     root.chmod(0o755)  # the unprivileged PostgreSQL user must reach its data directory
     procs: list[Proc] = []
@@ -501,24 +663,37 @@ def throwaway_platform(bucket: str = "test-artifacts") -> Iterator[Platform]:
             pg.extra["port"], cluster.superuser_password, "mlflow", db_password,
             ["mlflow", "mlflow_auth"],
         )  # fmt: skip
-        moto = moto_start(free_port(), root / "moto.log")
-        procs.append(moto)
-        ensure_bucket(moto.url, bucket)
-        admin = MlflowCredentials("admin", new_password())
+        if store == "s3":
+            objects = moto_start(free_port(), root / "moto.log")
+            ensure_bucket(objects.url, bucket)
+            store_env, scheme = s3_store_env(objects.url), "s3"
+        else:
+            objects = gcs_emulator_start(free_port(), root / "gcs.log")
+            store_env, scheme = gcs_store_env(objects.url), "gs"
+            with _environ(store_env):
+                from google.cloud import storage
+
+                storage.Client().create_bucket(bucket)
+        procs.append(objects)
+        tls = make_tls(root / "tls")
+        admin = MlflowCredentials("admin", new_password(), tls.ca_cert)
+        users = workload_users(lambda _: new_password(), tls.ca_cert)
         server = mlflow_start(
             port=free_port(),
             db_port=pg.extra["port"],
             db_password=db_password,
             admin=admin,
+            users={name: u.password for name, u in users.items()},
             secret_key=new_password(),
-            artifacts_destination=f"s3://{bucket}/mlflow",
-            store_env=s3_store_env(moto.url),
+            artifacts_destination=f"{scheme}://{bucket}/mlflow",
+            store_env=store_env,
+            tls=tls,
             workdir=root / "mlflow",
             log=root / "mlflow-server.log",
             workers=1,
         )
         procs.append(server)
-        yield Platform(server.url, moto.url, bucket, admin)
+        yield Platform(server.url, objects.url, bucket, admin, users)
     finally:
         for proc in reversed(procs):
             proc.stop()

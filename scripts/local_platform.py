@@ -1,11 +1,11 @@
 """The whole platform on this machine: `python -m scripts.local_platform up|down|status`.
 
 `up` starts PostgreSQL (data in .local/pgdata), moto_server as the S3 endpoint (objects kept across
-restarts by replaying its recording), the MLflow server rendered by infra.mlflow_server with auth on,
-trains the baseline and then the stronger model on generated TLC-shaped data, starts the model API
-and prints one prediction. Everything keeps running in the background; `down` stops it by pid and
-keeps the data. Running `up` again while the platform runs only reports it.
-"""
+restarts by replaying its recording), the MLflow server rendered by infra.mlflow_server with auth on
+and HTTPS only (a CA of its own in .local/tls), trains the baseline and then the stronger model on
+generated TLC-shaped data as the `trainer` user, starts the model API as the `model-api` user and
+prints one prediction. Everything keeps running in the background; `down` stops it by pid and
+keeps the data. Running `up` again while the platform runs only reports it."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ SECRETS = LOCAL / "secrets"
 LOGS = LOCAL / "logs"
 PIDS = LOCAL / "pids.json"
 ENDPOINTS = LOCAL / "endpoints.json"
+TLS = LOCAL / "tls"
 MLFLOW_ENV = LOCAL / "mlflow.env"
 S3_ENV = LOCAL / "s3.env"
 DATA = LOCAL / "data"
@@ -217,6 +218,7 @@ def monitor(env: dict[str, str], month: Path) -> tuple[str, str]:
         f"{uri}/api/2.0/mlflow/runs/get",
         params={"run_id": run_id},
         auth=(env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]),
+        verify=env["MLFLOW_TRACKING_SERVER_CERT_PATH"],
         timeout=30,
     )
     run.raise_for_status()
@@ -255,37 +257,43 @@ def up(args: argparse.Namespace) -> int:
         s3_env = {**c.FAKE_AWS, "AWS_ENDPOINT_URL": moto.url}
         write_private(S3_ENV, "".join(f"{k}={v}\n" for k, v in s3_env.items()))
 
-        say("starting the MLflow server (PostgreSQL backend, S3 artifacts, basic auth)")
-        admin = c.MlflowCredentials(ADMIN_USER, secret("mlflow-admin"))
+        say("starting the MLflow server (PostgreSQL backend, S3 artifacts, HTTPS, basic auth)")
+        tls = c.make_tls(TLS)
+        admin = c.MlflowCredentials(ADMIN_USER, secret("mlflow-admin"), tls.ca_cert)
+        users = c.workload_users(lambda name: secret(f"mlflow-{name}"), tls.ca_cert)
         mlflow = c.mlflow_start(
             port=pick_port("tracking"),
             db_port=pg.extra["port"],
             db_password=db_password,
             admin=admin,
+            users={name: user.password for name, user in users.items()},
             secret_key=secret("mlflow-flask-key"),
             artifacts_destination=f"s3://{BUCKET}/mlflow",
             store_env=c.s3_store_env(moto.url),
+            tls=tls,
             workdir=LOCAL / "mlflow",
             log=LOGS / "mlflow-server.log",
             workers=args.workers,
         )
         record_pid("mlflow-server", mlflow.pid)
-        tracking_env = admin.env(mlflow.url)
-        write_private(MLFLOW_ENV, "".join(f"{k}={v}\n" for k, v in tracking_env.items()))
+        # A person works as the admin; each workload as its own user (infra.mlflow_server).
+        write_private(MLFLOW_ENV, "".join(f"{k}={v}\n" for k, v in admin.env(mlflow.url).items()))
+        trainer_env = users["trainer"].env(mlflow.url)
+        reader_env = users["model-api"].env(mlflow.url)
 
         say("generating two months of TLC-shaped trip data")
         train_path, val_path = ensure_data()
         s3 = c.s3_client(moto.url)
         for month in (train_path, val_path):  # for the scoring example: TLC files in S3
             s3.upload_file(str(month), BUCKET, f"tlc/{month.name}")
-        train(tracking_env, train_path, val_path)
+        train(trainer_env, train_path, val_path)
 
         say("starting the model API (prediction log on)")
         api = c.model_api_start(
             pick_port("model_api"),
             LOGS / "model-api.log",
             {
-                **tracking_env,
+                **reader_env,
                 **s3_env,
                 "MODEL_API_REFRESH_SECONDS": "10",
                 "MODEL_API_PREDICTION_LOG": PREDICTION_LOG,
@@ -299,7 +307,7 @@ def up(args: argparse.Namespace) -> int:
         shifted = ensure_shifted_month()
         s3.upload_file(str(shifted), BUCKET, f"tlc/{shifted.name}")
         wait_for_log(moto.url, send_traffic(api.url, shifted))
-        decision, report_url = monitor({**tracking_env, **s3_env}, shifted)
+        decision, report_url = monitor({**trainer_env, **s3_env}, shifted)
     except c.ComponentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         say("stopping what was started")
@@ -309,6 +317,7 @@ def up(args: argparse.Namespace) -> int:
     endpoints = {
         "monitoringReport": report_url,
         "trackingUri": mlflow.url,
+        "trackingCaCert": str(tls.ca_cert),
         "modelApiUrl": api.url,
         "s3EndpointUrl": moto.url,
         "artifactBucket": BUCKET,
@@ -324,7 +333,8 @@ def report(endpoints: dict[str, str]) -> int:
     resp = requests.post(f"{api}/predict", json=SAMPLE, timeout=10)
     print(
         f"""
-  MLflow tracking server  {endpoints["trackingUri"]}   (user {ADMIN_USER}; password in {MLFLOW_ENV.relative_to(ROOT)})
+  MLflow tracking server  {endpoints["trackingUri"]}   (user {ADMIN_USER}; password in {MLFLOW_ENV.relative_to(ROOT)}; CA {(TLS / "ca.pem").relative_to(ROOT)})
+  workload users          trainer (training, monitoring), model-api (model API); passwords in {SECRETS.relative_to(ROOT)}/
   model API               {api}/docs
   S3 endpoint (moto)      {endpoints["s3EndpointUrl"]}   bucket {endpoints["artifactBucket"]} (credentials in {S3_ENV.relative_to(ROOT)})
   prediction log          {PREDICTION_LOG}date=YYYY-MM-DD/

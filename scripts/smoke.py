@@ -2,7 +2,7 @@
 
     python -m scripts.smoke dev           # a deployed stack (reads both projects' outputs)
     python -m scripts.smoke --local       # the local platform of `make demo`
-    python -m scripts.smoke --tracking-uri URI --model-api-url URL   # credentials from MLFLOW_TRACKING_*
+    python -m scripts.smoke --tracking-uri URI --model-api-url URL   # credentials and CA from MLFLOW_TRACKING_*
 
 First it waits (up to --wait seconds) until the model API serves a model: that proves the API
 reached the registry and loaded a version through the tracking server. For a deployed stack it
@@ -76,17 +76,23 @@ def target(args) -> tuple[str, str, str, dict[str, str], str | None]:
         )  # fmt: skip
     if args.stack:
         platform, services = outputs(ROOT, args.stack), outputs(ROOT / "services", args.stack)
+        ca = Path(tempfile.mkdtemp()) / "tracking-ca.pem"  # the platform's own CA (public)
+        ca.write_text(platform["trackingCaCert"])
         env = {
             "MLFLOW_TRACKING_USERNAME": platform["adminUsername"],
             "MLFLOW_TRACKING_PASSWORD": platform["adminPassword"],
+            "MLFLOW_TRACKING_SERVER_CERT_PATH": str(ca),
         }
         vm = platform.get("trackingInstance")
         return platform["trackingUri"], services["modelApiUrl"], args.model, env, vm
     if not (args.tracking_uri and args.model_api_url):
         raise SmokeFailure("give a STACK, --local, or --tracking-uri and --model-api-url")
-    env = {
-        k: os.environ.get(k, "") for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
-    }
+    names = (
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+        "MLFLOW_TRACKING_SERVER_CERT_PATH",
+    )
+    env = {k: os.environ[k] for k in names if k in os.environ}
     return args.tracking_uri, args.model_api_url, args.model, env, None
 
 
@@ -162,11 +168,12 @@ def run(
 
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri)
+    verify = env.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or True  # the platform's CA
     state: dict = {}
 
     def anonymous_refused():
         url = f"{tracking_uri.rstrip('/')}/api/2.0/mlflow/experiments/search"
-        status = requests.get(url, params={"max_results": 1}, timeout=15).status_code
+        status = requests.get(url, params={"max_results": 1}, timeout=15, verify=verify).status_code
         if status != 401:
             raise SmokeFailure(f"anonymous request answered {status}, expected 401")
         return "401 without credentials"
@@ -220,7 +227,9 @@ def run(
 
     def tracking_reachable() -> bool:
         try:
-            return requests.get(f"{tracking_uri.rstrip('/')}/health", timeout=10).ok
+            return requests.get(f"{tracking_uri.rstrip('/')}/health", timeout=10, verify=verify).ok
+        except requests.exceptions.SSLError as exc:  # reached, but not the server we trust
+            raise SmokeFailure(f"tracking server {tracking_uri}: TLS verification failed") from exc
         except requests.RequestException:
             return False
 

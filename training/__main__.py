@@ -11,6 +11,7 @@ import sys
 import requests
 
 import storage
+import tracking_ca
 import training
 from training.data import DataError
 from training.models import MODEL_NAMES, Candidate
@@ -34,7 +35,14 @@ def check_tracking_server(uri: str, timeout: float = 10.0) -> None:
     auth = (user, password) if user and password else None
     url = f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search"
     try:
-        resp = requests.get(url, params={"max_results": 1}, auth=auth, timeout=timeout)
+        resp = requests.get(
+            url, params={"max_results": 1}, auth=auth, timeout=timeout, verify=tracking_ca.verify()
+        )
+    except requests.exceptions.SSLError as exc:
+        raise SetupError(
+            f"tracking server {uri}: its certificate is not trusted; set "
+            f"{tracking_ca.CERT_PATH_ENV} to the platform's CA (trackingCaCert)"
+        ) from exc
     except requests.RequestException as exc:
         raise SetupError(
             f"tracking server {uri} is unreachable ({exc.__class__.__name__})"
@@ -124,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     from training.train import run
 
     try:
+        tracking_ca.trust()
         check_tracking_server(os.environ.get("MLFLOW_TRACKING_URI", ""))
         train_uris, val_uri = args.train, args.val
         if args.data_prefix:
@@ -140,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             experiment=args.experiment,
             margin=args.margin,
         )
-    except (DataError, SetupError, storage.StorageError) as exc:
+    except (DataError, SetupError, storage.StorageError, tracking_ca.TrustError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except MlflowException as exc:

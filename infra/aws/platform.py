@@ -31,8 +31,9 @@ def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dic
     )
     port = cfg.mlflowPort
     return {
-        out.TRACKING_URI: server.public_ip.apply(lambda ip: f"http://{ip}:{port}"),
-        out.TRACKING_PRIVATE_URI: server.private_ip.apply(lambda ip: f"http://{ip}:{port}"),
+        out.TRACKING_URI: server.public_ip.apply(lambda ip: f"https://{ip}:{port}"),
+        out.TRACKING_PRIVATE_URI: server.private_ip.apply(lambda ip: f"https://{ip}:{port}"),
+        out.TRACKING_CA_CERT: server.ca_cert_pem,
         out.TRACKING_INSTANCE: server.instance_ref,
         out.STATIC_IP: server.public_ip,
         out.ARTIFACT_BUCKET: bucket.name,
@@ -42,6 +43,7 @@ def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dic
         out.PRIVATE_SUBNET_IDS: network.private_subnet_ids,
         out.CLIENT_SECURITY_GROUP_ID: network.client_sg_id,
         out.CREDENTIALS_SECRET: server.credentials_secret_arn,
+        **{out.PASSWORD_SECRETS[user]: arn for user, arn in server.password_secret_arns.items()},
         out.ADMIN_USERNAME: cfg.adminUsername,
         out.ADMIN_PASSWORD: server.admin_password,
     }

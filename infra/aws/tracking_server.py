@@ -1,5 +1,6 @@
-"""The EC2 MLflow tracking server: admin credentials in Secrets Manager, a least-privilege instance
-role, an Elastic IP, and cloud-init rendered by infra.vm (the same server command as `make demo`)."""
+"""The EC2 MLflow tracking server: admin credentials, the workload users' passwords and the TLS key in
+Secrets Manager, a least-privilege instance role, an Elastic IP, the stack's CA and the server's
+certificate (infra.tls), and cloud-init rendered by infra.vm (the same server command as `make demo`)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ import pulumi_random as random
 from infra.aws.common import child, tags
 from infra.aws.database import rds_ca_bundle_url
 from infra.config import PlatformConfig
-from infra.mlflow_server import ServerSettings
+from infra.mlflow_server import IDENTITIES, ServerSettings
+from infra.tls import tracking_tls
 from infra.vm import (
     AUTH_INI_PATH,
     DB_CA_PATH,
+    TLS_CERT_PATH,
+    TLS_KEY_PATH,
     VENV,
     DatabaseCa,
     LogShipping,
@@ -83,6 +87,8 @@ class TrackingServer(pulumi.ComponentResource):
     public_ip: pulumi.Output[str]
     private_ip: pulumi.Output[str]
     credentials_secret_arn: pulumi.Output[str]
+    password_secret_arns: dict[str, pulumi.Output[str]]
+    ca_cert_pem: pulumi.Output[str]
     admin_password: pulumi.Output[str]
 
     def __init__(
@@ -132,6 +138,33 @@ class TrackingServer(pulumi.ComponentResource):
             opts=child(self),
         )
 
+        # One MLflow user per kind of workload (infra.mlflow_server.IDENTITIES), its password alone
+        # in a secret of its own: the service stacks hand each workload only its own.
+        def private_secret(key: str, description: str, value: pulumi.Input[str]):
+            secret = aws.secretsmanager.Secret(
+                f"{name}-{key}",
+                name_prefix=f"mlflow-{cfg.stack}-{key}-",
+                description=description,
+                recovery_window_in_days=30 if cfg.protect else 0,
+                tags=tags(cfg.stack, f"{name}-{key}"),
+                opts=child(self),
+            )
+            aws.secretsmanager.SecretVersion(
+                f"{name}-{key}-value", secret_id=secret.id, secret_string=value, opts=child(self)
+            )
+            return secret
+
+        password_secrets = {
+            i.username: private_secret(
+                f"{i.username}-password",
+                f"MLflow user {i.username} ({', '.join(i.workloads)})",
+                random.RandomPassword(
+                    f"{name}-{i.username}-password", length=32, special=False, opts=child(self)
+                ).result,
+            )
+            for i in IDENTITIES
+        }
+
         role = aws.iam.Role(
             f"{name}-role",
             assume_role_policy=json.dumps(
@@ -161,12 +194,23 @@ class TrackingServer(pulumi.ComponentResource):
             )
             for kind in ("server", "bootstrap")
         ]
+        # Allocated before the instance so its address can go into --allowed-hosts and the
+        # certificate.
+        eip = aws.ec2.Eip(
+            f"{name}-eip", domain="vpc", tags=tags(cfg.stack, f"{name}-eip"), opts=child(self)
+        )
+        server_tls = tracking_tls(name, cfg.stack, [eip.public_ip, private_ip], self)
+        tls_secret = private_secret(
+            "tls-key", "MLflow tracking server's TLS private key", server_tls.private_key_pem
+        )
+        secret_arns = [db_secret_arn, secret.arn, tls_secret.arn]
+        secret_arns += [s.arn for s in password_secrets.values()]
         aws.iam.RolePolicy(
             f"{name}-access",
             role=role.id,
-            policy=pulumi.Output.all(
-                bucket_arn, db_secret_arn, secret.arn, *(g.arn for g in log_groups)
-            ).apply(lambda a: server_policy(a[0], [a[1], a[2]], a[3:])),
+            policy=pulumi.Output.all(bucket_arn, *(g.arn for g in log_groups), *secret_arns).apply(
+                lambda a: server_policy(a[0], list(a[3:]), a[1:3])
+            ),
             opts=child(self),
         )
         aws.iam.RolePolicyAttachment(
@@ -174,10 +218,6 @@ class TrackingServer(pulumi.ComponentResource):
         )
         profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, opts=child(self))
 
-        # Allocated before the instance so its address can go into --allowed-hosts.
-        eip = aws.ec2.Eip(
-            f"{name}-eip", domain="vpc", tags=tags(cfg.stack, f"{name}-eip"), opts=child(self)
-        )
         ami = aws.ec2.get_ami(
             most_recent=True,
             owners=[UBUNTU_OWNER],
@@ -189,7 +229,8 @@ class TrackingServer(pulumi.ComponentResource):
         )
 
         def render(args: list) -> str:
-            public_ip, bucket, db_host, db_secret, admin_secret = args
+            public_ip, bucket, db_host, db_secret, admin_secret, tls_key_secret, cert = args[:7]
+            users = dict(zip(password_secrets, args[7:], strict=True))
             settings = ServerSettings(
                 db_host=db_host,
                 # The RDS endpoint name is in its certificate: a full check.
@@ -204,11 +245,15 @@ class TrackingServer(pulumi.ComponentResource):
                     public_ip,
                     private_host_pattern(cfg.vpcCidr),
                 ),
+                tls_certfile=TLS_CERT_PATH,
+                tls_keyfile=TLS_KEY_PATH,
                 mlflow_bin=f"{VENV}/bin/mlflow",
             )
-            secrets = SecretSource("aws", db_secret, admin_secret, region=region)
+            secrets = SecretSource(
+                "aws", db_secret, admin_secret, tls_key_secret, users, region=region
+            )
             ca = DatabaseCa(url=rds_ca_bundle_url(region))
-            return user_data(settings, secrets, ca, LogShipping("aws", log_prefix))
+            return user_data(settings, secrets, ca, LogShipping("aws", log_prefix), cert)
 
         instance = aws.ec2.Instance(
             f"{name}-vm",
@@ -223,8 +268,15 @@ class TrackingServer(pulumi.ComponentResource):
             iam_instance_profile=profile.name,
             # gzipped: EC2 takes 16 KB of user-data, and the lock's hashes alone are 11 KB.
             user_data_base64=pulumi.Output.all(
-                eip.public_ip, bucket_name, db_address, db_secret_arn, secret.arn
-            ).apply(lambda args: compressed(render(args))),
+                eip.public_ip,
+                bucket_name,
+                db_address,
+                db_secret_arn,
+                secret.arn,
+                tls_secret.arn,
+                server_tls.cert_pem,
+                *(s.arn for s in password_secrets.values()),
+            ).apply(lambda args: compressed(render(args))),  # fmt: skip
             user_data_replace_on_change=True,
             metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
                 http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1
@@ -247,5 +299,7 @@ class TrackingServer(pulumi.ComponentResource):
         self.private_ip = pulumi.Output.from_input(private_ip)
         self.instance_ref = instance.arn
         self.credentials_secret_arn = secret.arn
+        self.password_secret_arns = {user: s.arn for user, s in password_secrets.items()}
+        self.ca_cert_pem = server_tls.ca_cert_pem
         self.admin_password = pulumi.Output.secret(admin_password)
         self.register_outputs({"publicIp": eip.public_ip, "credentialsSecretArn": secret.arn})

@@ -33,8 +33,9 @@ def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dic
     )
     port = cfg.mlflowPort
     return {
-        out.TRACKING_URI: server.public_ip.apply(lambda ip: f"http://{ip}:{port}"),
-        out.TRACKING_PRIVATE_URI: server.private_ip.apply(lambda ip: f"http://{ip}:{port}"),
+        out.TRACKING_URI: server.public_ip.apply(lambda ip: f"https://{ip}:{port}"),
+        out.TRACKING_PRIVATE_URI: server.private_ip.apply(lambda ip: f"https://{ip}:{port}"),
+        out.TRACKING_CA_CERT: server.ca_cert_pem,
         out.TRACKING_INSTANCE: server.instance_ref,
         out.STATIC_IP: server.public_ip,
         out.ARTIFACT_BUCKET: bucket.name,
@@ -45,7 +46,7 @@ def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dic
         out.PUBLIC_SUBNET_IDS: [network.subnet_id],
         out.PRIVATE_SUBNET_IDS: [network.subnet_id],
         out.CREDENTIALS_SECRET: server.credentials_secret_id,
-        out.CLIENT_PASSWORD_SECRET: server.client_password_secret_id,
+        **{out.PASSWORD_SECRETS[user]: ref for user, ref in server.password_secret_ids.items()},
         out.ADMIN_USERNAME: cfg.adminUsername,
         out.ADMIN_PASSWORD: server.admin_password,
     }

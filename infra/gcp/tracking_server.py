@@ -1,6 +1,7 @@
 """The GCE MLflow tracking server: a dedicated service account with access to this bucket and these
-secrets only, a shielded Ubuntu LTS VM with a reserved static IP, and the same cloud-init document
-as on AWS (infra.vm), passed as `user-data` metadata."""
+secrets only (admin credentials, the workload users' passwords, the TLS key), a shielded Ubuntu LTS
+VM with a reserved static IP, the stack's CA and the server's certificate (infra.tls), and the same
+cloud-init document as on AWS (infra.vm), passed as `user-data` metadata."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ import pulumi_random as random
 from infra.config import PlatformConfig
 from infra.gcp.network import SERVER_TAG
 from infra.gcp.secrets import stored_secret
-from infra.mlflow_server import ServerSettings
+from infra.mlflow_server import IDENTITIES, ServerSettings
+from infra.tls import tracking_tls
 from infra.vm import (
     AUTH_INI_PATH,
     DB_CA_PATH,
+    TLS_CERT_PATH,
+    TLS_KEY_PATH,
     VENV,
     DatabaseCa,
     LogShipping,
@@ -31,7 +35,8 @@ class TrackingServer(pulumi.ComponentResource):
     public_ip: pulumi.Output[str]
     private_ip: pulumi.Output[str]
     credentials_secret_id: pulumi.Output[str]
-    client_password_secret_id: pulumi.Output[str]
+    password_secret_ids: dict[str, pulumi.Output[str]]
+    ca_cert_pem: pulumi.Output[str]
     admin_password: pulumi.Output[str]
 
     def __init__(
@@ -69,10 +74,19 @@ class TrackingServer(pulumi.ComponentResource):
             ),
             self,
         )
-        # The password alone, for clients on Cloud Run (secret_key_ref takes a whole secret).
-        client_secret = stored_secret(
-            f"{name}-client-password", f"mlflow-{cfg.stack}-client-password", admin_password, self
-        )
+        # One MLflow user per kind of workload (infra.mlflow_server.IDENTITIES), its password alone
+        # in a secret of its own (Cloud Run's secret_key_ref takes a whole secret).
+        password_secrets = {
+            i.username: stored_secret(
+                f"{name}-{i.username}-password",
+                f"mlflow-{cfg.stack}-{i.username}-password",
+                random.RandomPassword(
+                    f"{name}-{i.username}-password", length=32, special=False, opts=child
+                ).result,
+                self,
+            )
+            for i in IDENTITIES
+        }
 
         account = gcp.serviceaccount.Account(
             f"{name}-sa",
@@ -98,15 +112,6 @@ class TrackingServer(pulumi.ComponentResource):
             member=member,
             opts=child,
         )
-        for label, secret_id in (("db", db_secret_id), ("credentials", secret.secret_id)):
-            gcp.secretmanager.SecretIamMember(
-                f"{name}-{label}-secret-access",
-                secret_id=secret_id,
-                role="roles/secretmanager.secretAccessor",
-                member=member,
-                opts=child,
-            )
-
         address = gcp.compute.Address(
             f"{name}-ip",
             region=cfg.gcpRegion,
@@ -124,6 +129,25 @@ class TrackingServer(pulumi.ComponentResource):
             purpose="GCE_ENDPOINT",
             opts=child,
         )
+        server_tls = tracking_tls(name, cfg.stack, [address.address, private_address.address], self)
+        tls_secret = stored_secret(
+            f"{name}-tls-key", f"mlflow-{cfg.stack}-tls-key", server_tls.private_key_pem, self
+        )
+        readable = {
+            "db": db_secret_id,
+            "credentials": secret.secret_id,
+            "tls-key": tls_secret.secret_id,
+            **{user: s.secret_id for user, s in password_secrets.items()},
+        }
+        for label, secret_id in readable.items():
+            gcp.secretmanager.SecretIamMember(
+                f"{name}-{label}-secret-access",
+                secret_id=secret_id,
+                role="roles/secretmanager.secretAccessor",
+                member=member,
+                opts=child,
+            )
+
         image = gcp.compute.get_image(
             family=UBUNTU_FAMILY, project=UBUNTU_PROJECT, opts=pulumi.InvokeOptions(parent=self)
         )
@@ -134,7 +158,8 @@ class TrackingServer(pulumi.ComponentResource):
         ).names.apply(lambda names: sorted(names)[0])
 
         def render(args: list) -> str:
-            public_ip, bucket, host, db_secret, admin_secret, ca = args
+            public_ip, bucket, host, db_secret, admin_secret, ca, tls_key_secret, cert = args[:8]
+            users = dict(zip(password_secrets, args[8:], strict=True))
             settings = ServerSettings(
                 db_host=host,
                 # Cloud SQL's certificate names the instance, not its private IP, so libpq cannot
@@ -150,13 +175,16 @@ class TrackingServer(pulumi.ComponentResource):
                     public_ip,
                     private_host_pattern(cfg.vpcCidr),
                 ),
+                tls_certfile=TLS_CERT_PATH,
+                tls_keyfile=TLS_KEY_PATH,
                 mlflow_bin=f"{VENV}/bin/mlflow",
             )
             return user_data(
                 settings,
-                SecretSource("gcp", db_secret, admin_secret),
+                SecretSource("gcp", db_secret, admin_secret, tls_key_secret, users),
                 DatabaseCa(pem=ca),
                 LogShipping("gcp", f"mlflow-{cfg.stack}"),
+                cert,
             )
 
         self.instance = gcp.compute.Instance(
@@ -186,8 +214,16 @@ class TrackingServer(pulumi.ComponentResource):
             ),
             metadata={
                 "user-data": pulumi.Output.all(
-                    address.address, bucket_name, db_host, db_secret_name, secret.name, db_ca
-                ).apply(render),
+                    address.address,
+                    bucket_name,
+                    db_host,
+                    db_secret_name,
+                    secret.name,
+                    db_ca,
+                    tls_secret.name,
+                    server_tls.cert_pem,
+                    *(s.name for s in password_secrets.values()),
+                ).apply(render),  # fmt: skip
                 "block-project-ssh-keys": "true",
                 "enable-oslogin": "TRUE",
             },
@@ -210,6 +246,7 @@ class TrackingServer(pulumi.ComponentResource):
             "/instances/", self.instance.name,
         )  # fmt: skip
         self.credentials_secret_id = secret.secret_id
-        self.client_password_secret_id = client_secret.secret_id
+        self.password_secret_ids = {user: s.secret_id for user, s in password_secrets.items()}
+        self.ca_cert_pem = server_tls.ca_cert_pem
         self.admin_password = pulumi.Output.secret(admin_password)
         self.register_outputs({"publicIp": address.address, "credentialsSecret": secret.secret_id})

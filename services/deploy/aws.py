@@ -12,7 +12,9 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker_build as docker_build
 
+import tracking_ca
 from infra import outputs as platform_out
+from infra.mlflow_server import user_for
 from services.deploy import images
 from services.deploy.config import (
     ServicesConfig,
@@ -123,12 +125,20 @@ def submit_job_input(cfg: ServicesConfig, queue_arn: str, definition_arn: str) -
     return request
 
 
-def mlflow_secrets(secret_arn: str) -> list[dict]:
-    # ECS injects these from Secrets Manager at start: never in the task definition's plain env.
+def mlflow_env(workload: str, tracking_uri: str, ca_pem: str) -> list[dict]:
+    """Where the tracking server is, how to trust it (the platform's CA: tracking_ca.trust()
+    writes it to a file at start), and who this workload is (its own MLflow user)."""
     return [
-        {"name": "MLFLOW_TRACKING_USERNAME", "valueFrom": f"{secret_arn}:username::"},
-        {"name": "MLFLOW_TRACKING_PASSWORD", "valueFrom": f"{secret_arn}:password::"},
+        {"name": "MLFLOW_TRACKING_URI", "value": tracking_uri},
+        {"name": tracking_ca.CA_PEM_ENV, "value": ca_pem},
+        {"name": "MLFLOW_TRACKING_USERNAME", "value": user_for(workload)},
     ]
+
+
+def mlflow_secrets(workload: str, password_secrets: dict[str, str]) -> list[dict]:
+    # ECS injects the password from Secrets Manager at start: never in the plain env.
+    arn = password_secrets[user_for(workload)]
+    return [{"name": "MLFLOW_TRACKING_PASSWORD", "valueFrom": arn}]
 
 
 def build(cfg: ServicesConfig) -> dict[str, object]:
@@ -137,7 +147,10 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
     vpc_id = platform.require(platform_out.VPC_ID)
     subnets = platform.require(platform_out.PUBLIC_SUBNET_IDS)
     client_sg = platform.require(platform_out.CLIENT_SECURITY_GROUP_ID)
-    secret_arn = platform.require(platform_out.CREDENTIALS_SECRET)
+    ca_pem = platform.require(platform_out.TRACKING_CA_CERT)
+    password_secrets = pulumi.Output.all(
+        **{user: platform.require(key) for user, key in platform_out.PASSWORD_SECRETS.items()}
+    )
     artifact_bucket = platform.require(platform_out.ARTIFACT_BUCKET)
     name = "mlops"
     tags = {"project": "mlops-services", "stack": cfg.stack}
@@ -211,15 +224,16 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
     aws.iam.RolePolicy(
         f"{name}-execution-secret",
         role=execution_role.id,
-        policy=secret_arn.apply(
-            lambda arn: json.dumps(
+        # The workload users' passwords only; the admin's credentials stay with people.
+        policy=password_secrets.apply(
+            lambda arns: json.dumps(
                 {
                     "Version": "2012-10-17",
                     "Statement": [
                         {
                             "Effect": "Allow",
                             "Action": ["secretsmanager:GetSecretValue"],
-                            "Resource": [arn],
+                            "Resource": sorted(arns.values()),
                         }
                     ],
                 }
@@ -232,14 +246,15 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         svc, image, cpu, memory, task_role, env=(), more=None
     ) -> aws.ecs.TaskDefinition:
         """A Fargate task definition with one container `svc`, logging to its group, with the
-        tracking URI as plain env and the MLflow credentials as ECS secrets."""
+        tracking URI, CA and `svc`'s MLflow user as plain env and its password as an ECS secret."""
         definitions = pulumi.Output.all(
             image,
             tracking_uri,
-            secret_arn,
+            password_secrets,
             logs[svc].name,
             pulumi.Output.from_input(more or {}),
             pulumi.Output.from_input(list(env)),
+            ca_pem,
         ).apply(
             lambda a: json.dumps(
                 [
@@ -247,8 +262,8 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
                         "name": svc,
                         "image": a[0],
                         "essential": True,
-                        "environment": [{"name": "MLFLOW_TRACKING_URI", "value": a[1]}, *a[5]],
-                        "secrets": mlflow_secrets(a[2]),
+                        "environment": [*mlflow_env(svc, a[1], a[6]), *a[5]],
+                        "secrets": mlflow_secrets(svc, a[2]),
                         "logConfiguration": {
                             "logDriver": "awslogs",
                             "options": {
@@ -614,11 +629,12 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         container_properties=pulumi.Output.all(
             scoring_image,
             tracking_uri,
-            secret_arn,
+            password_secrets,
             logs["scoring"].name,
             scoring_role.arn,
             execution_role.arn,
             scoring_output,
+            ca_pem,
         ).apply(
             lambda a: json.dumps(
                 {
@@ -633,8 +649,8 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
                     # No NAT in the platform: a public address to pull the image.
                     "networkConfiguration": {"assignPublicIp": "ENABLED"},
                     "fargatePlatformConfiguration": {"platformVersion": "LATEST"},
-                    "environment": [{"name": "MLFLOW_TRACKING_URI", "value": a[1]}],
-                    "secrets": mlflow_secrets(a[2]),
+                    "environment": mlflow_env("scoring", a[1], a[7]),
+                    "secrets": mlflow_secrets("scoring", a[2]),
                     "logConfiguration": {
                         "logDriver": "awslogs",
                         "options": {"awslogs-group": a[3], "awslogs-stream-prefix": "scoring"},

@@ -13,8 +13,10 @@ import pulumi
 import pulumi_docker_build as docker_build
 import pulumi_gcp as gcp
 
+import tracking_ca
 from infra import outputs as platform_out
 from infra.gcp.apis import SERVICES_APIS, enable_apis
+from infra.mlflow_server import user_for
 from services.deploy import images
 from services.deploy.config import (
     ServicesConfig,
@@ -62,8 +64,10 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
     tracking_uri = platform.require(platform_out.TRACKING_PRIVATE_URI)
     network = platform.require(platform_out.VPC_ID)
     subnet = platform.require(platform_out.PUBLIC_SUBNET_IDS).apply(lambda ids: ids[0])
-    username = platform.require(platform_out.ADMIN_USERNAME)
-    password_secret = platform.require(platform_out.CLIENT_PASSWORD_SECRET)
+    ca_pem = platform.require(platform_out.TRACKING_CA_CERT)
+    password_secrets = {
+        user: platform.require(key) for user, key in platform_out.PASSWORD_SECRETS.items()
+    }
     artifact_bucket = platform.require(platform_out.ARTIFACT_BUCKET)
     gcp_config = pulumi.Config("gcp")
     project, region = gcp_config.require("project"), gcp_config.require("region")
@@ -130,9 +134,11 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         ("api", api_sa), ("training", training_sa), ("scoring", scoring_sa),
         ("monitoring", monitoring_sa),
     ):  # fmt: skip
+        # Each account reads its workload's MLflow password only (not the admin's).
+        workload = "model-api" if label == "api" else label
         access = gcp.secretmanager.SecretIamMember(
             f"{name}-{label}-password-access",
-            secret_id=password_secret,
+            secret_id=password_secrets[user_for(workload)],
             role="roles/secretmanager.secretAccessor",
             member=member(sa),
         )
@@ -149,14 +155,18 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
             )
         )
 
-    def envs(args_cls, source_cls, ref_cls) -> list:
+    def envs(workload: str, args_cls, source_cls, ref_cls) -> list:
+        """Where the tracking server is, how to trust it (tracking_ca.trust() writes the CA to
+        a file at start), and the workload's own MLflow user, its password from Secret Manager."""
+        user = user_for(workload)
         return [
             args_cls(name="MLFLOW_TRACKING_URI", value=tracking_uri),
-            args_cls(name="MLFLOW_TRACKING_USERNAME", value=username),
+            args_cls(name=tracking_ca.CA_PEM_ENV, value=ca_pem),
+            args_cls(name="MLFLOW_TRACKING_USERNAME", value=user),
             args_cls(
                 name="MLFLOW_TRACKING_PASSWORD",
                 value_source=source_cls(
-                    secret_key_ref=ref_cls(secret=password_secret, version="latest")
+                    secret_key_ref=ref_cls(secret=password_secrets[user], version="latest")
                 ),
             ),
         ]
@@ -202,6 +212,7 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
                     ports=gcp.cloudrunv2.ServiceTemplateContainerPortsArgs(container_port=API_PORT),
                     envs=[
                         *envs(
+                            "model-api",
                             gcp.cloudrunv2.ServiceTemplateContainerEnvArgs,
                             gcp.cloudrunv2.ServiceTemplateContainerEnvValueSourceArgs,
                             gcp.cloudrunv2.ServiceTemplateContainerEnvValueSourceSecretKeyRefArgs,
@@ -288,6 +299,7 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
                             image=image,
                             args=args,
                             envs=envs(
+                                label,
                                 gcp.cloudrunv2.JobTemplateTemplateContainerEnvArgs,
                                 gcp.cloudrunv2.JobTemplateTemplateContainerEnvValueSourceArgs,
                                 gcp.cloudrunv2.JobTemplateTemplateContainerEnvValueSourceSecretKeyRefArgs,

@@ -24,6 +24,8 @@ from multiprocessing.connection import wait
 
 import uvicorn
 
+import tracking_ca
+
 APP = "services.model_api.main:app"
 log = logging.getLogger("services.model_api.serve")
 
@@ -83,8 +85,9 @@ def main() -> int:
     try:
         host, port, workers = settings(os.environ)
         check_api_settings()
+        tracking_ca.trust()  # before the workers start: they inherit the environment
         listen_socket(host, port).close()  # fail here, once, if the port is taken
-    except ServeError as exc:
+    except (ServeError, tracking_ca.TrustError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if workers == 1:

@@ -27,10 +27,12 @@ SECRET_SENTINEL = "SENTINEL-SECRET-"
 
 
 # What the platform stack exports, for the service stacks' StackReference.
+MOCK_CERT = "-----BEGIN CERTIFICATE-----\nMOCK {}\n-----END CERTIFICATE-----\n"
 PLATFORM_OUTPUTS = {
     "aws": {
-        "trackingUri": "http://198.51.100.7:5000",
-        "trackingPrivateUri": "http://10.40.0.10:5000",
+        "trackingUri": "https://198.51.100.7:5000",
+        "trackingPrivateUri": "https://10.40.0.10:5000",
+        "trackingCaCert": MOCK_CERT.format("platform CA"),
         "staticIp": "198.51.100.7",
         "artifactBucket": "mlflow-dev-mock",
         "dbEndpoint": "db.mock:5432",
@@ -39,11 +41,14 @@ PLATFORM_OUTPUTS = {
         "privateSubnetIds": ["subnet-priv-a", "subnet-priv-b"],
         "clientSecurityGroupId": "sg-0clients",
         "credentialsSecret": "arn:aws:secretsmanager:us-east-1:123456789012:secret:mlflow-credentials-mock",
+        "trainerPasswordSecret": "arn:aws:secretsmanager:us-east-1:123456789012:secret:mlflow-trainer-mock",
+        "modelApiPasswordSecret": "arn:aws:secretsmanager:us-east-1:123456789012:secret:mlflow-model-api-mock",
         "adminUsername": "admin",
     },
     "gcp": {
-        "trackingUri": "http://203.0.113.50:5000",
-        "trackingPrivateUri": "http://10.40.0.5:5000",
+        "trackingUri": "https://203.0.113.50:5000",
+        "trackingPrivateUri": "https://10.40.0.5:5000",
+        "trackingCaCert": MOCK_CERT.format("platform CA"),
         "staticIp": "203.0.113.50",
         "artifactBucket": "mlops-bucket-mock",
         "dbEndpoint": "10.50.0.3:5432",
@@ -51,7 +56,8 @@ PLATFORM_OUTPUTS = {
         "publicSubnetIds": ["projects/mlops-test/regions/europe-west1/subnetworks/mlops-subnet"],
         "privateSubnetIds": ["projects/mlops-test/regions/europe-west1/subnetworks/mlops-subnet"],
         "credentialsSecret": "mlflow-dev-credentials",
-        "clientPasswordSecret": "mlflow-dev-client-password",
+        "trainerPasswordSecret": "mlflow-dev-trainer-password",
+        "modelApiPasswordSecret": "mlflow-dev-model-api-password",
         "adminUsername": "admin",
     },
 }
@@ -114,6 +120,18 @@ def computed(typ: str, name: str, inputs: dict) -> dict:
         },
         "gcp:storage/bucket:Bucket": {"name": f"{name}-mock"},
         "gcp:compute/globalAddress:GlobalAddress": {"name": f"{name}-mock"},
+        # pulumi-tls: PEMs that name what made them, so a test can tell them apart.
+        "tls:index/privateKey:PrivateKey": {
+            "privateKeyPem": f"-----BEGIN PRIVATE KEY-----\n{SECRET_SENTINEL}{name}\n"
+            "-----END PRIVATE KEY-----\n",
+            "publicKeyPem": f"-----BEGIN PUBLIC KEY-----\n{name}\n-----END PUBLIC KEY-----\n",
+        },
+        "tls:index/selfSignedCert:SelfSignedCert": {"certPem": MOCK_CERT.format(name)},
+        "tls:index/certRequest:CertRequest": {
+            "certRequestPem": f"-----BEGIN CERTIFICATE REQUEST-----\n{name}\n"
+            "-----END CERTIFICATE REQUEST-----\n"
+        },
+        "tls:index/locallySignedCert:LocallySignedCert": {"certPem": MOCK_CERT.format(name)},
     }
     if typ == "pulumi:pulumi:StackReference":
         outputs = dict(PLATFORM_OUTPUTS[STATE["cloud"]])

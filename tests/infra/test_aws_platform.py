@@ -163,7 +163,13 @@ def test_instance_role_is_scoped_to_this_bucket_and_these_secrets(declared):
         if any(a.startswith("s3:") for a in actions):
             assert all(r.startswith(f"arn:aws:s3:::{bucket_arn}") for r in resources), resources
         if any(a.startswith("secretsmanager:") for a in actions):
-            assert actions == ["secretsmanager:GetSecretValue"] and len(resources) == 2
+            # The database's, the admin's, the TLS key, and the two workload users' passwords.
+            assert actions == ["secretsmanager:GetSecretValue"] and len(resources) == 5
+            secrets = {r["name"]: r for r in declared.of_type(SECRET)}
+            assert set(resources) == {
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-mock",
+                *(f"arn:aws:mock:us-east-1:123456789012:{n}" for n in secrets),
+            }
     attached = [
         r["inputs"]["policyArn"]
         for r in declared.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
@@ -190,9 +196,9 @@ def test_user_data_holds_no_secret_value(declared):
     assert "PGPASSWORD=" not in text
     auth_ini = json.loads(_written(declared, "/etc/mlflow/server.json"))["authIni"]
     assert not re.search(r"^\s*admin_password\s*=", auth_ini, re.MULTILINE)
-    secret_value = declared.one("aws:secretsmanager/secretVersion:SecretVersion")["inputs"][
-        "secretString"
-    ]
+    secret_value = declared.named(
+        "aws:secretsmanager/secretVersion:SecretVersion", "mlops-credentials-value"
+    )["inputs"]["secretString"]
     # The generated values went to Secrets Manager instead, marked secret in Pulumi's state.
     assert isinstance(secret_value, dict) and SECRET_SENTINEL in secret_value["value"]
 
@@ -213,7 +219,7 @@ def test_server_command_is_the_shared_rendering(declared):
 
 def test_outputs_are_the_contract(declared):
     assert set(declared.outputs) == set(out.AWS)
-    assert declared.outputs[out.TRACKING_URI]["value"] == "http://198.51.100.7:5000"
+    assert declared.outputs[out.TRACKING_URI]["value"] == "https://198.51.100.7:5000"
     assert declared.outputs[out.STATIC_IP]["value"] == "198.51.100.7"
     assert declared.outputs[out.TRACKING_INSTANCE]["value"] == (
         "arn:aws:ec2:us-east-1:123456789012:instance/i-0mock"
@@ -266,4 +272,60 @@ def test_a_replaced_server_keeps_its_addresses(declared):
     assert ec2["inputs"]["userDataReplaceOnChange"] is True
     assert ec2["options"]["deleteBeforeReplace"] is True
     assert ec2["inputs"]["privateIp"] == "10.40.0.10"
-    assert declared.outputs[out.TRACKING_PRIVATE_URI]["value"] == "http://10.40.0.10:5000"
+    assert declared.outputs[out.TRACKING_PRIVATE_URI]["value"] == "https://10.40.0.10:5000"
+
+
+# --- TLS and the workload users -----------------------------------------------------------------
+
+SECRET = "aws:secretsmanager/secret:Secret"
+SECRET_VALUE = "aws:secretsmanager/secretVersion:SecretVersion"
+
+
+def test_the_stack_ca_signs_a_certificate_for_both_addresses(declared):
+    """No domain needed: the certificate names the Elastic IP and the fixed private address, so
+    clients outside and inside the VPC verify the host; the CA's PEM is a public output."""
+    request = declared.one("tls:index/certRequest:CertRequest")["inputs"]
+    assert request["ipAddresses"] == ["198.51.100.7", "10.40.0.10"]
+    cert = declared.one("tls:index/locallySignedCert:LocallySignedCert")["inputs"]
+    assert cert["allowedUses"] == ["digital_signature", "key_encipherment", "server_auth"]
+    assert cert["validityPeriodHours"] == 8760 and cert["earlyRenewalHours"] == 720
+    ca = declared.one("tls:index/selfSignedCert:SelfSignedCert")["inputs"]
+    assert ca["isCaCertificate"] is True and "cert_signing" in ca["allowedUses"]
+    assert cert["caCertPem"] == declared.outputs[out.TRACKING_CA_CERT]["value"]
+    assert declared.outputs[out.TRACKING_CA_CERT]["secret"] is False
+    assert declared.outputs[out.TRACKING_CA_CERT]["value"].startswith("-----BEGIN CERTIFICATE")
+    assert declared.outputs[out.TRACKING_URI]["value"].startswith("https://")
+
+
+def test_no_private_key_in_user_data_or_plain_outputs_only_in_its_secret(declared):
+    text = user_data(declared)
+    assert "PRIVATE KEY" not in text
+    files = {f["path"]: f["content"] for f in yaml.safe_load(text)["write_files"]}
+    assert "MOCK mlops-tls-cert" in files["/etc/mlflow/tls.crt"]  # the certificate, public
+    spec = json.loads(files["/etc/mlflow/server.json"])
+    assert spec["tls"] == {"certfile": "/etc/mlflow/tls.crt", "keyfile": "/run/mlflow/tls.key"}
+    argv = spec["argv"]
+    assert argv[argv.index("--uvicorn-opts") + 1] == (
+        "--ssl-certfile /etc/mlflow/tls.crt --ssl-keyfile /run/mlflow/tls.key"
+    )
+    public = {k: v for k, v in declared.outputs.items() if not v["secret"]}
+    assert "PRIVATE KEY" not in json.dumps(public)
+    [key_value] = [v for v in declared.of_type(SECRET_VALUE) if v["name"] == "mlops-tls-key-value"]
+    assert isinstance(key_value["inputs"]["secretString"], dict)  # a Pulumi secret
+    assert "PRIVATE KEY" in key_value["inputs"]["secretString"]["value"]
+    assert spec["secrets"]["tlsKeySecret"].endswith(":mlops-tls-key")
+
+
+def test_each_workload_user_has_a_password_secret_the_vm_reads(declared):
+    spec = json.loads(_written(declared, "/etc/mlflow/server.json"))
+    assert [i["username"] for i in spec["identities"]] == ["trainer", "model-api"]
+    refs = spec["secrets"]["identitySecrets"]
+    assert refs == {
+        "trainer": "arn:aws:mock:us-east-1:123456789012:mlops-trainer-password",
+        "model-api": "arn:aws:mock:us-east-1:123456789012:mlops-model-api-password",
+    }
+    assert {declared.outputs[out.PASSWORD_SECRETS[u]]["value"] for u in refs} == set(refs.values())
+    values = {v["name"]: v["inputs"]["secretString"] for v in declared.of_type(SECRET_VALUE)}
+    for user in refs:
+        value = values[f"mlops-{user}-password-value"]
+        assert isinstance(value, dict) and SECRET_SENTINEL in value["value"]  # secret, generated

@@ -124,6 +124,9 @@ def test_service_account_reaches_this_bucket_and_these_secrets_only(declared_gcp
     assert sorted(s["inputs"]["secretId"] for s in secrets) == [
         f"mlflow-{stack}-credentials",
         f"mlflow-{stack}-db",
+        f"mlflow-{stack}-model-api-password",
+        f"mlflow-{stack}-tls-key",
+        f"mlflow-{stack}-trainer-password",
     ]
     assert {(s["inputs"]["role"], s["inputs"]["member"]) for s in secrets} == {
         ("roles/secretmanager.secretAccessor", member)
@@ -189,7 +192,7 @@ def test_user_data_passes_cloud_init_schema(declared_gcp, tmp_path):
 
 def test_outputs_have_the_shared_names(declared_gcp):
     assert set(declared_gcp.outputs) == set(out.GCP)
-    assert declared_gcp.outputs[out.TRACKING_URI]["value"] == "http://203.0.113.50:5000"
+    assert declared_gcp.outputs[out.TRACKING_URI]["value"] == "https://203.0.113.50:5000"
     zone = declared_gcp.one(VM)["inputs"]["zone"]
     assert declared_gcp.outputs[out.TRACKING_INSTANCE]["value"] == (
         f"projects/mlops-test/zones/{zone}/instances/mlops-vm-0mock"
@@ -246,7 +249,7 @@ def test_a_replaced_vm_keeps_both_addresses(declared_gcp):
     private = declared_gcp.named("gcp:compute/address:Address", "mlops-private-ip")["inputs"]
     assert (private["addressType"], private["purpose"]) == ("INTERNAL", "GCE_ENDPOINT")
     assert vm["inputs"]["networkInterfaces"][0]["networkIp"] == "10.40.0.5"
-    assert declared_gcp.outputs[out.TRACKING_PRIVATE_URI]["value"] == "http://10.40.0.5:5000"
+    assert declared_gcp.outputs[out.TRACKING_PRIVATE_URI]["value"] == "https://10.40.0.5:5000"
 
 
 def test_a_grown_database_disk_does_not_make_the_next_up_replace_it(declared_gcp):
@@ -307,4 +310,32 @@ def test_server_and_bootstrap_logs_go_to_cloud_logging(declared_gcp):
     account = declared_gcp.one("gcp:serviceaccount/account:Account")["inputs"]["accountId"]
     assert (
         writer["inputs"]["member"] == f"serviceAccount:{account}@mlops-test.iam.gserviceaccount.com"
+    )
+
+
+def test_tls_without_a_domain_and_the_key_only_in_secret_manager(declared_gcp):
+    request = declared_gcp.one("tls:index/certRequest:CertRequest")["inputs"]
+    assert request["ipAddresses"] == ["203.0.113.50", "10.40.0.5"]  # static IP, fixed private
+    assert declared_gcp.outputs[out.TRACKING_URI]["value"].startswith("https://")
+    ca = declared_gcp.outputs[out.TRACKING_CA_CERT]
+    assert ca["secret"] is False and ca["value"].startswith("-----BEGIN CERTIFICATE")
+    metadata = declared_gcp.one(VM)["inputs"]["metadata"]
+    assert "PRIVATE KEY" not in json.dumps(metadata)
+    document = yaml.safe_load(user_data(declared_gcp))
+    files = {f["path"]: f["content"] for f in document["write_files"]}
+    assert files["/etc/mlflow/tls.crt"].startswith("-----BEGIN CERTIFICATE")
+    spec = json.loads(files["/etc/mlflow/server.json"])
+    stack = declared_gcp.stack
+    assert spec["secrets"]["tlsKeySecret"] == f"projects/mlops-test/secrets/mlflow-{stack}-tls-key"
+    assert spec["secrets"]["identitySecrets"] == {
+        user: f"projects/mlops-test/secrets/mlflow-{stack}-{user}-password"
+        for user in ("trainer", "model-api")
+    }
+    [key] = [v for v in declared_gcp.of_type("gcp:secretmanager/secretVersion:SecretVersion")
+             if v["name"] == "mlops-tls-key-value"]  # fmt: skip
+    assert isinstance(key["inputs"]["secretData"], dict)  # a Pulumi secret
+    public = {k: v for k, v in declared_gcp.outputs.items() if not v["secret"]}
+    assert "PRIVATE KEY" not in json.dumps(public)
+    assert declared_gcp.outputs[out.PASSWORD_SECRETS["trainer"]]["value"] == (
+        f"mlflow-{stack}-trainer-password"
     )

@@ -67,18 +67,27 @@ def test_aws_training_runs_on_a_schedule(services_aws):
     assert schedule["target"]["ecsParameters"]["launchType"] == "FARGATE"
 
 
-def test_aws_mlflow_credentials_come_from_secrets_manager_never_plain_env(services_aws):
-    secret = PLATFORM_OUTPUTS["aws"]["credentialsSecret"]
-    for name in ("mlops-model-api", "mlops-training"):
+AWS_USER_SECRETS = {
+    "trainer": PLATFORM_OUTPUTS["aws"]["trainerPasswordSecret"],
+    "model-api": PLATFORM_OUTPUTS["aws"]["modelApiPasswordSecret"],
+}
+
+
+def test_aws_each_workload_runs_as_its_own_mlflow_user_and_trusts_the_platform_ca(services_aws):
+    """The API and scoring read as `model-api`, training and monitoring write as `trainer`; each
+    gets only its own password (an ECS secret, never plain env) and the CA's PEM (public)."""
+    for name, user in (("mlops-model-api", "model-api"), ("mlops-training", "trainer"),
+                       ("mlops-monitoring", "trainer")):  # fmt: skip
         container = containers(services_aws, name)
-        plain = {e["name"] for e in container["environment"]}
-        assert not plain & {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
-        assert {s["name"]: s["valueFrom"] for s in container["secrets"]} == {
-            "MLFLOW_TRACKING_USERNAME": f"{secret}:username::",
-            "MLFLOW_TRACKING_PASSWORD": f"{secret}:password::",
-        }
         env = {e["name"]: e["value"] for e in container["environment"]}
+        assert "MLFLOW_TRACKING_PASSWORD" not in env
+        assert env["MLFLOW_TRACKING_USERNAME"] == user
+        assert {s["name"]: s["valueFrom"] for s in container["secrets"]} == {
+            "MLFLOW_TRACKING_PASSWORD": AWS_USER_SECRETS[user]
+        }
         assert env["MLFLOW_TRACKING_URI"] == PLATFORM_OUTPUTS["aws"]["trackingPrivateUri"]
+        assert env["MLFLOW_TRACKING_URI"].startswith("https://")
+        assert env["MLFLOW_TRACKING_CA_PEM"] == PLATFORM_OUTPUTS["aws"]["trackingCaCert"]
 
 
 def test_aws_roles_are_least_privilege(services_aws):
@@ -87,7 +96,8 @@ def test_aws_roles_are_least_privilege(services_aws):
         {
             "Effect": "Allow",
             "Action": ["secretsmanager:GetSecretValue"],
-            "Resource": [PLATFORM_OUTPUTS["aws"]["credentialsSecret"]],
+            # The workload users' passwords; never the admin's credentials.
+            "Resource": sorted(AWS_USER_SECRETS.values()),
         }
     ]
     [data] = policy(services_aws, "mlops-training-data")["Statement"]
@@ -198,13 +208,13 @@ def test_aws_scoring_job_scores_the_month_before_last_into_the_artifact_bucket(s
         "VCPU": "1",
         "MEMORY": "4096",
     }
-    secret = PLATFORM_OUTPUTS["aws"]["credentialsSecret"]
     assert {s["name"]: s["valueFrom"] for s in container["secrets"]} == {
-        "MLFLOW_TRACKING_USERNAME": f"{secret}:username::",
-        "MLFLOW_TRACKING_PASSWORD": f"{secret}:password::",
+        "MLFLOW_TRACKING_PASSWORD": AWS_USER_SECRETS["model-api"]  # scoring only reads
     }
     assert container["environment"] == [
-        {"name": "MLFLOW_TRACKING_URI", "value": PLATFORM_OUTPUTS["aws"]["trackingPrivateUri"]}
+        {"name": "MLFLOW_TRACKING_URI", "value": PLATFORM_OUTPUTS["aws"]["trackingPrivateUri"]},
+        {"name": "MLFLOW_TRACKING_CA_PEM", "value": PLATFORM_OUTPUTS["aws"]["trackingCaCert"]},
+        {"name": "MLFLOW_TRACKING_USERNAME", "value": "model-api"},
     ]
     retry = services_aws.one(BATCH_JOB)["inputs"]["retryStrategy"]
     assert retry["attempts"] == 2
@@ -382,24 +392,41 @@ def test_gcp_reaches_the_tracking_server_through_direct_vpc_egress(services_gcp)
         assert template["vpcAccess"]["egress"] == "PRIVATE_RANGES_ONLY"
 
 
-def test_gcp_password_comes_from_secret_manager_never_plain_env(services_gcp):
-    for template in run_templates(services_gcp):
+GCP_USER_SECRETS = {
+    "trainer": PLATFORM_OUTPUTS["gcp"]["trainerPasswordSecret"],
+    "model-api": PLATFORM_OUTPUTS["gcp"]["modelApiPasswordSecret"],
+}
+
+
+def test_gcp_each_workload_runs_as_its_own_mlflow_user_and_trusts_the_platform_ca(services_gcp):
+    users = {"mlops-model-api": "model-api", "mlops-scoring": "model-api",
+             "mlops-training": "trainer", "mlops-monitoring": "trainer"}  # fmt: skip
+    service = services_gcp.one("gcp:cloudrunv2/service:Service")
+    jobs = services_gcp.of_type("gcp:cloudrunv2/job:Job")
+    assert {r["name"] for r in [service, *jobs]} == set(users)
+    for resource in (service, *jobs):
+        template = resource["inputs"]["template"]
+        template = template.get("template", template)  # a job's task template
         envs = {e["name"]: e for e in template["containers"][0]["envs"]}
+        user = users[resource["name"]]
+        assert envs["MLFLOW_TRACKING_USERNAME"]["value"] == user
         password = envs["MLFLOW_TRACKING_PASSWORD"]
         assert "value" not in password
-        assert (
-            password["valueSource"]["secretKeyRef"]["secret"]
-            == PLATFORM_OUTPUTS["gcp"]["clientPasswordSecret"]
-        )
+        assert password["valueSource"]["secretKeyRef"]["secret"] == GCP_USER_SECRETS[user]
+        assert envs["MLFLOW_TRACKING_CA_PEM"]["value"] == PLATFORM_OUTPUTS["gcp"]["trackingCaCert"]
+        assert envs["MLFLOW_TRACKING_URI"]["value"].startswith("https://")
 
 
 def test_gcp_service_accounts_are_least_privilege(services_gcp):
     assert not [r for r in services_gcp.resources if r["type"].startswith("gcp:projects/")
                 and r["type"] != "gcp:projects/service:Service"]  # fmt: skip
     secrets = services_gcp.of_type("gcp:secretmanager/secretIamMember:SecretIamMember")
-    assert len(secrets) == 4  # api, training, scoring, monitoring
-    assert {s["inputs"]["secretId"] for s in secrets} == {
-        PLATFORM_OUTPUTS["gcp"]["clientPasswordSecret"]
+    # api, training, scoring, monitoring: each its own workload user's password only.
+    assert {s["name"]: s["inputs"]["secretId"] for s in secrets} == {
+        "mlops-api-password-access": GCP_USER_SECRETS["model-api"],
+        "mlops-scoring-password-access": GCP_USER_SECRETS["model-api"],
+        "mlops-training-password-access": GCP_USER_SECRETS["trainer"],
+        "mlops-monitoring-password-access": GCP_USER_SECRETS["trainer"],
     }
     data = services_gcp.named(
         "gcp:storage/bucketIAMMember:BucketIAMMember", "mlops-training-data-0"

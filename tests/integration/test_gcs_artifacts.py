@@ -4,8 +4,6 @@ server's proxy by a client that has no bucket credentials at all."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,49 +15,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def gcs_platform():
-    root = Path(tempfile.mkdtemp(prefix="gcs-platform-"))
-    root.chmod(0o755)
-    procs: list[c.Proc] = []
-    try:
-        cluster = c.pg_init(root / "pgdata", root / "pw")
-        pg = c.pg_start(cluster, c.free_port(), root / "pg.log")
-        procs.append(pg)
-        password = c.new_password()
-        c.pg_ensure_databases(
-            pg.extra["port"],
-            cluster.superuser_password,
-            "mlflow",
-            password,
-            ["mlflow", "mlflow_auth"],
-        )
-        gcs = c.gcs_emulator_start(c.free_port(), root / "gcs.log")
-        procs.append(gcs)
-        from google.cloud import storage
-
-        env = c.gcs_store_env(gcs.url)
-        mp = pytest.MonkeyPatch()
-        for key, value in env.items():
-            mp.setenv(key, value)
-        storage.Client().create_bucket("gcs-artifacts")
-        mp.undo()
-        admin = c.MlflowCredentials("admin", c.new_password())
-        server = c.mlflow_start(
-            port=c.free_port(),
-            db_port=pg.extra["port"],
-            db_password=password,
-            admin=admin,
-            secret_key=c.new_password(),
-            artifacts_destination="gs://gcs-artifacts/mlflow",
-            store_env=env,
-            workdir=root / "mlflow",
-            log=root / "mlflow.log",
-        )
-        procs.append(server)
-        yield {"url": server.url, "admin": admin, "gcs": gcs.url}
-    finally:
-        for proc in reversed(procs):
-            proc.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    with c.throwaway_platform("gcs-artifacts", store="gcs") as platform:
+        yield {"url": platform.tracking_uri, "admin": platform.admin, "gcs": platform.s3_endpoint}
 
 
 def test_artifacts_land_in_gcs_through_the_server(gcs_platform, tmp_path, monkeypatch):

@@ -50,11 +50,91 @@ def unique(prefix: str) -> str:
 
 def test_anonymous_and_wrong_credentials_are_refused(platform):
     url = f"{platform.tracking_uri}/api/2.0/mlflow/experiments/search"
-    assert requests.get(url, params={"max_results": 1}, timeout=10).status_code == 401
-    wrong = (platform.admin.username, "not-the-password")
-    assert requests.get(url, params={"max_results": 1}, auth=wrong, timeout=10).status_code == 401
-    right = (platform.admin.username, platform.admin.password)
-    assert requests.get(url, params={"max_results": 1}, auth=right, timeout=10).status_code == 200
+    ca = str(platform.ca_cert)
+
+    def get(auth=None) -> int:
+        return requests.get(
+            url, params={"max_results": 1}, auth=auth, timeout=10, verify=ca
+        ).status_code
+
+    assert get() == 401
+    assert get((platform.admin.username, "not-the-password")) == 401
+    assert get((platform.admin.username, platform.admin.password)) == 200
+
+
+def test_the_server_speaks_https_only_with_a_certificate_from_the_platform_ca(platform, tmp_path):
+    """A client that trusts the platform's CA gets through; one that does not (the system's
+    CAs, or another CA) fails verification; plain HTTP to the port gets no MLflow answer."""
+    health = f"{platform.tracking_uri}/health"
+    assert health.startswith("https://")
+    assert requests.get(health, timeout=10, verify=str(platform.ca_cert)).text == "OK"
+    with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+        requests.get(health, timeout=10)
+    other = c.make_tls(tmp_path / "other")
+    with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+        requests.get(health, timeout=10, verify=str(other.ca_cert))
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(health.replace("https://", "http://"), timeout=10)
+    # MLflow's own client, as every workload uses it: with the CA path, and without.
+    env = platform.env("model-api")
+    script = (
+        "from mlflow import MlflowClient; "
+        "print(MlflowClient().get_registered_model('nyc-taxi-duration').name)"
+    )
+    ok = subprocess.run([sys.executable, "-c", script], env={**os.environ, **env},
+                        capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert ok.returncode == 0 and ok.stdout.strip() == "nyc-taxi-duration", ok.stderr[-1500:]
+    env.pop("MLFLOW_TRACKING_SERVER_CERT_PATH")
+    env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    refused = subprocess.run([sys.executable, "-c", script], env={**os.environ, **env},
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert refused.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in refused.stderr
+
+
+def test_each_workload_user_has_its_grants_and_no_more(platform, months):
+    """model-api reads the registry and the model's artifacts and writes nothing; trainer
+    trains and moves aliases of nyc-taxi-duration but manages no users."""
+    ca = str(platform.ca_cert)
+    trainer, reader = platform.users["trainer"], platform.users["model-api"]
+    api = f"{platform.tracking_uri}/api/2.0/mlflow"
+
+    def call(user, method: str, path: str, **kw) -> requests.Response:
+        return requests.request(method, f"{api}/{path}", auth=(user.username, user.password),
+                                timeout=30, verify=ca, **kw)  # fmt: skip
+
+    trained = train_cli(platform.env("trainer"), months, "--model", "linear")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert "nyc-taxi-duration v" in trained.stdout and "@champion" in trained.stdout
+    version = call(reader, "GET", "registered-models/alias",
+                   params={"name": "nyc-taxi-duration", "alias": "champion"})  # fmt: skip
+    assert version.status_code == 200, version.text
+    number = version.json()["model_version"]["version"]
+    experiment = call(reader, "GET", "experiments/get-by-name",
+                      params={"experiment_name": "nyc-taxi-duration"}).json()  # fmt: skip
+    experiment_id = experiment["experiment"]["experiment_id"]
+    # Reads: the model's files, through the server's proxy.
+    from mlflow import artifacts
+
+    os.environ.update(platform.env("model-api"))
+    try:
+        path = artifacts.download_artifacts(f"models:/nyc-taxi-duration/{number}")
+        assert os.path.exists(os.path.join(path, "MLmodel"))
+    finally:
+        os.environ.update(platform.env())
+    # Writes: refused.
+    run = {"experiment_id": experiment_id}
+    assert call(reader, "POST", "runs/create", json=run).status_code == 403
+    alias = {"name": "nyc-taxi-duration", "alias": "champion", "version": number}
+    assert call(reader, "POST", "registered-models/alias", json=alias).status_code == 403
+    assert call(reader, "DELETE", "registered-models/alias",
+                json={"name": "nyc-taxi-duration", "alias": "champion"}).status_code == 403  # fmt: skip
+    assert call(trainer, "POST", "registered-models/alias", json=alias).status_code == 200
+    # Users are the admin's business only.
+    new_user = {"username": unique("intruder"), "password": "a-long-password-123"}
+    for user in (trainer, reader):
+        assert call(user, "POST", "users/create", json=new_user).status_code == 403
+        grant = {"experiment_id": experiment_id, "username": user.username, "permission": "MANAGE"}
+        assert call(user, "POST", "experiments/permissions/update", json=grant).status_code == 403
 
 
 def test_training_registers_a_model_whose_files_land_in_the_bucket(platform, months):

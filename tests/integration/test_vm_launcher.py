@@ -1,90 +1,49 @@
 """The VM start path for real: the server spec rendered for the VM, the launcher fetching secrets
-from Secrets Manager (moto_server), creating the auth database on a fresh RDS-like PostgreSQL,
-migrating both databases and exec'ing `mlflow server`; all on 127.0.0.1."""
+from Secrets Manager (moto_server), writing the TLS key, creating the auth database on a fresh
+RDS-like PostgreSQL, migrating both databases, creating the workload users and exec'ing
+`mlflow server` over HTTPS; all on 127.0.0.1."""
 
 from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
 import pytest
 import requests
 
-from infra.mlflow_server import ServerSettings
+from infra.mlflow_server import IDENTITIES, ServerSettings
 from infra.vm import SecretSource, server_spec
 from scripts import components as c
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
+LAUNCHER = [sys.executable, str(ROOT / "infra/vm_launcher.py")]
 
 
-def tls_files(root: Path, datadir: Path) -> tuple[Path, Path]:
-    """A CA, and a server certificate it signs for 127.0.0.1 (as RDS's names its endpoint),
-    installed in the data directory; (the CA's PEM, another CA's PEM)."""
-    import datetime as dt
-    import ipaddress
-    import pwd
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    def name(text: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
-
-    now = dt.datetime.now(dt.UTC)
-
-    def certificate(subject, issuer, key, signer, ca: bool, san=None):
-        builder = (
-            x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        )  # fmt: skip
-        if san:
-            builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
-        return builder.sign(signer, hashes.SHA256())
-
-    pems = []
-    for label in ("test CA", "another CA"):
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = certificate(name(label), name(label), key, key, ca=True)
-        pems.append((key, cert))
-        (root / f"{label.replace(' ', '-')}.pem").write_bytes(
-            cert.public_bytes(serialization.Encoding.PEM)
-        )
-    ca_key, ca_cert = pems[0]
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    server = certificate(
-        name(c.LOOPBACK), ca_cert.subject, server_key, ca_key, ca=False,
-        san=[x509.IPAddress(ipaddress.ip_address(c.LOOPBACK))],
-    )  # fmt: skip
-    (datadir / "server.crt").write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    key_path = datadir / "server.key"
-    key_path.write_bytes(
-        server_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_path.chmod(0o600)
+def serve_tls(root: Path, datadir: Path) -> tuple[Path, Path]:
+    """PostgreSQL serves a certificate for 127.0.0.1 (as RDS's names its endpoint) from a CA of
+    its own; (that CA's PEM, another CA's PEM)."""
+    tls, other = c.make_tls(root / "db-tls", (c.LOOPBACK,)), c.make_tls(root / "other-tls")
     user = c.pg_user()
-    if user:
-        entry = pwd.getpwnam(user)
-        for path in (key_path, datadir / "server.crt"):
-            os.chown(path, entry.pw_uid, entry.pw_gid)
+    for source, name in ((tls.cert, "server.crt"), (tls.key, "server.key")):
+        target = datadir / name
+        shutil.copyfile(source, target)
+        target.chmod(0o600)
+        if user:
+            entry = pwd.getpwnam(user)
+            os.chown(target, entry.pw_uid, entry.pw_gid)
     with open(datadir / "postgresql.conf", "a") as conf:
         conf.write("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
-    return root / "test-CA.pem", root / "another-CA.pem"
+    return tls.ca_cert, other.ca_cert
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +53,7 @@ def rds_like():
     root = Path(tempfile.mkdtemp(prefix="rds-like-"))
     root.chmod(0o755)
     cluster = c.pg_init(root / "pgdata", root / "pw")
-    ca, other_ca = tls_files(root, root / "pgdata")
+    ca, other_ca = serve_tls(root, root / "pgdata")
     pg = c.pg_start(cluster, c.free_port(), root / "pg.log")
     moto = c.moto_start(c.free_port(), root / "moto.log")
     try:
@@ -114,7 +73,7 @@ def rds_like():
         conn.close()
         yield {
             "port": pg.extra["port"], "password": password, "moto": moto.url, "root": root,
-            "ca": ca, "other_ca": other_ca,
+            "ca": ca, "other_ca": other_ca, "server_tls": c.make_tls(root / "server-tls"),
         }  # fmt: skip
     finally:
         pg.stop()
@@ -122,64 +81,117 @@ def rds_like():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_launcher_starts_the_rendered_server_with_secrets_from_secrets_manager(rds_like, tmp_path):
-    aws_env = {**c.FAKE_AWS, "AWS_ENDPOINT_URL": rds_like["moto"]}
-    sm = boto3.client(
-        "secretsmanager",
-        endpoint_url=rds_like["moto"],
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
+@dataclass
+class VmSecrets:
+    source: SecretSource
+    admin_password: str
+    users: dict[str, str]
+
+
+def vm_secrets(rds_like, db_password: str | None = None) -> VmSecrets:
+    """The secrets the platform stacks create, in moto's Secrets Manager: the database's, the
+    admin's, the TLS key, and one password per workload user."""
+    sm = secrets_manager(rds_like)
+    tag = uuid.uuid4().hex[:8]
+
+    def put(name: str, value: str) -> str:
+        return sm.create_secret(Name=f"{name}-{tag}", SecretString=value)["ARN"]
+
+    db = put(
+        "rds-db",
+        json.dumps({"username": "mlflow", "password": db_password or rds_like["password"]}),
     )
-    db_secret = sm.create_secret(
-        Name="rds-db",
-        SecretString=json.dumps({"username": "mlflow", "password": rds_like["password"]}),
-    )["ARN"]
     admin_password = c.new_password()
-    admin_secret = sm.create_secret(
-        Name="mlflow-admin",
-        SecretString=json.dumps(
-            {"username": "admin", "password": admin_password, "flaskSecretKey": c.new_password()}
-        ),
-    )["ARN"]
+    admin = put("mlflow-admin", json.dumps(
+        {"username": "admin", "password": admin_password, "flaskSecretKey": c.new_password()}
+    ))  # fmt: skip
+    tls_key = put("mlflow-tls-key", rds_like["server_tls"].key.read_text())
+    users = {i.username: c.new_password() for i in IDENTITIES}
+    refs = {user: put(f"mlflow-{user}", password) for user, password in users.items()}
+    return VmSecrets(
+        SecretSource("aws", db, admin, tls_key, refs, region="us-east-1"), admin_password, users
+    )
+
+
+def secrets_manager(rds_like):
+    return boto3.client(
+        "secretsmanager", endpoint_url=rds_like["moto"], region_name="us-east-1",
+        aws_access_key_id="x", aws_secret_access_key="x",
+    )  # fmt: skip
+
+
+def vm_settings(rds_like, tmp_path: Path, **overrides) -> ServerSettings:
+    """As on the VM: the certificate where cloud-init writes it, the key on the runtime dir."""
+    port = overrides.pop("port", c.free_port())
+    return ServerSettings(**{
+        "db_host": c.LOOPBACK,
+        "db_port": rds_like["port"],
+        "artifacts_destination": "s3://vm-artifacts/mlflow",
+        "auth_config_path": str(tmp_path / "run" / "basic_auth.ini"),
+        "host": c.LOOPBACK,
+        "port": port,
+        "workers": 1,
+        "allowed_hosts": (f"{c.LOOPBACK}:{port}",),
+        "tls_certfile": str(rds_like["server_tls"].cert),
+        "tls_keyfile": str(tmp_path / "run" / "tls.key"),
+        "mlflow_bin": str(c.BIN / "mlflow"),
+        **overrides,
+    })  # fmt: skip
+
+
+def test_launcher_starts_the_rendered_server_with_secrets_from_secrets_manager(rds_like, tmp_path):
+    secrets = vm_secrets(rds_like)
     c.ensure_bucket(rds_like["moto"], "vm-artifacts")
-
-    port = c.free_port()
-    settings = ServerSettings(
-        db_host=c.LOOPBACK,
-        db_port=rds_like["port"],
-        # As on the VM: the database's certificate is checked against its CA, name included.
-        db_sslmode="verify-full",
-        db_sslrootcert=str(rds_like["ca"]),
-        artifacts_destination="s3://vm-artifacts/mlflow",
-        auth_config_path=str(tmp_path / "run" / "basic_auth.ini"),
-        host=c.LOOPBACK,
-        port=port,
-        workers=1,
-        allowed_hosts=(f"{c.LOOPBACK}:{port}",),
-        mlflow_bin=str(c.BIN / "mlflow"),
+    # As on the VM: the database's certificate is checked against its CA, name included.
+    settings = vm_settings(
+        rds_like, tmp_path, db_sslmode="verify-full", db_sslrootcert=str(rds_like["ca"])
     )
-    spec = server_spec(settings, SecretSource("aws", db_secret, admin_secret, region="us-east-1"))
-    assert rds_like["password"] not in json.dumps(spec) and admin_password not in json.dumps(spec)
+    spec = server_spec(settings, secrets.source)
+    text = json.dumps(spec)
+    assert rds_like["password"] not in text and secrets.admin_password not in text
+    assert "PRIVATE KEY" not in text and not any(p in text for p in secrets.users.values())
     spec_path = tmp_path / "server.json"
-    spec_path.write_text(json.dumps(spec))
+    spec_path.write_text(text)
 
-    env = {**aws_env, "MLFLOW_S3_ENDPOINT_URL": rds_like["moto"]}
-    proc = c.spawn(
-        "vm-launcher",
-        [sys.executable, str(ROOT / "infra/vm_launcher.py"), str(spec_path)],
-        tmp_path / "vm.log",
-        env,
-    )
-    proc.url = f"http://{c.LOOPBACK}:{port}"
+    env = {
+        **c.FAKE_AWS,
+        "AWS_ENDPOINT_URL": rds_like["moto"],
+        "MLFLOW_S3_ENDPOINT_URL": rds_like["moto"],
+    }
+    proc = c.spawn("vm-launcher", [*LAUNCHER, str(spec_path)], tmp_path / "vm.log", env)
+    url = f"https://{c.LOOPBACK}:{settings.port}"
+    ca = str(rds_like["server_tls"].ca_cert)
     try:
-        c.wait_until(proc, c.http_ok(f"{proc.url}/health"), 180, "healthy")
-        search = f"{proc.url}/api/2.0/mlflow/experiments/search"
-        assert requests.get(search, params={"max_results": 1}, timeout=10).status_code == 401
-        ok = requests.get(
-            search, params={"max_results": 1}, auth=("admin", admin_password), timeout=10
+        c.wait_until(
+            proc, c.https_ok(f"{url}/health", rds_like["server_tls"].ca_cert), 180, "healthy"
         )
+        search = f"{url}/api/2.0/mlflow/experiments/search"
+        assert (
+            requests.get(search, params={"max_results": 1}, timeout=10, verify=ca).status_code
+            == 401
+        )
+        ok = requests.get(
+            search, params={"max_results": 1}, auth=("admin", secrets.admin_password),
+            timeout=10, verify=ca,
+        )  # fmt: skip
         assert ok.status_code == 200
+        # The key came from the secret store onto the runtime dir, readable by the server only.
+        key = tmp_path / "run" / "tls.key"
+        assert key.stat().st_mode & 0o777 == 0o600
+        assert key.read_text() == rds_like["server_tls"].key.read_text()
+        # The workload users exist with their secrets' passwords, and only their grants.
+        trainer = ("trainer", secrets.users["trainer"])
+        experiment = requests.get(
+            f"{url}/api/2.0/mlflow/experiments/get-by-name",
+            params={"experiment_name": "nyc-taxi-duration"}, auth=trainer, timeout=10, verify=ca,
+        ).json()["experiment"]["experiment_id"]  # fmt: skip
+        run = {"experiment_id": experiment}
+        create = f"{url}/api/2.0/mlflow/runs/create"
+        assert requests.post(create, json=run, auth=trainer, timeout=10, verify=ca).ok
+        reader = ("model-api", secrets.users["model-api"])
+        assert (
+            requests.post(create, json=run, auth=reader, timeout=10, verify=ca).status_code == 403
+        )
         # The launcher replaced itself with the server: same pid, now `mlflow server`.
         cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
         assert b"server" in cmdline and b"--app-name" in cmdline
@@ -205,34 +217,12 @@ def test_launcher_starts_the_rendered_server_with_secrets_from_secrets_manager(r
 
 def test_a_database_certificate_from_another_ca_is_refused(rds_like, tmp_path):
     """verify-full: a server whose certificate the pinned CA did not sign is not talked to."""
-    sm = boto3.client(
-        "secretsmanager", endpoint_url=rds_like["moto"], region_name="us-east-1",
-        aws_access_key_id="x", aws_secret_access_key="x",
-    )  # fmt: skip
-    db_secret = sm.create_secret(
-        Name="rds-db-other-ca",
-        SecretString=json.dumps({"username": "mlflow", "password": rds_like["password"]}),
-    )["ARN"]
-    admin_secret = sm.create_secret(
-        Name="mlflow-admin-other-ca",
-        SecretString=json.dumps(
-            {"username": "admin", "password": "x" * 20, "flaskSecretKey": c.new_password()}
-        ),
-    )["ARN"]
-    settings = ServerSettings(
-        db_host=c.LOOPBACK,
-        db_port=rds_like["port"],
-        db_sslmode="verify-full",
-        db_sslrootcert=str(rds_like["other_ca"]),
-        artifacts_destination="s3://vm-artifacts/mlflow",
-        auth_config_path=str(tmp_path / "basic_auth.ini"),
-        allowed_hosts=("x",),
-        mlflow_bin=str(c.BIN / "mlflow"),
+    settings = vm_settings(
+        rds_like, tmp_path, db_sslmode="verify-full", db_sslrootcert=str(rds_like["other_ca"])
     )
-    spec = server_spec(settings, SecretSource("aws", db_secret, admin_secret, region="us-east-1"))
-    (tmp_path / "s.json").write_text(json.dumps(spec))
+    (tmp_path / "s.json").write_text(json.dumps(server_spec(settings, vm_secrets(rds_like).source)))
     result = subprocess.run(
-        [sys.executable, str(ROOT / "infra/vm_launcher.py"), str(tmp_path / "s.json")],
+        [*LAUNCHER, str(tmp_path / "s.json")],
         env={**c.FAKE_AWS, "AWS_ENDPOINT_URL": rds_like["moto"], "PATH": os.environ["PATH"]},
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
@@ -241,20 +231,13 @@ def test_a_database_certificate_from_another_ca_is_refused(rds_like, tmp_path):
 
 
 def test_launcher_fails_with_one_line_when_a_secret_is_missing(rds_like, tmp_path):
-    settings = ServerSettings(
-        db_host=c.LOOPBACK,
-        db_port=rds_like["port"],
-        artifacts_destination="s3://vm-artifacts/mlflow",
-        auth_config_path=str(tmp_path / "basic_auth.ini"),
-        allowed_hosts=("x",),
-        mlflow_bin=str(c.BIN / "mlflow"),
+    users = {i.username: "arn:missing" for i in IDENTITIES}
+    missing = SecretSource("aws", "arn:missing", "arn:missing", "arn:missing", users, "us-east-1")
+    (tmp_path / "s.json").write_text(
+        json.dumps(server_spec(vm_settings(rds_like, tmp_path), missing))
     )
-    spec = server_spec(
-        settings, SecretSource("aws", "arn:missing", "arn:missing", region="us-east-1")
-    )
-    (tmp_path / "s.json").write_text(json.dumps(spec))
     result = subprocess.run(
-        [sys.executable, str(ROOT / "infra/vm_launcher.py"), str(tmp_path / "s.json")],
+        [*LAUNCHER, str(tmp_path / "s.json")],
         env={**c.FAKE_AWS, "AWS_ENDPOINT_URL": rds_like["moto"], "PATH": os.environ["PATH"]},
         capture_output=True,
         text=True,
@@ -271,49 +254,23 @@ def test_rotated_database_password_reaches_the_running_server(rds_like, tmp_path
     passfile and new connections use it, without restarting the server."""
     import psycopg2
 
-    sm = boto3.client(
-        "secretsmanager", endpoint_url=rds_like["moto"], region_name="us-east-1",
-        aws_access_key_id="x", aws_secret_access_key="x",
-    )  # fmt: skip
-    db_secret = sm.create_secret(
-        Name="rds-db-rotating",
-        SecretString=json.dumps({"username": "mlflow", "password": rds_like["password"]}),
-    )["ARN"]
-    admin_password = c.new_password()
-    admin_secret = sm.create_secret(
-        Name="mlflow-admin-rotating",
-        SecretString=json.dumps(
-            {"username": "admin", "password": admin_password, "flaskSecretKey": c.new_password()}
-        ),
-    )["ARN"]
-    port = c.free_port()
-    settings = ServerSettings(
-        db_host=c.LOOPBACK,
-        db_port=rds_like["port"],
-        auth_db_name="mlflow_auth_rotation",  # its own admin user, apart from the test above
-        artifacts_destination="s3://vm-artifacts/mlflow",
-        auth_config_path=str(tmp_path / "run" / "basic_auth.ini"),
-        host=c.LOOPBACK,
-        port=port,
-        workers=1,
-        allowed_hosts=(f"{c.LOOPBACK}:{port}",),
-        mlflow_bin=str(c.BIN / "mlflow"),
-    )
+    secrets = vm_secrets(rds_like)
+    # Its own auth database (admin, users), apart from the test above.
+    settings = vm_settings(rds_like, tmp_path, auth_db_name="mlflow_auth_rotation")
     spec_path = tmp_path / "server.json"
-    spec_path.write_text(
-        json.dumps(server_spec(settings, SecretSource("aws", db_secret, admin_secret, "us-east-1")))
-    )
+    spec_path.write_text(json.dumps(server_spec(settings, secrets.source)))
     env = {
         **c.FAKE_AWS,
         "AWS_ENDPOINT_URL": rds_like["moto"],
         "MLFLOW_S3_ENDPOINT_URL": rds_like["moto"],
     }
-    launcher = [sys.executable, str(ROOT / "infra/vm_launcher.py")]
-    proc = c.spawn("vm-launcher", [*launcher, str(spec_path)], tmp_path / "vm.log", env)
-    url = f"http://{c.LOOPBACK}:{port}"
-    auth = ("admin", admin_password)
+    proc = c.spawn("vm-launcher", [*LAUNCHER, str(spec_path)], tmp_path / "vm.log", env)
+    url = f"https://{c.LOOPBACK}:{settings.port}"
+    auth = ("admin", secrets.admin_password)
     try:
-        c.wait_until(proc, c.http_ok(f"{url}/health"), 180, "healthy")
+        c.wait_until(
+            proc, c.https_ok(f"{url}/health", rds_like["server_tls"].ca_cert), 180, "healthy"
+        )
         assert (tmp_path / "run" / "pgpass").stat().st_mode & 0o777 == 0o600
 
         # Rotate: new password in PostgreSQL and in the secret; drop the pool's connections.
@@ -325,12 +282,12 @@ def test_rotated_database_password_reaches_the_running_server(rds_like, tmp_path
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute("ALTER ROLE mlflow PASSWORD %s", (new_password,))
-            sm.put_secret_value(
-                SecretId=db_secret,
+            secrets_manager(rds_like).put_secret_value(
+                SecretId=secrets.source.db_secret,
                 SecretString=json.dumps({"username": "mlflow", "password": new_password}),
             )
             refreshed = subprocess.run(
-                [*launcher, "--refresh", str(spec_path)],
+                [*LAUNCHER, "--refresh", str(spec_path)],
                 env={**os.environ, **env},
                 capture_output=True,
                 text=True,
@@ -346,8 +303,18 @@ def test_rotated_database_password_reaches_the_running_server(rds_like, tmp_path
             json={"name": "after-rotation"},
             auth=auth,
             timeout=30,
+            verify=str(rds_like["server_tls"].ca_cert),
         )
         assert created.status_code == 200, created.text
         assert new_password in (tmp_path / "run" / "pgpass").read_text()
     finally:
         proc.stop()
+        # Put the original password back for the other tests of this module.
+        conn = psycopg2.connect(
+            host=c.LOOPBACK, port=rds_like["port"], user="postgres",
+            password=(rds_like["root"] / "pw").read_text().strip(),
+        )  # fmt: skip
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("ALTER ROLE mlflow PASSWORD %s", (rds_like["password"],))
+        conn.close()

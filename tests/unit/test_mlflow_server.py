@@ -6,13 +6,21 @@ import dataclasses
 
 import pytest
 
-from infra.mlflow_server import SECRET_ENV, ServerConfigError, ServerSettings, render
+from infra.mlflow_server import (
+    IDENTITIES,
+    SECRET_ENV,
+    ServerConfigError,
+    ServerSettings,
+    render,
+)
 
 BASE = ServerSettings(
     db_host="db.internal",
     artifacts_destination="s3://team-artifacts/mlflow",
     auth_config_path="/etc/mlflow/basic_auth.ini",
     allowed_hosts=("203.0.113.10:5000",),
+    tls_certfile="/etc/mlflow/tls.crt",
+    tls_keyfile="/run/mlflow/tls.key",
 )
 
 
@@ -58,6 +66,35 @@ def test_no_secret_variable_is_set_by_the_rendering():
     command = render(BASE)
     assert not set(SECRET_ENV) & set(command.env)
     assert all("password" not in part.lower() for part in command.argv)
+
+
+def test_https_only_and_nothing_granted_by_default():
+    command = render(BASE)
+    assert flag(command.argv, "--uvicorn-opts") == (
+        "--ssl-certfile /etc/mlflow/tls.crt --ssl-keyfile /run/mlflow/tls.key"
+    )
+    assert "default_permission = NO_PERMISSIONS" in command.auth_ini
+    with pytest.raises(ServerConfigError, match="tls_certfile and tls_keyfile are required"):
+        dataclasses.replace(BASE, tls_keyfile="")
+    with pytest.raises(ServerConfigError, match="tls_keyfile must be an absolute path"):
+        dataclasses.replace(BASE, tls_keyfile="key.pem --reload")
+
+
+def test_each_workload_user_names_what_the_workloads_use():
+    """The grants name the experiments and model the code logs to and reads from."""
+    import monitoring
+    import training
+    from training import train
+
+    by_name = {i.username: i for i in IDENTITIES}
+    assert set(by_name) == {"trainer", "model-api"}
+    assert by_name["trainer"].experiments == {
+        train.EXPERIMENT: "EDIT",
+        monitoring.EXPERIMENT: "EDIT",
+    }
+    assert by_name["trainer"].registered_models == {training.REGISTERED_MODEL: "EDIT"}
+    assert by_name["model-api"].experiments == {train.EXPERIMENT: "READ"}
+    assert by_name["model-api"].registered_models == {training.REGISTERED_MODEL: "READ"}
 
 
 def test_allowed_hosts_workers_and_job_execution():

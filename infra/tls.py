@@ -1,0 +1,75 @@
+"""The tracking server's TLS without a domain: each platform stack owns a small CA (pulumi-tls) that
+signs one server certificate for the static IP and the fixed private address.
+
+The CA's certificate is a public stack output (`trackingCaCert`) that every client trusts; the
+server's key goes only into the cloud's secret store, whence the VM's launcher fetches it at every
+start; the server's certificate (public) travels in the user-data. Pulumi keeps both keys in the
+stack's state as secrets, and the CA's key signs nothing else.
+
+Renewal is a `pulumi up`: within `EARLY_RENEWAL_HOURS` of its end the certificate is replaced,
+which changes the user-data and so replaces the VM (minutes of downtime; addresses kept). The CA
+lasts ten years; a new CA reaches the service stacks at their next `pulumi up`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_tls as tls
+
+CA_VALIDITY_HOURS = 10 * 8760
+CERT_VALIDITY_HOURS = 8760
+EARLY_RENEWAL_HOURS = 30 * 24
+
+
+@dataclass(frozen=True)
+class TrackingTls:
+    ca_cert_pem: pulumi.Output[str]
+    cert_pem: pulumi.Output[str]
+    private_key_pem: pulumi.Output[str]
+    """Secret: for the secret store only."""
+
+
+def tracking_tls(
+    name: str, stack: str, ip_addresses: list[pulumi.Input[str]], parent: pulumi.Resource
+) -> TrackingTls:
+    opts = pulumi.ResourceOptions(parent=parent)
+    ca_key = tls.PrivateKey(f"{name}-ca-key", algorithm="ECDSA", ecdsa_curve="P256", opts=opts)
+    ca = tls.SelfSignedCert(
+        f"{name}-ca",
+        private_key_pem=ca_key.private_key_pem,
+        is_ca_certificate=True,
+        subject=tls.SelfSignedCertSubjectArgs(
+            common_name=f"mlops-platform {stack} tracking CA", organization="mlops-platform"
+        ),
+        validity_period_hours=CA_VALIDITY_HOURS,
+        early_renewal_hours=8760,
+        allowed_uses=["cert_signing", "crl_signing", "digital_signature"],
+        opts=opts,
+    )
+    key = tls.PrivateKey(f"{name}-tls-key", algorithm="ECDSA", ecdsa_curve="P256", opts=opts)
+    request = tls.CertRequest(
+        f"{name}-tls-request",
+        private_key_pem=key.private_key_pem,
+        subject=tls.CertRequestSubjectArgs(
+            common_name=f"mlflow-{stack}", organization="mlops-platform"
+        ),
+        ip_addresses=ip_addresses,
+        opts=opts,
+    )
+    cert = tls.LocallySignedCert(
+        f"{name}-tls-cert",
+        cert_request_pem=request.cert_request_pem,
+        ca_private_key_pem=ca_key.private_key_pem,
+        ca_cert_pem=ca.cert_pem,
+        validity_period_hours=CERT_VALIDITY_HOURS,
+        early_renewal_hours=EARLY_RENEWAL_HOURS,
+        allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
+        opts=opts,
+    )
+    return TrackingTls(
+        ca_cert_pem=ca.cert_pem,
+        cert_pem=cert.cert_pem,
+        private_key_pem=pulumi.Output.secret(key.private_key_pem),
+    )
