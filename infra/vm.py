@@ -42,9 +42,6 @@ BOOTSTRAP_PATH = f"{PREFIX}/bootstrap.sh"
 BOOTSTRAP_ENV = "/etc/mlflow/bootstrap.env"
 BOOTSTRAP_STATUS = f"{PREFIX}/bootstrap.status"
 REQUIREMENTS_PATH = "/etc/mlflow/requirements.txt"
-BOOTSTRAP_DONE = "MLFLOW BOOTSTRAP DONE"
-BOOTSTRAP_FAILED = "MLFLOW BOOTSTRAP FAILED"
-"""The bootstrap's verdict lines, on the serial console (scripts/smoke reads them there)."""
 LAUNCHER_SOURCE = Path(__file__).with_name("vm_launcher.py")
 BOOTSTRAP_SOURCE = Path(__file__).with_name("vm_bootstrap.sh")
 USER_DATA_LIMIT = 16 * 1024

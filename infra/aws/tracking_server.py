@@ -205,7 +205,7 @@ class TrackingServer(pulumi.ComponentResource):
         )
         secret_arns = [db_secret_arn, secret.arn, tls_secret.arn]
         secret_arns += [s.arn for s in password_secrets.values()]
-        aws.iam.RolePolicy(
+        access = aws.iam.RolePolicy(
             f"{name}-access",
             role=role.id,
             policy=pulumi.Output.all(bucket_arn, *(g.arn for g in log_groups), *secret_arns).apply(
@@ -287,7 +287,10 @@ class TrackingServer(pulumi.ComponentResource):
             tags=tags(cfg.stack, f"{name}-vm"),
             # A new bootstrap means a new instance, which takes over the old one's private
             # address and Elastic IP: the old one must go first (minutes of downtime).
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+            # After its role may read the secrets: the launcher fetches them at first boot.
+            opts=pulumi.ResourceOptions(
+                parent=self, delete_before_replace=True, depends_on=[access]
+            ),
         )
         aws.ec2.EipAssociation(
             f"{name}-eip-association",

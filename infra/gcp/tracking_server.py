@@ -139,7 +139,7 @@ class TrackingServer(pulumi.ComponentResource):
             "tls-key": tls_secret.secret_id,
             **{user: s.secret_id for user, s in password_secrets.items()},
         }
-        for label, secret_id in readable.items():
+        secret_grants = [
             gcp.secretmanager.SecretIamMember(
                 f"{name}-{label}-secret-access",
                 secret_id=secret_id,
@@ -147,6 +147,8 @@ class TrackingServer(pulumi.ComponentResource):
                 member=member,
                 opts=child,
             )
+            for label, secret_id in readable.items()
+        ]
 
         image = gcp.compute.get_image(
             family=UBUNTU_FAMILY, project=UBUNTU_PROJECT, opts=pulumi.InvokeOptions(parent=self)
@@ -236,7 +238,8 @@ class TrackingServer(pulumi.ComponentResource):
                 parent=self,
                 replace_on_changes=["metadata"],
                 delete_before_replace=True,
-                depends_on=[database],
+                # The launcher reads its secrets at first boot: the grants come first.
+                depends_on=[database, *secret_grants],
             ),
         )
         self.public_ip = address.address

@@ -273,6 +273,9 @@ def test_a_replaced_server_keeps_its_addresses(declared):
     assert ec2["options"]["deleteBeforeReplace"] is True
     assert ec2["inputs"]["privateIp"] == "10.40.0.10"
     assert declared.outputs[out.TRACKING_PRIVATE_URI]["value"] == "https://10.40.0.10:5000"
+    # The launcher reads its secrets at first boot: the role's policy exists before the VM.
+    assert any(d.endswith("aws:iam/rolePolicy:RolePolicy::mlops-access")
+               for d in ec2["options"]["dependencies"])  # fmt: skip
 
 
 # --- TLS and the workload users -----------------------------------------------------------------

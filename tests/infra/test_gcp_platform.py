@@ -267,6 +267,10 @@ def test_a_destroy_is_not_blocked_by_what_mlflow_created(declared_gcp):
     # The VM connects to the database: created after it, so destroyed before it.
     depends = declared_gcp.one(VM)["options"]["dependencies"]
     assert any(d.endswith(f"{SQL}::mlops-postgres") for d in depends)
+    # The launcher reads its secrets at first boot: every secret grant exists before the VM.
+    grants = declared_gcp.of_type("gcp:secretmanager/secretIamMember:SecretIamMember")
+    assert len(grants) == 5
+    assert all(any(d.endswith(f"SecretIamMember::{g['name']}") for d in depends) for g in grants)
 
 
 def test_the_server_verifies_the_database_with_the_instance_s_own_ca(declared_gcp):
