@@ -3,6 +3,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(shell command -v uv 2>/dev/null)
+UV_RUN := $(if $(UV),uv,python3.11 -m uv)
 
 .PHONY: help install test test-unit test-infra lint format demo demo-down demo-status benchmark clean-local
 
@@ -16,6 +17,13 @@ else
 	python3.11 -m pip install --quiet uv
 	python3.11 -m uv sync --frozen --compile-bytecode --python python3.11
 endif
+	@# The tests install the tracking VM's environment offline, from uv's cache: its wheels are
+	@# there now; resolving it once caches the index pages `uv pip sync --offline` also reads.
+	@for group in server-aws server-gcp; do \
+	  $(PY) -m infra.vm_requirements $$group > $(VENV)/vm-$$group.txt && \
+	  $(UV_RUN) pip compile -q --no-header --python-version 3.11 \
+	    --python-platform x86_64-manylinux_2_39 $(VENV)/vm-$$group.txt -o /dev/null || exit 1; \
+	done
 
 test: ## the full test suite, real PostgreSQL/moto/MLflow included (what CI runs)
 	$(PY) -m pytest
@@ -30,7 +38,7 @@ lint: ## ruff, hadolint (Dockerfiles), shellcheck (shell scripts), actionlint (w
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/hadolint training/Dockerfile services/model_api/Dockerfile scoring/Dockerfile monitoring/Dockerfile
-	$(VENV)/bin/shellcheck .ci/run scripts/deploy scripts/destroy scripts/preview scripts/smoke infra/vm_bootstrap.sh
+	$(VENV)/bin/shellcheck .ci/run scripts/deploy scripts/destroy scripts/preview scripts/smoke infra/vm_bootstrap.sh infra/acme_deploy_hook.sh
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/actionlint .github/workflows/*.yml
 
 format: ## apply ruff's formatting and safe fixes

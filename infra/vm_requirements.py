@@ -154,3 +154,14 @@ def installer(lock: Lock | None = None) -> Pin:
     """uv, as locked in the `vm-installer` group: the wheel the VM downloads and checks."""
     [pin] = (lock or Lock()).group("vm-installer")
     return pin
+
+
+if __name__ == "__main__":  # `python -m infra.vm_requirements GROUP`: the file the VM installs
+    import sys
+
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m infra.vm_requirements server-aws|server-gcp")
+    try:
+        sys.stdout.write(requirements(sys.argv[1]))
+    except LockError as exc:
+        sys.exit(f"error: {exc}")
