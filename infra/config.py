@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -76,6 +77,9 @@ SIZES: dict[str, dict[str, dict[str, str]]] = {
 # Size names look different per cloud; a mix-up is caught before anything is declared.
 SIZE_PREFIX = {"aws": {"dbInstanceClass": "db."}, "gcp": {"dbInstanceClass": "db-"}}
 GCP_REGION_KEYS = ("gcp:project", "gcp:region")
+# A fully qualified name Let's Encrypt can issue for: labels of 1-63 characters, a top-level label
+# of letters (so never an IP address), 253 characters at most.
+DOMAIN = re.compile(r"(?=.{4,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 
 
 class PlatformConfig(BaseModel):
@@ -109,6 +113,10 @@ class PlatformConfig(BaseModel):
     mlflowWorkers: int = Field(default=2, ge=1, le=8)
     mlflowPort: int = Field(default=5000, ge=1024, le=65535)
     adminUsername: str = Field(default="admin", pattern=r"^[a-z][a-z0-9_-]{2,31}$")
+    domain: str | None = None
+    """A DNS name of yours for the tracking server (e.g. mlflow.example.com): a Let's Encrypt
+    certificate for it instead of the stack's CA, renewed on the VM. Its A record (the staticIp
+    output) is yours to create; inside the network the stack resolves it to the private address."""
     zone: str | None = None
     """gcp: the VM's zone (default: the region's first zone that is UP, looked up)."""
     gcpProject: str | None = Field(default=None, exclude=True)
@@ -139,6 +147,18 @@ class PlatformConfig(BaseModel):
         taken = [i.username for i in IDENTITIES]
         if value in taken:
             raise ValueError(f"{value!r} is a workload user's name; not one of {', '.join(taken)}")
+        return value
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not DOMAIN.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a DNS name like mlflow.example.com (lowercase letters, digits "
+                "and dashes, two labels or more, no trailing dot, no IP address)"
+            )
         return value
 
     @field_validator("vpcCidr")

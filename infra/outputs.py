@@ -1,5 +1,14 @@
 """Stack output names: the contract between the platform stack and the service stacks."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pulumi
+
+    from infra.config import PlatformConfig
+
 TRACKING_URI = "trackingUri"
 STATIC_IP = "staticIp"
 ARTIFACT_BUCKET = "artifactBucket"
@@ -14,7 +23,8 @@ CREDENTIALS_SECRET = "credentialsSecret"
 """ARN (AWS) or secret id (GCP) of the secret holding the MLflow admin username and password."""
 TRACKING_CA_CERT = "trackingCaCert"
 """The PEM of the stack's own CA, which signed the tracking server's certificate (public): every
-client verifies the server with it (MLFLOW_TRACKING_SERVER_CERT_PATH)."""
+client verifies the server with it (MLFLOW_TRACKING_SERVER_CERT_PATH). Empty with a `domain`: the
+server's certificate is Let's Encrypt's, which the system's CAs verify."""
 PASSWORD_SECRETS = {"trainer": "trainerPasswordSecret", "model-api": "modelApiPasswordSecret"}
 """Per workload user (infra.mlflow_server.IDENTITIES): the ARN (AWS) or secret id (GCP) of the
 secret holding just its password."""
@@ -44,3 +54,23 @@ SHARED = (
 )
 AWS = (*SHARED, CLIENT_SECURITY_GROUP_ID)
 GCP = SHARED
+
+
+def tracking_endpoints(
+    cfg: PlatformConfig,
+    public_ip: pulumi.Output[str],
+    private_ip: pulumi.Output[str],
+    ca_cert_pem: pulumi.Output[str],
+) -> dict[str, object]:
+    """Where clients reach the tracking server and what they trust: the bare addresses and the
+    stack's CA, or the domain (inside the network it resolves to the private address) and the
+    system's CAs (Let's Encrypt)."""
+    port = cfg.mlflowPort
+    if cfg.domain:
+        uri = f"https://{cfg.domain}:{port}"
+        return {TRACKING_URI: uri, TRACKING_PRIVATE_URI: uri, TRACKING_CA_CERT: ""}
+    return {
+        TRACKING_URI: public_ip.apply(lambda ip: f"https://{ip}:{port}"),
+        TRACKING_PRIVATE_URI: private_ip.apply(lambda ip: f"https://{ip}:{port}"),
+        TRACKING_CA_CERT: ca_cert_pem,
+    }

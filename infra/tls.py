@@ -6,6 +6,10 @@ server's key goes only into the cloud's secret store, whence the VM's launcher f
 start; the server's certificate (public) travels in the user-data. Pulumi keeps both keys in the
 stack's state as secrets, and the CA's key signs nothing else.
 
+With a `domain`, Let's Encrypt certifies that name on the VM (infra/vm.py's ACME units) and this
+certificate, which names the domain too, is only what the server presents until the first one
+is issued.
+
 Renewal is a `pulumi up`: within `EARLY_RENEWAL_HOURS` of its end the certificate is replaced,
 which changes the user-data and so replaces the VM (minutes of downtime; addresses kept). The CA
 lasts ten years; a new CA reaches the service stacks at their next `pulumi up`.
@@ -32,7 +36,11 @@ class TrackingTls:
 
 
 def tracking_tls(
-    name: str, stack: str, ip_addresses: list[pulumi.Input[str]], parent: pulumi.Resource
+    name: str,
+    stack: str,
+    ip_addresses: list[pulumi.Input[str]],
+    parent: pulumi.Resource,
+    dns_names: list[str] | None = None,
 ) -> TrackingTls:
     opts = pulumi.ResourceOptions(parent=parent)
     ca_key = tls.PrivateKey(f"{name}-ca-key", algorithm="ECDSA", ecdsa_curve="P256", opts=opts)
@@ -56,6 +64,7 @@ def tracking_tls(
             common_name=f"mlflow-{stack}", organization="mlops-platform"
         ),
         ip_addresses=ip_addresses,
+        dns_names=dns_names or None,
         opts=opts,
     )
     cert = tls.LocallySignedCert(

@@ -31,12 +31,18 @@ SPEC_PATH = "/etc/mlflow/server.json"
 LAUNCHER_PATH = f"{PREFIX}/vm_launcher.py"
 AUTH_INI_PATH = "/run/mlflow/basic_auth.ini"
 DB_CA_PATH = "/etc/mlflow/db-ca.pem"
-TLS_CERT_PATH = "/etc/mlflow/tls.crt"
-"""The server's certificate (public, from the user-data)."""
-TLS_KEY_PATH = "/run/mlflow/tls.key"
-"""Its key: fetched from the secret store by the launcher at every start, onto the runtime tmpfs."""
-SERVER_LOG = "/var/log/mlflow/server.log"
 """The CA that verifies the database's certificate: written from user-data, or fetched at boot."""
+TLS_CERT_PATH = "/run/mlflow/tls.crt"
+TLS_KEY_PATH = "/run/mlflow/tls.key"
+"""What the server presents, written by the launcher at every start onto the runtime tmpfs: the
+stack's certificate with its key from the secret store, or (with a domain) Let's Encrypt's once
+issued."""
+STACK_CERT_PATH = "/etc/mlflow/tls.crt"
+"""The stack CA's certificate for the server (public, from the user-data)."""
+ACME_DIR = "/etc/mlflow/acme"
+"""With a domain: Let's Encrypt's chain and key, copied here (owner mlflow, 600) by the hook."""
+ACME_HOOK_PATH = f"{PREFIX}/acme-deploy-hook"
+SERVER_LOG = "/var/log/mlflow/server.log"
 BOOTSTRAP_LOG = "/var/log/cloud-init-output.log"
 BOOTSTRAP_PATH = f"{PREFIX}/bootstrap.sh"
 BOOTSTRAP_ENV = "/etc/mlflow/bootstrap.env"
@@ -44,6 +50,7 @@ BOOTSTRAP_STATUS = f"{PREFIX}/bootstrap.status"
 REQUIREMENTS_PATH = "/etc/mlflow/requirements.txt"
 LAUNCHER_SOURCE = Path(__file__).with_name("vm_launcher.py")
 BOOTSTRAP_SOURCE = Path(__file__).with_name("vm_bootstrap.sh")
+ACME_HOOK_SOURCE = Path(__file__).with_name("acme_deploy_hook.sh")
 USER_DATA_LIMIT = 16 * 1024
 """EC2's limit on user-data, raw (before base64)."""
 
@@ -75,7 +82,7 @@ class SecretSource:
         }
 
 
-def server_spec(settings: ServerSettings, secrets: SecretSource) -> dict:
+def server_spec(settings: ServerSettings, secrets: SecretSource, domain: str | None = None) -> dict:
     """Everything the launcher needs, none of it secret."""
     command = render(settings)
     return {
@@ -83,7 +90,14 @@ def server_spec(settings: ServerSettings, secrets: SecretSource) -> dict:
         "env": command.env,
         "authIni": command.auth_ini,
         "secrets": secrets.as_dict(),
-        "tls": {"certfile": settings.tls_certfile, "keyfile": settings.tls_keyfile},
+        "tls": {
+            "certfile": settings.tls_certfile,
+            "keyfile": settings.tls_keyfile,
+            "stackCert": STACK_CERT_PATH,
+            # Let's Encrypt's certificate, preferred once the hook has put it there.
+            "acmeDir": ACME_DIR if domain else None,
+            "domain": domain,
+        },
         "identities": [identity.as_dict() for identity in IDENTITIES],
         "database": {
             "host": settings.db_host,
@@ -103,6 +117,17 @@ def private_host_pattern(vpc_cidr: str) -> str:
     """An --allowed-hosts wildcard for the VPC's private addresses (e.g. 10.40.*)."""
     first_two = str(ipaddress.ip_network(vpc_cidr).network_address).split(".")[:2]
     return ".".join(first_two) + ".*"
+
+
+def allowed_hosts(cfg, public_ip: str) -> tuple[str, ...]:
+    """The Host headers the VM's server accepts: its static IP, its private addresses, and the
+    domain when there is one (with and without the port)."""
+    names = [public_ip, *([cfg.domain] if cfg.domain else [])]
+    return (
+        *(f"{n}:{cfg.mlflowPort}" for n in names),
+        *names,
+        private_host_pattern(cfg.vpcCidr),
+    )
 
 
 SYSTEMD_UNIT = f"""\
@@ -223,6 +248,40 @@ WantedBy=timers.target
 """
 
 
+def acme_units(domain: str) -> tuple[str, str]:
+    """A oneshot service and its timer that keep a Let's Encrypt certificate for `domain`:
+    certbot's own HTTP-01 listener on port 80 (only while it runs), `--keep-until-expiring` so a
+    run does nothing until the certificate is due, and the deploy hook that hands a new one to
+    the server. Until DNS points the name at the static IP it fails and the timer tries again
+    hourly: Let's Encrypt allows 5 failed validations per name an hour, and pauses a name after
+    1,152 failures in a row (48 days of this). The bootstrap turns Ubuntu's own certbot.timer
+    off: one schedule per certificate."""
+    service = f"""\
+[Unit]
+Description=Let's Encrypt certificate for the MLflow server ({domain})
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/certbot certonly --standalone --non-interactive --agree-tos \\
+  --register-unsafely-without-email --keep-until-expiring --cert-name mlflow \\
+  --domain {domain} --deploy-hook {ACME_HOOK_PATH}
+"""
+    timer = """\
+[Unit]
+Description=Obtain, then renew, the MLflow server's Let's Encrypt certificate
+
+[Timer]
+OnBootSec=1min
+OnUnitActiveSec=1h
+
+[Install]
+WantedBy=timers.target
+"""
+    return service, timer
+
+
 @dataclass(frozen=True)
 class DatabaseCa:
     """The database's CA, for DB_CA_PATH: its PEM (small, in the user-data), or an HTTPS URL the
@@ -244,9 +303,11 @@ def user_data(
     db_ca: DatabaseCa,
     logs: LogShipping,
     tls_cert_pem: str,
+    domain: str | None = None,
 ) -> str:
     """The cloud-config document for the tracking VM (the same for both clouds). It holds the
-    server's certificate (public); its key stays in the secret store until the launcher runs."""
+    server's certificate (public); its key stays in the secret store until the launcher runs.
+    With a `domain`, the VM also keeps a Let's Encrypt certificate for it (acme_units)."""
     if settings.mlflow_bin != f"{VENV}/bin/mlflow":
         raise ValueError(f"settings.mlflow_bin must be {VENV}/bin/mlflow on the VM")
     if settings.auth_config_path != AUTH_INI_PATH:
@@ -262,13 +323,23 @@ def user_data(
         raise ValueError("tls_cert_pem must be the server's certificate (and no key)")
     if secrets.provider != logs.provider:
         raise ValueError(f"secrets from {secrets.provider} but logs to {logs.provider}")
-    spec = server_spec(settings, secrets)
+    if domain and domain not in settings.allowed_hosts:
+        raise ValueError(f"settings.allowed_hosts must include the domain {domain}")
+    spec = server_spec(settings, secrets, domain)
+    acme = []
+    if domain:
+        service, timer = acme_units(domain)
+        acme = [
+            (ACME_HOOK_PATH, "0755", ACME_HOOK_SOURCE.read_text()),
+            ("/etc/systemd/system/mlflow-acme.service", "0644", service),
+            ("/etc/systemd/system/mlflow-acme.timer", "0644", timer),
+        ]
     files = [
         (SPEC_PATH, "0644", json.dumps(spec, indent=2) + "\n"),
         (LAUNCHER_PATH, "0755", LAUNCHER_SOURCE.read_text()),
-        (TLS_CERT_PATH, "0644", tls_cert_pem),
+        (STACK_CERT_PATH, "0644", tls_cert_pem),
         (BOOTSTRAP_PATH, "0755", BOOTSTRAP_SOURCE.read_text()),
-        (BOOTSTRAP_ENV, "0644", bootstrap_env(db_ca, logs)),
+        (BOOTSTRAP_ENV, "0644", bootstrap_env(db_ca, logs, acme=bool(domain))),
         (REQUIREMENTS_PATH, "0644", requirements(f"server-{secrets.provider}")),
         ("/etc/systemd/system/mlflow.service", "0644", SYSTEMD_UNIT),
         ("/etc/systemd/system/mlflow-db-password.service", "0644", REFRESH_SERVICE),
@@ -276,6 +347,7 @@ def user_data(
         *([(DB_CA_PATH, "0644", db_ca.pem)] if db_ca.pem else []),
         (logs.config_path(), "0644", logs.config()),
         ("/etc/logrotate.d/mlflow", "0644", LOGROTATE),
+        *acme,
     ]
     document = {
         # Retries for apt's downloads (the Ops Agent's installer uses apt); the bootstrap itself
@@ -300,7 +372,9 @@ def user_data(
     return "#cloud-config\n" + yaml.safe_dump(document, sort_keys=False, width=1000)
 
 
-def bootstrap_env(db_ca: DatabaseCa, logs: LogShipping, **overrides: str) -> str:
+def bootstrap_env(
+    db_ca: DatabaseCa, logs: LogShipping, acme: bool = False, **overrides: str
+) -> str:
     """vm_bootstrap.sh's parameters as shell assignments (a test runs it with other paths)."""
     uv = installer()
     algorithm, digest = uv.hashes[0].split(":", 1)
@@ -323,6 +397,8 @@ def bootstrap_env(db_ca: DatabaseCa, logs: LogShipping, **overrides: str) -> str
         "STATUS_FILE": BOOTSTRAP_STATUS,
         "CONSOLE": "/dev/console",  # the serial console: EC2 / GCE return it through their APIs
         "BOOTSTRAP_LOG": BOOTSTRAP_LOG,
+        # "yes": install certbot and start mlflow-acme.timer (a domain's certificate).
+        "ACME": "yes" if acme else "",
         **overrides,
     }
     header = (

@@ -83,9 +83,21 @@ retry "$PREFIX/bin/uv" pip sync --python "$VENV/bin/python" --require-hashes \
   --only-binary :all: --compile-bytecode "$REQUIREMENTS"
 rm -rf "$UV_CACHE_DIR"
 
+if [ "${ACME:-}" = yes ]; then
+  step="acme client"
+  # Ubuntu's certbot; mlflow-acme.timer (started below) obtains the domain's certificate.
+  retry apt-get update -q
+  retry env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends certbot
+fi
+
 step="server"
 install -d -o "$SERVICE_USER" -g "$SERVICE_USER" -m 0750 "$LOG_DIR"
 systemctl daemon-reload
 systemctl enable --now mlflow.service mlflow-db-password.timer
+if [ "${ACME:-}" = yes ]; then
+  # mlflow-acme.timer obtains and renews the certificate; Ubuntu's timer would renew it too.
+  systemctl disable --now certbot.timer
+  systemctl enable --now mlflow-acme.timer
+fi
 
 verdict "MLFLOW BOOTSTRAP DONE"

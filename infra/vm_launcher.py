@@ -3,7 +3,8 @@
 
 Reads the rendered server spec (/etc/mlflow/server.json: argv, non-secret env, auth config, the
 workload users and where the secrets are), fetches the secrets through the VM's own identity
-(instance role / service account), writes the TLS key to the runtime tmpfs, creates the auth
+(instance role / service account), writes the TLS certificate and key to the runtime tmpfs (the
+stack's, or with a domain Let's Encrypt's once issued), creates the auth
 database if missing, runs both database migrations, creates or updates the workload users and
 their grants, and replaces itself with `mlflow server`. The admin credentials live only in the server's environment; the database
 password in a libpq passfile on the runtime tmpfs (mode 600), which `--refresh` (a systemd timer)
@@ -177,6 +178,31 @@ def sync_identities(identities: list[dict], passwords: dict[str, str], database:
                   auth.update_registered_model_permission, name, user, permission)  # fmt: skip
 
 
+def install_tls(tls: dict, stack_key: str) -> str:
+    """Put the certificate and key the server presents in place (runtime tmpfs, key mode 600):
+    with a domain, Let's Encrypt's once the deploy hook has copied them to acmeDir; otherwise,
+    or until then, the stack CA's certificate with its key from the secret store. Returns which."""
+    acme = Path(tls["acmeDir"]) if tls.get("acmeDir") else None
+    if acme and (acme / "fullchain.pem").is_file() and (acme / "privkey.pem").is_file():
+        cert, key, source = (
+            (acme / "fullchain.pem").read_text(),
+            (acme / "privkey.pem").read_text(),
+            f"Let's Encrypt ({tls['domain']})",
+        )
+    else:
+        if acme:
+            print(
+                f"mlflow launcher: no Let's Encrypt certificate for {tls['domain']} yet "
+                "(journalctl -u mlflow-acme: its DNS A record must name the static IP); "
+                "presenting the stack CA's meanwhile",
+                file=sys.stderr,
+            )
+        cert, key, source = Path(tls["stackCert"]).read_text(), stack_key, "the stack's CA"
+    write_private(Path(tls["keyfile"]), key)
+    write_private(Path(tls["certfile"]), cert)
+    return source
+
+
 def start(spec: dict) -> dict[str, str]:
     """Everything before `mlflow server`; returns the server's environment."""
     secrets = fetch_secrets(spec["secrets"])
@@ -188,7 +214,7 @@ def start(spec: dict) -> dict[str, str]:
     run_dir.mkdir(parents=True, exist_ok=True)
     pgpass = run_dir / "pgpass"
     write_pgpass(pgpass, spec["database"], password)
-    write_private(Path(spec["tls"]["keyfile"]), secrets["tlsKey"])
+    install_tls(spec["tls"], secrets["tlsKey"])
     # The auth app reads its config even to migrate: write it first (no secret in it).
     (run_dir / Path(spec["env"]["MLFLOW_AUTH_CONFIG_PATH"]).name).write_text(spec["authIni"])
     env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}

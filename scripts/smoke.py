@@ -76,13 +76,14 @@ def target(args) -> tuple[str, str, str, dict[str, str], str | None]:
         )  # fmt: skip
     if args.stack:
         platform, services = outputs(ROOT, args.stack), outputs(ROOT / "services", args.stack)
-        ca = Path(tempfile.mkdtemp()) / "tracking-ca.pem"  # the platform's own CA (public)
-        ca.write_text(platform["trackingCaCert"])
         env = {
             "MLFLOW_TRACKING_USERNAME": platform["adminUsername"],
             "MLFLOW_TRACKING_PASSWORD": platform["adminPassword"],
-            "MLFLOW_TRACKING_SERVER_CERT_PATH": str(ca),
         }
+        if platform["trackingCaCert"]:  # the platform's own CA (public); empty with a domain
+            ca = Path(tempfile.mkdtemp()) / "tracking-ca.pem"
+            ca.write_text(platform["trackingCaCert"])
+            env["MLFLOW_TRACKING_SERVER_CERT_PATH"] = str(ca)
         vm = platform.get("trackingInstance")
         return platform["trackingUri"], services["modelApiUrl"], args.model, env, vm
     if not (args.tracking_uri and args.model_api_url):

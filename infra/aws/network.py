@@ -12,6 +12,7 @@ from infra.aws.common import child, tags
 from infra.config import NAMESPACE, ConfigError, PlatformConfig
 
 POSTGRES_PORT = 5432
+ACME_HTTP_PORT = 80
 
 
 def usable_zones(cfg: PlatformConfig, opts: pulumi.InvokeOptions) -> list[str]:
@@ -150,6 +151,18 @@ class Network(pulumi.ComponentResource):
                     to_port=cfg.mlflowPort,
                     cidr_blocks=list(cfg.allowedCidrs),
                     description="MLflow from allowedCidrs",
+                )
+            )
+        if cfg.domain:
+            # Let's Encrypt's HTTP-01 check comes from addresses it does not publish; only
+            # certbot's own listener answers there, and only while it runs (infra/vm.py).
+            ingress.append(
+                aws.ec2.SecurityGroupIngressArgs(
+                    protocol="tcp",
+                    from_port=ACME_HTTP_PORT,
+                    to_port=ACME_HTTP_PORT,
+                    cidr_blocks=["0.0.0.0/0"],
+                    description="Let's Encrypt HTTP-01 for the domain's certificate",
                 )
             )
         # No SSH: operators use SSM Session Manager through the instance role.

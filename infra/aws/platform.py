@@ -10,6 +10,7 @@ from infra.aws.database import Database
 from infra.aws.network import Network
 from infra.aws.tracking_server import TrackingServer
 from infra.config import PlatformConfig
+from infra.outputs import tracking_endpoints
 
 
 def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dict[str, object]:
@@ -27,13 +28,11 @@ def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dic
         bucket_arn=bucket.arn,
         db_address=database.address,
         db_secret_arn=database.secret_arn,
+        vpc_id=network.vpc_id,
         admin_password=admin_password,
     )
-    port = cfg.mlflowPort
     return {
-        out.TRACKING_URI: server.public_ip.apply(lambda ip: f"https://{ip}:{port}"),
-        out.TRACKING_PRIVATE_URI: server.private_ip.apply(lambda ip: f"https://{ip}:{port}"),
-        out.TRACKING_CA_CERT: server.ca_cert_pem,
+        **tracking_endpoints(cfg, server.public_ip, server.private_ip, server.ca_cert_pem),
         out.TRACKING_INSTANCE: server.instance_ref,
         out.STATIC_IP: server.public_ip,
         out.ARTIFACT_BUCKET: bucket.name,

@@ -24,8 +24,8 @@ from infra.vm import (
     DatabaseCa,
     LogShipping,
     SecretSource,
+    allowed_hosts,
     compressed,
-    private_host_pattern,
     user_data,
 )
 
@@ -103,6 +103,7 @@ class TrackingServer(pulumi.ComponentResource):
         bucket_arn: pulumi.Input[str],
         db_address: pulumi.Input[str],
         db_secret_arn: pulumi.Input[str],
+        vpc_id: pulumi.Input[str],
         admin_password: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
@@ -199,7 +200,31 @@ class TrackingServer(pulumi.ComponentResource):
         eip = aws.ec2.Eip(
             f"{name}-eip", domain="vpc", tags=tags(cfg.stack, f"{name}-eip"), opts=child(self)
         )
-        server_tls = tracking_tls(name, cfg.stack, [eip.public_ip, private_ip], self)
+        server_tls = tracking_tls(
+            name, cfg.stack, [eip.public_ip, private_ip], self, [cfg.domain] if cfg.domain else None
+        )
+        if cfg.domain:
+            # Inside the VPC the domain names the private address (the service stacks connect
+            # there, through the clients' security group); outside, the user's A record names
+            # the Elastic IP.
+            zone = aws.route53.Zone(
+                f"{name}-private-zone",
+                name=cfg.domain,
+                comment=f"MLflow tracking server ({cfg.stack}), inside the VPC",
+                vpcs=[aws.route53.ZoneVpcArgs(vpc_id=vpc_id)],
+                force_destroy=True,
+                tags=tags(cfg.stack, f"{name}-private-zone"),
+                opts=child(self),
+            )
+            aws.route53.Record(
+                f"{name}-private-record",
+                zone_id=zone.zone_id,
+                name=cfg.domain,
+                type="A",
+                ttl=60,
+                records=[private_ip],
+                opts=child(self),
+            )
         tls_secret = private_secret(
             "tls-key", "MLflow tracking server's TLS private key", server_tls.private_key_pem
         )
@@ -240,11 +265,7 @@ class TrackingServer(pulumi.ComponentResource):
                 auth_config_path=AUTH_INI_PATH,
                 port=cfg.mlflowPort,
                 workers=cfg.mlflowWorkers,
-                allowed_hosts=(
-                    f"{public_ip}:{cfg.mlflowPort}",
-                    public_ip,
-                    private_host_pattern(cfg.vpcCidr),
-                ),
+                allowed_hosts=allowed_hosts(cfg, public_ip),
                 tls_certfile=TLS_CERT_PATH,
                 tls_keyfile=TLS_KEY_PATH,
                 mlflow_bin=f"{VENV}/bin/mlflow",
@@ -253,7 +274,8 @@ class TrackingServer(pulumi.ComponentResource):
                 "aws", db_secret, admin_secret, tls_key_secret, users, region=region
             )
             ca = DatabaseCa(url=rds_ca_bundle_url(region))
-            return user_data(settings, secrets, ca, LogShipping("aws", log_prefix), cert)
+            logs = LogShipping("aws", log_prefix)
+            return user_data(settings, secrets, ca, logs, cert, cfg.domain)
 
         instance = aws.ec2.Instance(
             f"{name}-vm",

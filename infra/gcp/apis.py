@@ -17,6 +17,8 @@ PLATFORM_APIS = (
     "secretmanager.googleapis.com",
     "iam.googleapis.com",
 )
+DNS_API = "dns.googleapis.com"
+"""With a `domain`: the private zone that names the server inside the network."""
 SERVICES_APIS = (
     "run.googleapis.com",
     "artifactregistry.googleapis.com",
@@ -25,6 +27,10 @@ SERVICES_APIS = (
     "iam.googleapis.com",
 )
 SERVICE_TYPE = "gcp:projects/service:Service"
+
+
+def platform_apis(cfg) -> tuple[str, ...]:
+    return (*PLATFORM_APIS, DNS_API) if cfg.domain else PLATFORM_APIS
 
 
 def enable_apis(apis: tuple[str, ...]) -> list[gcp.projects.Service]:

@@ -59,6 +59,19 @@ class Network(pulumi.ComponentResource):
                 description="MLflow from allowedCidrs",
                 opts=child,
             )
+        if cfg.domain:
+            # Let's Encrypt's HTTP-01 check comes from addresses it does not publish; only
+            # certbot's own listener answers there, and only while it runs (infra/vm.py).
+            gcp.compute.Firewall(
+                f"{name}-acme-http",
+                network=network.id,
+                direction="INGRESS",
+                allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=["80"])],
+                source_ranges=["0.0.0.0/0"],
+                target_tags=[SERVER_TAG],
+                description="Let's Encrypt HTTP-01 for the domain's certificate",
+                opts=child,
+            )
         gcp.compute.Firewall(
             f"{name}-ssh-from-iap",
             network=network.id,

@@ -6,16 +6,17 @@ import pulumi
 
 from infra import outputs as out
 from infra.config import PlatformConfig
-from infra.gcp.apis import PLATFORM_APIS, enable_apis
+from infra.gcp.apis import enable_apis, platform_apis
 from infra.gcp.bucket import ArtifactBucket
 from infra.gcp.database import Database
 from infra.gcp.network import Network
 from infra.gcp.tracking_server import TrackingServer
+from infra.outputs import tracking_endpoints
 
 
 def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dict[str, object]:
     name = "mlops"
-    enable_apis(PLATFORM_APIS)
+    enable_apis(platform_apis(cfg))
     network = Network(name, cfg)
     database = Database(name, cfg, network.network_id, network.peering)
     bucket = ArtifactBucket(name, cfg)
@@ -23,6 +24,7 @@ def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dic
         name,
         cfg,
         subnet_id=network.subnet_id,
+        network_id=network.network_id,
         bucket_name=bucket.name,
         db_host=database.private_ip,
         db_ca=database.ca_pem,
@@ -31,11 +33,8 @@ def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dic
         db_secret_id=database.secret_id,
         admin_password=admin_password,
     )
-    port = cfg.mlflowPort
     return {
-        out.TRACKING_URI: server.public_ip.apply(lambda ip: f"https://{ip}:{port}"),
-        out.TRACKING_PRIVATE_URI: server.private_ip.apply(lambda ip: f"https://{ip}:{port}"),
-        out.TRACKING_CA_CERT: server.ca_cert_pem,
+        **tracking_endpoints(cfg, server.public_ip, server.private_ip, server.ca_cert_pem),
         out.TRACKING_INSTANCE: server.instance_ref,
         out.STATIC_IP: server.public_ip,
         out.ARTIFACT_BUCKET: bucket.name,

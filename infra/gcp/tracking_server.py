@@ -23,7 +23,7 @@ from infra.vm import (
     DatabaseCa,
     LogShipping,
     SecretSource,
-    private_host_pattern,
+    allowed_hosts,
     user_data,
 )
 
@@ -45,6 +45,7 @@ class TrackingServer(pulumi.ComponentResource):
         cfg: PlatformConfig,
         *,
         subnet_id: pulumi.Input[str],
+        network_id: pulumi.Input[str],
         bucket_name: pulumi.Input[str],
         db_host: pulumi.Input[str],
         db_ca: pulumi.Input[str],
@@ -129,7 +130,41 @@ class TrackingServer(pulumi.ComponentResource):
             purpose="GCE_ENDPOINT",
             opts=child,
         )
-        server_tls = tracking_tls(name, cfg.stack, [address.address, private_address.address], self)
+        server_tls = tracking_tls(
+            name,
+            cfg.stack,
+            [address.address, private_address.address],
+            self,
+            [cfg.domain] if cfg.domain else None,
+        )
+        if cfg.domain:
+            # Inside the network the domain names the private address (Cloud Run's Direct VPC
+            # egress resolves the network's private zones); outside, the user's A record names
+            # the static IP.
+            zone = gcp.dns.ManagedZone(
+                f"{name}-private-zone",
+                dns_name=f"{cfg.domain}.",
+                description=f"MLflow tracking server ({cfg.stack}), inside the network",
+                visibility="private",
+                private_visibility_config=gcp.dns.ManagedZonePrivateVisibilityConfigArgs(
+                    networks=[
+                        gcp.dns.ManagedZonePrivateVisibilityConfigNetworkArgs(
+                            network_url=network_id
+                        )
+                    ]
+                ),
+                force_destroy=True,
+                opts=child,
+            )
+            gcp.dns.RecordSet(
+                f"{name}-private-record",
+                managed_zone=zone.name,
+                name=f"{cfg.domain}.",
+                type="A",
+                ttl=60,
+                rrdatas=[private_address.address],
+                opts=child,
+            )
         tls_secret = stored_secret(
             f"{name}-tls-key", f"mlflow-{cfg.stack}-tls-key", server_tls.private_key_pem, self
         )
@@ -172,11 +207,7 @@ class TrackingServer(pulumi.ComponentResource):
                 auth_config_path=AUTH_INI_PATH,
                 port=cfg.mlflowPort,
                 workers=cfg.mlflowWorkers,
-                allowed_hosts=(
-                    f"{public_ip}:{cfg.mlflowPort}",
-                    public_ip,
-                    private_host_pattern(cfg.vpcCidr),
-                ),
+                allowed_hosts=allowed_hosts(cfg, public_ip),
                 tls_certfile=TLS_CERT_PATH,
                 tls_keyfile=TLS_KEY_PATH,
                 mlflow_bin=f"{VENV}/bin/mlflow",
@@ -187,6 +218,7 @@ class TrackingServer(pulumi.ComponentResource):
                 DatabaseCa(pem=ca),
                 LogShipping("gcp", f"mlflow-{cfg.stack}"),
                 cert,
+                cfg.domain,
             )
 
         self.instance = gcp.compute.Instance(

@@ -87,6 +87,26 @@ def declared_gcp(request, tmp_path_factory) -> Declared:
     return Declared(data, stack)
 
 
+DOMAIN = "mlflow.example.com"
+
+
+@pytest.fixture(scope="session", params=["aws", "gcp"])
+def declared_domain(request, tmp_path_factory) -> Declared:
+    """The dev stack with `domain` set, on each cloud."""
+    key = f"domain:{request.param}"
+    if key not in _cache:
+        overrides = {
+            **(GCP_OVERRIDES if request.param == "gcp" else {}),
+            "mlops-platform:domain": DOMAIN,
+        }
+        _cache[key] = run_stack(
+            tmp_path_factory.mktemp("domain"), ROOT / "Pulumi.dev.yaml", overrides
+        )
+    data = _cache[key]
+    assert data["error"] is None, data["error"]
+    return Declared(data, "dev")
+
+
 SERVICES = ROOT / "services"
 SERVICES_GCP_OVERRIDES = {
     "mlops-services:cloud": "gcp",

@@ -61,7 +61,7 @@ PLATFORM_OUTPUTS = {
         "adminUsername": "admin",
     },
 }
-STATE = {"cloud": "aws", "drop": None, "offered": ["us-east-1b", "us-east-1c"]}
+STATE = {"cloud": "aws", "drop": None, "offered": ["us-east-1b", "us-east-1c"], "platform": {}}
 
 
 def computed(typ: str, name: str, inputs: dict) -> dict:
@@ -134,9 +134,13 @@ def computed(typ: str, name: str, inputs: dict) -> dict:
         "tls:index/locallySignedCert:LocallySignedCert": {"certPem": MOCK_CERT.format(name)},
     }
     if typ == "pulumi:pulumi:StackReference":
-        outputs = dict(PLATFORM_OUTPUTS[STATE["cloud"]])
+        outputs = {**PLATFORM_OUTPUTS[STATE["cloud"]], **STATE["platform"]}
         outputs.pop(STATE["drop"], None)
         return {"name": name, "outputs": outputs, "secretOutputNames": []}
+    if typ == "aws:route53/zone:Zone":
+        return {"zoneId": "Z0MOCK", "name": inputs["name"]}
+    if typ == "gcp:dns/managedZone:ManagedZone":  # auto-named by the provider
+        return {"name": f"{name}-0mock"}
     if typ == "docker-build:index:Image":
         return {"ref": f"{inputs['tags'][0]}@sha256:0mock", "digest": "sha256:0mock"}
     if typ == "gcp:cloudrunv2/service:Service":
@@ -263,6 +267,8 @@ def main(project_dir: str, stack_file: str, out_path: str, overrides: str | None
             STATE["drop"] = value
         elif key == "__offeredZones":
             STATE["offered"] = value
+        elif key == "__platformOutputs":  # what the StackReference answers, changed
+            STATE["platform"] = value
         elif value is None:
             config.pop(key, None)
         else:

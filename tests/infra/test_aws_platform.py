@@ -306,10 +306,17 @@ def test_no_private_key_in_user_data_or_plain_outputs_only_in_its_secret(declare
     files = {f["path"]: f["content"] for f in yaml.safe_load(text)["write_files"]}
     assert "MOCK mlops-tls-cert" in files["/etc/mlflow/tls.crt"]  # the certificate, public
     spec = json.loads(files["/etc/mlflow/server.json"])
-    assert spec["tls"] == {"certfile": "/etc/mlflow/tls.crt", "keyfile": "/run/mlflow/tls.key"}
+    # The launcher presents the stack's certificate with the key it fetched, from the tmpfs.
+    assert spec["tls"] == {
+        "certfile": "/run/mlflow/tls.crt",
+        "keyfile": "/run/mlflow/tls.key",
+        "stackCert": "/etc/mlflow/tls.crt",
+        "acmeDir": None,
+        "domain": None,
+    }
     argv = spec["argv"]
     assert argv[argv.index("--uvicorn-opts") + 1] == (
-        "--ssl-certfile /etc/mlflow/tls.crt --ssl-keyfile /run/mlflow/tls.key"
+        "--ssl-certfile /run/mlflow/tls.crt --ssl-keyfile /run/mlflow/tls.key"
     )
     public = {k: v for k, v in declared.outputs.items() if not v["secret"]}
     assert "PRIVATE KEY" not in json.dumps(public)

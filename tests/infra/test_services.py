@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from services.deploy.config import DEFAULTS
-from tests.infra.conftest import run_services
+from tests.infra.conftest import SERVICES_GCP_OVERRIDES, run_services
 from tests.infra.harness import PLATFORM_OUTPUTS
 
 ECS_SERVICE = "aws:ecs/service:Service"
@@ -644,3 +644,31 @@ def test_a_config_error_names_the_key(tmp_path):
         tmp_path, "prod", {"mlops-services:apiMinTasks": "5", "mlops-services:apiMaxTasks": "2"}
     )
     assert "mlops-services:apiMinTasks (5) must not exceed apiMaxTasks (2)" in result["error"]
+
+
+def test_with_a_platform_domain_every_workload_uses_it_and_the_system_cas(tmp_path):
+    """A platform with `domain` exports the domain as its private URI (a private zone names the
+    private address) and no CA: each container gets an empty CA PEM, so tracking_ca.trust()
+    leaves MLflow's client on the system's CAs, which verify Let's Encrypt."""
+    domain = {"trackingPrivateUri": "https://mlflow.example.com:5000", "trackingCaCert": ""}
+    for cloud, extra in (("aws", {}), ("gcp", SERVICES_GCP_OVERRIDES)):
+        (tmp_path / cloud).mkdir()
+        result = run_services(tmp_path / cloud, "dev", {**extra, "__platformOutputs": domain})
+        assert result["error"] is None, result["error"]
+        envs = []
+        for resource in result["resources"]:
+            if resource["type"] == TASK:
+                [container] = json.loads(resource["inputs"]["containerDefinitions"])
+                envs.append({e["name"]: e["value"] for e in container["environment"]})
+            elif resource["type"] == BATCH_JOB:
+                container = json.loads(resource["inputs"]["containerProperties"])
+                envs.append({e["name"]: e["value"] for e in container["environment"]})
+            elif resource["type"] in (RUN_SERVICE, RUN_JOB):
+                template = resource["inputs"]["template"]
+                template = template.get("template", template)
+                envs.append({e["name"]: e.get("value") for e in template["containers"][0]["envs"]})
+        mlflow_envs = [env for env in envs if "MLFLOW_TRACKING_URI" in env]
+        assert len(mlflow_envs) == 4, cloud  # API, training, monitoring, scoring
+        for env in mlflow_envs:
+            assert env["MLFLOW_TRACKING_URI"] == domain["trackingPrivateUri"]
+            assert env["MLFLOW_TRACKING_CA_PEM"] == ""

@@ -54,7 +54,7 @@ class Bootstrap:
         self.served.mkdir()
         self.bin.mkdir()
         self.calls = root / "calls.log"
-        for name in ("dpkg", "systemctl", "sleep", "cloudwatch-agent-ctl"):
+        for name in ("dpkg", "systemctl", "sleep", "cloudwatch-agent-ctl", "apt-get"):
             self.tool(name, RECORDER.format(name=name))
         self.tool("curl", CURL)
         wheel = self.served / "uv-0.13.9-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
@@ -75,7 +75,7 @@ class Bootstrap:
         path.write_text(body)
         path.chmod(0o755)
 
-    def run(self, **overrides: str) -> subprocess.CompletedProcess:
+    def run(self, acme: bool = False, **overrides: str) -> subprocess.CompletedProcess:
         r = self.root
         ca = (
             DatabaseCa(
@@ -102,7 +102,8 @@ class Bootstrap:
             **overrides,
         }
         env_file = r / "bootstrap.env"
-        env_file.write_text(bootstrap_env(ca, LogShipping(self.provider, "/mlflow/dev"), **paths))
+        logs = LogShipping(self.provider, "/mlflow/dev")
+        env_file.write_text(bootstrap_env(ca, logs, acme=acme, **paths))
         script = r / "bootstrap.sh"
         script.write_text(BOOTSTRAP_SOURCE.read_text())
         env = {
@@ -159,6 +160,29 @@ def test_a_clean_bootstrap_runs_every_step_in_order_and_says_done(aws):
     assert os.access(aws.prefix / "bin/uv", os.X_OK)  # unpacked from the checked wheel
     assert not (aws.prefix / "uv.whl").exists() and not (aws.prefix / "uv-cache").exists()
     assert not any(c.startswith("sleep") for c in calls)
+
+
+def test_without_a_domain_no_acme_client(aws):
+    assert aws.run().returncode == 0
+    assert not any("certbot" in c or "mlflow-acme" in c for c in aws.log())
+
+
+def test_with_a_domain_certbot_is_installed_and_one_timer_keeps_the_certificate(aws):
+    result = aws.run(acme=True)
+    assert result.returncode == 0, result.stderr
+    calls = aws.log()
+    order = [
+        calls.index(call)
+        for call in (
+            "apt-get update -q",
+            "apt-get install -y -q --no-install-recommends certbot",
+            "systemctl enable --now mlflow.service mlflow-db-password.timer",
+            "systemctl disable --now certbot.timer",  # Ubuntu's: two schedules, one certificate
+            "systemctl enable --now mlflow-acme.timer",
+        )
+    ]
+    assert order == sorted(order)
+    assert aws.status() == "MLFLOW BOOTSTRAP DONE"
 
 
 def test_a_transient_download_failure_is_retried(aws):

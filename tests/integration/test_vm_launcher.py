@@ -121,7 +121,7 @@ def secrets_manager(rds_like):
 
 
 def vm_settings(rds_like, tmp_path: Path, **overrides) -> ServerSettings:
-    """As on the VM: the certificate where cloud-init writes it, the key on the runtime dir."""
+    """As on the VM: what the server presents on the runtime dir, put there by the launcher."""
     port = overrides.pop("port", c.free_port())
     return ServerSettings(**{
         "db_host": c.LOOPBACK,
@@ -132,11 +132,19 @@ def vm_settings(rds_like, tmp_path: Path, **overrides) -> ServerSettings:
         "port": port,
         "workers": 1,
         "allowed_hosts": (f"{c.LOOPBACK}:{port}",),
-        "tls_certfile": str(rds_like["server_tls"].cert),
+        "tls_certfile": str(tmp_path / "run" / "tls.crt"),
         "tls_keyfile": str(tmp_path / "run" / "tls.key"),
         "mlflow_bin": str(c.BIN / "mlflow"),
         **overrides,
     })  # fmt: skip
+
+
+def vm_spec(rds_like, settings: ServerSettings, source: SecretSource) -> dict:
+    """server_spec, with the stack's certificate where this test made it (cloud-init writes it
+    to /etc/mlflow/tls.crt on the VM)."""
+    spec = server_spec(settings, source)
+    spec["tls"]["stackCert"] = str(rds_like["server_tls"].cert)
+    return spec
 
 
 def test_launcher_starts_the_rendered_server_with_secrets_from_secrets_manager(rds_like, tmp_path):
@@ -146,7 +154,7 @@ def test_launcher_starts_the_rendered_server_with_secrets_from_secrets_manager(r
     settings = vm_settings(
         rds_like, tmp_path, db_sslmode="verify-full", db_sslrootcert=str(rds_like["ca"])
     )
-    spec = server_spec(settings, secrets.source)
+    spec = vm_spec(rds_like, settings, secrets.source)
     text = json.dumps(spec)
     assert rds_like["password"] not in text and secrets.admin_password not in text
     assert "PRIVATE KEY" not in text and not any(p in text for p in secrets.users.values())
@@ -220,7 +228,9 @@ def test_a_database_certificate_from_another_ca_is_refused(rds_like, tmp_path):
     settings = vm_settings(
         rds_like, tmp_path, db_sslmode="verify-full", db_sslrootcert=str(rds_like["other_ca"])
     )
-    (tmp_path / "s.json").write_text(json.dumps(server_spec(settings, vm_secrets(rds_like).source)))
+    (tmp_path / "s.json").write_text(
+        json.dumps(vm_spec(rds_like, settings, vm_secrets(rds_like).source))
+    )
     result = subprocess.run(
         [*LAUNCHER, str(tmp_path / "s.json")],
         env={**c.FAKE_AWS, "AWS_ENDPOINT_URL": rds_like["moto"], "PATH": os.environ["PATH"]},
@@ -234,7 +244,7 @@ def test_launcher_fails_with_one_line_when_a_secret_is_missing(rds_like, tmp_pat
     users = {i.username: "arn:missing" for i in IDENTITIES}
     missing = SecretSource("aws", "arn:missing", "arn:missing", "arn:missing", users, "us-east-1")
     (tmp_path / "s.json").write_text(
-        json.dumps(server_spec(vm_settings(rds_like, tmp_path), missing))
+        json.dumps(vm_spec(rds_like, vm_settings(rds_like, tmp_path), missing))
     )
     result = subprocess.run(
         [*LAUNCHER, str(tmp_path / "s.json")],
@@ -258,7 +268,7 @@ def test_rotated_database_password_reaches_the_running_server(rds_like, tmp_path
     # Its own auth database (admin, users), apart from the test above.
     settings = vm_settings(rds_like, tmp_path, auth_db_name="mlflow_auth_rotation")
     spec_path = tmp_path / "server.json"
-    spec_path.write_text(json.dumps(server_spec(settings, secrets.source)))
+    spec_path.write_text(json.dumps(vm_spec(rds_like, settings, secrets.source)))
     env = {
         **c.FAKE_AWS,
         "AWS_ENDPOINT_URL": rds_like["moto"],

@@ -75,6 +75,23 @@ def test_stack_kind_from_name():
             "dev",
             "mlops-platform:dbEngineVersion: PostgreSQL 12: supported major versions are 16 and 17",
         ),
+        *(
+            (
+                {"cloud": "aws", "domain": bad},
+                "dev",
+                f"mlops-platform:domain: '{bad}' is not a DNS name like mlflow.example.com",
+            )
+            for bad in (
+                "203.0.113.7",
+                "localhost",
+                "MLflow.Example.com",
+                "mlflow.example.com.",
+                "https://mlflow.example.com",
+                "-mlflow.example.com",
+                "mlflow_1.example.com",
+                f"{'a' * 64}.example.com",
+            )
+        ),  # fmt: skip
         (
             {"cloud": "aws", "mlflowWorkers": "0"},
             "dev",
@@ -86,6 +103,14 @@ def test_bad_value_names_the_key_and_what_is_allowed(raw, stack, message):
     with pytest.raises(ConfigError) as err:
         load(raw, stack)
     assert message in str(err.value)
+
+
+def test_a_domain_is_optional_and_kept_as_given():
+    assert load({"cloud": "aws"}, "dev").domain is None
+    assert load({"cloud": "gcp", "gcp:project": "p", "gcp:region": "europe-west1",
+                 "domain": "mlflow.team-1.example.co.uk"}, "prod").domain == (
+        "mlflow.team-1.example.co.uk"
+    )  # fmt: skip
 
 
 def test_admin_password_is_never_part_of_the_model():

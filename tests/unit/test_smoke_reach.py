@@ -4,6 +4,8 @@ nothing."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from scripts import smoke
@@ -116,3 +118,33 @@ def test_the_gce_serial_port_is_read_with_the_caller_s_credentials(monkeypatch, 
     }
     with pytest.raises(smoke.SmokeFailure, match="not an EC2 ARN or a GCE instance path"):
         smoke.read_console("i-0abc")
+
+
+# --- what the smoke test trusts, from the platform's outputs ------------------------------------
+
+PLATFORM = {
+    "trackingUri": "https://198.51.100.7:5000",
+    "adminUsername": "admin",
+    "adminPassword": "pw",
+    "trackingInstance": "arn:aws:ec2:us-east-1:1:instance/i-0",
+}
+
+
+@pytest.mark.parametrize("ca", ["-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n", ""])
+def test_a_stack_s_ca_is_trusted_and_a_domain_uses_the_system_cas(monkeypatch, ca):
+    """Without a domain the server's certificate is the stack CA's, which the smoke test must
+    trust; with one (trackingCaCert empty) Let's Encrypt's, verified by the system's CAs."""
+
+    def outputs(project_dir, stack):
+        if project_dir.name == "services":
+            return {"modelApiUrl": "http://api.example"}
+        return {**PLATFORM, "trackingCaCert": ca}
+
+    monkeypatch.setattr(smoke, "outputs", outputs)
+    uri, api_url, _, env, _ = smoke.target(SimpleNamespace(local=False, stack="dev", model="m"))
+    assert (uri, api_url) == (PLATFORM["trackingUri"], "http://api.example")
+    if ca:
+        with open(env["MLFLOW_TRACKING_SERVER_CERT_PATH"]) as fh:
+            assert fh.read() == ca
+    else:
+        assert "MLFLOW_TRACKING_SERVER_CERT_PATH" not in env

@@ -1,0 +1,114 @@
+"""What the tracking VM's server presents: the stack's certificate with the key from the secret
+store, or with a `domain` Let's Encrypt's once certbot's deploy hook (infra/acme_deploy_hook.sh,
+run here for real with sh) has handed it over."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from infra.vm import ACME_HOOK_SOURCE
+from infra.vm_launcher import install_tls
+
+STACK_CERT = "-----BEGIN CERTIFICATE-----\nstack\n-----END CERTIFICATE-----\n"
+STACK_KEY = "-----BEGIN PRIVATE KEY-----\nstack key\n-----END PRIVATE KEY-----\n"
+LE_CHAIN = "-----BEGIN CERTIFICATE-----\nlets encrypt leaf + R11\n-----END CERTIFICATE-----\n"
+LE_KEY = "-----BEGIN PRIVATE KEY-----\nlets encrypt key\n-----END PRIVATE KEY-----\n"
+
+
+def tls_spec(tmp_path: Path, domain: str | None) -> dict:
+    run = tmp_path / "run"
+    run.mkdir(exist_ok=True)
+    (tmp_path / "tls.crt").write_text(STACK_CERT)
+    return {
+        "certfile": str(run / "tls.crt"),
+        "keyfile": str(run / "tls.key"),
+        "stackCert": str(tmp_path / "tls.crt"),
+        "acmeDir": str(tmp_path / "acme") if domain else None,
+        "domain": domain,
+    }
+
+
+def test_without_a_domain_the_stack_certificate_and_its_secret_key(tmp_path):
+    spec = tls_spec(tmp_path, None)
+    assert install_tls(spec, STACK_KEY) == "the stack's CA"
+    assert Path(spec["certfile"]).read_text() == STACK_CERT
+    key = Path(spec["keyfile"])
+    assert key.read_text() == STACK_KEY and key.stat().st_mode & 0o777 == 0o600
+
+
+def test_before_the_first_lets_encrypt_certificate_the_stack_s_and_a_line_why(tmp_path, capsys):
+    """The first deploy comes before the user's DNS record: the server still starts, on the
+    stack's certificate (which names the domain), and says what it waits for."""
+    spec = tls_spec(tmp_path, "mlflow.example.com")
+    assert install_tls(spec, STACK_KEY) == "the stack's CA"
+    assert Path(spec["certfile"]).read_text() == STACK_CERT
+    err = capsys.readouterr().err
+    assert "no Let's Encrypt certificate for mlflow.example.com yet" in err
+    assert "journalctl -u mlflow-acme" in err
+
+
+def run_hook(tmp_path: Path, env: dict) -> subprocess.CompletedProcess:
+    user = pwd.getpwuid(os.getuid()).pw_name
+    group = grp.getgrgid(os.getgid()).gr_name
+    calls = tmp_path / "systemctl.calls"
+    systemctl = tmp_path / "systemctl"
+    systemctl.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    systemctl.chmod(0o755)
+    return subprocess.run(
+        ["sh", str(ACME_HOOK_SOURCE)],
+        env={
+            "PATH": os.environ["PATH"],
+            "MLFLOW_ACME_DIR": str(tmp_path / "acme"),
+            "MLFLOW_USER": user,
+            "MLFLOW_GROUP": group,
+            "SYSTEMCTL": str(systemctl),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_a_new_lets_encrypt_certificate_reaches_the_server_at_its_restart(tmp_path):
+    lineage = tmp_path / "letsencrypt/live/mlflow"
+    lineage.mkdir(parents=True)
+    (lineage / "fullchain.pem").write_text(LE_CHAIN)
+    (lineage / "privkey.pem").write_text(LE_KEY)
+    (lineage / "privkey.pem").chmod(0o600)
+
+    done = run_hook(
+        tmp_path, {"RENEWED_LINEAGE": str(lineage), "RENEWED_DOMAINS": "mlflow.example.com"}
+    )
+    assert done.returncode == 0, done.stderr
+    acme = tmp_path / "acme"
+    assert acme.stat().st_mode & 0o777 == 0o700
+    assert (acme / "privkey.pem").stat().st_mode & 0o777 == 0o600
+    assert not list(acme.glob(".*.new"))  # renamed into place
+    # The hook restarts the server only if it runs (the launcher then presents the new pair).
+    assert (tmp_path / "systemctl.calls").read_text() == "try-restart mlflow.service\n"
+
+    spec = tls_spec(tmp_path, "mlflow.example.com")
+    assert install_tls(spec, STACK_KEY) == "Let's Encrypt (mlflow.example.com)"
+    assert Path(spec["certfile"]).read_text() == LE_CHAIN
+    assert Path(spec["keyfile"]).read_text() == LE_KEY
+
+    # A renewal replaces both files; the next start presents the renewed pair.
+    (lineage / "fullchain.pem").write_text(LE_CHAIN.replace("leaf", "renewed leaf"))
+    assert run_hook(tmp_path, {"RENEWED_LINEAGE": str(lineage)}).returncode == 0
+    install_tls(spec, STACK_KEY)
+    assert "renewed leaf" in Path(spec["certfile"]).read_text()
+
+
+@pytest.mark.parametrize("missing", ["RENEWED_LINEAGE", "the lineage's files"])
+def test_the_hook_fails_without_a_certificate_and_restarts_nothing(tmp_path, missing):
+    env = {} if missing == "RENEWED_LINEAGE" else {"RENEWED_LINEAGE": str(tmp_path / "none")}
+    done = run_hook(tmp_path, env)
+    assert done.returncode != 0
+    assert not (tmp_path / "systemctl.calls").exists()
+    assert not (tmp_path / "acme" / "fullchain.pem").exists()
