@@ -6,13 +6,15 @@ a burst of new connections then lands mostly on one worker: measured with 16 kee
 all 16 went to one of two workers, which left a core idle (docs/benchmarks.md).
 
 Settings, from the environment under uvicorn's own names: UVICORN_HOST (default 127.0.0.1),
-UVICORN_PORT (8000), UVICORN_WORKERS (1). Access logs are off (metrics count requests). A worker
+UVICORN_PORT (8000), UVICORN_WORKERS (1). It refuses to start where anything already listens, and
+empties PROMETHEUS_MULTIPROC_DIR first. Access logs are off (metrics count requests). A worker
 that dies stops the server with exit code 1, so the container's restart policy brings it back
 whole; SIGTERM or SIGINT stop every worker gracefully.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import multiprocessing
 import os
@@ -21,6 +23,7 @@ import socket
 import sys
 from collections.abc import Mapping
 from multiprocessing.connection import wait
+from pathlib import Path
 
 import uvicorn
 
@@ -62,17 +65,39 @@ def check_api_settings() -> None:
         ) from None
 
 
-def listen_socket(host: str, port: int) -> socket.socket:
+def listen_socket(host: str, port: int, share: bool = True) -> socket.socket:
+    """A socket bound to host:port; `share` (SO_REUSEPORT) lets this server's workers each bind
+    one. Without it the bind fails where anything already listens, another server included."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if share:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        why = (
+            "another server already listens there"
+            if exc.errno == errno.EADDRINUSE
+            else exc.strerror
+        )
+        raise ServeError(f"cannot listen on {host}:{port}: {why}") from exc
     return sock
+
+
+def fresh_metrics_dir(environ: Mapping[str, str]) -> None:
+    """prometheus_client's multiprocess files outlive their processes: a restart would carry
+    the old counters on (and the old workers' pids). Emptied before any worker starts."""
+    path = environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        return
+    directory = Path(path)
+    if directory.exists() and not directory.is_dir():
+        raise ServeError(f"PROMETHEUS_MULTIPROC_DIR={path!r}: not a directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
 
 
 def worker(host: str, port: int) -> None:
@@ -86,7 +111,10 @@ def main() -> int:
         host, port, workers = settings(os.environ)
         check_api_settings()
         tracking_ca.trust()  # before the workers start: they inherit the environment
-        listen_socket(host, port).close()  # fail here, once, if the port is taken
+        # Fail here, once, if anything listens there: with SO_REUSEPORT a second server would
+        # start beside it and the kernel split the traffic between two models.
+        listen_socket(host, port, share=False).close()
+        fresh_metrics_dir(os.environ)
     except (ServeError, tracking_ca.TrustError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

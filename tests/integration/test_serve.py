@@ -60,11 +60,16 @@ def test_connections_are_spread_over_the_workers(api):
 
 
 def worker_pids(supervisor: int) -> list[int]:
-    """The spawned workers (not multiprocessing's resource tracker)."""
+    """The spawned workers: the supervisor's own children (not multiprocessing's resource
+    tracker, nor whatever a worker may start in turn, which is in the same group)."""
     pids = []
     for pid in group_pids(supervisor):
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
+        try:
+            ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+        if ppid == supervisor and b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
             pids.append(pid)
     return pids
 
@@ -122,4 +127,44 @@ def test_a_taken_port_is_a_clear_error():
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
     assert out.returncode == 2
-    assert out.stderr.strip() == f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert out.stderr.strip() == (
+        f"error: cannot listen on 127.0.0.1:{port}: another server already listens there"
+    )
+
+
+def test_a_second_server_on_a_port_already_serving_refuses_to_start(api):
+    """Both bind with SO_REUSEPORT, so the kernel would let a second one in and split the
+    traffic between two (maybe different) models: the second refuses instead."""
+    proc, port = api
+    c.wait_until(proc, lambda: listening(port) == 2, 60, "listening in both workers")
+    out = subprocess.run(
+        [sys.executable, "-m", "services.model_api.serve"],
+        env={**os.environ, **REGISTRY_DOWN, "UVICORN_PORT": str(port), "UVICORN_WORKERS": "2"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        f"error: cannot listen on 127.0.0.1:{port}: another server already listens there"
+    )
+    assert listening(port) == 2  # the first one's two workers, alone
+
+
+def test_metrics_start_from_zero_after_a_restart(tmp_path):
+    """prometheus_client's multiprocess files outlive the processes: without emptying the
+    directory, a restarted server reported the old counters (and dead workers' series)."""
+    multiproc = tmp_path / "prometheus"
+    multiproc.mkdir()
+    env = {**REGISTRY_DOWN, "PROMETHEUS_MULTIPROC_DIR": str(multiproc)}
+    # /ready, which the start-up wait does not ask (503: no registry here).
+    count = 'model_api_requests_total{method="GET",route="/ready",status="503"}'
+    for attempt in range(2):
+        port = c.free_port()
+        proc = c.model_api_start(port, tmp_path / f"api-{attempt}.log", env, 2)
+        try:
+            for _ in range(5):
+                assert requests.get(f"{proc.url}/ready", timeout=5).status_code == 503
+            metrics = requests.get(f"{proc.url}/metrics", timeout=5).text
+            [line] = [m for m in metrics.splitlines() if m.startswith(count)]
+            assert float(line.rsplit(" ", 1)[1]) == 5.0, (attempt, line)
+        finally:
+            proc.stop()
