@@ -16,6 +16,8 @@ from services.model_api.routes import ops, predict
 from services.model_api.schemas import MAX_BATCH
 from services.model_api.settings import Settings, get_settings
 
+ECHO_CHARS = 64
+
 
 def create_app(settings: Settings | None = None, holder: ModelHolder | None = None) -> FastAPI:
     settings = settings or get_settings()
@@ -24,6 +26,7 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
     async def lifespan(app: FastAPI):
         # Start serving at once; the loader fills app.state.model in the background and
         # /ready says 503 (with the reason) until it has.
+        app.state.settings = settings
         app.state.model = holder or ModelHolder(settings)
         app.state.model.start()
         app.state.prediction_log = None
@@ -56,7 +59,8 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     """422 naming each field at fault; an oversized batch is a 413 that states the limit.
 
-    Inputs are echoed only when small, so a bad 1000-ride batch does not come back whole.
+    Inputs are echoed only when small, so a bad 1000-ride batch does not come back whole, and a
+    long string only by its first ECHO_CHARS characters.
     """
     errors = []
     for err in exc.errors():
@@ -75,6 +79,8 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
         value = err.get("input")
         if isinstance(value, float) and not math.isfinite(value):
             value = str(value)  # NaN/Infinity are not JSON
+        if isinstance(value, str) and len(value) > ECHO_CHARS:
+            value = value[:ECHO_CHARS] + "..."  # enough to recognise it, not to reflect it
         if not isinstance(value, dict | list | bytes):
             item["input"] = value
         errors.append(item)

@@ -13,6 +13,7 @@ is used only if it returns exactly the pyfunc's predictions for a spread of ride
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -126,6 +127,10 @@ class ModelHolder:
         # Why no model, for machines (deploy scripts): loading, no_model_version (the alias points
         # nowhere: train first), registry_unreachable, load_failed.
         self.reason_code = "loading"
+        # The last time the registry answered where the alias points (a successful refresh),
+        # and what the last refresh found: ok, or the code of its failure.
+        self.checked_at: float | None = None
+        self.last_refresh = "loading"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -147,9 +152,11 @@ class ModelHolder:
             return self._failed(exc, "no_model_version" if missing else "registry_unreachable")
         except Exception as exc:  # connection refused, timeouts: the registry is not there
             return self._failed(exc, "registry_unreachable")
+        self.checked_at = time.time()
         try:
             if self.current and self.current.version == version:
                 self.error = None
+                self.last_refresh = "ok"
                 return False
             # By version, not alias: the alias may move again while we download.
             model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
@@ -160,12 +167,14 @@ class ModelHolder:
         self.current = Loaded(version, time.time(), predict, path)
         self.error = None
         self.reason_code = "ready"
+        self.last_refresh = "ok"
         log.info("serving %s v%s via %s (was %s)", name, version, path, previous)
         return True
 
     def _failed(self, exc: Exception, code: str) -> bool:
         first_line = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
         self.error = f"cannot load {self.uri}: {first_line[:300]}"
+        self.last_refresh = code
         if self.current is None:
             self.reason_code = code
         log.warning(self.error)
@@ -178,6 +187,12 @@ class ModelHolder:
             self._stop.wait(wait)
 
     def start(self) -> None:
+        # The registry client's own defaults (7 retries with backoff, 120 s timeouts) would hide
+        # an outage for minutes and hold a fresh instance's first answer as long. This process
+        # talks to the registry only from here (and the model download), so it sets them.
+        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(self.settings.registry_retries)
+        os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = f"{self.settings.registry_timeout_seconds:g}"
+        os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "0.5"
         self._thread = threading.Thread(target=self._run, name="model-loader", daemon=True)
         self._thread.start()
 

@@ -19,6 +19,14 @@ class Settings(BaseSettings):
     """How often to check where the alias points once a model is loaded."""
     retry_seconds: float = Field(default=5.0, gt=0, le=600)
     """How soon to retry while no model could be loaded yet."""
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    """Largest request body read; a longer one is a 413 before it is read whole (a 1,000-ride
+    batch is about 65 KB)."""
+    registry_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    """Each registry request's connect/read timeout (MLflow's default is 120 s)."""
+    registry_retries: int = Field(default=1, ge=0, le=7)
+    """Retries of a failed registry request within one refresh (MLflow's default is 7, with
+    backoff: minutes before an outage shows)."""
     prediction_log: str = ""
     """Where to log predictions: an s3:// or gs:// prefix or a folder; empty or `off`: no log."""
     prediction_log_max_rows: int = Field(default=100_000, ge=1, le=10_000_000)

@@ -3,17 +3,24 @@ predictions, metrics, and following the alias."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import shutil
+import socket
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlparse
 
 import mlflow
 import pytest
+from fastapi import HTTPException, Request
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
 from services.model_api.app import create_app
+from services.model_api.routes.predict import read_body
 from services.model_api.schemas import MAX_BATCH
 from services.model_api.settings import Settings
 from training import train as train_module
@@ -87,6 +94,12 @@ def test_oversized_batch_is_refused_with_the_limit(client):
         ("trip_distance", 200.0),
         ("trip_distance", "far"),
         ("trip_distance", None),
+        # A JSON number only: README promises a 422 for these (pydantic's lax mode took them).
+        ("trip_distance", "1.8"),
+        ("trip_distance", True),
+        ("trip_distance", False),
+        ("PULocationID", "43"),
+        ("PULocationID", 43.5),
     ],
 )
 def test_invalid_field_is_a_422_naming_it(client, field, value):
@@ -224,3 +237,140 @@ def test_follows_the_alias_and_keeps_serving_when_a_new_version_is_broken(client
     ready = wait_for(lambda: (r := client.get("/ready").json()).get("last_refresh_error") and r)
     assert ready["model_version"] == better.version
     assert client.post("/predict", json=RIDE).json()["model_version"] == better.version
+
+
+def test_a_whole_number_zone_is_an_integer_as_the_openapi_document_says(client):
+    """JSON (and the OpenAPI schema's "integer") do not tell 117 from 117.0."""
+    as_int = client.post("/predict", json={**RIDE, "PULocationID": 117})
+    as_float = client.post(
+        "/predict",
+        content=b'{"PULocationID": 117.0, "DOLocationID": 151.0, "trip_distance": 1.8}',
+        headers={"content-type": "application/json"},
+    )
+    assert as_int.status_code == as_float.status_code == 200
+    assert as_float.json()["duration"] == as_int.json()["duration"]
+    schema = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]
+    props = schema["content"]["application/json"]["schema"]["properties"]
+    assert props["PULocationID"]["type"] == "integer" and props["trip_distance"]["type"] == "number"
+
+
+@pytest.fixture
+def small_client(champion):
+    app = create_app(Settings(model_name="api", max_body_bytes=4096, retry_seconds=0.2))
+    with TestClient(app) as client:
+        wait_for(lambda: client.get("/ready").status_code == 200)
+        yield client
+
+
+def test_a_body_over_the_limit_is_a_413_before_it_is_read(small_client):
+    """A declared length over the limit is refused without reading the body, a chunked one as
+    soon as it passes the limit: a 100 MB body never reaches the worker's memory."""
+    big = (
+        b'{"rides": ['
+        + b",".join([b'{"PULocationID": 43, "DOLocationID": 151, "trip_distance": 1.8}'] * 200)
+        + b"]}"
+    )
+    resp = small_client.post(
+        "/predict/batch", content=big, headers={"content-type": "application/json"}
+    )
+    assert resp.status_code == 413
+    assert resp.json()["detail"] == (
+        "body exceeds the limit of 4096 bytes (MODEL_API_MAX_BODY_BYTES)"
+    )
+    # A chunked body (no length declared) is read only up to the limit.
+    sent = []
+
+    async def receive():
+        sent.append(1)  # 10,000 x 1 KiB offered; nothing past the limit is asked for
+        return {"type": "http.request", "body": b" " * 1024, "more_body": len(sent) < 10_000}
+
+    app = SimpleNamespace(state=SimpleNamespace(settings=Settings(max_body_bytes=4096)))
+    request = Request({"type": "http", "method": "POST", "headers": [], "app": app}, receive)
+    with pytest.raises(HTTPException) as refused:
+        asyncio.run(read_body(request))
+    assert refused.value.status_code == 413
+    assert len(sent) == 5  # 5 KiB read: the first chunk past 4 KiB
+    # Under the limit all is as before.
+    assert small_client.post("/predict", json=RIDE).status_code == 200
+
+
+def test_the_default_limit_admits_a_full_batch_with_room(client):
+    assert Settings().max_body_bytes >= 10 * len(
+        json.dumps({"rides": [RIDE] * MAX_BATCH}, indent=2).encode()
+    )
+
+
+def test_a_422_echoes_only_a_short_prefix_of_a_long_bad_value(client):
+    resp = client.post("/predict", json={**RIDE, "trip_distance": "x" * 1_000_000})
+    assert resp.status_code == 422
+    assert len(resp.content) < 1000
+    [error] = resp.json()["detail"]
+    assert error["field"] == "trip_distance"
+    assert error["input"] == "x" * 64 + "..."
+
+
+def test_every_answer_besides_200_is_in_the_openapi_document(client):
+    paths = client.get("/openapi.json").json()
+    for path in ("/predict", "/predict/batch"):
+        responses = paths["paths"][path]["post"]["responses"]
+        assert {"200", "413", "415", "422", "503"} <= set(responses), path
+        for code in ("413", "415", "422", "503"):
+            assert "application/json" in responses[code]["content"], (path, code)
+    schemas = paths["components"]["schemas"]
+    assert set(schemas["ValidationErrors"]["properties"]) == {"detail"}
+    assert {"field", "type", "msg", "input"} <= set(schemas["FieldError"]["properties"])
+
+
+def test_a_registry_outage_shows_in_ready_within_a_refresh_and_the_model_keeps_serving(
+    champion, local_store
+):
+    """MLflow's client retried 7 times with backoff: a running API said plain ready for minutes
+    after the registry died. Now the next refresh says so, /predict goes on serving the loaded
+    version, and /ready tells how stale its knowledge is."""
+    app = create_app(Settings(model_name="api", refresh_seconds=0.3, retry_seconds=0.3))
+    with TestClient(app) as client, blackhole() as dead:
+        wait_for(lambda: client.get("/ready").status_code == 200)
+        assert client.get("/ready").json()["registry"] == "ok"
+        mlflow.set_tracking_uri(dead)  # the registry stops answering
+        started = time.monotonic()
+        ready = wait_for(
+            lambda: (r := client.get("/ready").json())["registry"] != "ok" and r, timeout=30
+        )
+        assert time.monotonic() - started < 15  # 1 retry of a 5 s timeout, not minutes
+        assert ready["status"] == "ready" and ready["registry"] == "registry_unreachable"
+        assert ready["stale_seconds"] > 0 and "last_refresh_error" in ready
+        assert client.post("/predict", json=RIDE).json()["model_version"] == champion.version
+
+
+def test_a_fresh_instance_says_why_at_once_and_is_ready_soon_after_the_registry_is(
+    champion, local_store
+):
+    app = create_app(Settings(model_name="api", retry_seconds=0.5))
+    with blackhole() as dead:
+        mlflow.set_tracking_uri(dead)
+        with TestClient(app) as client:
+            started = time.monotonic()
+            ready = wait_for(
+                lambda: (r := client.get("/ready").json())["reason_code"] != "loading" and r,
+                timeout=30,
+            )
+            assert time.monotonic() - started < 15
+            assert ready["reason_code"] == "registry_unreachable"
+            assert "first attempt in progress" not in ready["reason"]
+            mlflow.set_tracking_uri(local_store)  # the registry is back
+            back = time.monotonic()
+            wait_for(lambda: client.get("/ready").status_code == 200, timeout=30)
+            assert time.monotonic() - back < 12  # the next retry (0.5 s) after the one in flight
+
+
+@contextlib.contextmanager
+def blackhole():
+    """An HTTP address that accepts connections and never answers (a dead or firewalled
+    server: the slow kind of outage, unlike a refused connection)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        sock.close()

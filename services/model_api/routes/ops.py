@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -15,7 +17,10 @@ def health() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/ready", summary="Readiness: a model is loaded, and which version")
+@router.get(
+    "/ready",
+    summary="Readiness: a model is loaded, which version, and how fresh the registry's word is",
+)
 def ready(request: Request) -> JSONResponse:
     holder = request.app.state.model
     body = {"model": holder.uri}
@@ -29,6 +34,11 @@ def ready(request: Request) -> JSONResponse:
         "loaded_at": loaded.loaded_at,
         "predict_path": loaded.path,
     }
+    # How current the served version is: when the registry last said where the alias points.
+    checked = holder.checked_at
+    body["registry"] = "ok" if holder.last_refresh == "ok" else holder.last_refresh
+    body["registry_checked_at"] = checked
+    body["stale_seconds"] = round(time.time() - checked, 1) if checked else None
     if holder.error:  # still serving, but the last refresh failed
         body["last_refresh_error"] = holder.error
     return JSONResponse(body)

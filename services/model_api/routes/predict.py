@@ -23,10 +23,37 @@ from pydantic import BaseModel, ValidationError
 
 from services.model_api.metrics import PREDICTIONS
 from services.model_api.model import Loaded, features
-from services.model_api.schemas import Batch, BatchPrediction, Prediction, Ride, request_body
+from services.model_api.schemas import (
+    ERROR_RESPONSES,
+    Batch,
+    BatchPrediction,
+    Prediction,
+    Ride,
+    request_body,
+)
 
 router = APIRouter(tags=["predict"])
 M = TypeVar("M", bound=BaseModel)
+
+
+async def read_body(request: Request) -> bytes:
+    """The body, up to the limit: a declared length over it is refused before anything is read,
+    and a chunked body as soon as it passes the limit (never held whole)."""
+    limit = request.app.state.settings.max_body_bytes
+    too_large = HTTPException(
+        status_code=413,
+        detail=f"body exceeds the limit of {limit} bytes (MODEL_API_MAX_BODY_BYTES)",
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def parse(request: Request, model: type[M]) -> M:
@@ -35,10 +62,11 @@ async def parse(request: Request, model: type[M]) -> M:
     if media != "application/json" and not media.endswith("+json"):
         raise HTTPException(
             status_code=415,
-            detail=f"content-type must be application/json, got {content_type or 'none'!r}",
+            detail=f"content-type must be application/json, got {content_type[:100] or 'none'!r}",
         )
+    body = await read_body(request)
     try:
-        return model.model_validate_json(await request.body())
+        return model.model_validate_json(body)
     except ValidationError as exc:
         errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
         raise RequestValidationError(errors) from None
@@ -76,6 +104,7 @@ def serving(request: Request) -> Loaded:
     response_model=Prediction,
     summary="Predict one ride's duration",
     openapi_extra=request_body(Ride),
+    responses=ERROR_RESPONSES,
 )
 async def predict(request: Request, response: Response) -> Prediction:
     ride = await parse(request, Ride)
@@ -91,6 +120,7 @@ async def predict(request: Request, response: Response) -> Prediction:
     response_model=BatchPrediction,
     summary="Predict many rides' durations",
     openapi_extra=request_body(Batch),
+    responses=ERROR_RESPONSES,
 )
 async def predict_batch(request: Request, response: Response) -> BatchPrediction:
     batch = await parse(request, Batch)
