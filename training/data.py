@@ -87,7 +87,44 @@ def read_trips(uri: str) -> pd.DataFrame:
     missing = [c for c in ("PULocationID", "DOLocationID", "trip_distance") if c not in frame]
     if missing:
         raise DataError(f"{uri}: not a TLC trip file: missing column(s) {', '.join(missing)}")
+    check_types(uri, frame)
     return frame
+
+
+def plain(value):
+    """A NumPy scalar as the Python value it holds (58.5, not np.float64(58.5))."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def check_types(uri: str, frame: pd.DataFrame) -> None:
+    """The columns the model uses hold what TLC files hold: timestamps, whole-number zone IDs
+    and numeric distances. Anything else is one error naming the column, before training."""
+
+    def example(column: str) -> str:
+        values = frame[column].dropna()
+        return f" (e.g. {plain(values.iloc[0])!r})" if len(values) else ""
+
+    for column in ("pickup_datetime", "dropoff_datetime"):
+        if not pd.api.types.is_datetime64_any_dtype(frame[column]):
+            raise DataError(
+                f"{uri}: column {column}: must hold timestamps, found {frame[column].dtype}"
+                f"{example(column)}"
+            )
+    for column in ("PULocationID", "DOLocationID", "trip_distance"):
+        dtype = frame[column].dtype
+        if pd.api.types.is_bool_dtype(dtype) or not pd.api.types.is_numeric_dtype(dtype):
+            raise DataError(
+                f"{uri}: column {column}: must hold numbers, found {dtype}{example(column)}"
+            )
+    for column in ("PULocationID", "DOLocationID"):
+        values = frame[column].dropna()
+        if pd.api.types.is_float_dtype(values.dtype) and len(values):
+            fractional = values[values % 1 != 0]
+            if len(fractional):
+                raise DataError(
+                    f"{uri}: column {column}: zone IDs are whole numbers, found "
+                    f"{plain(fractional.iloc[0])!r}"
+                )
 
 
 def clean(frame: pd.DataFrame) -> tuple[pd.DataFrame, CleaningReport]:

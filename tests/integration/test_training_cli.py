@@ -61,6 +61,39 @@ def test_wrong_schema(months, tmp_path):
     assert "not a TLC trip file" in line
 
 
+@pytest.mark.parametrize(
+    ("column", "values", "message"),
+    [
+        ("PULocationID", lambda s: s.astype(str), "column PULocationID: must hold numbers, found"),
+        ("DOLocationID", lambda s: s + 0.5, "column DOLocationID: zone IDs are whole numbers"),
+        ("trip_distance", lambda s: s.astype(str), "column trip_distance: must hold numbers"),
+        ("trip_distance", lambda s: s > 1, "column trip_distance: must hold numbers, found bool"),
+        (
+            "lpep_pickup_datetime",
+            lambda s: s.astype(str),
+            "column pickup_datetime: must hold timestamps",
+        ),
+    ],
+)
+def test_the_right_columns_with_the_wrong_types_are_one_line_and_exit_2(
+    months, tmp_path, column, values, message
+):
+    """String zone IDs ended in a 50-line pandas traceback (exit 1)."""
+    frame = pd.read_parquet(months.train)
+    frame[column] = values(frame[column])
+    path = tmp_path / "typed.parquet"
+    frame.to_parquet(path)
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"}
+    for args in (("--train", str(path), "--val", str(months.val)),
+                 ("--train", str(months.train), "--val", str(path))):  # fmt: skip
+        result = cli(*args, env=env)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        # The months read before it logged a line each; the error is the one last line.
+        line = result.stderr.strip().splitlines()[-1]
+        assert line.startswith(f"error: {path}: {message}"), result.stderr
+        assert "np." not in line
+
+
 def test_bad_margin_is_a_usage_error(months):
     result = cli("--train", "a", "--val", "b", "--margin", "2")
     assert result.returncode == 2 and "--margin must be in [0, 1)" in result.stderr
