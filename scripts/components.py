@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import grp
+import hashlib
 import os
 import pwd
 import secrets
@@ -205,9 +207,61 @@ class PgCluster:
     superuser_password: str
 
 
+def blocked_for(user: str, path: Path) -> Path | None:
+    """The first directory on the way to `path` (itself included, if it exists) that `user`
+    may not pass through, or None when it reaches it."""
+    entry = pwd.getpwnam(user)
+    groups = {entry.pw_gid, *(g.gr_gid for g in grp.getgrall() if user in g.gr_mem)}
+    for directory in [*reversed(path.parents), path]:
+        if not directory.exists():
+            break
+        st = directory.stat()
+        if st.st_uid == entry.pw_uid:
+            bit = 0o100
+        elif st.st_gid in groups:
+            bit = 0o010
+        else:
+            bit = 0o001
+        if not st.st_mode & bit:
+            return directory
+    return None
+
+
+def pg_datadir(datadir: Path, user: str | None) -> Path:
+    """Where the cluster's data really lives. `datadir` itself when the server's user reaches
+    it; when not (a root user's clone in a private home), a directory of its own under /var/tmp,
+    with `datadir` a symlink to it: no permission outside `datadir` is ever changed."""
+    if datadir.is_symlink():
+        return datadir.resolve()
+    if not user or (blocker := blocked_for(user, datadir.parent)) is None:
+        return datadir
+    digest = hashlib.sha256(str(datadir.resolve()).encode()).hexdigest()[:12]
+    elsewhere = Path("/var/tmp") / f"mlops-platform-pg-{digest}"  # noqa: S108 - kept across reboots
+    if (datadir / "PG_VERSION").exists():
+        raise ComponentError(
+            f"PostgreSQL data in {datadir}, which user {user!r} cannot reach ({blocker} is "
+            f"closed to it): move it to {elsewhere} and leave a symlink, or open {blocker}"
+        )
+    entry = pwd.getpwnam(user)
+    elsewhere.mkdir(mode=0o700, exist_ok=True)
+    os.chown(elsewhere, entry.pw_uid, entry.pw_gid)
+    if datadir.exists():
+        datadir.rmdir()  # empty: no cluster was made in it
+    datadir.symlink_to(elsewhere)
+    print(
+        f"note: PostgreSQL runs as {user!r}, which cannot reach {datadir.parent} ({blocker} is "
+        f"closed to it): its data is in {elsewhere} ({datadir} links to it)",
+        file=sys.stderr,
+    )
+    return elsewhere
+
+
 def pg_init(datadir: Path, password_file: Path) -> PgCluster:
-    """Create a cluster (once) with password auth on TCP; the superuser password lives in a 600 file."""
+    """Create a cluster (once) with password auth on TCP; the superuser password lives in a 600 file.
+
+    As root the server runs as an unprivileged user, which must reach the data: see pg_datadir."""
     user = pg_user()
+    datadir = pg_datadir(datadir, user)
     if (datadir / "PG_VERSION").exists():
         return PgCluster(datadir, password_file.read_text().strip())
     password = new_password()
@@ -215,19 +269,16 @@ def pg_init(datadir: Path, password_file: Path) -> PgCluster:
     password_file.parent.mkdir(parents=True, exist_ok=True)
     password_file.write_text(password)
     password_file.chmod(0o600)
-    pwfile = datadir.parent / f".{datadir.name}.pw"
-    pwfile.write_text(password)
+    # initdb reads the password from a file of the server user's (not the data directory,
+    # which must be empty).
+    pwdir = Path(tempfile.mkdtemp(prefix="mlops-pg-"))
+    pwfile = pwdir / "pw"
     try:
+        pwfile.write_text(password)
         if user:
             entry = pwd.getpwnam(user)
-            os.chown(datadir, entry.pw_uid, entry.pw_gid)
-            os.chown(pwfile, entry.pw_uid, entry.pw_gid)
-            # The server user must be able to reach the data directory.
-            for parent in datadir.parents:
-                if parent == Path("/"):
-                    break
-                if not os.stat(parent).st_mode & 0o001:
-                    parent.chmod(os.stat(parent).st_mode | 0o001)
+            for path in (datadir, pwdir, pwfile):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
         subprocess.run(
             [
                 str(pg_bindir() / "initdb"),
@@ -248,7 +299,7 @@ def pg_init(datadir: Path, password_file: Path) -> PgCluster:
     except subprocess.CalledProcessError as exc:
         raise ComponentError(f"initdb failed: {exc.stderr.decode(errors='replace')}") from exc
     finally:
-        pwfile.unlink(missing_ok=True)
+        shutil.rmtree(pwdir, ignore_errors=True)
     return PgCluster(datadir, password)
 
 

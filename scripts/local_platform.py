@@ -241,6 +241,9 @@ def up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         say("starting PostgreSQL (data in .local/pgdata)")
+        # PostgreSQL's own user (as root) passes through .local/ to its data; what is inside
+        # keeps its own modes (secrets 700, env files 600). Nothing outside .local/ is changed.
+        LOCAL.chmod(LOCAL.stat().st_mode | 0o011)
         cluster = c.pg_init(LOCAL / "pgdata", SECRETS / "postgres-superuser")
         pg = c.pg_start(cluster, pick_port("postgresql"), LOGS / "postgresql.log")
         record_pid("postgresql", pg.pid)
