@@ -110,6 +110,9 @@ class PlatformConfig(BaseModel):
     _Default bucket keeps them 30 days whatever this says)."""
     noncurrentVersionDays: int = Field(default=30, ge=1, le=3650)
     """Days before old versions of artifacts are deleted."""
+    authCacheSeconds: int = Field(default=60, ge=0, le=3600)
+    """How long a server worker trusts a checked password (0: check every request, ~0.3 s of
+    CPU each). A changed or deleted password keeps working in a worker for up to this long."""
     mlflowWorkers: int = Field(default=2, ge=1, le=8)
     mlflowPort: int = Field(default=5000, ge=1024, le=65535)
     adminUsername: str = Field(default="admin", pattern=r"^[a-z][a-z0-9_-]{2,31}$")
