@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -173,6 +174,14 @@ class ModelHolder:
 
     def _failed(self, exc: Exception, code: str) -> bool:
         first_line = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+        # urllib3 buries the cause at the end of a long line: say it first.
+        cause = re.search(r"Caused by (\w+)", first_line)
+        if code == "registry_unreachable" and cause:
+            s = self.settings
+            first_line = (
+                f"the registry did not answer: {cause.group(1)} (timeout "
+                f"{s.registry_timeout_seconds} s, {s.registry_retries} retries)"
+            )
         self.error = f"cannot load {self.uri}: {first_line[:300]}"
         self.last_refresh = code
         if self.current is None:
@@ -191,8 +200,7 @@ class ModelHolder:
         # an outage for minutes and hold a fresh instance's first answer as long. This process
         # talks to the registry only from here (and the model download), so it sets them.
         os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(self.settings.registry_retries)
-        os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = f"{self.settings.registry_timeout_seconds:g}"
-        os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "0.5"
+        os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(self.settings.registry_timeout_seconds)
         self._thread = threading.Thread(target=self._run, name="model-loader", daemon=True)
         self._thread.start()
 

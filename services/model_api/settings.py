@@ -22,8 +22,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     """Largest request body read; a longer one is a 413 before it is read whole (a 1,000-ride
     batch is about 65 KB)."""
-    registry_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
-    """Each registry request's connect/read timeout (MLflow's default is 120 s)."""
+    registry_timeout_seconds: int = Field(default=5, ge=1, le=120)
+    """Each registry request's connect/read timeout in seconds (MLflow's default is 120)."""
     registry_retries: int = Field(default=1, ge=0, le=7)
     """Retries of a failed registry request within one refresh (MLflow's default is 7, with
     backoff: minutes before an outage shows)."""
