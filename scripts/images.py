@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -161,7 +162,7 @@ def check(commit: str) -> list[str]:
                     "the training image registered no champion: " + trained.stderr[-500:]
                 )
             seen.append(f"training image: {line.strip()} ({time.monotonic() - started:.0f} s)")
-            version = line.split(" v", 1)[1].split(" ", 1)[0]
+            version = re.search(r" v(\d+) @champion", line).group(1)
             run = _the_run(platform, version)
             seen.append(f"training image: run tagged git_commit={run['git_commit']}")
             if run["git_commit"] != commit:

@@ -77,8 +77,10 @@ def git_commit() -> str:
 
 def _requirements() -> list[str]:
     # Pinned from this environment; inferring them would reload the model in a subprocess.
-    names = ["mlflow", "scikit-learn", "lightgbm", "pandas", "numpy", "scipy"]
-    return [f"{n}=={metadata.version(n)}" for n in names]
+    # MLflow by its version, not its distribution: the training image has mlflow-skinny (the
+    # client), which serves the model as well as the full package does.
+    names = ["scikit-learn", "lightgbm", "pandas", "numpy", "scipy"]
+    return [f"mlflow=={mlflow.__version__}", *(f"{n}=={metadata.version(n)}" for n in names)]
 
 
 def _log_model(pipeline, candidate: Candidate, example, model_name: str, staging: Path):

@@ -3,6 +3,7 @@ provider), unless the stack names prebuilt ones."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pulumi
@@ -17,6 +18,21 @@ DOCKERFILES = {
 }
 
 
+def git_commit() -> str:
+    """The commit the images are built from, for their GIT_COMMIT (training tags its runs with
+    it): HEAD of this checkout, or "unknown" outside one."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+
 def build(
     name: str,
     repository_url: pulumi.Input[str],
@@ -28,6 +44,7 @@ def build(
         f"{name}-image",
         context=docker_build.BuildContextArgs(location=str(ROOT)),
         dockerfile=docker_build.DockerfileArgs(location=str(DOCKERFILES[name])),
+        build_args={"GIT_COMMIT": git_commit()},
         platforms=[docker_build.Platform.LINUX_AMD64],
         push=True,
         tags=[pulumi.Output.concat(repository_url, ":latest")],

@@ -4,6 +4,7 @@ StackReference mocked. One rule per test."""
 from __future__ import annotations
 
 import json
+import subprocess
 
 from services.deploy.config import DEFAULTS
 from tests.infra.conftest import SERVICES_GCP_OVERRIDES, run_services
@@ -155,6 +156,9 @@ def test_aws_images_scan_on_push_and_expire(services_aws):
         ("monitoring", "Dockerfile"),
     }
     assert all(i["inputs"]["push"] is True for i in images)
+    # Built from this commit: the training image tags its runs with it.
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    assert {i["inputs"]["buildArgs"]["GIT_COMMIT"] for i in images} == {head.strip()}
 
 
 # --- AWS: scoring ------------------------------------------------------------------------------
