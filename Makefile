@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 UV := $(shell command -v uv 2>/dev/null)
 UV_RUN := $(if $(UV),uv,python3.11 -m uv)
 
-.PHONY: help install test test-unit test-infra lint format demo demo-down demo-status benchmark clean-local
+.PHONY: help install test test-no-servers test-infra lint format demo demo-down demo-status benchmark clean-local
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -28,7 +28,7 @@ endif
 test: ## the full test suite, real PostgreSQL/moto/MLflow included (what CI runs)
 	$(PY) -m pytest
 
-test-unit: ## only the fast tests
+test-no-servers: ## all but the integration tests: no PostgreSQL, moto_server or mlflow server (~3.5 min)
 	$(PY) -m pytest -m "not integration"
 
 test-infra: ## only the Pulumi program tests (mocks, cloud-init schema)

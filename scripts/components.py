@@ -82,25 +82,26 @@ class Proc:
     log: Path
     url: str = ""
     extra: dict = field(default_factory=dict)
+    stop_signal: int = signal.SIGTERM
 
     @property
     def pid(self) -> int:
         return self.popen.pid
 
     def stop(self, timeout: float = 20.0) -> None:
-        stop_pid(self.popen.pid, timeout)
+        stop_pid(self.popen.pid, timeout, self.stop_signal)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=1)
 
 
-def stop_pid(pid: int, timeout: float = 20.0) -> bool:
-    """SIGTERM the process group led by pid, then SIGKILL after timeout. False if already gone."""
+def stop_pid(pid: int, timeout: float = 20.0, sig: int = signal.SIGTERM) -> bool:
+    """`sig` to the process group led by pid, then SIGKILL after timeout. False if already gone."""
     try:
-        os.killpg(pid, signal.SIGTERM)
+        os.killpg(pid, sig)
     except ProcessLookupError:
         return False
     except PermissionError:
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, sig)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not pid_alive(pid):
@@ -327,6 +328,9 @@ def pg_start(cluster: PgCluster, port: int, log: Path) -> Proc:
     )
     proc.url = f"postgresql://{LOOPBACK}:{port}"
     proc.extra = {"port": port}
+    # Fast shutdown (pg_ctl's default): a clean checkpoint, without waiting for every client to
+    # disconnect first, as SIGTERM's smart shutdown does (20 s to the SIGKILL at every stop).
+    proc.stop_signal = signal.SIGINT
     wait_until(
         proc, lambda: _pg_accepts(port, cluster.superuser_password), 60, "accepting connections"
     )
@@ -747,5 +751,6 @@ def throwaway_platform(bucket: str = "test-artifacts", store: str = "s3") -> Ite
         yield Platform(server.url, objects.url, bucket, admin, users)
     finally:
         for proc in reversed(procs):
-            proc.stop()
+            # Throwaway: no waiting for a client's idle keep-alive connection to the server.
+            proc.stop(timeout=3)
         shutil.rmtree(root, ignore_errors=True)

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -364,7 +365,9 @@ def down(args: argparse.Namespace | None = None) -> int:
     for name in ("model-api", "mlflow-server", "moto_server", "postgresql"):
         if name in alive:
             say(f"stopping {name} (pid {alive[name]})")
-            c.stop_pid(alive[name], timeout=30)
+            # PostgreSQL's fast shutdown (SIGINT): clean, without waiting on clients.
+            sig = signal.SIGINT if name == "postgresql" else signal.SIGTERM
+            c.stop_pid(alive[name], timeout=30, sig=sig)
     PIDS.unlink(missing_ok=True)
     left = running()
     if left:
