@@ -193,9 +193,11 @@ def check(commit: str) -> list[str]:
             ).json()  # fmt: skip
             seen.append(f"model API image on port {port}: healthy, serves v{version} as model-api: "
                         f"{json.dumps(answer)}")  # fmt: skip
-            logs = docker("logs", api).stderr
-            if "git" in logs.lower() and "executable" in logs.lower():
-                raise ImageError("GitPython's missing-git warning is in the API's log")
+            for who, text in (("training", trained.stdout + trained.stderr),
+                              ("API", docker("logs", api).stderr)):  # fmt: skip
+                if "git executable" in text.lower() or "gitpython" in text.lower():
+                    raise ImageError(f"GitPython's missing-git warning is in the {who} output")
+            seen.append("no GitPython warning in the training or API output")
     finally:
         docker("rm", "-f", api, check=False)
         shutil.rmtree(data, ignore_errors=True)

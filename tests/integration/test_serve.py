@@ -121,11 +121,16 @@ def test_a_taken_port_is_a_clear_error():
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        out = subprocess.run(
-            [sys.executable, "-m", "services.model_api.serve"],
-            env={**os.environ, **REGISTRY_DOWN, "UVICORN_PORT": str(port), "UVICORN_WORKERS": "2"},
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+        refused_to_serve_on(port)
+
+
+def refused_to_serve_on(port: int) -> None:
+    """A second `serve` on `port` exits 2 with the one line naming the address."""
+    out = subprocess.run(
+        [sys.executable, "-m", "services.model_api.serve"],
+        env={**os.environ, **REGISTRY_DOWN, "UVICORN_PORT": str(port), "UVICORN_WORKERS": "2"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
     assert out.returncode == 2
     assert out.stderr.strip() == (
         f"error: cannot listen on 127.0.0.1:{port}: another server already listens there"
@@ -137,15 +142,7 @@ def test_a_second_server_on_a_port_already_serving_refuses_to_start(api):
     traffic between two (maybe different) models: the second refuses instead."""
     proc, port = api
     c.wait_until(proc, lambda: listening(port) == 2, 60, "listening in both workers")
-    out = subprocess.run(
-        [sys.executable, "-m", "services.model_api.serve"],
-        env={**os.environ, **REGISTRY_DOWN, "UVICORN_PORT": str(port), "UVICORN_WORKERS": "2"},
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert out.returncode == 2
-    assert out.stderr.strip() == (
-        f"error: cannot listen on 127.0.0.1:{port}: another server already listens there"
-    )
+    refused_to_serve_on(port)
     assert listening(port) == 2  # the first one's two workers, alone
 
 
