@@ -99,11 +99,11 @@ def _table(model) -> Candidate | None:
     return Candidate(label, compiled.predict, compiled.thresholds)
 
 
-def _booster_candidate(model) -> Candidate | None:
+def _booster_candidate(model, threads: int | None = None) -> Candidate | None:
     booster = _booster(model)
     if booster is None:
         return None
-    threads = _threads()
+    threads = threads or _threads()
 
     def predict(pu, do, distance):
         features = np.column_stack([pu, do, distance]).astype(np.float64)
@@ -122,25 +122,27 @@ def _pipeline(model) -> Candidate | None:
     return Candidate(label, lambda pu, do, distance: predict_frame(frame(pu, do, distance)))
 
 
-def candidates(model) -> list[Candidate]:
-    """The faster ways to predict that apply to this model, fastest first."""
+def candidates(model, threads: int | None = None) -> list[Candidate]:
+    """The faster ways to predict that apply to this model, fastest first; the booster with
+    `threads` threads (default: every core this process may use)."""
     found = []
-    for build in (_table, _booster_candidate, _pipeline):
+    builds = (_table, lambda m: _booster_candidate(m, threads), _pipeline)
+    for name, build in zip(("table", "booster", "pipeline"), builds, strict=True):
         try:
             candidate = build(model)
         except Exception as exc:  # one that cannot be built is skipped, not fatal
-            log.warning("%s: not built (%s)", build.__name__.strip("_"), exc)
+            log.warning("%s: not built (%s)", name, exc)
             continue
         if candidate is not None:
             found.append(candidate)
     return found
 
 
-def choose(model, version: str) -> Scorer:
+def choose(model, version: str, threads: int | None = None) -> Scorer:
     """The first candidate that predicts as the pyfunc does on the check set, else the pyfunc.
 
     Raises if the pyfunc itself cannot predict these rides (a model with another signature)."""
-    found = candidates(model)
+    found = candidates(model, threads)
     thresholds = next((c.thresholds for c in found if c.thresholds is not None), None)
     pu, do, distance = check_set(thresholds)
     expected = np.asarray(model.predict(frame(pu, do, distance)), dtype=np.float64).ravel()

@@ -4,10 +4,12 @@ A `Loaded` value (predict function + version) is replaced by a single reference 
 request sees either the old model or the new one, never a half-loaded one. While nothing is
 loaded, `error` says why and the loader keeps retrying.
 
-Requests call the model's own estimator directly (`direct_predictor`), not the pyfunc wrapper:
-the pyfunc re-checks every input frame against the signature, which costs more than a one-ride
-prediction. The pyfunc still runs at load time, where it checks the signature, and a direct path
-is used only if it returns exactly the pyfunc's predictions for a spread of rides.
+Requests do not go through the pyfunc wrapper, which re-checks every input frame against the
+signature and costs more than a one-ride prediction: they take the fastest way that predicts as
+the pyfunc does (scoring.predict.choose, shared with the batch scoring job), checked at load on
+rides covering every zone and both sides of every distance threshold: for a LightGBM model its
+region table (one lookup per ride), else the model's own pipeline called step by step, else the
+pyfunc. Rides reach it as three arrays, with no DataFrame in between.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from scoring.predict import ArrayPredict, choose
 from services.model_api.schemas import Ride
 from services.model_api.settings import Settings
 
@@ -31,36 +34,25 @@ log = logging.getLogger(__name__)
 Predict = Callable[[pd.DataFrame], object]
 
 
-def features(rides: Sequence[Ride]) -> pd.DataFrame:
-    """Validated rides -> the model input, the same features as training.data.features."""
-    return pd.DataFrame(
-        {
-            "PU_DO": np.array([f"{r.PULocationID}_{r.DOLocationID}" for r in rides], dtype=object),
-            "trip_distance": np.array([r.trip_distance for r in rides], dtype=np.float64),
-        },
-        copy=False,
+def features(rides: Sequence[Ride]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validated rides -> pickup zones, dropoff zones, distances: what the predictors take."""
+    n = len(rides)
+    return (
+        np.fromiter((r.PULocationID for r in rides), dtype=np.int64, count=n),
+        np.fromiter((r.DOLocationID for r in rides), dtype=np.int64, count=n),
+        np.fromiter((r.trip_distance for r in rides), dtype=np.float64, count=n),
     )
-
-
-# Zones and distances spread over their ranges: a direct path must match the pyfunc on all.
-_rng = np.random.default_rng(20240101)
-CHECK = features(
-    [Ride(PULocationID=pu, DOLocationID=do, trip_distance=d) for pu, do, d in
-     [(43, 151, 1.8), (1, 265, 0.0), (265, 1, 199.0), (132, 132, 17.5)]
-     + list(zip(_rng.integers(1, 266, 60).tolist(), _rng.integers(1, 266, 60).tolist(),
-                np.round(_rng.exponential(3.0, 60), 2).tolist(), strict=True))]
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Loaded:
     version: str
     loaded_at: float
-    predict_frame: Predict
-    path: str  # how predictions are made: "direct (...)" or "pyfunc"
+    predict_arrays: ArrayPredict
+    path: str  # how predictions are made: "region table (...)", "direct (...)" or "pyfunc"
 
-    def predict(self, frame: pd.DataFrame) -> list[float]:
-        return np.asarray(self.predict_frame(frame), dtype=np.float64).ravel().tolist()
+    def predict(self, pu: np.ndarray, do: np.ndarray, distance: np.ndarray) -> list[float]:
+        return np.asarray(self.predict_arrays(pu, do, distance), dtype=np.float64).ravel().tolist()
 
 
 def direct_predictor(model) -> tuple[Predict, str] | None:
@@ -100,24 +92,6 @@ def direct_predictor(model) -> tuple[Predict, str] | None:
         return last(x)
 
     return predict, f"direct ({' -> '.join([*(type(s).__name__ for s in steps), kind])})"
-
-
-def fastest_predictor(model) -> tuple[Predict, str]:
-    """The direct path if it gives exactly the pyfunc's predictions, else the pyfunc itself.
-
-    Raises if the pyfunc cannot predict the API's input (e.g. a model with another signature),
-    so such a model is never swapped in."""
-    expected = np.asarray(model.predict(CHECK), dtype=np.float64).ravel()
-    direct = direct_predictor(model)
-    if direct is not None:
-        try:
-            got = np.asarray(direct[0](CHECK), dtype=np.float64).ravel()
-            if got.shape == expected.shape and np.allclose(got, expected, rtol=1e-12, atol=1e-12):
-                return direct
-            log.warning("%s differs from the pyfunc's predictions; using the pyfunc", direct[1])
-        except Exception as exc:
-            log.warning("%s failed (%s); using the pyfunc", direct[1], exc)
-    return model.predict, "pyfunc"
 
 
 class ModelHolder:
@@ -161,7 +135,10 @@ class ModelHolder:
                 return False
             # By version, not alias: the alias may move again while we download.
             model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-            predict, path = fastest_predictor(model)  # raises for a model that cannot predict
+            # One thread: each worker process has its core. Raises for a model that cannot
+            # predict the API's rides (another signature), which is then never swapped in.
+            scorer = choose(model, version, threads=1)
+            predict, path = scorer.predict, scorer.path
         except Exception as exc:  # registry down, bad artifact, wrong signature: keep serving
             return self._failed(exc, "load_failed")
         previous = self.current.version if self.current else None

@@ -1,5 +1,6 @@
-"""How the model API predicts: the model's own pipeline called directly, but only where that gives
-exactly the pyfunc's predictions; otherwise the pyfunc."""
+"""How the model API predicts (scoring.predict.choose, as the scoring job): a LightGBM model's
+region table, or the model's own pipeline called directly, but only where that gives the pyfunc's
+predictions; otherwise the pyfunc."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
-from services.model_api.model import CHECK, fastest_predictor, features
+from scoring.predict import check_set, choose
+from services.model_api.model import features
 from services.model_api.schemas import Ride
 from training.data import load
 from training.features import split_pair
@@ -38,22 +40,21 @@ def save_and_load(tmp_path, candidate: Candidate, X, y, name="m"):
     ("model", "path"),
     [
         ("linear", "direct (FunctionTransformer -> DictVectorizer -> LinearRegression)"),
-        ("lightgbm", "direct (FunctionTransformer -> LightGBM booster)"),
+        ("lightgbm", "region table ("),
     ],
 )
-def test_sklearn_pipelines_are_called_directly_with_identical_predictions(
-    tmp_path, fitted, model, path
-):
+def test_the_api_predicts_without_the_pyfunc_and_identically(tmp_path, fitted, model, path):
     pyfunc, _ = save_and_load(tmp_path, Candidate(model), *fitted)
-    predict, how = fastest_predictor(pyfunc)
-    assert how == path
+    scorer = choose(pyfunc, "1", threads=1)
+    assert scorer.path.startswith(path)
     X = fitted[0].head(500)
     rides = [
         Ride(PULocationID=int(pu), DOLocationID=int(do), trip_distance=d)
         for (pu, do), d in zip(X["PU_DO"].str.split("_"), X["trip_distance"], strict=True)
     ]
-    frame = features(rides)
-    np.testing.assert_allclose(predict(frame), pyfunc.predict(frame), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        scorer.predict(*features(rides)), pyfunc.predict(X), rtol=1e-12, atol=1e-12
+    )
 
 
 def test_a_direct_path_that_disagrees_is_not_used(tmp_path, fitted):
@@ -68,9 +69,7 @@ def test_a_direct_path_that_disagrees_is_not_used(tmp_path, fitted):
         def get_raw_model():
             return other
 
-    predict, how = fastest_predictor(Mismatched())
-    assert how == "pyfunc"
-    assert predict is Mismatched.predict
+    assert choose(Mismatched(), "1").path == "pyfunc"
 
 
 def test_other_kinds_of_model_are_served_through_the_pyfunc(tmp_path):
@@ -80,9 +79,10 @@ def test_other_kinds_of_model_are_served_through_the_pyfunc(tmp_path):
 
     mlflow.pyfunc.save_model(tmp_path / "mean", python_model=Mean())
     pyfunc = mlflow.pyfunc.load_model(str(tmp_path / "mean"))
-    predict, how = fastest_predictor(pyfunc)
-    assert how == "pyfunc"
-    assert list(predict(CHECK.head(2))) == [12.5, 12.5]
+    scorer = choose(pyfunc, "1")
+    assert scorer.path == "pyfunc"
+    pu, do, distance = check_set()
+    assert list(scorer.predict(pu[:2], do[:2], distance[:2])) == [12.5, 12.5]
 
 
 def test_a_model_that_cannot_take_the_api_input_is_refused(tmp_path):
@@ -96,7 +96,7 @@ def test_a_model_that_cannot_take_the_api_input_is_refused(tmp_path):
     )
     pyfunc = mlflow.pyfunc.load_model(str(tmp_path / "route"))
     with pytest.raises(MlflowException, match="route"):
-        fastest_predictor(pyfunc)
+        choose(pyfunc, "1")
 
 
 def test_split_pair_reads_two_zone_numbers_and_marks_anything_else_missing():

@@ -109,7 +109,7 @@ def serving(request: Request) -> Loaded:
 async def predict(request: Request, response: Response) -> Prediction:
     ride = await parse(request, Ride)
     loaded = serving(request)
-    [duration] = loaded.predict(features([ride]))
+    [duration] = loaded.predict(*features([ride]))
     PREDICTIONS.labels(loaded.version).inc()
     log_predictions(request, request_id(request, response), loaded.version, [ride], [duration])
     return Prediction(duration=duration, model_version=loaded.version)
@@ -125,7 +125,7 @@ async def predict(request: Request, response: Response) -> Prediction:
 async def predict_batch(request: Request, response: Response) -> BatchPrediction:
     batch = await parse(request, Batch)
     loaded = serving(request)
-    durations = await run_in_threadpool(loaded.predict, features(batch.rides))
+    durations = await run_in_threadpool(loaded.predict, *features(batch.rides))
     PREDICTIONS.labels(loaded.version).inc(len(durations))
     rid = request_id(request, response)
     log_predictions(request, rid, loaded.version, batch.rides, durations)
