@@ -19,6 +19,7 @@ import os
 import platform as pyplatform
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,10 @@ SINGLE_BODIES, BATCH_BODIES = 2000, 8
 # difference means a different model or different features.
 TOLERANCE = 1e-9
 TARGETS = {"speedup": 3.0, "single_p99_ms": 25.0, "batch_p50_ms": 50.0}
+# Issue 16's goals, against a bare FastAPI endpoint served the same way, measured with wrk.
+CEILING = {"single_share": 0.70, "single_p99_ms": 15.0, "health_share": 0.90}
+BARE = "bare FastAPI (no-op)"
+WRK_THREADS = 2
 LOGGED = "model API, prediction log on"
 
 
@@ -291,6 +296,120 @@ def machine(packages: tuple[str, ...] = SERVING_PACKAGES) -> str:
     )
 
 
+def wrk_script(path: Path, body: str | None) -> Path:
+    """A wrk script that POSTs `body` as JSON (None: wrk's plain GET)."""
+    lua = ""
+    if body is not None:
+        lua = (
+            'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+            f"wrk.body = [==[{body}]==]\n"
+        )
+    path.write_text(lua)
+    return path
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def parse_wrk(text: str) -> dict:
+    """wrk --latency's summary: requests/s, p50/p99 in ms, errors (non-2xx and socket errors)."""
+
+    def latency(pct: str) -> float:
+        value, unit = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M).groups()
+        return float(value) * _UNITS[unit]
+
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
+    )
+    errors = int(non_2xx.group(1)) if non_2xx else 0
+    errors += sum(int(n) for n in sockets.groups()) if sockets else 0
+    return {
+        "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
+        "p50_ms": latency("50"),
+        "p99_ms": latency("99"),
+        "errors": errors,
+    }
+
+
+def wrk(url: str, script: Path, args: argparse.Namespace) -> dict:
+    """wrk (Debian's package) against one URL: a warm-up run, then the measured one."""
+    if not shutil.which("wrk"):
+        raise c.ComponentError("wrk is not installed: apt-get install -y wrk")
+    base = ["wrk", "--latency", f"--threads={min(WRK_THREADS, args.concurrency)}",
+            f"--connections={args.concurrency}", "--timeout=10s", "--script", str(script)]  # fmt: skip
+    subprocess.run([*base, f"--duration={max(1, round(args.warmup))}s", url],
+                   capture_output=True, check=True)  # fmt: skip
+    out = subprocess.run([*base, f"--duration={round(args.duration)}s", url],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    return parse_wrk(out.stdout)
+
+
+def wrk_phase(servers: dict[str, c.Proc], ride: dict, batch: list[dict], work: Path, args) -> dict:
+    """The ceiling's rows: each server, each route, one at a time, measured by wrk."""
+    single = wrk_script(work / "single.lua", json.dumps(ride))
+    batched = wrk_script(work / "batch.lua", json.dumps({"rides": batch}))
+    get = wrk_script(work / "get.lua", None)
+    plan = [
+        ("single ride", BARE, "/noop", single),
+        ("single ride", LOGGED, "/predict", single),
+        (f"{BATCH:,}-ride batch", LOGGED, "/predict/batch", batched),
+        ("GET /health", BARE, "/health", get),
+        ("GET /health", LOGGED, "/health", get),
+    ]
+    rows = {}
+    for workload, name, path, script in plan:
+        say(f"wrk: {workload}, {name} ({path}) for {args.warmup:g}+{args.duration:g} s")
+        r = wrk(servers[name].url + path, script, args)
+        rows[(workload, name)] = {**r, "path": path}
+        print(
+            f"    {r['requests_per_s']:,.0f} req/s, p50 {r['p50_ms']:.2f} ms, "
+            f"p99 {r['p99_ms']:.2f} ms, errors {r['errors']}",
+            flush=True,
+        )
+    return rows
+
+
+def ceiling_rows(wrk_rows: dict, results: dict) -> list[str]:
+    """The wrk table and issue 16's goals against the bare endpoint."""
+    lines = [
+        "",
+        f"Against the ceiling, measured with wrk (Debian's package: {WRK_THREADS} threads, "
+        "the same connections, warm-up then measured, one server at a time): a bare FastAPI app"
+        ' answering `{"status": "ok"}` (scripts/bare_app.py), served as the model API is'
+        " (`services.model_api.serve --app`, the same workers, a socket each), against the model"
+        " API with its prediction log on.",
+        "",
+        "| workload | server | route | requests/s | p50 ms | p99 ms | errors |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for (workload, name), r in wrk_rows.items():
+        lines.append(
+            f"| {workload} | {name} | `{r['path']}` | {r['requests_per_s']:,.0f} | "
+            f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} |"
+        )
+    bare_1, ours_1 = wrk_rows[("single ride", BARE)], wrk_rows[("single ride", LOGGED)]
+    bare_h, ours_h = wrk_rows[("GET /health", BARE)], wrk_rows[("GET /health", LOGGED)]
+    ours_b = wrk_rows[(f"{BATCH:,}-ride batch", LOGGED)]
+    share = ours_1["requests_per_s"] / bare_1["requests_per_s"]
+    health = ours_h["requests_per_s"] / bare_h["requests_per_s"]
+    batch_p50 = max(ours_b["p50_ms"], results["batch"][LOGGED]["p50_ms"])
+    goals = [
+        (f"single ride (log on): ≥ {CEILING['single_share']:.0%} of the bare endpoint's req/s",
+         f"{share:.0%}", share >= CEILING["single_share"]),
+        (f"single ride (log on): p99 ≤ {CEILING['single_p99_ms']:g} ms (wrk)",
+         f"{ours_1['p99_ms']:.2f} ms", ours_1["p99_ms"] <= CEILING["single_p99_ms"]),
+        ("single ride (log on): zero errors", str(ours_1["errors"]), ours_1["errors"] == 0),
+        (f"{BATCH:,}-ride batch (log on): p50 ≤ {TARGETS['batch_p50_ms']:g} ms (wrk and loadgen,"
+         " the larger)", f"{batch_p50:.1f} ms", batch_p50 <= TARGETS["batch_p50_ms"]),
+        (f"`/health`: within {1 - CEILING['health_share']:.0%} of the bare endpoint's req/s",
+         f"{health:.0%}", health >= CEILING["health_share"]),
+    ]  # fmt: skip
+    lines += ["", "| goal (issue 16) | figure | result |", "|---|---:|---|"]
+    lines += [f"| {g} | {f} | {'met' if ok else '**missed**'} |" for g, f, ok in goals]
+    return lines
+
+
 def verdicts(results: dict) -> list[tuple[str, str, str]]:
     ours_1, mlflow_1 = results["single"]["model API"], results["single"]["mlflow models serve"]
     ours_b = results["batch"]["model API"]
@@ -345,7 +464,13 @@ def log_rows(results: dict, counts: dict) -> list[str]:
 
 
 def render(
-    results: dict, diffs: dict, args: argparse.Namespace, model: str, took: float, counts: dict
+    results: dict,
+    diffs: dict,
+    args: argparse.Namespace,
+    model: str,
+    took: float,
+    counts: dict,
+    wrk_rows: dict | None = None,
 ) -> str:
     lines = [
         START,
@@ -387,6 +512,7 @@ def render(
         f"| predictions identical to the pyfunc model's (1,000 rides batched, 200 one by one,"
         f" every server) | max abs diff {worst:.1g} | met |",
         *log_rows(results, counts),
+        *(ceiling_rows(wrk_rows, results) if wrk_rows else []),
         "",
         END,
     ]
@@ -488,6 +614,14 @@ def main(argv: list[str] | None = None) -> int:
                         + (f" ({r['error_sample']})" if r["error_sample"] else ""),
                         flush=True,
                     )
+            say("the ceiling: a bare FastAPI endpoint served the same way, and wrk")
+            bare = c.model_api_start(
+                c.free_port(), work / "bare.log", {}, args.workers, app="scripts.bare_app:app"
+            )
+            servers.append(Server(BARE, bare, mlflow=False))
+            wrk_rows = wrk_phase(
+                {BARE: bare, LOGGED: logging_on}, rides[0], rides[:BATCH], work, args
+            )
             say("stopping the logging server (its shutdown writes what it holds)")
             logging_server = next(s for s in servers if s.name == LOGGED)
             log_counts = logged_rides(logging_server)
@@ -500,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for server in reversed(servers):
                 server.proc.stop()
-    block = render(results, diffs, args, model, time.monotonic() - started, log_counts)
+    block = render(results, diffs, args, model, time.monotonic() - started, log_counts, wrk_rows)
     write_report(block, args.out)
     say(f"wrote {args.out}")
     print(block[block.index("| target |") : block.index(END)], flush=True)

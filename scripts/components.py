@@ -657,9 +657,12 @@ def gcs_store_env(endpoint: str) -> dict[str, str]:
 # --- model API ---------------------------------------------------------------------------------
 
 
-def model_api_start(port: int, log: Path, env: dict[str, str], workers: int = 1) -> Proc:
-    """The model API as the image runs it (services.model_api.serve), on loopback."""
-    argv = [sys.executable, "-m", "services.model_api.serve"]
+def model_api_start(
+    port: int, log: Path, env: dict[str, str], workers: int = 1, app: str | None = None
+) -> Proc:
+    """The model API as the image runs it (services.model_api.serve), on loopback; `app` serves
+    another ASGI app the same way (the benchmark's bare endpoint)."""
+    argv = [sys.executable, "-m", "services.model_api.serve", *(["--app", app] if app else [])]
     env = {
         **env,
         "UVICORN_HOST": LOOPBACK,

@@ -100,12 +100,22 @@ def fresh_metrics_dir(environ: Mapping[str, str]) -> None:
         stale.unlink()
 
 
-def worker(host: str, port: int) -> None:
+def worker(host: str, port: int, app: str = APP) -> None:
     sock = listen_socket(host, port)
-    uvicorn.Server(uvicorn.Config(APP, access_log=False)).run(sockets=[sock])
+    uvicorn.Server(uvicorn.Config(app, access_log=False)).run(sockets=[sock])
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m services.model_api.serve", description=(
+        "Serve the model API: UVICORN_HOST, UVICORN_PORT, UVICORN_WORKERS; a listening socket "
+        "per worker."))  # fmt: skip
+    parser.add_argument(
+        "--app", default=APP, help="the ASGI app (default: %(default)s; `make benchmark` serves "
+        "its bare endpoint, scripts.bare_app:app, the same way)",
+    )  # fmt: skip
+    app = parser.parse_args(argv).app
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         host, port, workers = settings(os.environ)
@@ -119,12 +129,14 @@ def main() -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if workers == 1:
-        worker(host, port)
+        worker(host, port, app)
         return 0
     spawn = multiprocessing.get_context("spawn")
     # Daemonic: should this process die unexpectedly, multiprocessing ends the workers with it.
     procs = [
-        spawn.Process(target=worker, args=(host, port), name=f"model-api-worker-{n}", daemon=True)
+        spawn.Process(
+            target=worker, args=(host, port, app), name=f"model-api-worker-{n}", daemon=True
+        )
         for n in range(workers)
     ]
     stopping = False

@@ -158,3 +158,54 @@ def test_server_connections_and_memory_are_read_from_proc(tmp_path):
             client.close()
         proc.kill()
         proc.wait()
+
+
+WRK_OUTPUT = """Running 20s test @ http://127.0.0.1:8000/predict
+  2 threads and 16 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     2.10ms    1.20ms  40.00ms   90.00%
+    Req/Sec     3.80k   300.00     4.50k    70.00%
+  Latency Distribution
+     50%  850.00us
+     75%    2.50ms
+     90%    4.00ms
+     99%   12.34ms
+  152000 requests in 20.00s, 30.00MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 4
+Requests/sec:   7600.25
+Transfer/sec:      1.50MB
+"""
+
+
+def test_wrk_output_is_read_with_its_units_and_every_kind_of_error():
+    r = benchmark.parse_wrk(WRK_OUTPUT)
+    assert r == {"requests_per_s": 7600.25, "p50_ms": 0.85, "p99_ms": 12.34, "errors": 7}
+    clean = WRK_OUTPUT.replace("  Socket errors: connect 0, read 2, write 0, timeout 1\n", "")
+    clean = clean.replace("  Non-2xx or 3xx responses: 4\n", "").replace(
+        "99%   12.34ms", "99% 1.02s"
+    )
+    assert benchmark.parse_wrk(clean) == {
+        "requests_per_s": 7600.25, "p50_ms": 0.85, "p99_ms": 1020.0, "errors": 0
+    }  # fmt: skip
+
+
+def test_the_ceiling_goals_are_judged_against_the_bare_endpoint():
+    def row(rps, p50, p99, path, errors=0):
+        return {"requests_per_s": rps, "p50_ms": p50, "p99_ms": p99, "errors": errors, "path": path}
+
+    wrk_rows = {
+        ("single ride", benchmark.BARE): row(10_000, 1.0, 5.0, "/noop"),
+        ("single ride", benchmark.LOGGED): row(6_500, 2.0, 16.0, "/predict"),
+        ("1,000-ride batch", benchmark.LOGGED): row(300, 30.0, 90.0, "/predict/batch"),
+        ("GET /health", benchmark.BARE): row(12_000, 1.0, 4.0, "/health"),
+        ("GET /health", benchmark.LOGGED): row(11_000, 1.1, 4.4, "/health"),
+    }
+    results = {"batch": {benchmark.LOGGED: {"p50_ms": 60.0}}}
+    text = "\n".join(benchmark.ceiling_rows(wrk_rows, results))
+    assert "| single ride (log on): ≥ 70% of the bare endpoint's req/s | 65% | **missed** |" in text
+    assert "| single ride (log on): p99 ≤ 15 ms (wrk) | 16.00 ms | **missed** |" in text
+    # The larger of the two tools' p50 is judged: loadgen's 60 ms here.
+    assert "p50 ≤ 50 ms (wrk and loadgen, the larger) | 60.0 ms | **missed** |" in text
+    assert "| `/health`: within 10% of the bare endpoint's req/s | 92% | met |" in text
+    assert "| single ride | bare FastAPI (no-op) | `/noop` | 10,000 | 1.00 | 5.00 | 0 |" in text

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 import storage
 from services.model_api import metrics
 from services.model_api.app import create_app
-from services.model_api.model import Loaded
+from services.model_api.model import Loaded, features
 from services.model_api.prediction_log import SCHEMA, PredictionLog
 from services.model_api.schemas import Ride
 from services.model_api.settings import Settings
@@ -27,7 +27,7 @@ class Holder:
 
     uri = "models:/stub@champion"
     error = None
-    current = Loaded("3", 0.0, lambda frame: frame["trip_distance"] * 2.0, "stub")
+    current = Loaded("3", 0.0, lambda pu, do, distance: distance * 2.0, "stub")
 
     def start(self) -> None:
         pass
@@ -46,7 +46,9 @@ def counter(c) -> float:
 
 
 def rides(n: int) -> list[Ride]:
-    return [Ride(PULocationID=1 + i % 265, DOLocationID=7, trip_distance=i / 10) for i in range(n)]
+    return features(
+        [Ride(PULocationID=1 + i % 265, DOLocationID=7, trip_distance=i / 10) for i in range(n)]
+    )
 
 
 def test_rides_are_written_as_hive_partitioned_parquet(tmp_path):

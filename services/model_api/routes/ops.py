@@ -1,4 +1,7 @@
-"""GET /health (the process is alive), /ready (a model is loaded), /metrics (Prometheus)."""
+"""GET /health (the process is alive), /ready (a model is loaded), /metrics (Prometheus).
+
+/health and /ready are `async`: they only read memory, and a sync route would cost a hop to the
+thread pool per request (the load balancer and the deploy scripts ask often)."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/health", summary="Liveness: the process answers")
-def health() -> dict:
+async def health() -> dict:
     return {"status": "ok"}
 
 
@@ -21,7 +24,7 @@ def health() -> dict:
     "/ready",
     summary="Readiness: a model is loaded, which version, and how fresh the registry's word is",
 )
-def ready(request: Request) -> JSONResponse:
+async def ready(request: Request) -> JSONResponse:
     holder = request.app.state.model
     body = {"model": holder.uri}
     loaded = holder.current

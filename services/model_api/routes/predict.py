@@ -85,10 +85,10 @@ def request_id(request: Request, response: Response) -> str:
     return rid
 
 
-def log_predictions(request: Request, rid: str, version: str, rides, durations) -> None:
+def log_predictions(request: Request, rid: str, version: str, arrays, durations) -> None:
     prediction_log = request.app.state.prediction_log
     if prediction_log is not None:
-        prediction_log.record(rid, version, rides, durations)
+        prediction_log.record(rid, version, arrays, durations)
 
 
 def serving(request: Request) -> Loaded:
@@ -109,9 +109,10 @@ def serving(request: Request) -> Loaded:
 async def predict(request: Request, response: Response) -> Prediction:
     ride = await parse(request, Ride)
     loaded = serving(request)
-    [duration] = loaded.predict(*features([ride]))
+    arrays = features([ride])
+    [duration] = loaded.predict(*arrays)
     PREDICTIONS.labels(loaded.version).inc()
-    log_predictions(request, request_id(request, response), loaded.version, [ride], [duration])
+    log_predictions(request, request_id(request, response), loaded.version, arrays, [duration])
     return Prediction(duration=duration, model_version=loaded.version)
 
 
@@ -125,8 +126,9 @@ async def predict(request: Request, response: Response) -> Prediction:
 async def predict_batch(request: Request, response: Response) -> BatchPrediction:
     batch = await parse(request, Batch)
     loaded = serving(request)
-    durations = await run_in_threadpool(loaded.predict, *features(batch.rides))
+    arrays = features(batch.rides)
+    durations = await run_in_threadpool(loaded.predict, *arrays)
     PREDICTIONS.labels(loaded.version).inc(len(durations))
     rid = request_id(request, response)
-    log_predictions(request, rid, loaded.version, batch.rides, durations)
+    log_predictions(request, rid, loaded.version, arrays, durations)
     return BatchPrediction(durations=durations, model_version=loaded.version)
