@@ -17,6 +17,7 @@ from monitoring import EXPERIMENT, data, drift
 from monitoring.job import Settings, monitor
 from monitoring.retrain import Command
 from scoring.predict import choose
+from services.model_api.model import features
 from services.model_api.prediction_log import PredictionLog
 from services.model_api.schemas import Ride
 from training import data as training_data
@@ -99,7 +100,7 @@ def log_traffic(folder, month, version: str, rides: int = 2000) -> str:
         frame[["PULocationID", "DOLocationID", "trip_distance"]].values
     ):
         ride = Ride(PULocationID=int(pu), DOLocationID=int(do), trip_distance=float(d))
-        log.record(f"r{i}", version, [ride], [float(predicted[i])])
+        log.record(f"r{i}", version, features([ride]), [float(predicted[i])])
     log.flush()
     return str(folder)
 
