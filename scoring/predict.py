@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -126,8 +127,9 @@ def candidates(model, threads: int | None = None) -> list[Candidate]:
     """The faster ways to predict that apply to this model, fastest first; the booster with
     `threads` threads (default: every core this process may use)."""
     found = []
-    builds = (_table, lambda m: _booster_candidate(m, threads), _pipeline)
-    for name, build in zip(("table", "booster", "pipeline"), builds, strict=True):
+    builds = {"table": _table, "booster": partial(_booster_candidate, threads=threads),
+              "pipeline": _pipeline}  # fmt: skip
+    for name, build in builds.items():
         try:
             candidate = build(model)
         except Exception as exc:  # one that cannot be built is skipped, not fatal

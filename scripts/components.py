@@ -82,16 +82,22 @@ class Proc:
     log: Path
     url: str = ""
     extra: dict = field(default_factory=dict)
-    stop_signal: int = signal.SIGTERM
 
     @property
     def pid(self) -> int:
         return self.popen.pid
 
     def stop(self, timeout: float = 20.0) -> None:
-        stop_pid(self.popen.pid, timeout, self.stop_signal)
+        stop_pid(self.popen.pid, timeout, STOP_SIGNALS.get(self.name, signal.SIGTERM))
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=1)
+
+
+# How each component is asked to stop (SIGTERM unless named here), by its Proc name, for the
+# tests' fixtures and `make demo-down` alike. PostgreSQL: its fast shutdown (pg_ctl's default), a
+# clean checkpoint without waiting for every client to disconnect, as SIGTERM's smart shutdown
+# does (20 s to the SIGKILL at every stop).
+STOP_SIGNALS = {"postgresql": signal.SIGINT}
 
 
 def stop_pid(pid: int, timeout: float = 20.0, sig: int = signal.SIGTERM) -> bool:
@@ -328,9 +334,6 @@ def pg_start(cluster: PgCluster, port: int, log: Path) -> Proc:
     )
     proc.url = f"postgresql://{LOOPBACK}:{port}"
     proc.extra = {"port": port}
-    # Fast shutdown (pg_ctl's default): a clean checkpoint, without waiting for every client to
-    # disconnect first, as SIGTERM's smart shutdown does (20 s to the SIGKILL at every stop).
-    proc.stop_signal = signal.SIGINT
     wait_until(
         proc, lambda: _pg_accepts(port, cluster.superuser_password), 60, "accepting connections"
     )

@@ -365,9 +365,7 @@ def down(args: argparse.Namespace | None = None) -> int:
     for name in ("model-api", "mlflow-server", "moto_server", "postgresql"):
         if name in alive:
             say(f"stopping {name} (pid {alive[name]})")
-            # PostgreSQL's fast shutdown (SIGINT): clean, without waiting on clients.
-            sig = signal.SIGINT if name == "postgresql" else signal.SIGTERM
-            c.stop_pid(alive[name], timeout=30, sig=sig)
+            c.stop_pid(alive[name], timeout=30, sig=c.STOP_SIGNALS.get(name, signal.SIGTERM))
     PIDS.unlink(missing_ok=True)
     left = running()
     if left:

@@ -131,3 +131,19 @@ def test_the_domain_user_data_passes_cloud_init_schema_and_fits_ec2(declared_dom
     )
     assert result.returncode == 0 and "Valid cloud-config" in result.stdout, result.stderr
     assert len(gzip.compress(text.encode(), compresslevel=9)) < 16 * 1024
+
+
+def test_the_private_zone_waits_for_the_dns_api_and_the_network(declared_domain):
+    """A fresh project has dns.googleapis.com off: the zone and its record are created after the
+    stack enables it; the zone names the network, so a destroy removes it before the network."""
+    zones = declared_domain.of_type("gcp:dns/managedZone:ManagedZone")
+    if not zones:  # AWS: the zone is tied to the VPC by its vpcs input
+        [zone] = declared_domain.of_type("aws:route53/zone:Zone")
+        assert any(d.endswith("::mlops-vpc") for d in zone["options"]["dependencies"])
+        return
+    record = declared_domain.one("gcp:dns/recordSet:RecordSet")
+    for resource in (zones[0], record):
+        depends = resource["options"]["dependencies"]
+        assert any(d.endswith("::api-dns") for d in depends), resource["name"]
+    assert any(d.endswith("::mlops-vpc") for d in zones[0]["options"]["dependencies"])
+    assert any(d.endswith("::mlops-private-zone") for d in record["options"]["dependencies"])
