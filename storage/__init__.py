@@ -43,6 +43,37 @@ def _cached_filesystem(scheme: str, bucket: str, _settings: tuple):
     return _s3_filesystem(bucket) if scheme == "s3" else _gcs_filesystem()
 
 
+# What a client depends on: a change (another endpoint or account, a test's mock) makes a new one.
+CLIENT_SETTINGS = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_PROFILE",
+    "STORAGE_EMULATOR_HOST",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+)
+
+
+def _client(scheme: str):
+    """The S3 or GCS client, made once per settings and shared by threads (both are thread-safe):
+    making a boto3 client costs ~6 ms of CPU, and the prediction log publishes a file every
+    few seconds under load."""
+    return _cached_client(scheme, tuple(os.environ.get(k) for k in CLIENT_SETTINGS))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_client(scheme: str, _settings: tuple):
+    if scheme == "s3":
+        import boto3
+
+        return boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+    from google.cloud import storage as gcs
+
+    return gcs.Client()
+
+
 def _s3_filesystem(bucket: str):
     from pyarrow import fs
 
@@ -108,20 +139,15 @@ def list_files(prefix: str) -> list[str]:
             root = Path(key)
             return sorted(str(p) for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
         if scheme == "s3":
-            import boto3
-
-            client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
             keys = [
                 item["Key"]
-                for page in client.get_paginator("list_objects_v2").paginate(
-                    Bucket=bucket, Prefix=key
-                )
+                for page in _client("s3")
+                .get_paginator("list_objects_v2")
+                .paginate(Bucket=bucket, Prefix=key)
                 for item in page.get("Contents", [])
             ]
         else:
-            from google.cloud import storage as gcs
-
-            keys = [blob.name for blob in gcs.Client().list_blobs(bucket, prefix=key)]
+            keys = [blob.name for blob in _client("gs").list_blobs(bucket, prefix=key)]
     except Exception as exc:  # boto/google errors of many kinds: one line naming the prefix
         first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
         raise StorageError(f"{prefix}: cannot list ({first[:300]})") from exc
@@ -132,18 +158,22 @@ def join(prefix: str, name: str) -> str:
     return f"{prefix.rstrip('/')}/{name}"
 
 
-def _publish_s3(path: Path, bucket: str, key: str) -> None:
-    import boto3
+# Below this, one PUT (what upload_file would do too, after starting its transfer threads).
+SINGLE_PUT_BYTES = 8 * 1024 * 1024
 
-    client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+
+def _publish_s3(path: Path, bucket: str, key: str) -> None:
+    client = _client("s3")
+    if path.stat().st_size < SINGLE_PUT_BYTES:
+        with open(path, "rb") as body:
+            client.put_object(Bucket=bucket, Key=key, Body=body)
+        return
     # upload_file uses multipart for large files and aborts the upload if a part fails.
     client.upload_file(str(path), bucket, key)
 
 
 def _publish_gcs(path: Path, bucket: str, key: str) -> None:
-    from google.cloud import storage
-
-    storage.Client().bucket(bucket).blob(key).upload_from_filename(str(path))
+    _client("gs").bucket(bucket).blob(key).upload_from_filename(str(path))
 
 
 @contextlib.contextmanager

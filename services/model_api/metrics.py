@@ -45,6 +45,33 @@ def exposition() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST
 
 
+# Labels are bounded: a route template (never a raw path), a known method or "other", a status.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_children: dict[tuple[str, str, int], tuple] = {}
+_predictions: dict[str, object] = {}
+
+
+def request_series(method: str, path: str, status: int) -> tuple:
+    """The (request counter, latency histogram) children for these labels, looked up once: the
+    client's `labels()` takes a lock and builds a key on every call, a tenth of a one-ride
+    request's time in the app."""
+    key = (method, path, status)
+    series = _children.get(key)
+    if series is None:
+        label = method if method in METHODS else "other"
+        series = (REQUESTS.labels(label, path, str(status)), LATENCY.labels(path))
+        _children[key] = series
+    return series
+
+
+def predictions(version: str):
+    """The predictions counter for a model version (versions served are few)."""
+    counter = _predictions.get(version)
+    if counter is None:
+        counter = _predictions[version] = PREDICTIONS.labels(version)
+    return counter
+
+
 class MetricsMiddleware:
     """Counts and times every HTTP request by route template (not raw path: bounded labels)."""
 
@@ -68,5 +95,6 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
-            REQUESTS.labels(scope["method"], path, str(status["code"])).inc()
-            LATENCY.labels(path).observe(time.perf_counter() - start)
+            requests, latency = request_series(scope["method"], path, status["code"])
+            requests.inc()
+            latency.observe(time.perf_counter() - start)

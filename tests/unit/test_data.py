@@ -115,3 +115,32 @@ def test_generator_is_seeded_and_has_dirt_to_clean():
     assert (minutes > 60).sum() > 0 and (minutes < 1).sum() > 0
     yellow = generate_month(2024, 1, rows=10, colour="yellow")
     assert "tpep_pickup_datetime" in yellow.columns
+
+
+def test_uploads_share_one_client_per_settings(tmp_path, monkeypatch):
+    """Making a boto3 client costs ~6 ms of CPU, and the prediction log publishes a file every few
+    seconds under load: one client serves every upload and listing with the same settings; other
+    settings (another endpoint, account or region) get their own."""
+    import boto3
+    from moto import mock_aws
+
+    import storage
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    storage._cached_client.cache_clear()
+    with mock_aws():
+        boto3.client("s3").create_bucket(Bucket="prediction-logs")
+        for i in range(3):
+            with storage.publishing(f"s3://prediction-logs/p/{i}.txt") as path:
+                path.write_text(str(i))
+        assert storage.list_files("s3://prediction-logs/p") == [f"s3://prediction-logs/p/{i}.txt" for i in range(3)]
+        assert storage._cached_client.cache_info().currsize == 1
+        body = boto3.client("s3").get_object(Bucket="prediction-logs", Key="p/2.txt")["Body"].read()
+        assert body == b"2"
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+        storage.list_files("s3://prediction-logs/p")
+        assert storage._cached_client.cache_info().currsize == 2
+    storage._cached_client.cache_clear()

@@ -1,7 +1,8 @@
 """GET /health (the process is alive), /ready (a model is loaded), /metrics (Prometheus).
 
 /health and /ready are `async`: they only read memory, and a sync route would cost a hop to the
-thread pool per request (the load balancer and the deploy scripts ask often)."""
+thread pool per request (the load balancer and the deploy scripts ask often). All three are
+DirectRoutes (services/model_api/routing.py): they take the Request and return the Response."""
 
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from services.model_api.metrics import exposition
+from services.model_api.routing import DirectRoute
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=DirectRoute)
+HEALTHY = b'{"status":"ok"}'
 
 
 @router.get("/health", summary="Liveness: the process answers")
-async def health() -> dict:
-    return {"status": "ok"}
+async def health(request: Request) -> Response:
+    return Response(HEALTHY, media_type="application/json")
 
 
 @router.get(
@@ -48,6 +51,6 @@ async def ready(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
-def metrics() -> Response:
+def metrics(request: Request) -> Response:
     payload, content_type = exposition()
     return Response(payload, media_type=content_type)
