@@ -74,6 +74,39 @@ SIZES: dict[str, dict[str, dict[str, str]]] = {
         "prod": {"instanceType": "e2-standard-2", "dbInstanceClass": "db-custom-2-7680"},
     },
 }
+# The managed database's default max_connections, which bounds the tracking server's pools
+# (infra.mlflow_server.pool_for). RDS: LEAST(DBInstanceClassMemory/9531392, 5000), where
+# DBInstanceClassMemory is the class's memory less what RDS keeps (observed ~12% less on small
+# classes), so 75% of the nominal memory here. Cloud SQL: by the tier's memory, from its quotas
+# page (0.6 GB 25, 1.7 GB 50, 3.75-6 GB 100, 6-7.5 GB 200, 7.5-15 GB 400, 15-30 GB 500, 30-60 GB
+# 600, 60-120 GB 800, more 1,000). A class not listed needs dbMaxConnections in the stack file.
+RDS_MEMORY_GIB = {
+    **{f"db.{family}.{size}": gib for family in ("t3", "t4g")
+       for size, gib in (("micro", 1), ("small", 2), ("medium", 4), ("large", 8), ("xlarge", 16),
+                         ("2xlarge", 32))},
+    **{f"db.{family}.{size}": gib for family in ("m5", "m6g", "m6i", "m7g", "m7i")
+       for size, gib in (("large", 8), ("xlarge", 16), ("2xlarge", 32), ("4xlarge", 64))},
+    **{f"db.{family}.{size}": gib for family in ("r5", "r6g", "r6i", "r7g", "r7i")
+       for size, gib in (("large", 16), ("xlarge", 32), ("2xlarge", 64), ("4xlarge", 128))},
+}  # fmt: skip
+CLOUD_SQL_SHARED = {"db-f1-micro": 25, "db-g1-small": 50}
+CLOUD_SQL_BY_MEMORY_GB = ((6, 100), (7.5, 200), (15, 400), (30, 500), (60, 600), (120, 800))
+
+
+def default_max_connections(cloud: str, db_class: str) -> int | None:
+    """The provider's default max_connections for this class or tier; None if not known here."""
+    if cloud == "aws":
+        gib = RDS_MEMORY_GIB.get(db_class)
+        return None if gib is None else min(int(gib * 2**30 * 0.75) // 9531392, 5000)
+    if db_class in CLOUD_SQL_SHARED:
+        return CLOUD_SQL_SHARED[db_class]
+    custom = re.fullmatch(r"db-custom-\d+-(\d+)", db_class)
+    if not custom:
+        return None
+    gb = int(custom[1]) / 1024
+    return next((limit for below, limit in CLOUD_SQL_BY_MEMORY_GB if gb < below), 1000)
+
+
 # Size names look different per cloud; a mix-up is caught before anything is declared.
 SIZE_PREFIX = {"aws": {"dbInstanceClass": "db."}, "gcp": {"dbInstanceClass": "db-"}}
 GCP_REGION_KEYS = ("gcp:project", "gcp:region")
@@ -114,6 +147,10 @@ class PlatformConfig(BaseModel):
     """How long a server worker trusts a checked password (0: check every request, ~0.3 s of
     CPU each). A changed or deleted password keeps working in a worker for up to this long."""
     mlflowWorkers: int = Field(default=2, ge=1, le=8)
+    dbMaxConnections: int | None = Field(default=None, ge=25, le=262143)
+    """The database's max_connections, when not the provider's default for dbInstanceClass (a
+    parameter group or database flag of yours), or for a class not in infra.config's table. The
+    tracking server's connection pools are sized to fit it."""
     mlflowPort: int = Field(default=5000, ge=1024, le=65535)
     adminUsername: str = Field(default="admin", pattern=r"^[a-z][a-z0-9_-]{2,31}$")
     domain: str | None = None
@@ -207,6 +244,29 @@ class PlatformConfig(BaseModel):
                 f"{NAMESPACE}:zone applies to gcp only; on aws the zones are looked up"
             )
 
+    @property
+    def max_connections(self) -> int:
+        """The database's max_connections: dbMaxConnections, else the class's default."""
+        found = self.dbMaxConnections or default_max_connections(self.cloud, self.dbInstanceClass)
+        if found is None:
+            raise ConfigError(
+                f"{NAMESPACE}:dbMaxConnections: required for dbInstanceClass "
+                f"{self.dbInstanceClass!r}, whose max_connections is not known here; set it to "
+                "the database's `SHOW max_connections` (allowed: 25-262143)"
+            )
+        return found
+
+    def check_connections(self) -> None:
+        """The tracking server's worst case fits the database (infra.mlflow_server.pool_for)."""
+        from infra.mlflow_server import ServerConfigError, pool_for
+
+        try:
+            pool_for(self.max_connections, self.mlflowWorkers)
+        except ServerConfigError as exc:
+            raise ConfigError(
+                f"{NAMESPACE}:mlflowWorkers: {exc} (dbInstanceClass {self.dbInstanceClass})"
+            ) from None
+
     def check_protection(self) -> None:
         if self.kind == "prod" and not self.protect:
             raise ConfigError(
@@ -263,6 +323,7 @@ def load(raw: dict[str, Any], stack: str) -> PlatformConfig:
         ) from None
     config.check_cloud()
     config.check_protection()
+    config.check_connections()
     return config
 
 

@@ -31,6 +31,36 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 SSLMODES = (None, "disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
+# Database connections. Each process of the server (every worker, and the master that starts
+# them) opens SQLAlchemy engines of its own, each with its own pool: the tracking store, the
+# model registry store and the auth app's store (the job runner and workspaces are off). A pool
+# holds up to pool_size + max_overflow connections. MLflow passes its pool settings on only when
+# they are non-zero, so max_overflow is at least 1 (0 would mean SQLAlchemy's default, 10).
+ENGINES_PER_PROCESS = 3
+# Kept free of the server's pools: PostgreSQL's superuser_reserved_connections (3), the provider's
+# own (RDS's rdsadmin, Cloud SQL's cloudsqladmin) and a person with psql or a migration.
+RESERVED_CONNECTIONS = 10
+MAX_POOL_SIZE, MAX_OVERFLOW = 5, 10  # SQLAlchemy's defaults: more buys nothing here
+
+
+def connections_used(workers: int, pool_size: int, max_overflow: int) -> int:
+    """The most connections the server can hold open at once."""
+    return (workers + 1) * ENGINES_PER_PROCESS * (pool_size + max_overflow)
+
+
+def pool_for(max_connections: int, workers: int) -> tuple[int, int]:
+    """(pool_size, max_overflow) per engine so the server's worst case fits the database's
+    max_connections with RESERVED_CONNECTIONS to spare."""
+    per_engine = (max_connections - RESERVED_CONNECTIONS) // ((workers + 1) * ENGINES_PER_PROCESS)
+    if per_engine < 2:
+        raise ServerConfigError(
+            f"workers={workers}: the database allows {max_connections} connections, too few for "
+            f"{workers + 1} processes x {ENGINES_PER_PROCESS} pools of 2 with "
+            f"{RESERVED_CONNECTIONS} reserved; use fewer workers or a larger database"
+        )
+    overflow = max(1, per_engine // 3)
+    return min(MAX_POOL_SIZE, per_engine - overflow), min(MAX_OVERFLOW, overflow)
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -114,6 +144,9 @@ class ServerSettings:
     """How long a worker trusts a checked password (MLflow's credential cache): every request
     otherwise pays a PBKDF2 check, ~0.3 s of CPU. A password changed or a user deleted elsewhere
     keeps working in another worker for up to this long; 0 turns the cache off."""
+    db_max_connections: int = 100
+    """The database's max_connections (PostgreSQL's default is 100; see infra.config for the
+    managed databases'): the server's pools are sized to fit it (pool_for)."""
     mlflow_bin: str = "mlflow"
 
     def __post_init__(self) -> None:
@@ -140,6 +173,7 @@ class ServerSettings:
             raise ServerConfigError(
                 f"auth_cache_seconds must be 0-3600, got {self.auth_cache_seconds}"
             )
+        pool_for(self.db_max_connections, self.workers)  # raises if the database is too small
         if self.default_permission not in PERMISSIONS:
             raise ServerConfigError(
                 f"default_permission must be one of {', '.join(PERMISSIONS)}, "
@@ -207,10 +241,15 @@ def render(s: ServerSettings) -> ServerCommand:
         "--allowed-hosts", ",".join(s.allowed_hosts),
         "--uvicorn-opts", f"--ssl-certfile {s.tls_certfile} --ssl-keyfile {s.tls_keyfile}",
     ]  # fmt: skip
+    pool_size, max_overflow = pool_for(s.db_max_connections, s.workers)
     env = {
         "MLFLOW_AUTH_CONFIG_PATH": s.auth_config_path,
         # The job runner adds worker processes a small VM cannot afford; this bundle uses no jobs.
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        # Bounded pools (see ENGINES_PER_PROCESS): the defaults, 5 + 10 per engine, let one
+        # 2-worker server open 135 connections, more than a small managed database allows.
+        "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": str(pool_size),
+        "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": str(max_overflow),
     }
     auth_ini = (
         "[mlflow]\n"

@@ -678,6 +678,7 @@ def mlflow_start(
     workdir: Path,
     log: Path,
     workers: int = 1,
+    db_max_connections: int = 100,
 ) -> Proc:
     """Start `mlflow server` exactly as infra.mlflow_server renders it for the VM, on loopback:
     HTTPS with `tls`, the workload users of infra.mlflow_server.IDENTITIES (passwords in `users`)
@@ -696,6 +697,7 @@ def mlflow_start(
         host=LOOPBACK,
         port=port,
         workers=workers,
+        db_max_connections=db_max_connections,  # PostgreSQL's default, as the local server runs
         allowed_hosts=(f"{LOOPBACK}:{port}", f"localhost:{port}"),
         tls_certfile=str(tls.cert),
         tls_keyfile=str(tls.key),

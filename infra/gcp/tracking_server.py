@@ -207,6 +207,7 @@ class TrackingServer(pulumi.ComponentResource):
                 auth_config_path=AUTH_INI_PATH,
                 port=cfg.mlflowPort,
                 workers=cfg.mlflowWorkers,
+                db_max_connections=cfg.max_connections,
                 auth_cache_seconds=cfg.authCacheSeconds,
                 allowed_hosts=allowed_hosts(cfg, public_ip),
                 tls_certfile=TLS_CERT_PATH,

@@ -136,7 +136,9 @@ def test_uploads_share_one_client_per_settings(tmp_path, monkeypatch):
         for i in range(3):
             with storage.publishing(f"s3://prediction-logs/p/{i}.txt") as path:
                 path.write_text(str(i))
-        assert storage.list_files("s3://prediction-logs/p") == [f"s3://prediction-logs/p/{i}.txt" for i in range(3)]
+        assert storage.list_files("s3://prediction-logs/p") == [
+            f"s3://prediction-logs/p/{i}.txt" for i in range(3)
+        ]
         assert storage._cached_client.cache_info().currsize == 1
         body = boto3.client("s3").get_object(Bucket="prediction-logs", Key="p/2.txt")["Body"].read()
         assert body == b"2"

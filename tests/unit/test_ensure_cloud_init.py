@@ -29,7 +29,9 @@ def machine(tmp_path):
     def make(uid: int, apt: bool = False, apt_installs: bool = True, has_cloud_init=False):
         tool(bindir, "id", f"echo {uid}")
         if apt:
-            install = f"printf '#!/bin/sh\\n' > {bindir}/cloud-init; /bin/chmod +x {bindir}/cloud-init"
+            install = (
+                f"printf '#!/bin/sh\\n' > {bindir}/cloud-init; /bin/chmod +x {bindir}/cloud-init"
+            )
             tool(bindir, "apt-get", f'echo "$*" >> {calls}\n' + (
                 f'case "$*" in *install*) {install};; esac' if apt_installs else ":"
             ))  # fmt: skip

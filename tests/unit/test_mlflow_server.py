@@ -166,3 +166,20 @@ def test_a_checked_password_is_trusted_for_a_minute_unless_set_otherwise():
     finally:
         del os.environ["MLFLOW_AUTH_CONFIG_PATH"]
         os.unlink(ini.name)
+
+
+def test_database_pools_are_bounded_by_the_database_limit():
+    """MLflow's defaults (5 + 10 per pool, three pools per process) would let a 2-worker server
+    open 135 connections; the rendering sizes them from the database's max_connections."""
+    from dataclasses import replace
+
+    from infra.mlflow_server import connections_used
+
+    base = BASE
+    for limit in (50, 100, 400):
+        env = render(replace(base, db_max_connections=limit, workers=2)).env
+        pool, overflow = (int(env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]),
+                          int(env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"]))  # fmt: skip
+        assert connections_used(2, pool, overflow) <= limit - 10 and overflow >= 1
+    with pytest.raises(ServerConfigError, match="workers=8: the database allows 40 connections"):
+        replace(base, db_max_connections=40, workers=8)

@@ -150,3 +150,35 @@ def test_gcp_needs_project_and_region_and_its_own_sizes():
     cfg = load({"cloud": "gcp", "gcp:project": "p", "gcp:region": "europe-west1"}, "prod")
     # No zone set: the program looks the region's zones up (tests/infra), never "<region>-a".
     assert (cfg.instanceType, cfg.zone) == ("e2-standard-2", None)
+
+
+GCP = {"cloud": "gcp", "gcp:project": "p", "gcp:region": "europe-west1"}
+
+
+def test_the_database_limit_comes_from_the_class_or_the_stack_file():
+    assert load({"cloud": "aws"}, "dev").max_connections == 84  # db.t4g.micro, 75% of 1 GiB
+    assert load(GCP, "dev").max_connections == 50  # db-g1-small
+    assert load({**GCP, "dbInstanceClass": "db-custom-4-16384"}, "prod").max_connections == 500
+    assert load({"cloud": "aws", "dbMaxConnections": 300}, "dev").max_connections == 300
+
+
+def test_a_class_of_unknown_limit_needs_db_max_connections():
+    with pytest.raises(
+        ConfigError, match=r"mlops-platform:dbMaxConnections: required for .*db.x2g.large"
+    ):
+        load({"cloud": "aws", "dbInstanceClass": "db.x2g.large"}, "dev")
+    assert (
+        load(
+            {"cloud": "aws", "dbInstanceClass": "db.x2g.large", "dbMaxConnections": 1000}, "dev"
+        ).max_connections
+        == 1000
+    )
+
+
+def test_more_workers_than_the_database_can_serve_is_a_config_error():
+    """db-g1-small allows 50 connections: 8 workers (9 processes x 3 pools of 2) would need 54."""
+    with pytest.raises(
+        ConfigError, match=r"mlops-platform:mlflowWorkers: workers=8: the database allows 50"
+    ):
+        load({**GCP, "mlflowWorkers": 8}, "dev")
+    assert load({**GCP, "mlflowWorkers": 4}, "dev").mlflowWorkers == 4

@@ -1,0 +1,64 @@
+"""The tracking server never opens more database connections than its database allows. Each
+server process (every worker and the master) has three SQLAlchemy pools (tracking, registry,
+auth); the rendered pool settings times the processes must fit the database's max_connections
+with room to spare, for every stack file on both clouds."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from infra.config import default_max_connections
+from infra.mlflow_server import ENGINES_PER_PROCESS, RESERVED_CONNECTIONS, pool_for
+from tests.infra.test_aws_platform import user_data as aws_user_data
+from tests.infra.test_gcp_platform import SQL
+from tests.infra.test_gcp_platform import user_data as gcp_user_data
+
+RDS = "aws:rds/instance:Instance"
+
+
+def server_spec(text: str) -> dict:
+    document = yaml.safe_load(text)
+    [spec] = [
+        f["content"] for f in document["write_files"] if f["path"] == "/etc/mlflow/server.json"
+    ]
+    return json.loads(spec)
+
+
+def worst_case(spec: dict) -> int:
+    """From what the VM runs: --workers, and the pool settings in the server's environment."""
+    argv, env = spec["argv"], spec["env"]
+    workers = int(argv[argv.index("--workers") + 1])
+    per_pool = int(env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]) + int(
+        env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"]
+    )
+    assert int(env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"]) >= 1  # 0 would mean SQLAlchemy's 10
+    return (workers + 1) * ENGINES_PER_PROCESS * per_pool
+
+
+def test_aws_server_fits_its_rds_instance(declared):
+    limit = default_max_connections("aws", declared.one(RDS)["inputs"]["instanceClass"])
+    assert limit is not None
+    assert worst_case(server_spec(aws_user_data(declared))) <= limit - RESERVED_CONNECTIONS
+
+
+def test_gcp_server_fits_its_cloud_sql_tier(declared_gcp):
+    limit = default_max_connections("gcp", declared_gcp.one(SQL)["inputs"]["settings"]["tier"])
+    assert limit is not None
+    assert worst_case(server_spec(gcp_user_data(declared_gcp))) <= limit - RESERVED_CONNECTIONS
+
+
+@pytest.mark.parametrize("max_connections", [25, 50, 84, 100, 400, 5000])
+@pytest.mark.parametrize("workers", [1, 2, 4, 8])
+def test_pools_fit_whatever_the_size_or_say_why_not(max_connections, workers):
+    try:
+        pool_size, overflow = pool_for(max_connections, workers)
+    except ValueError as exc:
+        assert f"the database allows {max_connections} connections" in str(exc)
+        assert (max_connections - RESERVED_CONNECTIONS) // ((workers + 1) * 3) < 2
+        return
+    assert pool_size >= 1 and 1 <= overflow <= 10
+    total = (workers + 1) * ENGINES_PER_PROCESS * (pool_size + overflow)
+    assert total <= max_connections - RESERVED_CONNECTIONS
