@@ -66,6 +66,7 @@ demo-down: $(STAMP) ## stop every process `make demo` started; keep the data in 
 demo-status: $(STAMP) ## which local components are running, and which PostgreSQL (system or embedded)
 	$(PY) -m scripts.local_platform status
 
-benchmark: $(STAMP) ## model API vs `mlflow models serve`, scoring job vs `mlflow.pyfunc`; writes docs/benchmarks.md
+benchmark: $(STAMP) ## model API vs `mlflow models serve`, scoring job vs `mlflow.pyfunc`, tracking server with vs without auth; writes docs/benchmarks.md
 	$(PY) -m scripts.benchmark
 	$(PY) -m scripts.benchmark_scoring
+	$(PY) -m scripts.benchmark_tracking

@@ -107,6 +107,26 @@ def default_max_connections(cloud: str, db_class: str) -> int | None:
     return next((limit for below, limit in CLOUD_SQL_BY_MEMORY_GB if gb < below), 1000)
 
 
+# The tracking server's memory, measured here (scripts/benchmark_tracking.py and a 16-client run
+# at 1, 2 and 4 workers: 529, 816-1,035 and 1,365 MB resident): about 250 MB for the master and
+# 280 MB per worker, a quarter more at peaks. The VM keeps SYSTEM_MIB for the OS, the launcher and
+# the timers; a stack whose workers would not fit its instance type is a config error.
+SERVER_BASE_MIB, SERVER_PER_WORKER_MIB, SERVER_PEAK = 250, 280, 1.25
+SYSTEM_MIB = 512
+INSTANCE_MEMORY_MIB = {
+    **{f"t3.{size}": mib for size, mib in (("micro", 1024), ("small", 2048), ("medium", 4096),
+                                           ("large", 8192), ("xlarge", 16384))},
+    **{f"t3a.{size}": mib for size, mib in (("small", 2048), ("medium", 4096), ("large", 8192))},
+    **{f"m5.{size}": mib for size, mib in (("large", 8192), ("xlarge", 16384))},
+    "e2-micro": 1024, "e2-small": 2048, "e2-medium": 4096,
+    **{f"e2-standard-{n}": n * 4096 for n in (2, 4, 8)},
+}  # fmt: skip
+
+
+def server_memory_mib(workers: int) -> int:
+    return int((SERVER_BASE_MIB + SERVER_PER_WORKER_MIB * workers) * SERVER_PEAK)
+
+
 # Size names look different per cloud; a mix-up is caught before anything is declared.
 SIZE_PREFIX = {"aws": {"dbInstanceClass": "db."}, "gcp": {"dbInstanceClass": "db-"}}
 GCP_REGION_KEYS = ("gcp:project", "gcp:region")
@@ -267,6 +287,26 @@ class PlatformConfig(BaseModel):
                 f"{NAMESPACE}:mlflowWorkers: {exc} (dbInstanceClass {self.dbInstanceClass})"
             ) from None
 
+    def check_memory(self) -> None:
+        """The server's workers fit the VM (measured per worker; types not in the table are not
+        checked)."""
+        total = INSTANCE_MEMORY_MIB.get(self.instanceType)
+        if total is None or server_memory_mib(self.mlflowWorkers) <= total - SYSTEM_MIB:
+            return
+        fits = max(
+            (w for w in range(1, 9) if server_memory_mib(w) <= total - SYSTEM_MIB), default=0
+        )
+        raise ConfigError(
+            f"{NAMESPACE}:mlflowWorkers: {self.mlflowWorkers} workers need about "
+            f"{server_memory_mib(self.mlflowWorkers)} MB ({SERVER_BASE_MIB} MB + "
+            f"{SERVER_PER_WORKER_MIB} MB per worker, +25% at peaks) and instanceType "
+            f"{self.instanceType} has {total} MB with {SYSTEM_MIB} MB kept for the system; "
+            f"allowed here: 1-{fits} workers, or a larger instanceType"
+            if fits
+            else f"{NAMESPACE}:instanceType: {self.instanceType} ({total} MB) is too small for "
+            f"the tracking server (one worker needs about {server_memory_mib(1)} MB)"
+        )
+
     def check_protection(self) -> None:
         if self.kind == "prod" and not self.protect:
             raise ConfigError(
@@ -324,6 +364,7 @@ def load(raw: dict[str, Any], stack: str) -> PlatformConfig:
     config.check_cloud()
     config.check_protection()
     config.check_connections()
+    config.check_memory()
     return config
 
 

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import requests
@@ -679,13 +679,15 @@ def mlflow_start(
     log: Path,
     workers: int = 1,
     db_max_connections: int = 100,
+    auth: bool = True,
 ) -> Proc:
     """Start `mlflow server` exactly as infra.mlflow_server renders it for the VM, on loopback:
     HTTPS with `tls`, the workload users of infra.mlflow_server.IDENTITIES (passwords in `users`)
     created and granted as the VM's launcher does, before the server starts.
 
     `store_env` points the server (not its clients) at the local object store: moto for s3://,
-    the GCS emulator for gs://."""
+    the GCS emulator for gs://. `auth=False` (for the benchmark's comparison only) starts the same
+    rendering without the basic-auth app: anyone may do anything."""
     from infra import vm_launcher
     from infra.mlflow_server import IDENTITIES, database_uri
 
@@ -704,6 +706,9 @@ def mlflow_start(
         mlflow_bin=str(BIN / "mlflow"),
     )
     command = render(settings)
+    if not auth:
+        at = command.argv.index("--app-name")
+        command = replace(command, argv=command.argv[:at] + command.argv[at + 2 :])
     workdir.mkdir(parents=True, exist_ok=True)
     ini = Path(settings.auth_config_path)
     ini.write_text(command.auth_ini)
@@ -721,8 +726,9 @@ def mlflow_start(
     }
     try:
         vm_launcher.migrate({"argv": command.argv, "database": database}, {**os.environ, **env})
-        with _environ({"PGPASSWORD": db_password, **command.env}):
-            vm_launcher.sync_identities([i.as_dict() for i in IDENTITIES], users, database)
+        if auth:
+            with _environ({"PGPASSWORD": db_password, **command.env}):
+                vm_launcher.sync_identities([i.as_dict() for i in IDENTITIES], users, database)
     except vm_launcher.LaunchError as exc:
         raise ComponentError(f"mlflow server: {exc}") from exc
     proc = spawn("mlflow-server", command.argv, log, env, cwd=workdir)

@@ -209,3 +209,37 @@ def test_the_ceiling_goals_are_judged_against_the_bare_endpoint():
     assert "p50 ≤ 50 ms (wrk and loadgen, the larger) | 60.0 ms | **missed** |" in text
     assert "| `/health`: within 10% of the bare endpoint's req/s | 92% | met |" in text
     assert "| single ride | bare FastAPI (no-op) | `/noop` | 10,000 | 1.00 | 5.00 | 0 |" in text
+
+
+def test_the_tracking_table_judges_auth_against_the_open_server(tmp_path):
+    """Each workload's goal: the authenticated server at >= 90% of the unauthenticated one's
+    requests/s, with no errors; the block replaces only its own markers' text."""
+    from scripts import benchmark_tracking as bt
+
+    def row(rps, errors=0):
+        return {
+            "rps": rps,
+            "p50": 1.0,
+            "p99": 2.0,
+            "errors": errors,
+            "connections": 9,
+            "rss": 800.0,
+        }
+
+    results = {
+        "authenticated": {w: row(95) for w in bt.WORKLOADS},
+        "unauthenticated": {w: row(100) for w in bt.WORKLOADS},
+    }
+    results["authenticated"]["search_runs"] = row(50)
+    results["authenticated"]["alias lookup"] = row(99, errors=1)
+    args = Namespace(clients=16, duration=15, startup=8, workers=2, auth_cache=60)
+    block = bt.render_block(results, args, 100.0, "test machine")
+    goals = {line.split(":")[0].strip("| "): line.rsplit("|", 2)[1].strip()
+             for line in block.splitlines() if "≥ 90%" in line}  # fmt: skip
+    assert goals == {"log_metric": "met", "log_batch (100 metrics)": "met",
+                     "search_runs": "**missed**", "alias lookup": "**missed**"}  # fmt: skip
+    report = tmp_path / "b.md"
+    report.write_text(f"# B\n\nkept\n\n{bt.START}\nold\n{bt.END}\n\nafter\n")
+    benchmark.write_report(block, report, bt.START, bt.END)
+    text = report.read_text()
+    assert "kept" in text and "after" in text and "old" not in text and "| 95 |" in text

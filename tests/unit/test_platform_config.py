@@ -181,4 +181,29 @@ def test_more_workers_than_the_database_can_serve_is_a_config_error():
         ConfigError, match=r"mlops-platform:mlflowWorkers: workers=8: the database allows 50"
     ):
         load({**GCP, "mlflowWorkers": 8}, "dev")
-    assert load({**GCP, "mlflowWorkers": 4}, "dev").mlflowWorkers == 4
+    assert load({**GCP, "mlflowWorkers": 3}, "dev").mlflowWorkers == 3
+
+
+def test_workers_that_would_not_fit_the_vm_are_a_config_error():
+    """Measured: ~250 MB for the server's master and ~280 MB per worker (a quarter more at
+    peaks); a 2 GB VM keeps 512 MB for the system, so 3 workers fit and 4 do not."""
+    assert load({"cloud": "aws", "mlflowWorkers": 3}, "dev").mlflowWorkers == 3
+    with pytest.raises(
+        ConfigError,
+        match=r"mlflowWorkers: 4 workers need about 1712 MB .*t3.small has 2048 MB.*allowed here: 1-3 workers",
+    ):
+        load({"cloud": "aws", "mlflowWorkers": 4}, "dev")
+    with pytest.raises(ConfigError, match=r"instanceType: t3.micro \(1024 MB\) is too small"):
+        load({"cloud": "aws", "instanceType": "t3.micro"}, "dev")
+    assert (
+        load(
+            {
+                **GCP,
+                "mlflowWorkers": 4,
+                "dbInstanceClass": "db-custom-1-3840",
+                "instanceType": "e2-medium",
+            },
+            "dev",
+        ).mlflowWorkers
+        == 4
+    )
