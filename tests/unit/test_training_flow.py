@@ -43,6 +43,10 @@ def test_better_model_takes_champion_and_worse_gets_challenger(local_store, mont
     [again] = run("linear")
     assert again.alias == CHALLENGER
     assert aliases("gate") == {CHAMPION: boosted.version, CHALLENGER: again.version}
+    # Each run records what the gate decided and what it compared against.
+    first, last = (MlflowClient().get_run(r.run_id).data for r in (linear, again))
+    assert first.tags["alias"] == CHAMPION and "champion_val_rmse" not in first.metrics
+    assert last.tags["alias"] == CHALLENGER and last.metrics["champion_val_rmse"] > 0
 
 
 def test_margin_keeps_the_champion_when_the_gain_is_too_small(local_store, months):
