@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -24,8 +25,6 @@ from training import data as training_data
 from training import train as train_module
 from training.generate import write_month
 from training.models import Candidate
-
-TODAY = dt.datetime.now(dt.UTC).date()
 
 
 def test_the_cleaning_rule_is_training_s():
@@ -86,8 +85,10 @@ def champion(local_store, months):
     return result
 
 
-def log_traffic(folder, month, version: str, rides: int = 2000) -> str:
-    """Rides of a month through the champion, written as the API's prediction log writes them."""
+def log_traffic(folder, month, version: str, rides: int = 2000) -> tuple[str, dt.date]:
+    """Rides of a month through the champion, written as the API's prediction log writes them;
+    and the day they were logged on, read from the log's partition (not the clock at import: a
+    run that crosses midnight UTC would look for the wrong day)."""
     frame = pd.read_parquet(month).sample(rides, random_state=0)
     frame = frame[frame["trip_distance"].between(0, 199)]
     model = mlflow.pyfunc.load_model(f"models:/nyc-taxi-duration/{version}")
@@ -102,15 +103,16 @@ def log_traffic(folder, month, version: str, rides: int = 2000) -> str:
         ride = Ride(PULocationID=int(pu), DOLocationID=int(do), trip_distance=float(d))
         log.record(f"r{i}", version, features([ride]), [float(predicted[i])])
     log.flush()
-    return str(folder)
+    [partition] = Path(folder).glob("date=*")
+    return str(folder), dt.date.fromisoformat(partition.name.removeprefix("date="))
 
 
 def test_shifted_traffic_and_worse_quality_are_degraded_and_start_training(champion, tlc, tmp_path):
-    prediction_log = log_traffic(tmp_path / "log", tlc["shifted"], champion.version)
+    prediction_log, today = log_traffic(tmp_path / "log", tlc["shifted"], champion.version)
     marker = tmp_path / "retrained"
     trigger = Command([sys.executable, "-c", f"open({str(marker)!r}, 'w'); print('trained v9')"])
     settings = Settings(
-        prediction_log=prediction_log, since=TODAY, until=TODAY, actuals=str(tlc["shifted"])
+        prediction_log=prediction_log, since=today, until=today, actuals=str(tlc["shifted"])
     )
     outcome = monitor(settings, trigger.start)
     assert outcome.decision == "degraded"
@@ -129,10 +131,10 @@ def test_shifted_traffic_and_worse_quality_are_degraded_and_start_training(champ
 
 
 def test_unshifted_traffic_is_ok_and_starts_nothing(champion, tlc, tmp_path):
-    prediction_log = log_traffic(tmp_path / "log", tlc["plain"], champion.version)
+    prediction_log, today = log_traffic(tmp_path / "log", tlc["plain"], champion.version)
     started = []
     settings = Settings(
-        prediction_log=prediction_log, since=TODAY, until=TODAY, actuals=str(tlc["plain"])
+        prediction_log=prediction_log, since=today, until=today, actuals=str(tlc["plain"])
     )
     outcome = monitor(settings, lambda: started.append(1) or "x")
     assert outcome.decision == "ok" and not started and outcome.retrain == "not needed"
@@ -141,14 +143,14 @@ def test_unshifted_traffic_is_ok_and_starts_nothing(champion, tlc, tmp_path):
 
 
 def test_drift_alone_is_drift(champion, tlc, tmp_path):
-    prediction_log = log_traffic(tmp_path / "log", tlc["shifted"], champion.version)
-    outcome = monitor(Settings(prediction_log=prediction_log, since=TODAY, until=TODAY))
+    prediction_log, today = log_traffic(tmp_path / "log", tlc["shifted"], champion.version)
+    outcome = monitor(Settings(prediction_log=prediction_log, since=today, until=today))
     assert outcome.decision == "drift" and outcome.quality is None
 
 
 def test_days_outside_the_period_are_not_read(champion, tlc, tmp_path):
-    prediction_log = log_traffic(tmp_path / "log", tlc["plain"], champion.version)
-    yesterday = TODAY - dt.timedelta(days=1)
+    prediction_log, today = log_traffic(tmp_path / "log", tlc["plain"], champion.version)
+    yesterday = today - dt.timedelta(days=1)
     with pytest.raises(data.MonitoringError, match="nothing to monitor: drift not computed: no"):
         monitor(Settings(prediction_log=prediction_log, since=yesterday, until=yesterday))
 
