@@ -34,8 +34,8 @@ install: ## create .venv with every dependency, pinned by uv.lock (the other tar
 $(STAMP): pyproject.toml uv.lock
 	$(install_venv)
 
-test-tools: ## what only the system provides for the tests (cloud-init): installed with apt as root, else the command to run
-	@scripts/ensure-cloud-init
+test-tools: ## what only the system provides for the tests (cloud-init, PostgreSQL with SSL): apt as root, else the command to run
+	@scripts/ensure-test-tools
 
 test: $(STAMP) test-tools lint ## lint, then the full test suite, real PostgreSQL/moto/MLflow included (what CI runs)
 	$(PY) -m pytest
@@ -50,7 +50,7 @@ lint: $(STAMP) ## ruff, hadolint (Dockerfiles), shellcheck (shell scripts), acti
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/hadolint training/Dockerfile services/model_api/Dockerfile scoring/Dockerfile monitoring/Dockerfile
-	$(VENV)/bin/shellcheck .ci/run scripts/deploy scripts/destroy scripts/preview scripts/smoke infra/vm_bootstrap.sh infra/acme_deploy_hook.sh scripts/ensure-cloud-init
+	$(VENV)/bin/shellcheck .ci/run scripts/deploy scripts/destroy scripts/preview scripts/smoke infra/vm_bootstrap.sh infra/acme_deploy_hook.sh scripts/ensure-test-tools
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/actionlint .github/workflows/*.yml
 
 format: $(STAMP) ## apply ruff's formatting and safe fixes

@@ -193,6 +193,18 @@ class PgServer:
     bindir: Path
     major: int
 
+    @property
+    def ssl(self) -> bool:
+        """Built with OpenSSL (the embedded wheel's server is not: no `ssl = on`)."""
+        try:
+            configure = subprocess.run(
+                [str(self.bindir / "pg_config"), "--configure"],
+                capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+        except (OSError, subprocess.CalledProcessError):
+            return False
+        return "--with-openssl" in configure or "--with-ssl=openssl" in configure
+
 
 def _pg_major(bindir: Path) -> int:
     out = subprocess.run(
@@ -204,8 +216,8 @@ def _pg_major(bindir: Path) -> int:
 def system_pg() -> PgServer | None:
     """The system's server binaries: on PATH, or Debian's /usr/lib/postgresql/<major>/bin."""
     found = shutil.which("initdb")
-    if found:
-        bindir = Path(found).parent
+    if found:  # through a symlink (/usr/local/bin): the installation's own bin, with pg_config
+        bindir = Path(found).resolve().parent
     else:
         candidates = sorted(
             glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3])
@@ -251,11 +263,16 @@ def data_major(datadir: Path) -> int | None:
 
 
 def choose_pg(
-    choice: str, system: PgServer | None, embedded: PgServer | None, made_by: int | None = None
+    choice: str,
+    system: PgServer | None,
+    embedded: PgServer | None,
+    made_by: int | None = None,
+    ssl: bool = False,
 ) -> PgServer:
     """The server to run. `auto`: the system's, else the embedded one; a cluster that exists
     already is run by the installation of its own major version (PostgreSQL cannot read another
-    major's data)."""
+    major's data); `ssl`: only a server built with SSL (a test of verify-full against a managed
+    database's stand-in)."""
     if choice not in PG_CHOICES:
         raise ComponentError(
             f"{PG_CHOICE_ENV}={choice!r}: must be one of {', '.join(PG_CHOICES)} "
@@ -263,6 +280,12 @@ def choose_pg(
         )
     wanted = {"auto": [system, embedded], "system": [system], "embedded": [embedded]}[choice]
     available = [server for server in wanted if server]
+    if ssl and available and not (available := [s for s in available if s.ssl]):
+        raise ComponentError(
+            "a PostgreSQL server built with SSL is needed here and the "
+            f"{'embedded one has' if choice != 'system' else 'installed one has'} none: install "
+            f"the system's (`apt-get install -y postgresql`; `make test` does it as root)"
+        )
     if not available:
         if choice == "system":
             raise ComponentError(
@@ -287,11 +310,11 @@ def choose_pg(
     )
 
 
-def pg_server(datadir: Path | None = None) -> PgServer:
+def pg_server(datadir: Path | None = None, ssl: bool = False) -> PgServer:
     """The server for a cluster in datadir (a new one if None), as MLOPS_POSTGRES says."""
     choice = os.environ.get(PG_CHOICE_ENV, "auto") or "auto"
     made_by = data_major(datadir) if datadir else None
-    return choose_pg(choice, system_pg(), embedded_pg(), made_by)
+    return choose_pg(choice, system_pg(), embedded_pg(), made_by, ssl)
 
 
 def pg_runnable(server: PgServer, user: str | None) -> PgServer:
@@ -381,13 +404,13 @@ def pg_datadir(datadir: Path, user: str | None) -> Path:
     return elsewhere
 
 
-def pg_init(datadir: Path, password_file: Path) -> PgCluster:
+def pg_init(datadir: Path, password_file: Path, ssl: bool = False) -> PgCluster:
     """Create a cluster (once) with password auth on TCP; the superuser password lives in a 600 file.
 
     As root the server runs as an unprivileged user, which must reach the data: see pg_datadir."""
     user = pg_user()
     datadir = pg_datadir(datadir, user)
-    server = pg_runnable(pg_server(datadir), user)
+    server = pg_runnable(pg_server(datadir, ssl), user)
     if (datadir / "PG_VERSION").exists():
         return PgCluster(datadir, password_file.read_text().strip(), server)
     password = new_password()

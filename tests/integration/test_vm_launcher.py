@@ -52,7 +52,7 @@ def rds_like():
     TLS with a certificate for its address signed by a CA of its own."""
     root = Path(tempfile.mkdtemp(prefix="rds-like-"))
     root.chmod(0o755)
-    cluster = c.pg_init(root / "pgdata", root / "pw")
+    cluster = c.pg_init(root / "pgdata", root / "pw", ssl=True)  # a system server: ssl = on
     ca, other_ca = serve_tls(root, root / "pgdata")
     pg = c.pg_start(cluster, c.free_port(), root / "pg.log")
     moto = c.moto_start(c.free_port(), root / "moto.log")

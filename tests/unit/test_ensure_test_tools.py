@@ -1,7 +1,9 @@
-"""scripts/ensure-cloud-init, which `make test` runs first: cloud-init (for `cloud-init schema`)
-comes only from the system's packages, so it is installed with apt-get when that can work (root,
-apt present) and otherwise the run stops with the exact command, never a silent skip. The script
-runs for real with /bin/sh; `id`, `apt-get` and `cloud-init` are stand-ins on its PATH."""
+"""scripts/ensure-test-tools, which `make test` runs first: cloud-init (for `cloud-init schema`)
+and a PostgreSQL server with SSL come only from the system's packages, so they are installed with
+apt-get when that can work (root, apt present) and otherwise the run stops with the exact
+command, never a silent skip. The script runs for real with /bin/sh; `id`, `apt-get`,
+`cloud-init` and `initdb` are stand-ins on its PATH, and the Debian PostgreSQL directory it looks
+in is an empty one of the test's."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ensure-cloud-init"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ensure-test-tools"
 
 
 def tool(bindir: Path, name: str, body: str) -> None:
@@ -26,8 +28,11 @@ def machine(tmp_path):
     bindir.mkdir()
     calls = tmp_path / "apt-calls"
 
-    def make(uid: int, apt: bool = False, apt_installs: bool = True, has_cloud_init=False):
+    def make(uid: int, apt: bool = False, apt_installs: bool = True, has_cloud_init=False,
+             has_postgres=True):  # fmt: skip
         tool(bindir, "id", f"echo {uid}")
+        if has_postgres:
+            tool(bindir, "initdb", "exit 0")
         if apt:
             install = (
                 f"printf '#!/bin/sh\\n' > {bindir}/cloud-init; /bin/chmod +x {bindir}/cloud-init"
@@ -39,7 +44,7 @@ def machine(tmp_path):
             tool(bindir, "cloud-init", "exit 0")
         return subprocess.run(
             ["/bin/sh", str(SCRIPT)],
-            env={"PATH": str(bindir)},
+            env={"PATH": str(bindir), "MLOPS_PG_LIB": str(tmp_path / "no-postgresql")},
             capture_output=True,
             text=True,
             timeout=30,
@@ -62,7 +67,7 @@ def test_as_root_with_apt_it_is_installed(machine):
         "update -qq",
         "install -y -qq --no-install-recommends cloud-init",
     ]
-    assert "installing cloud-init" in run.stdout
+    assert "installing from the system's packages for the tests: cloud-init" in run.stdout
 
 
 def test_without_root_it_stops_with_the_exact_command(machine):
@@ -75,10 +80,19 @@ def test_without_root_it_stops_with_the_exact_command(machine):
 def test_without_apt_it_stops_naming_the_package(machine):
     run = machine(uid=0)
     assert run.returncode == 2
-    assert "distribution's cloud-init package" in run.stderr
+    assert "distribution's packages for: cloud-init" in run.stderr
 
 
 def test_an_install_that_leaves_no_cloud_init_is_a_failure(machine):
     run = machine(uid=0, apt=True, apt_installs=False)
     assert run.returncode == 2
     assert "not on PATH" in run.stderr
+
+
+def test_no_postgresql_server_is_installed_or_asked_for_with_cloud_init(machine):
+    run = machine(uid=0, apt=True, has_postgres=False)
+    assert run.returncode == 0, run.stderr
+    assert machine.calls()[-1] == "install -y -qq --no-install-recommends cloud-init postgresql"
+    stop = machine(uid=1000, apt=True, has_postgres=False, has_cloud_init=True)
+    assert stop.returncode == 2
+    assert "sudo apt-get install -y --no-install-recommends postgresql" in stop.stderr
