@@ -293,18 +293,18 @@ class PlatformConfig(BaseModel):
         total = INSTANCE_MEMORY_MIB.get(self.instanceType)
         if total is None or server_memory_mib(self.mlflowWorkers) <= total - SYSTEM_MIB:
             return
-        fits = max(
-            (w for w in range(1, 9) if server_memory_mib(w) <= total - SYSTEM_MIB), default=0
-        )
+        fits = [w for w in range(1, 9) if server_memory_mib(w) <= total - SYSTEM_MIB]
+        if not fits:
+            raise ConfigError(
+                f"{NAMESPACE}:instanceType: {self.instanceType} ({total} MB) is too small for "
+                f"the tracking server (one worker needs about {server_memory_mib(1)} MB)"
+            )
         raise ConfigError(
             f"{NAMESPACE}:mlflowWorkers: {self.mlflowWorkers} workers need about "
             f"{server_memory_mib(self.mlflowWorkers)} MB ({SERVER_BASE_MIB} MB + "
             f"{SERVER_PER_WORKER_MIB} MB per worker, +25% at peaks) and instanceType "
             f"{self.instanceType} has {total} MB with {SYSTEM_MIB} MB kept for the system; "
-            f"allowed here: 1-{fits} workers, or a larger instanceType"
-            if fits
-            else f"{NAMESPACE}:instanceType: {self.instanceType} ({total} MB) is too small for "
-            f"the tracking server (one worker needs about {server_memory_mib(1)} MB)"
+            f"allowed here: 1-{fits[-1]} workers, or a larger instanceType"
         )
 
     def check_protection(self) -> None:

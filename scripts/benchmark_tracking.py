@@ -49,7 +49,8 @@ def client_loop(env: dict, workload: str, setup: dict, start_at: float, seconds:
     while time.time() < start_at:
         time.sleep(0.01)
     deadline = start_at + seconds
-    while (now := time.perf_counter()) and time.time() < deadline:
+    while time.time() < deadline:
+        now = time.perf_counter()
         try:
             if workload == "log_metric":
                 client.log_metric(run_id, "loss", 1.0 / (step + 1), step=step)

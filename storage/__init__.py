@@ -31,19 +31,8 @@ def split(uri: str) -> tuple[str, str, str]:
     return "file", "", uri.removeprefix("file://")
 
 
-def _filesystem(scheme: str, bucket: str):
-    """One filesystem per bucket and endpoint settings: each input is opened once for its footer
-    and once per row group."""
-    keys = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_REGION", "STORAGE_EMULATOR_HOST")
-    return _cached_filesystem(scheme, bucket, tuple(os.environ.get(k) for k in keys))
-
-
-@functools.lru_cache(maxsize=64)
-def _cached_filesystem(scheme: str, bucket: str, _settings: tuple):
-    return _s3_filesystem(bucket) if scheme == "s3" else _gcs_filesystem()
-
-
-# What a client depends on: a change (another endpoint or account, a test's mock) makes a new one.
+# What a filesystem or client depends on: a change (another endpoint, account or region, a test's
+# mock) makes a new one.
 CLIENT_SETTINGS = (
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_S3",
@@ -56,11 +45,26 @@ CLIENT_SETTINGS = (
 )
 
 
+def _settings() -> tuple:
+    return tuple(os.environ.get(k) for k in CLIENT_SETTINGS)
+
+
+def _filesystem(scheme: str, bucket: str):
+    """One filesystem per bucket and endpoint settings: each input is opened once for its footer
+    and once per row group."""
+    return _cached_filesystem(scheme, bucket, _settings())
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_filesystem(scheme: str, bucket: str, _settings: tuple):
+    return _s3_filesystem(bucket) if scheme == "s3" else _gcs_filesystem()
+
+
 def _client(scheme: str):
     """The S3 or GCS client, made once per settings and shared by threads (both are thread-safe):
     making a boto3 client costs ~6 ms of CPU, and the prediction log publishes a file every
     few seconds under load."""
-    return _cached_client(scheme, tuple(os.environ.get(k) for k in CLIENT_SETTINGS))
+    return _cached_client(scheme, _settings())
 
 
 @functools.lru_cache(maxsize=8)

@@ -55,12 +55,10 @@ def request_series(method: str, path: str, status: int) -> tuple:
     """The (request counter, latency histogram) children for these labels, looked up once: the
     client's `labels()` takes a lock and builds a key on every call, a tenth of a one-ride
     request's time in the app."""
-    key = (method, path, status)
+    key = (method if method in METHODS else "other", path, status)
     series = _children.get(key)
-    if series is None:
-        label = method if method in METHODS else "other"
-        series = (REQUESTS.labels(label, path, str(status)), LATENCY.labels(path))
-        _children[key] = series
+    if series is None:  # the cache is as bounded as the labels: a made-up method adds nothing
+        series = _children[key] = (REQUESTS.labels(key[0], path, str(status)), LATENCY.labels(path))
     return series
 
 

@@ -86,7 +86,7 @@ def test_a_test_that_needs_ssl_gets_a_server_built_with_it_or_the_way_to_one(mon
     assert c.choose_pg("auto", SYSTEM, EMBEDDED, ssl=True) is SYSTEM
     with pytest.raises(
         c.ComponentError,
-        match=r"built with SSL .*embedded one has none.*apt-get install -y postgresql",
+        match=r"built with SSL .*embedded PostgreSQL 18 has none.*apt-get install -y postgresql",
     ):
         c.choose_pg("auto", None, EMBEDDED, ssl=True)
 
