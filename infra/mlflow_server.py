@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # Names of the environment variables the starter must fill from its secret store.
 # MLFLOW_FLASK_SERVER_SECRET_KEY signs the auth app's CSRF tokens; it must be stable across restarts.
@@ -42,6 +43,11 @@ ENGINES_PER_PROCESS = 3
 RESERVED_CONNECTIONS = 10
 MAX_POOL_SIZE, MAX_OVERFLOW = 5, 10  # SQLAlchemy's defaults: more buys nothing here
 
+# The auth app's read caches (see its docstring): a module the server imports from site_dir.
+LOCAL_SITE_DIR = Path(__file__).with_name("server_site")
+AUTH_CACHE_MODULE = "mlflow_auth_cache"
+AUTHORIZATION_FUNCTION = f"{AUTH_CACHE_MODULE}:authenticate_request_basic_auth"
+
 
 def connections_used(workers: int, pool_size: int, max_overflow: int) -> int:
     """The most connections the server can hold open at once."""
@@ -58,8 +64,11 @@ def pool_for(max_connections: int, workers: int) -> tuple[int, int]:
             f"{workers + 1} processes x {ENGINES_PER_PROCESS} pools of 2 with "
             f"{RESERVED_CONNECTIONS} reserved; use fewer workers or a larger database"
         )
-    overflow = max(1, per_engine // 3)
-    return min(MAX_POOL_SIZE, per_engine - overflow), min(MAX_OVERFLOW, overflow)
+    # All of the budget: MLflow's log_batch holds two of a pool's connections at once (a session
+    # for the run, another for its metrics), so a pool of n stalls for its 30 s timeout once n
+    # such requests reach one worker (measured: 8 connections, 16 clients, a 30 s request).
+    pool_size = min(MAX_POOL_SIZE, per_engine - 1)
+    return pool_size, min(MAX_OVERFLOW, per_engine - pool_size)
 
 
 @dataclass(frozen=True)
@@ -141,13 +150,17 @@ class ServerSettings:
     default_permission: str = "NO_PERMISSIONS"
     """What a user gets where nothing is granted: nothing."""
     auth_cache_seconds: int = 60
-    """How long a worker trusts a checked password (MLflow's credential cache): every request
-    otherwise pays a PBKDF2 check, ~0.3 s of CPU. A password changed or a user deleted elsewhere
-    keeps working in another worker for up to this long; 0 turns the cache off."""
+    """How long a worker trusts a checked password (MLflow's credential cache: every request
+    otherwise pays a PBKDF2 check, ~0.3 s of CPU) and what it read of users and grants
+    (mlflow_auth_cache). A password changed, a user deleted or a grant revoked through one worker
+    takes effect in that worker at once and in the others within this long; 0 turns both off."""
     db_max_connections: int = 100
     """The database's max_connections (PostgreSQL's default is 100; see infra.config for the
     managed databases'): the server's pools are sized to fit it (pool_for)."""
     mlflow_bin: str = "mlflow"
+    site_dir: str = str(LOCAL_SITE_DIR)
+    """The directory holding mlflow_auth_cache.py, put on the server's PYTHONPATH (on the VM, a
+    copy written by the user-data)."""
 
     def __post_init__(self) -> None:
         if not self.artifacts_destination.startswith(ARTIFACT_SCHEMES):
@@ -181,7 +194,7 @@ class ServerSettings:
             )
         if not (self.tls_certfile and self.tls_keyfile):
             raise ServerConfigError("tls_certfile and tls_keyfile are required: HTTPS only")
-        for key in ("tls_certfile", "tls_keyfile"):
+        for key in ("tls_certfile", "tls_keyfile", "site_dir"):
             if not re.fullmatch(r"/[\w./-]+", getattr(self, key)):
                 raise ServerConfigError(
                     f"{key} must be an absolute path, got {getattr(self, key)!r}"
@@ -250,6 +263,8 @@ def render(s: ServerSettings) -> ServerCommand:
         # 2-worker server open 135 connections, more than a small managed database allows.
         "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": str(pool_size),
         "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": str(max_overflow),
+        # The auth config's authorization_function, mlflow_auth_cache, is imported from here.
+        "PYTHONPATH": s.site_dir,
     }
     auth_ini = (
         "[mlflow]\n"
@@ -257,6 +272,7 @@ def render(s: ServerSettings) -> ServerCommand:
         f"auth_cache_ttl_seconds = {s.auth_cache_seconds}\n"
         f"database_uri = {database_uri(s, s.auth_db_name)}\n"
         "# admin_username / admin_password come from MLFLOW_AUTH_ADMIN_USERNAME/PASSWORD.\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        "# MLflow's basic auth with read caches in front of the auth app's database lookups.\n"
+        f"authorization_function = {AUTHORIZATION_FUNCTION}\n"
     )
     return ServerCommand(argv=argv, env=env, auth_ini=auth_ini)

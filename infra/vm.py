@@ -12,6 +12,7 @@ the VM's identity.
 
 from __future__ import annotations
 
+import ast
 import base64
 import gzip
 import ipaddress
@@ -22,13 +23,22 @@ from pathlib import Path
 
 import yaml
 
-from infra.mlflow_server import IDENTITIES, ServerSettings, database_uri, render
+from infra.mlflow_server import (
+    AUTH_CACHE_MODULE,
+    IDENTITIES,
+    LOCAL_SITE_DIR,
+    ServerSettings,
+    database_uri,
+    render,
+)
 from infra.vm_requirements import PYTHON, installer, requirements
 
 PREFIX = "/opt/mlflow"
 VENV = f"{PREFIX}/venv"
 SPEC_PATH = "/etc/mlflow/server.json"
 LAUNCHER_PATH = f"{PREFIX}/vm_launcher.py"
+SITE_DIR = f"{PREFIX}/site"
+"""Modules the server imports (on its PYTHONPATH): the auth app's read caches."""
 AUTH_INI_PATH = "/run/mlflow/basic_auth.ini"
 DB_CA_PATH = "/etc/mlflow/db-ca.pem"
 """The CA that verifies the database's certificate: written from user-data, or fetched at boot."""
@@ -297,6 +307,24 @@ class DatabaseCa:
             raise ValueError(f"DatabaseCa url must be https, got {self.url!r}")
 
 
+def shipped_python(path: Path) -> str:
+    """A Python file as the user-data carries it: the same code without its docstrings and
+    comments (EC2 takes 16 KB of user-data; the readable copy is the repository's)."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if not isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+            if isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    first = path.read_text().splitlines()[0]
+    shebang = f"{first}\n" if first.startswith("#!") else ""
+    return f"{shebang}# {path.name} from the repository, docstrings and comments left out\n" + (
+        ast.unparse(tree) + "\n"
+    )
+
+
 def user_data(
     settings: ServerSettings,
     secrets: SecretSource,
@@ -310,6 +338,8 @@ def user_data(
     With a `domain`, the VM also keeps a Let's Encrypt certificate for it (acme_units)."""
     if settings.mlflow_bin != f"{VENV}/bin/mlflow":
         raise ValueError(f"settings.mlflow_bin must be {VENV}/bin/mlflow on the VM")
+    if settings.site_dir != SITE_DIR:
+        raise ValueError(f"settings.site_dir must be {SITE_DIR} on the VM")
     if settings.auth_config_path != AUTH_INI_PATH:
         raise ValueError(f"settings.auth_config_path must be {AUTH_INI_PATH} on the VM")
     if settings.db_sslrootcert != DB_CA_PATH or settings.db_sslmode not in (
@@ -336,7 +366,12 @@ def user_data(
         ]
     files = [
         (SPEC_PATH, "0644", json.dumps(spec, indent=2) + "\n"),
-        (LAUNCHER_PATH, "0755", LAUNCHER_SOURCE.read_text()),
+        (LAUNCHER_PATH, "0755", shipped_python(LAUNCHER_SOURCE)),
+        (
+            f"{SITE_DIR}/{AUTH_CACHE_MODULE}.py",
+            "0644",
+            shipped_python(LOCAL_SITE_DIR / f"{AUTH_CACHE_MODULE}.py"),
+        ),  # fmt: skip
         (STACK_CERT_PATH, "0644", tls_cert_pem),
         (BOOTSTRAP_PATH, "0755", BOOTSTRAP_SOURCE.read_text()),
         (BOOTSTRAP_ENV, "0644", bootstrap_env(db_ca, logs, acme=bool(domain))),

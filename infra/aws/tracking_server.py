@@ -18,6 +18,7 @@ from infra.tls import tracking_tls
 from infra.vm import (
     AUTH_INI_PATH,
     DB_CA_PATH,
+    SITE_DIR,
     TLS_CERT_PATH,
     TLS_KEY_PATH,
     VENV,
@@ -271,6 +272,7 @@ class TrackingServer(pulumi.ComponentResource):
                 tls_certfile=TLS_CERT_PATH,
                 tls_keyfile=TLS_KEY_PATH,
                 mlflow_bin=f"{VENV}/bin/mlflow",
+                site_dir=SITE_DIR,
             )
             secrets = SecretSource(
                 "aws", db_secret, admin_secret, tls_key_secret, users, region=region

@@ -17,6 +17,7 @@ from infra.tls import tracking_tls
 from infra.vm import (
     AUTH_INI_PATH,
     DB_CA_PATH,
+    SITE_DIR,
     TLS_CERT_PATH,
     TLS_KEY_PATH,
     VENV,
@@ -213,6 +214,7 @@ class TrackingServer(pulumi.ComponentResource):
                 tls_certfile=TLS_CERT_PATH,
                 tls_keyfile=TLS_KEY_PATH,
                 mlflow_bin=f"{VENV}/bin/mlflow",
+                site_dir=SITE_DIR,
             )
             return user_data(
                 settings,

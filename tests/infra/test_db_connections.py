@@ -62,3 +62,6 @@ def test_pools_fit_whatever_the_size_or_say_why_not(max_connections, workers):
     assert pool_size >= 1 and 1 <= overflow <= 10
     total = (workers + 1) * ENGINES_PER_PROCESS * (pool_size + overflow)
     assert total <= max_connections - RESERVED_CONNECTIONS
+    # and no less than that allows (up to SQLAlchemy's 5 + 10): a log_batch takes two at once
+    budget = (max_connections - RESERVED_CONNECTIONS) // ((workers + 1) * ENGINES_PER_PROCESS)
+    assert pool_size + overflow == min(budget, 15)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import shlex
@@ -204,3 +205,41 @@ def test_server_and_bootstrap_logs_leave_the_vm(declared):
         "logs:DescribeLogStreams",
     ]
     assert all(r.endswith(":*") and "/mlflow/" in r for r in logs["Resource"])
+
+
+def _without_docstrings(tree: ast.AST) -> str:
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+def test_the_vm_gets_the_repository_s_python_code_without_its_docstrings(declared):
+    """The launcher and the auth app's caches go in the user-data as the same code (same syntax
+    tree once docstrings are dropped) and importable where the server looks for them."""
+    from infra.mlflow_server import AUTH_CACHE_MODULE, LOCAL_SITE_DIR
+    from infra.vm import LAUNCHER_PATH, LAUNCHER_SOURCE, SITE_DIR, SPEC_PATH
+
+    files = written(yaml.safe_load(user_data(declared)))
+    shipped = {
+        LAUNCHER_PATH: LAUNCHER_SOURCE,
+        f"{SITE_DIR}/{AUTH_CACHE_MODULE}.py": LOCAL_SITE_DIR / f"{AUTH_CACHE_MODULE}.py",
+    }
+    for path, source in shipped.items():
+        original = source.read_text()
+        assert "__doc__" not in original  # nothing reads what is left out
+        assert len(files[path]) < len(original)
+        assert _without_docstrings(ast.parse(files[path])) == _without_docstrings(
+            ast.parse(original)
+        )
+    assert files[LAUNCHER_PATH].startswith("#!/usr/bin/env python3\n")
+    spec = json.loads(files[SPEC_PATH])
+    assert spec["env"]["PYTHONPATH"] == SITE_DIR
+    assert f"authorization_function = {AUTH_CACHE_MODULE}:" in spec["authIni"]

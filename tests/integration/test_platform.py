@@ -137,6 +137,37 @@ def test_each_workload_user_has_its_grants_and_no_more(platform, months):
         assert call(user, "POST", "experiments/permissions/update", json=grant).status_code == 403
 
 
+def test_a_grant_revoked_or_a_user_deleted_counts_at_once_despite_the_auth_caches(platform):
+    """The server caches what the auth app reads of users and grants (mlflow_auth_cache); a change
+    made through the worker that serves the next request (this server has one) counts at once."""
+    from mlflow.server import get_app_client
+
+    ca = str(platform.ca_cert)
+    api = f"{platform.tracking_uri}/api/2.0/mlflow"
+    admin = client_for(platform)  # as the admin
+    auth = get_app_client("basic-auth", tracking_uri=platform.tracking_uri)
+    experiment = admin.create_experiment(unique("cache"))
+    run = admin.create_run(experiment).info.run_id
+    name, password = unique("someone"), "a-long-password-123"
+    auth.create_user(name, password)
+
+    def log(run_id: str = run) -> int:
+        metric = {"run_id": run_id, "key": "loss", "value": 1.0, "timestamp": 0, "step": 0}
+        return requests.post(f"{api}/runs/log-metric", json=metric, auth=(name, password),
+                             timeout=30, verify=ca).status_code  # fmt: skip
+
+    assert [log(), log()] == [403, 403]  # the second from the caches
+    auth.grant_user_permission(name, "experiment", experiment, "EDIT")
+    assert [log(), log()] == [200, 200]
+    assert log(uuid.uuid4().hex) == 403  # a run that does not exist is not let through
+    auth.revoke_user_permission(name, "experiment", experiment)
+    assert log() == 403
+    auth.grant_user_permission(name, "experiment", experiment, "EDIT")
+    assert log() == 200
+    auth.delete_user(name)
+    assert log() == 401
+
+
 def test_training_registers_a_model_whose_files_land_in_the_bucket(platform, months):
     name = unique("s3")
     result = train_cli(platform.env(), months, "--model", "linear", "--model-name", name)

@@ -232,12 +232,15 @@ def test_the_tracking_table_judges_auth_against_the_open_server(tmp_path):
     }
     results["authenticated"]["search_runs"] = row(50)
     results["authenticated"]["alias lookup"] = row(99, errors=1)
-    args = Namespace(clients=16, duration=15, startup=8, workers=2, auth_cache=60)
+    args = Namespace(clients=16, duration=15, warmup=2, workers=2, auth_cache=60,
+                     workloads=list(bt.WORKLOADS), db_max_connections=100)  # fmt: skip
     block = bt.render_block(results, args, 100.0, "test machine")
     goals = {line.split(":")[0].strip("| "): line.rsplit("|", 2)[1].strip()
              for line in block.splitlines() if "≥ 90%" in line}  # fmt: skip
     assert goals == {"log_metric": "met", "log_batch (100 metrics)": "met",
                      "search_runs": "**missed**", "alias lookup": "**missed**"}  # fmt: skip
+    assert "| peak PostgreSQL connections ≤ the computed bound (90: " in block
+    assert block.splitlines()[-2].endswith("| 9 | met |")
     report = tmp_path / "b.md"
     report.write_text(f"# B\n\nkept\n\n{bt.START}\nold\n{bt.END}\n\nafter\n")
     benchmark.write_report(block, report, bt.START, bt.END)

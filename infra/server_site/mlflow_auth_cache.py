@@ -1,0 +1,195 @@
+"""Read caches for MLflow's basic-auth app, so an authenticated request costs about what an
+unauthenticated one does.
+
+The auth app checks every request against PostgreSQL: the user (twice: is it an admin, and its
+id), the user's grants, for a run's endpoints the whole run (tags, params, latest metrics) only to
+learn its experiment, and for a registry lookup the whole registered model only to learn whether
+it is a prompt. Measured on the tracking benchmark, that is more database work than logging the
+metric itself. This module is the auth config's `authorization_function`: it authenticates exactly
+as MLflow's own basic auth does, and when the auth app first imports it, it puts caches in front of
+those reads, in each server worker:
+
+- the auth store's reads (`get_*`, `list_*`, `has_*`, `is_*`: users, grants, roles) are kept for
+  the TTL; any other call to the store (a user created, a password or grant changed) empties this
+  worker's cache at once. Other workers see the change within the TTL, as with MLflow's own
+  credential cache (`auth_cache_ttl_seconds`, whose value this module reads for its TTL).
+- a run's experiment never changes, so its permission requirements are kept (bounded, no TTL);
+  whether a registry name is a model or a prompt (which MLflow learns by loading the registered
+  model with all its versions) is kept for the TTL.
+
+Nothing is cached by password: authentication goes through MLflow's credential cache. The server
+starts with this file's directory on PYTHONPATH (infra.mlflow_server.render); it imports MLflow
+only, because on the VM it runs from a file beside the server's virtualenv.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+
+from mlflow.server import auth as _auth
+
+READ_PREFIXES = ("get_", "list_", "has_", "is_", "user_has_")
+RUN_CACHE_SIZE = 100_000
+STORE_CACHE_SIZE = 10_000
+PATCHED = (
+    "store",
+    "auth_config",
+    "authenticate_request_basic_auth",
+    "_run_requirement",
+    "_registered_model_or_prompt_target",
+    "_get_request_param",
+)
+
+
+class IncompatibleMlflow(ImportError):
+    """The pinned MLflow changed what this module wraps; the server must not start half-cached."""
+
+
+def _hashable(value):
+    try:
+        hash(value)
+    except TypeError:
+        if isinstance(value, (set, frozenset)):
+            return frozenset(value)
+        if isinstance(value, (list, tuple)):
+            return tuple(_hashable(v) for v in value)
+        raise
+    return value
+
+
+class _Bounded:
+    """A thread-safe LRU of at most `size` entries, each kept `ttl` seconds (None: forever)."""
+
+    def __init__(self, size: int, ttl: float | None) -> None:
+        self._size, self._ttl = size, ttl
+        self._data: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is None:
+                return None
+            expires, value = hit
+            if expires is not None and expires < time.monotonic():
+                del self._data[key]
+                return None
+            self._data.move_to_end(key)
+            return hit
+
+    def put(self, key, value) -> None:
+        expires = None if self._ttl is None else time.monotonic() + self._ttl
+        with self._lock:
+            self._data[key] = (expires, value)
+            self._data.move_to_end(key)
+            while len(self._data) > self._size:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class CachedAuthStore:
+    """The auth app's store with its reads kept for `ttl` seconds; any other call clears them."""
+
+    def __init__(self, store, ttl: float) -> None:
+        self._store = store
+        self.cache = _Bounded(STORE_CACHE_SIZE, ttl)
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._store, name)
+        if not callable(attr):
+            return attr
+        if name.startswith(READ_PREFIXES):
+            return self._reader(name, attr)
+        return self._writer(attr)
+
+    def _reader(self, name: str, read):
+        def cached(*args, **kwargs):
+            try:
+                key = (name, _hashable(args), _hashable(tuple(sorted(kwargs.items()))))
+            except TypeError:
+                return read(*args, **kwargs)
+            hit = self.cache.get(key)
+            if hit is None:
+                value = read(*args, **kwargs)
+                self.cache.put(key, value)
+            else:
+                value = hit[1]
+            return list(value) if isinstance(value, list) else value
+
+        return cached
+
+    def _writer(self, write):
+        def clearing(*args, **kwargs):
+            try:
+                return write(*args, **kwargs)
+            finally:
+                self.cache.clear()
+
+        return clearing
+
+
+def _cached_run_requirement(original, cache: _Bounded):
+    def run_requirement(run_id: str, action: str):
+        hit = cache.get((run_id, action))
+        if hit is not None:
+            return hit[1]
+        resolved = original(run_id, action)
+        if resolved is not None:  # a missing run is asked again: it may be created
+            cache.put((run_id, action), resolved)
+        return resolved
+
+    return run_requirement
+
+
+def _cached_model_target(original, read_name, cache: _Bounded):
+    def registered_model_or_prompt_target():
+        name = read_name("name")  # raises MLflow's own 400 when the request names none
+        hit = cache.get(name)
+        if hit is not None:
+            return hit[1]
+        target = original()
+        if target is not None:
+            cache.put(name, target)
+        return target
+
+    return registered_model_or_prompt_target
+
+
+def install(module=_auth) -> CachedAuthStore:
+    """Put the caches in front of the auth app's reads (idempotent)."""
+    missing = [name for name in PATCHED if not hasattr(module, name)]
+    if missing:
+        raise IncompatibleMlflow(
+            f"mlflow.server.auth has no {', '.join(missing)}: this MLflow is not the one "
+            "mlflow_auth_cache was written for (see uv.lock); remove authorization_function "
+            "from the auth config or update the module"
+        )
+    if isinstance(module.store, CachedAuthStore):
+        return module.store
+    ttl = module.auth_config.auth_cache_ttl_seconds
+    module.store = CachedAuthStore(module.store, ttl)
+    module._run_requirement = _cached_run_requirement(
+        module._run_requirement, _Bounded(RUN_CACHE_SIZE, None)
+    )
+    module._registered_model_or_prompt_target = _cached_model_target(
+        module._registered_model_or_prompt_target,
+        module._get_request_param,
+        _Bounded(STORE_CACHE_SIZE, ttl),
+    )
+    return module.store
+
+
+def authenticate_request_basic_auth():
+    """MLflow's basic auth, unchanged (the auth config's authorization_function)."""
+    return _auth.authenticate_request_basic_auth()
+
+
+install()
