@@ -164,8 +164,9 @@ class PlatformConfig(BaseModel):
     noncurrentVersionDays: int = Field(default=30, ge=1, le=3650)
     """Days before old versions of artifacts are deleted."""
     authCacheSeconds: int = Field(default=60, ge=0, le=3600)
-    """How long a server worker trusts a checked password (0: check every request, ~0.3 s of
-    CPU each). A changed or deleted password keeps working in a worker for up to this long."""
+    """How long a server worker trusts a checked password and what it read of users and grants
+    (0: check every request, ~0.3 s of CPU each for the password). A change counts at once in the
+    worker that made it and in the others within this long."""
     mlflowWorkers: int = Field(default=2, ge=1, le=8)
     dbMaxConnections: int | None = Field(default=None, ge=25, le=262143)
     """The database's max_connections, when not the provider's default for dbInstanceClass (a

@@ -211,6 +211,19 @@ def group_rss_mb(pgid: int) -> float:
     return total_kb / 1024
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU of the group's live processes (their threads included)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in group_pids(pgid):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / ticks
+
+
 def connections_per_process(pgid: int, port: int) -> list[int]:
     """Established client connections each server process holds, most first. uvicorn's workers
     share one listening socket, and a burst of new connections can all land on one worker."""

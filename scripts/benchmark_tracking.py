@@ -1,15 +1,16 @@
 """Tracking-server benchmark: the authenticated server against the same rendering without auth.
 
-`python -m scripts.benchmark_tracking` (part of `make benchmark`) starts PostgreSQL and moto_server,
-then, one at a time, the MLflow server as infra.mlflow_server renders it for the VM (HTTPS,
-bounded database pools, the credential cache), once with the basic-auth app and once without it,
-each with the same workers. Clients are separate processes (so the client side is not one GIL),
-all working as the `trainer` workload user on the authenticated server. Per workload (one metric
-per request, a 100-metric batch, a run search, a registry alias lookup) they send their next
-request as soon as the last one answered, for a fixed time, while the script samples the server's
-resident memory and PostgreSQL's connections from the server's database user. The table and the
-issue's goal (authenticated ≥ 90% of unauthenticated requests/s) replace the tracking block of
-docs/benchmarks.md.
+`python -m scripts.benchmark_tracking` (part of `make benchmark`) starts moto_server and two MLflow
+servers as infra.mlflow_server renders them for the VM (HTTPS, bounded database pools, the
+credential and auth read caches), each on a PostgreSQL of its own and with the same workers: one
+with the basic-auth app, one without. The same client processes (so the client side is not one
+GIL), working as the `trainer` workload user, load one server at a time: per workload (one metric
+per request, a 100-metric batch, a run search, a registry alias lookup) and round, each sends its
+next request as soon as the last one answered, for a fixed time, the servers taking turns in
+alternating order (A B, B A) so that a machine whose speed drifts favours neither. The script
+samples the loaded server's resident memory and PostgreSQL's connections from its database user.
+The table and the issue's goals (authenticated ≥ 90% of unauthenticated requests/s; connections
+within the rendered bound) replace the tracking block of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 
 from infra.mlflow_server import ENGINES_PER_PROCESS, connections_used, pool_for
 from scripts import components as c
-from scripts.benchmark import group_rss_mb, machine, say, write_report
+from scripts.benchmark import group_cpu_seconds, group_rss_mb, machine, say, write_report
 
 START, END = "<!-- tracking-benchmark:start -->", "<!-- tracking-benchmark:end -->"
 WORKLOADS = ("log_metric", "log_batch (100 metrics)", "search_runs", "alias lookup")
@@ -38,44 +39,96 @@ GOAL = 0.90  # issue 18: authenticated requests/s at least 90% of the unauthenti
 BATCH_METRICS = 100
 
 
-def client_loop(env: dict, workload: str, setup: dict, ready, warmup: float, seconds: float, out):
-    """One client process: its own MlflowClient, requests back to back until the deadline.
+def client_process(env: dict, jobs, ready, out) -> None:
+    """One client process for the whole run: per job, its own MlflowClient for that server and a
+    run of its own, then requests back to back until the deadline.
 
-    Every client imports MLflow and creates its run before the clock starts (the barrier), so the
-    measured window holds only requests; those sent during the warm-up are not counted."""
+    Every client has its run before the clock starts (the barrier), so the measured window holds
+    only requests; those sent during the warm-up are not counted."""
     os.environ.update(env)
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
-    client = MlflowClient()
-    run_id = client.create_run(setup["experiment"]).info.run_id
-    latencies, errors, step = [], 0, 0
-    ready.wait()
-    measured_from = time.monotonic() + warmup
-    deadline = measured_from + seconds
-    while (began := time.monotonic()) < deadline:
-        failed = False
-        try:
-            if workload == "log_metric":
-                client.log_metric(run_id, "loss", 1.0 / (step + 1), step=step)
-            elif workload.startswith("log_batch"):
-                stamp = int(time.time() * 1000)
-                client.log_batch(
-                    run_id,
-                    metrics=[Metric("loss", 1.0 / (s + 1), stamp, s) for s in
-                             range(step * BATCH_METRICS, (step + 1) * BATCH_METRICS)],
-                )  # fmt: skip
-            elif workload == "search_runs":
-                client.search_runs([setup["experiment"]], max_results=10)
-            else:
-                client.get_model_version_by_alias(MODEL, "champion")
-        except Exception:  # counted, never raised: a failed request is a result
-            failed = True
-        if began >= measured_from:
-            latencies.append(time.monotonic() - began)
-            errors += failed
-        step += 1
-    out.put((latencies, errors))
+    while (job := jobs.get()) is not None:
+        url, workload, experiment, warmup, seconds = job
+        client = MlflowClient(tracking_uri=url)
+        run_id = client.create_run(experiment).info.run_id
+        latencies, errors, step = [], 0, 0
+        ready.wait()
+        measured_from = time.monotonic() + warmup
+        deadline = measured_from + seconds
+        while (began := time.monotonic()) < deadline:
+            failed = False
+            try:
+                if workload == "log_metric":
+                    client.log_metric(run_id, "loss", 1.0 / (step + 1), step=step)
+                elif workload.startswith("log_batch"):
+                    stamp = int(time.time() * 1000)
+                    client.log_batch(
+                        run_id,
+                        metrics=[Metric("loss", 1.0 / (s + 1), stamp, s) for s in
+                                 range(step * BATCH_METRICS, (step + 1) * BATCH_METRICS)],
+                    )  # fmt: skip
+                elif workload == "search_runs":
+                    client.search_runs([experiment], max_results=10)
+                else:
+                    client.get_model_version_by_alias(MODEL, "champion")
+            except Exception:  # counted, never raised: a failed request is a result
+                failed = True
+            if began >= measured_from:
+                latencies.append(time.monotonic() - began)
+                errors += failed
+            step += 1
+        out.put((latencies, errors, step + 1))  # every request sent, its run's creation too
+
+
+class Clients:
+    """`n` client processes, started once (importing MLflow takes seconds each) and given one
+    phase at a time."""
+
+    def __init__(self, n: int, env: dict) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.out, self.ready = ctx.Queue(), ctx.Barrier(n + 1)
+        self.jobs = [ctx.Queue() for _ in range(n)]
+        self.procs = [ctx.Process(target=client_process, args=(env, q, self.ready, self.out))
+                      for q in self.jobs]  # fmt: skip
+        for proc in self.procs:
+            proc.start()
+
+    def phase(self, url: str, workload: str, experiment: str, args) -> dict:
+        for q in self.jobs:
+            q.put((url, workload, experiment, args.warmup, args.duration))
+        self.ready.wait(timeout=300)  # every client has its run
+        results = [self.out.get(timeout=args.warmup + args.duration + 120) for _ in self.jobs]
+        return {
+            "latencies": [x * 1000 for lat, _, _ in results for x in lat],
+            "errors": sum(e for _, e, _ in results),
+            "sent": sum(n for _, _, n in results),
+            "seconds": args.duration,
+        }
+
+    def close(self) -> None:
+        for q in self.jobs:
+            q.put(None)
+        for proc in self.procs:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+
+
+def summary(phases: list[dict]) -> dict:
+    """One row from a server's rounds of a workload."""
+    latencies = np.array([x for ph in phases for x in ph["latencies"]])
+    return {
+        "rps": len(latencies) / sum(ph["seconds"] for ph in phases),
+        "p50": float(np.percentile(latencies, 50)) if len(latencies) else float("nan"),
+        "p99": float(np.percentile(latencies, 99)) if len(latencies) else float("nan"),
+        "errors": sum(ph["errors"] for ph in phases),
+        "requests": len(latencies),
+        "rss": max(ph["rss"] for ph in phases),
+        "connections": max(ph["connections"] for ph in phases),
+        "cpu_ms": 1000 * sum(ph["cpu"] for ph in phases) / sum(ph["sent"] for ph in phases),
+    }
 
 
 def prepare(env: dict) -> dict:
@@ -99,7 +152,7 @@ class Sampler:
     def __init__(self, pgid: int, pg_port: int, superuser_password: str) -> None:
         import psycopg2
 
-        self.pgid, self.rss, self.connections = pgid, 0.0, 0
+        self.pgid, self.rss, self.connections, self.cpu = pgid, 0.0, 0, 0.0
         self._conn = psycopg2.connect(
             host=c.LOOPBACK, port=pg_port, user="postgres", password=superuser_password,
             dbname="postgres",
@@ -117,39 +170,15 @@ class Sampler:
             time.sleep(0.2)
 
     def __enter__(self):
+        self._cpu_before = group_cpu_seconds(self.pgid)
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        self.cpu = group_cpu_seconds(self.pgid) - self._cpu_before
         self._stop.set()
         self._thread.join()
         self._conn.close()
-
-
-def phase(env: dict, workload: str, setup: dict, args) -> dict:
-    ctx = multiprocessing.get_context("spawn")
-    out = ctx.Queue()
-    ready = ctx.Barrier(args.clients + 1)
-    procs = [
-        ctx.Process(target=client_loop,
-                    args=(env, workload, setup, ready, args.warmup, args.duration, out))
-        for _ in range(args.clients)
-    ]  # fmt: skip
-    for p in procs:
-        p.start()
-    ready.wait(timeout=300)  # every client has imported MLflow and made its run
-    results = [out.get(timeout=args.warmup + args.duration + 120) for _ in procs]
-    for p in procs:
-        p.join()
-    latencies = np.array([x for lat, _ in results for x in lat]) * 1000
-    errors = sum(e for _, e in results)
-    return {
-        "rps": len(latencies) / args.duration,
-        "p50": float(np.percentile(latencies, 50)) if len(latencies) else float("nan"),
-        "p99": float(np.percentile(latencies, 99)) if len(latencies) else float("nan"),
-        "errors": errors,
-        "requests": len(latencies),
-    }
 
 
 def render_block(results: dict, args, took: float, machine_line: str) -> str:
@@ -162,24 +191,28 @@ def render_block(results: dict, args, took: float, machine_line: str) -> str:
         f"- Machine: {machine_line}.",
         f"- Servers: `mlflow server` as rendered for the VM (HTTPS, PostgreSQL backend, S3 "
         f"artifacts on moto, bounded pools, credential cache {args.auth_cache} s), "
-        f"{args.workers} workers, one at a time: with the basic-auth app (clients are the "
-        "`trainer` user) and the same rendering without it.",
-        f"- Load: {args.clients} client processes (MlflowClient), each sending its next request "
-        f"as soon as the last answered, all started together once each has its run, "
-        f"{args.warmup:g} s of warm-up then {args.duration:g} s measured per workload. Peak memory: the server's processes' resident memory; peak "
-        "connections: PostgreSQL's sessions of the server's database user; both sampled every "
-        "0.2 s.",
+        f"{args.workers} workers, both up, loaded one at a time: with the basic-auth app and the "
+        "same rendering without it.",
+        f"- Load: the same {args.clients} client processes (MlflowClient, as the `trainer` user; "
+        "the open server ignores the credentials) for both, each sending its next request as "
+        "soon as the last answered, started together once each has a run of its own on the "
+        f"server; per workload {args.rounds} rounds per server in alternating order (A B, B A), "
+        f"each {args.warmup:g} s of warm-up then {args.duration:g} s measured; figures over the "
+        "rounds. Server CPU: user + system seconds of the server's processes over the phase, "
+        "per request sent (warm-up included; the clients, on the same 2 cores, use the rest). "
+        "Peak memory: the server's processes' resident memory; peak connections: PostgreSQL's "
+        "sessions of the server's database user; both sampled every 0.2 s.",
         "",
-        "| workload | server | requests/s | p50 ms | p99 ms | errors | peak PostgreSQL "
-        "connections | peak server memory MB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| workload | server | requests/s | p50 ms | p99 ms | errors | server CPU ms per request "
+        "| peak PostgreSQL connections | peak server memory MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for workload in args.workloads:
         for server in ("authenticated", "unauthenticated"):
             r = results[server][workload]
             lines.append(
                 f"| {workload} | {server} | {r['rps']:,.0f} | {r['p50']:.1f} | {r['p99']:.1f} | "
-                f"{r['errors']} | {r['connections']} | {r['rss']:,.0f} |"
+                f"{r['errors']} | {r['cpu_ms']:.1f} | {r['connections']} | {r['rss']:,.0f} |"
             )
     lines += ["", "| goal (issue 18) | figure | result |", "|---|---:|---|"]
     for workload in args.workloads:
@@ -201,11 +234,41 @@ def render_block(results: dict, args, took: float, machine_line: str) -> str:
     return "\n".join(lines)
 
 
+def start_server(server: str, auth: bool, root: Path, moto, tls, procs: list, args) -> dict:
+    """PostgreSQL of its own (neither server sees the other's runs) and the MLflow server as
+    rendered, with or without the auth app; an experiment and an aliased model to work on."""
+    cluster = c.pg_init(root / server / "pgdata", root / server / "pg-superuser")
+    pg = c.pg_start(cluster, c.free_port(), root / server / "postgresql.log")
+    procs.append(pg)
+    db_password = c.new_password()
+    c.pg_ensure_databases(pg.extra["port"], cluster.superuser_password, "mlflow",
+                          db_password, ["mlflow", "mlflow_auth"])  # fmt: skip
+    admin = c.MlflowCredentials("admin", c.new_password(), tls.ca_cert)
+    users = c.workload_users(lambda _: c.new_password(), tls.ca_cert)
+    say(f"starting the {server} MLflow server ({args.workers} workers, "
+        f"{pg.extra['server'].source} PostgreSQL)")  # fmt: skip
+    proc = c.mlflow_start(
+        port=c.free_port(), db_port=pg.extra["port"], db_password=db_password,
+        admin=admin, users={n: u.password for n, u in users.items()},
+        secret_key=c.new_password(), artifacts_destination="s3://bench-artifacts/mlflow",
+        store_env=c.s3_store_env(moto.url), tls=tls, workdir=root / server / "mlflow",
+        log=root / server / "mlflow.log", workers=args.workers, auth=auth,
+        db_max_connections=args.db_max_connections,
+    )  # fmt: skip
+    procs.append(proc)
+    env = users["trainer"].env(proc.url)
+    return {"proc": proc, "pg": pg, "superuser": cluster.superuser_password, "env": env,
+            "experiment": prepare(env)["experiment"]}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.benchmark_tracking",
                                      description=__doc__.split("\n\n")[0])  # fmt: skip
-    parser.add_argument("--duration", type=float, default=15, help="seconds measured (15)")
+    parser.add_argument("--duration", type=float, default=8,
+                        help="seconds measured per phase (8)")  # fmt: skip
     parser.add_argument("--warmup", type=float, default=2, help="seconds not counted (2)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="phases per server and workload, in alternating order (3)")  # fmt: skip
     parser.add_argument("--clients", type=int, default=16, help="client processes (16)")
     parser.add_argument("--workers", type=int, default=2, help="server workers (2, as the VM)")
     parser.add_argument("--workload", action="append", choices=WORKLOADS, dest="workloads",
@@ -219,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="bench-tracking-"))
     root.chmod(0o755)
     procs: list[c.Proc] = []
-    results: dict[str, dict] = {}
+    servers: dict[str, dict] = {}
+    clients = None
+    phases: dict[tuple[str, str], list[dict]] = {}
     try:
         say("starting moto_server")
         moto = c.moto_start(c.free_port(), root / "moto.log")
@@ -227,48 +292,34 @@ def main(argv: list[str] | None = None) -> int:
         c.ensure_bucket(moto.url, "bench-artifacts")
         tls = c.make_tls(root / "tls")
         for server, auth in (("authenticated", True), ("unauthenticated", False)):
-            # A database of its own for each server: neither sees the other's runs.
-            cluster = c.pg_init(root / server / "pgdata", root / server / "pg-superuser")
-            pg = c.pg_start(cluster, c.free_port(), root / server / "postgresql.log")
-            procs.append(pg)
-            db_password = c.new_password()
-            c.pg_ensure_databases(pg.extra["port"], cluster.superuser_password, "mlflow",
-                                  db_password, ["mlflow", "mlflow_auth"])  # fmt: skip
-            admin = c.MlflowCredentials("admin", c.new_password(), tls.ca_cert)
-            users = c.workload_users(lambda _: c.new_password(), tls.ca_cert)
-            say(
-                f"starting the {server} MLflow server ({args.workers} workers, {pg.extra['server'].source} PostgreSQL)"
-            )
-            proc = c.mlflow_start(
-                port=c.free_port(), db_port=pg.extra["port"], db_password=db_password,
-                admin=admin, users={n: u.password for n, u in users.items()},
-                secret_key=c.new_password(), artifacts_destination="s3://bench-artifacts/mlflow",
-                store_env=c.s3_store_env(moto.url), tls=tls, workdir=root / server / "mlflow",
-                log=root / server / "mlflow.log", workers=args.workers, auth=auth,
-                db_max_connections=args.db_max_connections,
-            )  # fmt: skip
-            procs.append(proc)
-            env = users["trainer"].env(proc.url)
-            if not auth:  # nobody is asked who they are
-                env = {k: v for k, v in env.items() if "USERNAME" not in k and "PASSWORD" not in k}
-            setup = prepare(env)
-            results[server] = {}
-            for workload in args.workloads:
-                say(f"{server}: {workload}, {args.clients} clients, {args.duration:g} s")
-                with Sampler(proc.pid, pg.extra["port"], cluster.superuser_password) as sample:
-                    r = phase(env, workload, setup, args)
-                r |= {"rss": sample.rss, "connections": sample.connections}
-                results[server][workload] = r
-                say(f"    {r['rps']:,.0f} req/s, p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, "
-                    f"errors {r['errors']}, {r['connections']} connections, "
-                    f"{r['rss']:,.0f} MB")  # fmt: skip
-            for done in (proc, pg):
-                done.stop(timeout=5)
-                procs.remove(done)
+            servers[server] = start_server(server, auth, root, moto, tls, procs, args)
+        # The same clients for both, as the trainer user (the open server ignores who they say).
+        clients = Clients(args.clients, servers["authenticated"]["env"])
+        order = list(servers)
+        for workload in args.workloads:
+            for _ in range(args.rounds):
+                for server in order:
+                    s = servers[server]
+                    say(f"{server}: {workload}, {args.clients} clients, {args.duration:g} s")
+                    with Sampler(s["proc"].pid, s["pg"].extra["port"], s["superuser"]) as sample:
+                        ph = clients.phase(s["proc"].url, workload, s["experiment"], args)
+                    ph |= {"rss": sample.rss, "connections": sample.connections,
+                           "cpu": sample.cpu}  # fmt: skip
+                    phases.setdefault((server, workload), []).append(ph)
+                    rps = len(ph["latencies"]) / ph["seconds"]
+                    say(f"    {rps:,.0f} req/s, errors {ph['errors']}, "
+                        f"{1000 * ph['cpu'] / ph['sent']:.1f} ms of server CPU a request, "
+                        f"{ph['connections']} connections, {ph['rss']:,.0f} MB")  # fmt: skip
+                order.reverse()  # A B, B A, ...: a machine that drifts favours neither
     finally:
+        if clients is not None:
+            clients.close()
         for proc in reversed(procs):
             proc.stop(timeout=5)
         shutil.rmtree(root, ignore_errors=True)
+    results = {
+        server: {w: summary(phases[(server, w)]) for w in args.workloads} for server in servers
+    }
     block = render_block(results, args, time.monotonic() - began,
                          machine(("mlflow", "sqlalchemy", "psycopg2-binary", "uvicorn")))  # fmt: skip
     out = args.out or Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"

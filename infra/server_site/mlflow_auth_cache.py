@@ -31,6 +31,7 @@ from collections import OrderedDict
 from mlflow.server import auth as _auth
 
 READ_PREFIXES = ("get_", "list_", "has_", "is_", "user_has_")
+UNCACHED_READS = ("authenticate_user",)  # by password: MLflow's credential cache, never ours
 RUN_CACHE_SIZE = 100_000
 STORE_CACHE_SIZE = 10_000
 PATCHED = (
@@ -104,7 +105,7 @@ class CachedAuthStore:
 
     def __getattr__(self, name: str):
         attr = getattr(self._store, name)
-        if not callable(attr):
+        if not callable(attr) or name in UNCACHED_READS:
             return attr
         if name.startswith(READ_PREFIXES):
             return self._reader(name, attr)
@@ -137,14 +138,18 @@ class CachedAuthStore:
 
 
 def _cached_run_requirement(original, cache: _Bounded):
+    # MLflow appends to the requirement list it gets (a logged model's, for log_metric and
+    # log_batch), so the cache keeps a tuple and every caller gets a list of its own.
     def run_requirement(run_id: str, action: str):
         hit = cache.get((run_id, action))
-        if hit is not None:
-            return hit[1]
-        resolved = original(run_id, action)
-        if resolved is not None:  # a missing run is asked again: it may be created
-            cache.put((run_id, action), resolved)
-        return resolved
+        if hit is None:
+            resolved = original(run_id, action)
+            if resolved is None:  # a missing run is asked again: it may be created
+                return None
+            hit = (None, (resolved[0], tuple(resolved[1])))
+            cache.put((run_id, action), hit[1])
+        anchor, requirements = hit[1]
+        return anchor, list(requirements)
 
     return run_requirement
 

@@ -224,6 +224,7 @@ def test_the_tracking_table_judges_auth_against_the_open_server(tmp_path):
             "errors": errors,
             "connections": 9,
             "rss": 800.0,
+            "cpu_ms": 7.5,
         }
 
     results = {
@@ -232,7 +233,7 @@ def test_the_tracking_table_judges_auth_against_the_open_server(tmp_path):
     }
     results["authenticated"]["search_runs"] = row(50)
     results["authenticated"]["alias lookup"] = row(99, errors=1)
-    args = Namespace(clients=16, duration=15, warmup=2, workers=2, auth_cache=60,
+    args = Namespace(clients=16, duration=10, warmup=2, rounds=2, workers=2, auth_cache=60,
                      workloads=list(bt.WORKLOADS), db_max_connections=100)  # fmt: skip
     block = bt.render_block(results, args, 100.0, "test machine")
     goals = {line.split(":")[0].strip("| "): line.rsplit("|", 2)[1].strip()
