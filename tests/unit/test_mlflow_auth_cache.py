@@ -3,8 +3,10 @@ tests/integration/test_platform.py runs them in the real server."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import threading
 import time
 from types import SimpleNamespace
 
@@ -140,3 +142,62 @@ print("ok")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=120)  # fmt: skip
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_one_check_at_a_time_per_key():
+    flights, calls, cache_ = cache.SingleFlight(), [], {}
+
+    def check():
+        if "k" in cache_:
+            return "hit"
+        calls.append(1)
+        time.sleep(0.2)
+        cache_["k"] = True
+        return "checked"
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(flights("k", check)))
+               for _ in range(8)]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and sorted(results) == ["checked"] + ["hit"] * 7
+    assert flights._flights == {}
+
+
+def test_concurrent_requests_with_an_expired_credential_check_the_password_once(tmp_path):
+    """In MLflow's own auth app (its own process): eight requests of one user whose credential is
+    not cached make one password check, not eight; a wrong password is still refused."""
+    ini = tmp_path / "auth.ini"
+    ini.write_text("[mlflow]\ndefault_permission = NO_PERMISSIONS\nauth_cache_ttl_seconds = 60\n"
+                   f"database_uri = sqlite:///{tmp_path}/auth.db\nadmin_username = admin\n")  # fmt: skip
+    script = f"""
+import base64, sys, threading, time
+sys.path.insert(0, {str(SITE_DIR)!r})
+import mlflow_auth_cache as c
+from mlflow.server import auth
+from mlflow.server.auth.entities import User
+checks = []
+def authenticate_user(username, password):
+    checks.append(username)
+    time.sleep(0.2)  # as scrypt takes its time
+    return password == "right"
+auth.store._store.authenticate_user = authenticate_user
+auth.store._store.get_user = lambda name: User(id_=1, username=name, password_hash="x", is_admin=False)
+results = []
+def request(password):
+    header = "Basic " + base64.b64encode(f"trainer:{{password}}".encode()).decode()
+    with auth.app.test_request_context(headers={{"Authorization": header}}):
+        results.append(type(c.authenticate_request_basic_auth()).__name__)
+threads = [threading.Thread(target=request, args=("right",)) for _ in range(8)]
+[t.start() for t in threads]; [t.join() for t in threads]
+assert checks == ["trainer"], checks
+assert set(results) == {{"Authorization"}}, results
+request("wrong")
+assert results[-1] == "Response" and len(checks) == 2, (results, checks)
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(ini)})  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
