@@ -190,7 +190,7 @@ def render_block(results: dict, args, took: float, machine_line: str) -> str:
         "",
         f"- Machine: {machine_line}.",
         f"- Servers: `mlflow server` as rendered for the VM (HTTPS, PostgreSQL backend, S3 "
-        f"artifacts on moto, bounded pools, credential cache {args.auth_cache} s), "
+        f"artifacts on moto, bounded pools, credential and auth read caches {args.auth_cache} s), "
         f"{args.workers} workers, both up, loaded one at a time: with the basic-auth app and the "
         "same rendering without it.",
         f"- Load: the same {args.clients} client processes (MlflowClient, as the `trainer` user; "
