@@ -310,7 +310,8 @@ class DatabaseCa:
 def shipped_python(path: Path) -> str:
     """A Python file as the user-data carries it: the same code without its docstrings and
     comments (EC2 takes 16 KB of user-data; the readable copy is the repository's)."""
-    tree = ast.parse(path.read_text())
+    source = path.read_text()
+    tree = ast.parse(source)
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if not isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -318,7 +319,7 @@ def shipped_python(path: Path) -> str:
         if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
             if isinstance(body[0].value.value, str):
                 node.body = body[1:] or [ast.Pass()]
-    first = path.read_text().splitlines()[0]
+    first = source.splitlines()[0]
     shebang = f"{first}\n" if first.startswith("#!") else ""
     return f"{shebang}# {path.name} from the repository, docstrings and comments left out\n" + (
         ast.unparse(tree) + "\n"

@@ -19,17 +19,16 @@ those reads, in each server worker:
 
 Nothing is cached by password: authentication goes through MLflow's credential cache, with one
 check at a time per credential (SingleFlight), so an entry expiring under load costs one scrypt,
-not one per request in flight. The server
-starts with this file's directory on PYTHONPATH (infra.mlflow_server.render); it imports MLflow
-only, because on the VM it runs from a file beside the server's virtualenv.
+not one per request in flight. The server starts with this file's directory on PYTHONPATH
+(infra.mlflow_server.render); it imports only what the server's environment has (MLflow and its
+cachetools), because on the VM it runs from a file beside the server's virtualenv.
 """
 
 from __future__ import annotations
 
 import threading
-import time
-from collections import OrderedDict
 
+from cachetools import LRUCache, TTLCache
 from mlflow.server import auth as _auth
 
 READ_PREFIXES = ("get_", "list_", "has_", "is_", "user_has_")
@@ -65,40 +64,35 @@ def _hashable(value):
     return value
 
 
-class _Bounded:
-    """A thread-safe LRU of at most `size` entries, each kept `ttl` seconds (None: forever)."""
+MISSING = object()
 
-    def __init__(self, size: int, ttl: float | None) -> None:
-        self._size, self._ttl = size, ttl
-        self._data: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
+
+class _Locked:
+    """A cachetools cache behind a lock (cachetools' caches are not thread-safe; Flask handlers
+    run on a thread pool)."""
+
+    def __init__(self, cache) -> None:
+        self._cache, self._lock = cache, threading.Lock()
 
     def get(self, key):
         with self._lock:
-            hit = self._data.get(key)
-            if hit is None:
-                return None
-            expires, value = hit
-            if expires is not None and expires < time.monotonic():
-                del self._data[key]
-                return None
-            self._data.move_to_end(key)
-            return hit
+            return self._cache.get(key, MISSING)
 
     def put(self, key, value) -> None:
-        expires = None if self._ttl is None else time.monotonic() + self._ttl
         with self._lock:
-            self._data[key] = (expires, value)
-            self._data.move_to_end(key)
-            while len(self._data) > self._size:
-                self._data.popitem(last=False)
+            self._cache[key] = value
 
     def clear(self) -> None:
         with self._lock:
-            self._data.clear()
+            self._cache.clear()
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._cache)
+
+
+def _cache(size: int, ttl: float | None) -> _Locked:
+    """At most `size` entries, least recently used out first, each kept `ttl` s (None: forever)."""
+    return _Locked(LRUCache(size) if ttl is None else TTLCache(size, ttl))
 
 
 class CachedAuthStore:
@@ -106,7 +100,7 @@ class CachedAuthStore:
 
     def __init__(self, store, ttl: float) -> None:
         self._store = store
-        self.cache = _Bounded(STORE_CACHE_SIZE, ttl)
+        self.cache = _cache(STORE_CACHE_SIZE, ttl)
 
     def __getattr__(self, name: str):
         attr = getattr(self._store, name)
@@ -122,12 +116,10 @@ class CachedAuthStore:
                 key = (name, _hashable(args), _hashable(tuple(sorted(kwargs.items()))))
             except TypeError:
                 return read(*args, **kwargs)
-            hit = self.cache.get(key)
-            if hit is None:
+            value = self.cache.get(key)
+            if value is MISSING:
                 value = read(*args, **kwargs)
                 self.cache.put(key, value)
-            else:
-                value = hit[1]
             return list(value) if isinstance(value, list) else value
 
         return cached
@@ -142,29 +134,29 @@ class CachedAuthStore:
         return clearing
 
 
-def _cached_run_requirement(original, cache: _Bounded):
+def _cached_run_requirement(original, cache: _Locked):
     # MLflow appends to the requirement list it gets (a logged model's, for log_metric and
     # log_batch), so the cache keeps a tuple and every caller gets a list of its own.
     def run_requirement(run_id: str, action: str):
-        hit = cache.get((run_id, action))
-        if hit is None:
+        kept = cache.get((run_id, action))
+        if kept is MISSING:
             resolved = original(run_id, action)
             if resolved is None:  # a missing run is asked again: it may be created
                 return None
-            hit = (None, (resolved[0], tuple(resolved[1])))
-            cache.put((run_id, action), hit[1])
-        anchor, requirements = hit[1]
+            kept = (resolved[0], tuple(resolved[1]))
+            cache.put((run_id, action), kept)
+        anchor, requirements = kept
         return anchor, list(requirements)
 
     return run_requirement
 
 
-def _cached_model_target(original, read_name, cache: _Bounded):
+def _cached_model_target(original, read_name, cache: _Locked):
     def registered_model_or_prompt_target():
         name = read_name("name")  # raises MLflow's own 400 when the request names none
-        hit = cache.get(name)
-        if hit is not None:
-            return hit[1]
+        target = cache.get(name)
+        if target is not MISSING:
+            return target
         target = original()
         if target is not None:
             cache.put(name, target)
@@ -187,12 +179,12 @@ def install(module=_auth) -> CachedAuthStore:
     ttl = module.auth_config.auth_cache_ttl_seconds
     module.store = CachedAuthStore(module.store, ttl)
     module._run_requirement = _cached_run_requirement(
-        module._run_requirement, _Bounded(RUN_CACHE_SIZE, None)
+        module._run_requirement, _cache(RUN_CACHE_SIZE, None)
     )
     module._registered_model_or_prompt_target = _cached_model_target(
         module._registered_model_or_prompt_target,
         module._get_request_param,
-        _Bounded(STORE_CACHE_SIZE, ttl),
+        _cache(STORE_CACHE_SIZE, ttl),
     )
     return module.store
 

@@ -96,10 +96,10 @@ def test_unhashable_arguments_are_read_through():
 
 
 def test_the_cache_is_bounded():
-    lru = cache._Bounded(3, None)
+    lru = cache._cache(3, None)
     for key in "abcd":
         lru.put(key, key.upper())
-    assert len(lru) == 3 and lru.get("a") is None and lru.get("d") == (None, "D")
+    assert len(lru) == 3 and lru.get("a") is cache.MISSING and lru.get("d") == "D"
 
 
 def test_a_run_s_requirements_are_kept_but_a_missing_run_is_asked_again():
@@ -109,7 +109,7 @@ def test_a_run_s_requirements_are_kept_but_a_missing_run_is_asked_again():
         asked.append(run_id)
         return None if run_id == "missing" else (("experiment", "1"), [action])
 
-    requirement = cache._cached_run_requirement(original, cache._Bounded(10, None))
+    requirement = cache._cached_run_requirement(original, cache._cache(10, None))
     anchor, first = requirement("r1", "update")
     first.append("a logged model's")  # as MLflow's log_batch check does to the list it gets
     assert requirement("r1", "update") == (("experiment", "1"), ["update"])
@@ -135,7 +135,7 @@ import mlflow_auth_cache as c
 from mlflow.server import auth
 assert isinstance(auth.store, c.CachedAuthStore), type(auth.store)
 assert c.install() is auth.store
-assert auth.store.cache._ttl == auth.auth_config.auth_cache_ttl_seconds
+assert auth.store.cache._cache.ttl == auth.auth_config.auth_cache_ttl_seconds
 assert auth._run_requirement.__name__ == "run_requirement"
 print("ok")
 """
