@@ -80,6 +80,21 @@ def test_the_table_equals_the_booster_on_every_region_boundary(fitted, rides, pa
     for pu, do, distance in (check_set(table.thresholds), rides):
         expected = booster_predict(booster, pu, do, distance)
         assert np.array_equal(table.predict(pu, do, distance), expected)
+    # One ride at a time takes the table's plain-Python path (the API's /predict): the same bits,
+    # on every boundary, at zero (either sign, and below LightGBM's zero threshold) and far past
+    # the last threshold.
+    pu, do, distance = check_set(table.thresholds)
+    odd = np.array([0.0, -0.0, 1e-40, 0.001, 0.0015, 249.99, 1e6])
+    pu, do = np.concatenate([pu, pu[: len(odd)]]), np.concatenate([do, do[: len(odd)]])
+    distance = np.concatenate([distance, odd])
+    expected = booster_predict(booster, pu, do, distance)
+    one_by_one = [
+        table.predict_one(int(p), int(d), float(x))
+        for p, d, x in zip(pu, do, distance, strict=True)
+    ]
+    assert np.array_equal(one_by_one, expected)
+    assert np.array_equal([table.predict(pu[i : i + 1], do[i : i + 1], distance[i : i + 1])[0]
+                           for i in range(0, len(pu), 7)], expected[::7])  # fmt: skip
 
 
 def test_zones_split_as_numbers_work_too(fitted, rides):
@@ -112,6 +127,20 @@ def test_a_table_that_disagrees_with_the_pyfunc_is_not_used(tmp_path, fitted, mo
         return type(table)((shifted, table.zone_class[1]), table.thresholds, None, table.values)
 
     monkeypatch.setattr(predict, "compile_booster", off_by_one_zone)
+    pyfunc = save_and_load(tmp_path, Candidate("lightgbm", {"n_estimators": 30}), *fitted)
+    scorer = choose(pyfunc, "1")
+    assert scorer.path == "LightGBM booster" and scorer.max_diff == 0.0
+
+
+def test_a_table_whose_one_ride_path_disagrees_is_not_used(tmp_path, fitted, monkeypatch):
+    """The single-ride path is checked ride by ride at load, not trusted because the batch path
+    agrees."""
+    from scoring.table import RegionTable
+
+    real = RegionTable.predict_one
+    monkeypatch.setattr(
+        RegionTable, "predict_one", lambda self, pu, do, x: real(self, pu, do, x + 0.5)
+    )
     pyfunc = save_and_load(tmp_path, Candidate("lightgbm", {"n_estimators": 30}), *fitted)
     scorer = choose(pyfunc, "1")
     assert scorer.path == "LightGBM booster" and scorer.max_diff == 0.0
