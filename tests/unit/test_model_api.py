@@ -434,3 +434,17 @@ def test_a_loaded_model_leaves_the_heap_frozen_and_a_replaced_one_collectable(cl
     settle_heap()
     assert gone() is None
     assert gc.get_freeze_count() > 10_000
+
+
+def test_the_routes_read_their_headers_as_starlette_would():
+    """One pass over the raw headers: the first of a repeated header counts, absent ones are ""."""
+    from services.model_api.routes.predict import wanted_headers
+
+    raw = [(b"host", b"x"), (b"x-request-id", b"first"), (b"content-type", b"application/json"),
+           (b"x-request-id", b"second"), (b"content-length", b"12")]  # fmt: skip
+    request = Request({"type": "http", "headers": raw})
+    assert wanted_headers(request) == [
+        request.headers.get(k, "") for k in ("content-type", "content-length", "x-request-id")
+    ]
+    assert wanted_headers(request) == ["application/json", "12", "first"]
+    assert wanted_headers(Request({"type": "http", "headers": []})) == ["", "", ""]

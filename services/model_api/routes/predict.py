@@ -40,11 +40,28 @@ router = APIRouter(tags=["predict"], route_class=DirectRoute)
 M = TypeVar("M", bound=BaseModel)
 
 
-async def read_body(request: Request) -> bytes:
-    """The body, up to the limit: a declared length over it is refused before anything is read,
-    and a chunked body as soon as it passes the limit (never held whole)."""
+# The request headers the routes read, in one pass over the raw ones: Starlette's
+# `request.headers` decodes and compares every header on each lookup (~5.7 µs for these three,
+# ~8% of the app's time for one ride; ~0.5 µs this way). The first of a repeated header counts,
+# as with Starlette's `get`; the server gives the names in lower case (ASGI).
+WANTED = {b"content-type": 0, b"content-length": 1, b"x-request-id": 2}
+
+
+def wanted_headers(request: Request) -> list[str]:
+    """Content-Type, Content-Length and X-Request-ID, in that order ("" where absent)."""
+    found: list[str | None] = [None, None, None]
+    for key, value in request.scope["headers"]:
+        i = WANTED.get(key)
+        if i is not None and found[i] is None:
+            found[i] = value.decode("latin-1")
+    return [v or "" for v in found]
+
+
+async def read_body(request: Request, declared: str = "") -> bytes:
+    """The body, up to the limit: a declared length (`declared`, the Content-Length) over it is
+    refused before anything is read, and a chunked body as soon as it passes the limit (never
+    held whole)."""
     limit = request.app.state.settings.max_body_bytes
-    declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise body_too_large(limit)
     # Straight from the ASGI messages (Starlette's request.stream() is an async generator: a
@@ -70,15 +87,14 @@ def body_too_large(limit: int) -> HTTPException:
     )
 
 
-async def parse(request: Request, model: type[M]) -> M:
-    content_type = request.headers.get("content-type", "")
+async def parse(request: Request, model: type[M], content_type: str, length: str) -> M:
     media = content_type.split(";", 1)[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
         raise HTTPException(
             status_code=415,
             detail=f"content-type must be application/json, got {content_type[:100] or 'none'!r}",
         )
-    body = await read_body(request)
+    body = await read_body(request, length)
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
@@ -90,11 +106,10 @@ async def parse(request: Request, model: type[M]) -> M:
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
-def request_id(request: Request) -> str:
-    """The request's id (X-Request-ID, or a new one of 32 hex digits), returned in the response's
-    header: the key of its rides in the prediction log."""
-    given = request.headers.get("x-request-id", "")
-    return given if REQUEST_ID.fullmatch(given) else os.urandom(16).hex()
+def request_id(given: str) -> str:
+    """The request's id (the X-Request-ID it came with, or a new one of 32 hex digits), returned
+    in the response's header: the key of its rides in the prediction log."""
+    return given if given and REQUEST_ID.fullmatch(given) else os.urandom(16).hex()
 
 
 def log_predictions(request: Request, rid: str, version: str, arrays, durations) -> None:
@@ -119,12 +134,13 @@ def serving(request: Request) -> Loaded:
     responses=ERROR_RESPONSES,
 )
 async def predict(request: Request) -> Response:
-    ride = await parse(request, Ride)
+    content_type, length, given_id = wanted_headers(request)
+    ride = await parse(request, Ride, content_type, length)
     loaded = serving(request)
     arrays = features([ride])
     durations = loaded.predict(*arrays)
     predictions(loaded.version).inc()
-    rid = request_id(request)
+    rid = request_id(given_id)
     log_predictions(request, rid, loaded.version, arrays, durations)
     body = Prediction(duration=float(durations[0]), model_version=loaded.version)
     return json_response(body, {"X-Request-ID": rid})
@@ -138,12 +154,13 @@ async def predict(request: Request) -> Response:
     responses=ERROR_RESPONSES,
 )
 async def predict_batch(request: Request) -> Response:
-    batch = await parse(request, Batch)
+    content_type, length, given_id = wanted_headers(request)
+    batch = await parse(request, Batch, content_type, length)
     loaded = serving(request)
     arrays = features(batch.rides)
     durations = await run_in_threadpool(loaded.predict, *arrays)
     predictions(loaded.version).inc(len(durations))
-    rid = request_id(request)
+    rid = request_id(given_id)
     log_predictions(request, rid, loaded.version, arrays, durations)
     body = BatchPrediction(durations=durations.tolist(), model_version=loaded.version)
     return json_response(body, {"X-Request-ID": rid})
