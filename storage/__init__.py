@@ -67,6 +67,14 @@ def _client(scheme: str):
     return _cached_client(scheme, _settings())
 
 
+def connect(uri: str) -> None:
+    """Make the client that publishing to `uri` will use now (made once per settings; a
+    folder needs none), so that the first write does not pay for it."""
+    scheme = split(uri)[0]
+    if scheme != "file":
+        _client(scheme)
+
+
 @functools.lru_cache(maxsize=8)
 def _cached_client(scheme: str, _settings: tuple):
     if scheme == "s3":

@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
+from itertools import compress
 
 import numpy as np
 import pyarrow as pa
@@ -40,6 +41,8 @@ Features = tuple[np.ndarray, np.ndarray, np.ndarray]
 log = logging.getLogger(__name__)
 
 SWITCH_INTERVAL_S = 0.001
+ONE_RIDE = 7  # the length of a one-ride chunk (see PredictionLog.record)
+MICROS_PER_DAY = 86_400_000_000
 
 SCHEMA = pa.schema(
     [
@@ -67,7 +70,8 @@ class PredictionLog:
         self.max_rows = max_rows
         self.flush_rows = min(flush_rows, max_rows)
         self.flush_seconds = flush_seconds
-        # (unix time, request id, model version, features, durations) per request.
+        # Per request: (unix time, request id, model version, features, durations), or for one
+        # ride (unix time, request id, model version, pickup, dropoff, distance, duration).
         self._chunks: list[tuple[float, str, str, Features, Sequence[float]]] = []
         self._rows = 0
         self._lock = threading.Lock()
@@ -82,14 +86,21 @@ class PredictionLog:
     ) -> bool:
         """Keep a request's predictions for the next write; False (and counted) if the buffer
         is full. Constant time: the request's own feature arrays (pickup zones, dropoff zones,
-        distances) are kept as they are and joined, column by column, when written."""
+        distances) are kept as they are and joined, column by column, when written; one ride is
+        kept as its Python numbers (see _table)."""
         n = len(durations)
+        if n == 1:
+            pu, do, distance = features
+            chunk = (time.time(), request_id, version, pu.item(), do.item(), distance.item(),
+                     float(durations[0]))  # fmt: skip
+        else:
+            chunk = (time.time(), request_id, version, features, durations)
         full = due = False
         with self._lock:
             if self._rows + n > self.max_rows:
                 full = True
             else:
-                self._chunks.append((time.time(), request_id, version, features, durations))
+                self._chunks.append(chunk)
                 self._rows += n
                 due = self._rows >= self.flush_rows
         if full:
@@ -113,31 +124,48 @@ class PredictionLog:
             return self._write(chunks)
 
     def _write(self, chunks) -> int:
-        by_day: dict[str, list] = {}
-        for chunk in chunks:
-            day = dt.datetime.fromtimestamp(chunk[0], dt.UTC).strftime("%Y-%m-%d")
-            by_day.setdefault(day, []).append(chunk)
-        written = 0
-        for day, day_chunks in sorted(by_day.items()):
-            table = _table(day_chunks)
+        table = _table(chunks)
+        # The UTC day of every ride at once (a datetime per request held the GIL ~60-120 ms per
+        # 20,000 one-ride requests on the 2-core benchmark machine).
+        days = table.column("timestamp").cast(pa.int64()).to_numpy() // MICROS_PER_DAY
+        written, unique = 0, np.unique(days)
+        for day in unique:
+            part = table if len(unique) == 1 else table.filter(pa.array(days == day))
+            date = dt.datetime.fromtimestamp(int(day) * 86_400, dt.UTC).strftime("%Y-%m-%d")
             name = (
-                f"date={day}/{self._worker}-{dt.datetime.now(dt.UTC):%H%M%S}-"
+                f"date={date}/{self._worker}-{dt.datetime.now(dt.UTC):%H%M%S}-"
                 f"{uuid.uuid4().hex[:8]}.parquet"
             )
             uri = storage.join(self.prefix, name)
             try:
                 with storage.publishing(uri) as path:
-                    pq.write_table(table, path, compression="snappy")
+                    pq.write_table(part, path, compression="snappy")
             except Exception as exc:  # the log must never take the API down
-                PREDICTION_LOG_FAILED.inc(table.num_rows)
-                log.warning("prediction log: %d rides not written to %s: %s", table.num_rows,
+                PREDICTION_LOG_FAILED.inc(part.num_rows)
+                log.warning("prediction log: %d rides not written to %s: %s", part.num_rows,
                             uri, exc)  # fmt: skip
                 continue
-            PREDICTION_LOG_WRITTEN.inc(table.num_rows)
-            written += table.num_rows
+            PREDICTION_LOG_WRITTEN.inc(part.num_rows)
+            written += part.num_rows
         return written
 
+    def _warm(self) -> None:
+        """Pay a first write's one-time costs before requests come, not in the first flush
+        (Arrow's kernels, the parquet writer, the store's client: ~400 ms of a worker's GIL
+        measured in-process, a stall the first flush under load would add to the requests)."""
+        try:
+            now = time.time()
+            rides = (np.ones(2, np.int64), np.ones(2, np.int64), np.zeros(2))
+            chunks = [(now, "warm", "0", 1, 1, 0.0, 0.0), (now, "warm", "0", rides, [0.0, 0.0])]
+            table = _table(chunks)
+            table.filter(pa.array(np.ones(len(table), dtype=bool)))
+            pq.write_table(table, pa.BufferOutputStream(), compression="snappy")
+            storage.connect(self.prefix)
+        except Exception as exc:  # the first flush will say what is wrong, and count it
+            log.debug("prediction log: warming up failed: %s", exc)
+
     def _run(self) -> None:
+        self._warm()
         while not self._stop.is_set():
             self._wake.wait(self.flush_seconds)
             self._wake.clear()
@@ -164,22 +192,56 @@ class PredictionLog:
 
 
 def _table(chunks) -> pa.Table:
-    """The chunks' rides as one table, built with array operations (the writer shares its
-    worker's interpreter with the requests: a Python loop per ride held the GIL for ~100 ms per
-    20,000 rides, which showed in the requests' p99). A request's id and version are converted
+    """The chunks' rides as one table in the order they came, built with array operations: the
+    writer shares its worker's interpreter with the requests, and what it does in Python holds
+    the GIL while they wait (a loop per ride held it ~100 ms per 20,000 rides, which showed in
+    the requests' p99). One-ride chunks are kept as Python numbers and taken apart by zip (NumPy
+    joining 20,000 one-element arrays took ~50 ms); a request's id and version are converted
     once per request and repeated by Arrow (from a NumPy object array, 100,000 strings took
     20-350 ms, the latter when a collection ran meanwhile)."""
+    one = [len(chunk) == ONE_RIDE for chunk in chunks]
+    ones, many = list(compress(chunks, one)), list(compress(chunks, [not x for x in one]))
+    parts = [_one_ride_table(ones)] if ones else []
+    if many:
+        parts.append(_requests_table(many))
+    if len(parts) == 1:
+        return parts[0]
+    # Both kinds: each ride's request's place in the flush, to put the rides back in order.
+    at = np.arange(len(chunks))
+    counts = np.fromiter(map(len, (chunk[4] for chunk in many)), dtype=np.int64, count=len(many))
+    where = np.concatenate([at[one], np.repeat(at[np.logical_not(one)], counts)])
+    return pa.concat_tables(parts).take(pa.array(np.argsort(where, kind="stable")))
+
+
+def _one_ride_table(ones) -> pa.Table:
+    times, request_ids, versions, pu, do, distance, duration = zip(*ones, strict=True)
+    micros = (np.array(times, dtype=np.float64) * 1_000_000).astype(np.int64)
+    return pa.table(
+        [
+            pa.array(request_ids, pa.string()),
+            pa.array(np.zeros(len(ones), dtype=np.int32), pa.int32()),
+            pa.array(micros, pa.timestamp("us", tz="UTC")),
+            pa.array(versions, pa.string()),
+            pa.array(pu, pa.int32()),
+            pa.array(do, pa.int32()),
+            pa.array(distance, pa.float64()),
+            pa.array(duration, pa.float64()),
+        ],
+        schema=SCHEMA,
+    )
+
+
+def _requests_table(chunks) -> pa.Table:
     k = len(chunks)
     counts = np.fromiter((len(c[4]) for c in chunks), dtype=np.int64, count=k)
     starts = np.cumsum(counts) - counts
     index = np.arange(counts.sum(), dtype=np.int32) - np.repeat(starts, counts).astype(np.int32)
     seconds = np.fromiter((c[0] for c in chunks), dtype=np.float64, count=k)
     micros = np.repeat((seconds * 1_000_000).astype(np.int64), counts)
-    take = None if (counts == 1).all() else pa.array(np.repeat(np.arange(k), counts))
+    take = pa.array(np.repeat(np.arange(k), counts))
 
     def per_ride(values: list[str]) -> pa.Array:
-        array = pa.array(values, pa.string())
-        return array if take is None else array.take(take)
+        return pa.array(values, pa.string()).take(take)
 
     columns = [np.concatenate([c[3][j] for c in chunks]) for j in range(3)]
     durations = np.concatenate([np.asarray(c[4], dtype=np.float64) for c in chunks])

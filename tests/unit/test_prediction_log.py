@@ -7,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
@@ -72,6 +73,37 @@ def test_rides_are_written_as_hive_partitioned_parquet(tmp_path):
     assert log.flush() == 0  # nothing twice
 
 
+def test_one_ride_and_many_ride_requests_come_out_in_order_split_at_midnight(tmp_path, monkeypatch):
+    """One-ride requests are kept as Python numbers, the others as arrays; a flush puts their
+    rides back in the order the requests came and writes one file per UTC day."""
+    from services.model_api import prediction_log
+
+    midnight = 20_000 * 86_400.0  # 2024-10-04 00:00 UTC
+    clock = iter([midnight - 2.0, midnight - 1.0, midnight - 0.5, midnight + 0.25, midnight + 1])
+    monkeypatch.setattr(prediction_log.time, "time", lambda: next(clock))
+    log = PredictionLog(str(tmp_path))
+    log.record("a", "1", rides(1), [10.0])
+    log.record("b", "1", rides(3), [20.0, 21.0, 22.0])
+    log.record("c", "2", rides(1), [30.0])
+    log.record("d", "2", rides(2), [40.0, 41.0])
+    log.record("e", "2", rides(1), [50.0])
+    assert log.flush() == 8
+    parts = {f.parent.name: pq.read_table(f).to_pandas() for f in tmp_path.rglob("*.parquet")}
+    assert sorted(parts) == ["date=2024-10-03", "date=2024-10-04"]
+    before, after = parts["date=2024-10-03"], parts["date=2024-10-04"]
+    assert before[["request_id", "ride"]].values.tolist() == [
+        ["a", 0], ["b", 0], ["b", 1], ["b", 2], ["c", 0],
+    ]  # fmt: skip
+    assert before["predicted_duration"].tolist() == [10.0, 20.0, 21.0, 22.0, 30.0]
+    assert before["PULocationID"].tolist() == [1, 1, 2, 3, 1]
+    assert before["trip_distance"].tolist() == [0.0, 0.0, 0.1, 0.2, 0.0]
+    assert after[["request_id", "ride", "model_version"]].values.tolist() == [
+        ["d", 0, "2"], ["d", 1, "2"], ["e", 0, "2"],
+    ]  # fmt: skip
+    assert after["timestamp"].iloc[0] == pd.Timestamp(midnight + 0.25, unit="s", tz="UTC")
+    assert before["timestamp"].iloc[0] == pd.Timestamp(midnight - 2.0, unit="s", tz="UTC")
+
+
 def test_a_full_buffer_drops_whole_requests_and_counts_them(tmp_path):
     log = PredictionLog(str(tmp_path), max_rows=10)
     dropped = counter(metrics.PREDICTION_LOG_DROPPED)
@@ -107,6 +139,32 @@ def test_enough_rides_wake_the_writer_and_closing_writes_the_rest(tmp_path):
     log.record("tail", "1", rides(7), [1.0] * 7)
     log.close()
     assert len(logged(tmp_path)) == 157
+
+
+def test_the_writer_warms_up_first_writes_nothing_then_and_survives_a_failed_warm_up(
+    tmp_path, monkeypatch
+):
+    """Before its first flush the writer makes the store's client (and Arrow's first table): a
+    cold first flush held a worker's GIL ~0.5 s. A warm-up that fails changes nothing else."""
+    calls = []
+
+    def connect(uri):
+        calls.append(uri)
+        raise storage.StorageError(f"{uri}: no credentials yet")
+
+    monkeypatch.setattr(storage, "connect", connect)
+    log = PredictionLog(str(tmp_path), flush_rows=1, flush_seconds=3600)
+    log.start()
+    deadline = time.monotonic() + 10
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert calls == [str(tmp_path)]
+    assert logged(tmp_path) is None  # the warm-up's table went nowhere
+    log.record("a", "1", rides(1), [1.0])
+    while logged(tmp_path) is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    log.close()
+    assert logged(tmp_path)["request_id"].tolist() == ["a"]
 
 
 def test_a_started_log_makes_the_worker_hand_the_gil_over_sooner(tmp_path):
