@@ -27,6 +27,7 @@ cachetools), because on the VM it runs from a file beside the server's virtualen
 from __future__ import annotations
 
 import threading
+import weakref
 
 from cachetools import LRUCache, TTLCache
 from mlflow.server import auth as _auth
@@ -35,6 +36,7 @@ READ_PREFIXES = ("get_", "list_", "has_", "is_", "user_has_")
 UNCACHED_READS = ("authenticate_user",)  # by password: MLflow's credential cache, never ours
 RUN_CACHE_SIZE = 100_000
 STORE_CACHE_SIZE = 10_000
+SCAN_CACHE_SIZE = 10_000  # paths: an artifact's path is part of its URL
 PATCHED = (
     "store",
     "auth_config",
@@ -45,7 +47,16 @@ PATCHED = (
     "_USER_AUTH_CACHE",
     "_USER_AUTH_CACHE_LOCK",
     "_auth_cache_key",
+    # What the permission middleware's bypass reads (see bypass_permission_middleware).
+    "add_fastapi_permission_middleware",
+    "is_unprotected_route",
+    "_find_fastapi_validator",
+    "MLFLOW_BASIC_AUTH_FAIL_CLOSED",
+    "_native_fastapi_routes",
+    "_scope_matches_native_route",
 )
+# MLflow's FastAPI permission middleware, a Starlette BaseHTTPMiddleware around every request.
+PERMISSION_MIDDLEWARE = "add_fastapi_permission_middleware.<locals>.fastapi_permission_middleware"
 
 
 class IncompatibleMlflow(ImportError):
@@ -186,7 +197,92 @@ def install(module=_auth) -> CachedAuthStore:
         module._get_request_param,
         _cache(STORE_CACHE_SIZE, ttl),
     )
+    bypass_permission_middleware(module)
     return module.store
+
+
+def passes_through(module, scope, matches_native) -> bool:
+    """Whether MLflow's FastAPI permission middleware would only hand this request on: its path
+    needs no login, or it has no FastAPI validator and, in fail-closed mode (MLflow's default),
+    is no native FastAPI route either (a Flask route: Flask's before_request checks it). The
+    first branches of add_fastapi_permission_middleware, asked of the same functions;
+    `matches_native(scope)` is its route scan (None: no app to scan). Anything else, an odd
+    scope included, is left to the middleware."""
+    path = scope.get("path")
+    if scope.get("type") != "http" or not isinstance(path, str) or not path:
+        return False
+    if module.is_unprotected_route(path):
+        return True
+    if module._find_fastapi_validator(path, scope.get("method", "")) is not None:
+        return False
+    if not module.MLFLOW_BASIC_AUTH_FAIL_CLOSED.get():
+        return True
+    return matches_native is not None and not matches_native(scope)
+
+
+def native_route_scan(module, app):
+    """MLflow's fail-closed route scan for this app (whether a request is one of its native
+    FastAPI routes), remembered per root path, path and method: the scan matched every native
+    route's pattern for every request, ~4% of a worker's time under log_metric load. A route
+    matches on those alone, except a Host route (by header): with one, nothing is remembered."""
+    from starlette.routing import Host
+
+    routes = module._native_fastapi_routes(app)
+    if any(isinstance(route, Host) for route in routes):
+        return lambda scope: module._scope_matches_native_route(routes, scope)
+    seen = _cache(SCAN_CACHE_SIZE, None)
+
+    def matches(scope) -> bool:
+        key = (scope.get("root_path", ""), scope["path"], scope.get("method"))
+        found = seen.get(key)
+        if found is MISSING:
+            found = module._scope_matches_native_route(routes, scope)
+            seen.put(key, found)
+        return found
+
+    return matches
+
+
+def bypass_permission_middleware(module=_auth, middleware=None) -> None:
+    """Requests the permission middleware would only hand on go straight to the next app.
+
+    It is a Starlette BaseHTTPMiddleware, which runs the rest of the app in a task of its own
+    and streams the response back through a memory channel: py-spy put ~6% of a worker's time
+    under log_metric load there, for the tracking API's requests, which it only hands on to
+    Flask. The class's __call__ is wrapped (the app's middleware stack is built before the auth
+    app imports this module, but each call looks __call__ up on the class); only the instance
+    whose dispatch is MLflow's permission middleware is affected, and only where
+    passes_through says so. The app's native routes are listed at its first request, as MLflow
+    lists them when it adds the middleware (create_app adds no route after that). Idempotent."""
+    if middleware is None:
+        from starlette.middleware.base import BaseHTTPMiddleware as middleware
+    original = middleware.__call__
+    if getattr(original, "bypasses", None) is PERMISSION_MIDDLEWARE:
+        return
+
+    scans = weakref.WeakKeyDictionary()  # per app (one per worker): its route scan
+
+    def scan(app):
+        if app is None:
+            return None
+        found = scans.get(app)
+        if found is None:
+            found = scans[app] = native_route_scan(module, app)
+        return found
+
+    async def __call__(self, scope, receive, send):
+        dispatch = self.dispatch_func
+        if (
+            getattr(dispatch, "__qualname__", None) == PERMISSION_MIDDLEWARE
+            and getattr(dispatch, "__module__", None) == module.__name__
+            and passes_through(module, scope, scan(scope.get("app")))
+        ):
+            await self.app(scope, receive, send)
+            return
+        await original(self, scope, receive, send)
+
+    __call__.bypasses = PERMISSION_MIDDLEWARE
+    middleware.__call__ = __call__
 
 
 class SingleFlight:

@@ -4,6 +4,7 @@ tests/integration/test_platform.py runs them in the real server."""
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -201,3 +202,98 @@ print("ok")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=120, env={**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(ini)})  # fmt: skip
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
+
+
+def test_the_permission_middleware_is_skipped_only_where_it_would_hand_the_request_on(tmp_path):
+    """In MLflow's own FastAPI auth app (its own process): a tracking API request (a Flask
+    route) and /health skip MLflow's BaseHTTPMiddleware, and Flask still refuses the anonymous
+    request; a native FastAPI route with a validator (OTLP traces) still goes through it and is
+    refused there; with fail-closed mode on, nothing is skipped."""
+    ini = tmp_path / "auth.ini"
+    ini.write_text("[mlflow]\ndefault_permission = NO_PERMISSIONS\nauth_cache_ttl_seconds = 60\n"
+                   f"database_uri = sqlite:///{tmp_path}/auth.db\nadmin_username = admin\n")  # fmt: skip
+    script = f"""
+import functools, os, sys
+sys.path.insert(0, {str(SITE_DIR)!r})
+import mlflow_auth_cache as c
+from mlflow.server import auth
+from starlette.testclient import TestClient
+app = auth.create_app()
+[entry] = [m for m in app.user_middleware
+           if getattr(m.kwargs.get("dispatch"), "__qualname__", "") == c.PERMISSION_MIDDLEWARE]
+calls = []
+real = entry.kwargs["dispatch"]
+@functools.wraps(real)
+async def counted(request, call_next):
+    calls.append(request.url.path)
+    return await real(request, call_next)
+entry.kwargs["dispatch"] = counted
+client = TestClient(app, base_url="http://localhost")
+assert client.get("/health").status_code == 200
+r = client.get("/api/2.0/mlflow/experiments/get", params={{"experiment_id": "0"}})
+assert r.status_code == 401, (r.status_code, r.text[:200])
+assert calls == [], calls
+r = client.post("/v1/traces", content=b"")
+assert r.status_code == 401, (r.status_code, r.text[:200])
+assert calls == ["/v1/traces"], calls
+os.environ["MLFLOW_BASIC_AUTH_FAIL_CLOSED"] = "false"
+r = client.get("/api/2.0/mlflow/experiments/get", params={{"experiment_id": "0"}})
+assert r.status_code == 401 and calls == ["/v1/traces"], calls
+print("ok")
+"""
+    env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(ini), "_MLFLOW_SGI_NAME": "uvicorn",
+           "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
+           "MLFLOW_AUTH_ADMIN_PASSWORD": secrets.token_urlsafe(24)}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=180, env=env, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
+
+
+def test_only_what_the_permission_middleware_would_hand_on_passes_it():
+    """passes_through asks MLflow's own functions, in the middleware's order."""
+    native, mode = ["/ajax-api/3.0/native"], {"fail_closed": True}
+    module = SimpleNamespace(
+        is_unprotected_route=lambda path: path == "/health",
+        _find_fastapi_validator=lambda path, method: "v" if path == "/v1/traces" else None,
+        MLFLOW_BASIC_AUTH_FAIL_CLOSED=SimpleNamespace(get=lambda: mode["fail_closed"]),
+    )
+
+    def through(path, kind="http", routes=native):
+        scan = None if routes is None else lambda scope: scope["path"] in routes
+        return cache.passes_through(module, {"type": kind, "path": path, "method": "GET"}, scan)
+
+    for mode["fail_closed"] in (True, False):
+        assert through("/health") and through("/api/2.0/mlflow/runs/get")
+        assert not through("/v1/traces")  # its validator runs
+        assert not through("") and not through("/health", kind="websocket")
+    mode["fail_closed"] = True
+    assert not through("/ajax-api/3.0/native")  # fail-closed: the middleware may deny it
+    assert not through("/api/2.0/mlflow/runs/get", routes=None)  # no app in the scope
+    mode["fail_closed"] = False
+    assert through("/ajax-api/3.0/native")
+
+
+def test_the_route_scan_is_remembered_by_path_and_method_unless_a_route_matches_by_host():
+    from starlette.routing import Host, Route
+
+    scans = []
+
+    def scan_routes(routes, scope):
+        scans.append(scope["path"])
+        return scope["path"] == "/native" and scope["method"] == "GET"
+
+    routes = [Route("/native", lambda request: None, methods=["GET"])]
+    module = SimpleNamespace(_native_fastapi_routes=lambda app: app.routes,
+                             _scope_matches_native_route=scan_routes)  # fmt: skip
+    matches = cache.native_route_scan(module, SimpleNamespace(routes=routes))
+
+    def scope(path, method="GET", root=""):
+        return {"type": "http", "path": path, "method": method, "root_path": root}
+
+    assert matches(scope("/native")) and matches(scope("/native"))
+    assert not matches(scope("/native", "POST")) and not matches(scope("/api/x"))
+    matches(scope("/native", root="/prefix"))  # another root path: asked again
+    assert scans == ["/native", "/native", "/api/x", "/native"]  # once per key
+    by_host = cache.native_route_scan(module, SimpleNamespace(routes=[*routes, Host("h", None)]))
+    by_host(scope("/native")), by_host(scope("/native"))
+    assert scans[-2:] == ["/native", "/native"]  # asked every time
