@@ -17,6 +17,11 @@ those reads, in each server worker:
   whether a registry name is a model or a prompt (which MLflow learns by loading the registered
   model with all its versions) is kept for the TTL.
 
+It also lets a request skip MLflow's FastAPI permission middleware where that middleware would
+only hand it on (the tracking API's Flask routes, which Flask's before_request checks, and
+/health): it is a Starlette BaseHTTPMiddleware, which runs the rest of the app in a task of its own
+and streams the answer back, for every request (bypass_permission_middleware).
+
 Nothing is cached by password: authentication goes through MLflow's credential cache, with one
 check at a time per credential (SingleFlight), so an entry expiring under load costs one scrypt,
 not one per request in flight. The server starts with this file's directory on PYTHONPATH
@@ -76,6 +81,7 @@ def _hashable(value):
 
 
 MISSING = object()
+REQUEST_AUTH = "_mlflow_auth_cache_authorization"  # this request's answer, in Flask's g
 
 
 class _Locked:
@@ -316,10 +322,25 @@ _checks = SingleFlight()
 
 
 def authenticate_request_basic_auth():
-    """MLflow's basic auth (the auth config's authorization_function), with one password check
-    at a time per credential. When a credential's cache entry expires under load, every request
-    in flight with it would otherwise run werkzeug's scrypt at once (~0.1 s of CPU and 32 MiB
-    each: 16 clients of one user made a 2-worker server use 400 MB more for it)."""
+    """MLflow's basic auth (the auth config's authorization_function), once per request, with
+    one password check at a time per credential.
+
+    The auth app authenticates a request more than once (its before_request hook, then for a
+    non-admin's registry or run answer again to redact it, and once more to ask whether the
+    caller is an admin); the answer is kept for the rest of the request (Flask's `g`). When a
+    credential's cache entry expires under load, every request in flight with it would otherwise
+    run werkzeug's scrypt at once (~0.1 s of CPU and 32 MiB each: 16 clients of one user made a
+    2-worker server use 400 MB more for it)."""
+    from flask import g
+
+    found = g.get(REQUEST_AUTH, MISSING)
+    if found is MISSING:
+        found = _authenticate()
+        setattr(g, REQUEST_AUTH, found)
+    return found
+
+
+def _authenticate():
     from flask import request
 
     creds = request.authorization

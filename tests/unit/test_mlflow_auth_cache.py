@@ -297,3 +297,20 @@ def test_the_route_scan_is_remembered_by_path_and_method_unless_a_route_matches_
     by_host = cache.native_route_scan(module, SimpleNamespace(routes=[*routes, Host("h", None)]))
     by_host(scope("/native")), by_host(scope("/native"))
     assert scans[-2:] == ["/native", "/native"]  # asked every time
+
+
+def test_a_request_is_authenticated_once_and_the_next_one_again(monkeypatch):
+    """The auth app asks up to three times per request (before it, to redact the answer, whether
+    the caller is an admin): the first answer stands for the rest of that request only."""
+    from mlflow.server import auth
+
+    calls = []
+    monkeypatch.setattr(auth, "_USER_AUTH_CACHE", None)
+    monkeypatch.setattr(auth, "authenticate_request_basic_auth",
+                        lambda: calls.append(1) or f"user {len(calls)}")  # fmt: skip
+    with auth.app.test_request_context():
+        assert cache.authenticate_request_basic_auth() == "user 1"
+        assert cache.authenticate_request_basic_auth() == "user 1"
+    with auth.app.test_request_context():
+        assert cache.authenticate_request_basic_auth() == "user 2"
+    assert calls == [1, 1]
