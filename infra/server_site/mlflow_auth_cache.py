@@ -249,7 +249,7 @@ def native_route_scan(module, app):
     return matches
 
 
-def bypass_permission_middleware(module=_auth, middleware=None) -> None:
+def bypass_permission_middleware(module=_auth) -> None:
     """Requests the permission middleware would only hand on go straight to the next app.
 
     It is a Starlette BaseHTTPMiddleware, which runs the rest of the app in a task of its own
@@ -260,8 +260,8 @@ def bypass_permission_middleware(module=_auth, middleware=None) -> None:
     whose dispatch is MLflow's permission middleware is affected, and only where
     passes_through says so. The app's native routes are listed at its first request, as MLflow
     lists them when it adds the middleware (create_app adds no route after that). Idempotent."""
-    if middleware is None:
-        from starlette.middleware.base import BaseHTTPMiddleware as middleware
+    from starlette.middleware.base import BaseHTTPMiddleware as middleware
+
     original = middleware.__call__
     if getattr(original, "bypasses", None) is PERMISSION_MIDDLEWARE:
         return

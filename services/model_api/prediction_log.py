@@ -89,12 +89,7 @@ class PredictionLog:
         distances) are kept as they are and joined, column by column, when written; one ride is
         kept as its Python numbers (see _table)."""
         n = len(durations)
-        if n == 1:
-            pu, do, distance = features
-            chunk = (time.time(), request_id, version, pu.item(), do.item(), distance.item(),
-                     float(durations[0]))  # fmt: skip
-        else:
-            chunk = (time.time(), request_id, version, features, durations)
+        chunk = _chunk(time.time(), request_id, version, features, durations)
         full = due = False
         with self._lock:
             if self._rows + n > self.max_rows:
@@ -125,7 +120,7 @@ class PredictionLog:
 
     def _write(self, chunks) -> int:
         table = _table(chunks)
-        # The UTC day of every ride at once (a datetime per request held the GIL ~60-120 ms per
+        # The UTC day of every ride at once (a datetime per request held the GIL ~75-125 ms per
         # 20,000 one-ride requests on the 2-core benchmark machine).
         days = table.column("timestamp").cast(pa.int64()).to_numpy() // MICROS_PER_DAY
         written, unique = 0, np.unique(days)
@@ -155,8 +150,10 @@ class PredictionLog:
         measured in-process, a stall the first flush under load would add to the requests)."""
         try:
             now = time.time()
-            rides = (np.ones(2, np.int64), np.ones(2, np.int64), np.zeros(2))
-            chunks = [(now, "warm", "0", 1, 1, 0.0, 0.0), (now, "warm", "0", rides, [0.0, 0.0])]
+            chunks = [
+                _chunk(now, "warm", "0", (np.ones(n, np.int64),) * 2 + (np.zeros(n),), [0.0] * n)
+                for n in (1, 2)
+            ]
             table = _table(chunks)
             table.filter(pa.array(np.ones(len(table), dtype=bool)))
             pq.write_table(table, pa.BufferOutputStream(), compression="snappy")
@@ -191,25 +188,33 @@ class PredictionLog:
         self.flush()
 
 
+def _chunk(when: float, request_id: str, version: str, features: Features, durations) -> tuple:
+    """A request as the buffer keeps it: its arrays, or for one ride its Python numbers."""
+    if len(durations) != 1:
+        return (when, request_id, version, features, durations)
+    pu, do, distance = features
+    return (when, request_id, version, pu.item(), do.item(), distance.item(), float(durations[0]))
+
+
 def _table(chunks) -> pa.Table:
     """The chunks' rides as one table in the order they came, built with array operations: the
     writer shares its worker's interpreter with the requests, and what it does in Python holds
     the GIL while they wait (a loop per ride held it ~100 ms per 20,000 rides, which showed in
-    the requests' p99). One-ride chunks are kept as Python numbers and taken apart by zip (NumPy
-    joining 20,000 one-element arrays took ~50 ms); a request's id and version are converted
-    once per request and repeated by Arrow (from a NumPy object array, 100,000 strings took
-    20-350 ms, the latter when a collection ran meanwhile)."""
-    one = [len(chunk) == ONE_RIDE for chunk in chunks]
-    ones, many = list(compress(chunks, one)), list(compress(chunks, [not x for x in one]))
+    the requests' p99). One-ride chunks are kept as Python numbers and taken apart by zip (from
+    20,000 one-element arrays, the table took ~45-55 ms); a request's id and version are
+    converted once per request and repeated by Arrow (from a NumPy object array, 100,000 strings
+    took 20-350 ms, the latter when a collection ran meanwhile)."""
+    one = np.fromiter(map(len, chunks), dtype=np.int64, count=len(chunks)) == ONE_RIDE
+    ones, many = list(compress(chunks, one.tolist())), list(compress(chunks, (~one).tolist()))
+    counts = np.fromiter((len(c[4]) for c in many), dtype=np.int64, count=len(many))
     parts = [_one_ride_table(ones)] if ones else []
     if many:
-        parts.append(_requests_table(many))
+        parts.append(_requests_table(many, counts))
     if len(parts) == 1:
         return parts[0]
     # Both kinds: each ride's request's place in the flush, to put the rides back in order.
     at = np.arange(len(chunks))
-    counts = np.fromiter(map(len, (chunk[4] for chunk in many)), dtype=np.int64, count=len(many))
-    where = np.concatenate([at[one], np.repeat(at[np.logical_not(one)], counts)])
+    where = np.concatenate([at[one], np.repeat(at[~one], counts)])
     return pa.concat_tables(parts).take(pa.array(np.argsort(where, kind="stable")))
 
 
@@ -231,9 +236,9 @@ def _one_ride_table(ones) -> pa.Table:
     )
 
 
-def _requests_table(chunks) -> pa.Table:
+def _requests_table(chunks, counts: np.ndarray) -> pa.Table:
+    """Requests of several rides each (`counts`: how many), from their arrays."""
     k = len(chunks)
-    counts = np.fromiter((len(c[4]) for c in chunks), dtype=np.int64, count=k)
     starts = np.cumsum(counts) - counts
     index = np.arange(counts.sum(), dtype=np.int32) - np.repeat(starts, counts).astype(np.int32)
     seconds = np.fromiter((c[0] for c in chunks), dtype=np.float64, count=k)
