@@ -138,6 +138,7 @@ assert isinstance(auth.store, c.CachedAuthStore), type(auth.store)
 assert c.install() is auth.store
 assert auth.store.cache._cache.ttl == auth.auth_config.auth_cache_ttl_seconds
 assert auth._run_requirement.__name__ == "run_requirement"
+assert not hasattr(auth._redact_run_response.__wrapped__, "__wrapped__")  # wrapped once
 print("ok")
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -314,3 +315,57 @@ def test_a_request_is_authenticated_once_and_the_next_one_again(monkeypatch):
     with auth.app.test_request_context():
         assert cache.authenticate_request_basic_auth() == "user 2"
     assert calls == [1, 1]
+
+
+def _run_answer(kind: str):
+    """A search_runs answer of two runs, the second with the model link `kind` (or none)."""
+    from mlflow.protos.service_pb2 import Metric, Run, SearchRuns
+
+    runs = []
+    for i in range(2):
+        run = Run()
+        run.info.run_id, run.info.experiment_id = f"r{i}", "1"
+        run.data.metrics.append(Metric(key="loss", value=0.5, timestamp=1, step=i))
+        runs.append(run)
+    linked = runs[1]
+    if kind == "input":
+        linked.inputs.model_inputs.add(model_id="m-1")
+    elif kind == "output":
+        linked.outputs.model_outputs.add(model_id="m-1", step=3)
+    elif kind == "metric":
+        linked.data.metrics[0].model_id = "m-1"
+    elif kind == "a key's name as a value":  # no link, but it cannot tell: parsed
+        linked.data.tags.add(key="note", value="model_id")
+    return SearchRuns.Response(runs=runs)
+
+
+@pytest.mark.parametrize("denied", [False, True])
+@pytest.mark.parametrize("kind", ["none", "input", "output", "metric", "a key's name as a value"])
+def test_a_run_answer_is_redacted_as_mlflow_does_and_parsed_only_when_it_has_model_links(
+    monkeypatch, kind, denied
+):
+    """Through MLflow's own search_runs redaction: the answer comes out byte for byte as MLflow's
+    unwrapped redaction makes it (model links cleared where the caller may not see logged
+    models), and an answer with no model link is not parsed into a protobuf at all."""
+    from flask import Response
+    from mlflow.server import auth
+    from mlflow.utils.proto_json_utils import message_to_json
+
+    parses = []
+    parse = auth.parse_dict
+    monkeypatch.setattr(auth, "parse_dict", lambda js, m: parses.append(1) or parse(js, m))
+    monkeypatch.setattr(auth, "sender_is_admin", lambda: False)
+    monkeypatch.setattr(auth, "authenticate_request", lambda: SimpleNamespace(username="trainer"))
+    tiers = {auth.RESOURCE_TYPE_LOGGED_MODEL} if denied else set()
+    monkeypatch.setattr(auth, "_denied_sibling_tiers", lambda user, asked: set(asked) & tiers)
+    body = message_to_json(_run_answer(kind))
+
+    mlflows = Response(body, mimetype="application/json")
+    auth._redact_run_response.__wrapped__(mlflows, type(_run_answer(kind))(), lambda m: m.runs)
+    assert parses == [1]
+    ours = Response(body, mimetype="application/json")
+    auth.redact_search_runs_model_links(ours)  # MLflow's handler, through the wrapper
+    assert ours.get_data() == mlflows.get_data()
+    assert len(parses) == (1 if kind == "none" else 2)
+    if kind in ("input", "output", "metric"):
+        assert (b'"m-1"' in ours.get_data()) == (not denied)
