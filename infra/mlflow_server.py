@@ -43,15 +43,24 @@ ENGINES_PER_PROCESS = 3
 RESERVED_CONNECTIONS = 10
 MAX_POOL_SIZE, MAX_OVERFLOW = 5, 10  # SQLAlchemy's defaults: more buys nothing here
 
-# The auth app's read caches (see its docstring): a module the server imports from site_dir.
+# Modules the server imports from site_dir: the auth app's read caches (see its docstring), and
+# sitecustomize, which Python imports at the start of each server process (the request bound).
 LOCAL_SITE_DIR = Path(__file__).with_name("server_site")
 AUTH_CACHE_MODULE = "mlflow_auth_cache"
+SITE_MODULES = (AUTH_CACHE_MODULE, "sitecustomize")
 AUTHORIZATION_FUNCTION = f"{AUTH_CACHE_MODULE}:authenticate_request_basic_auth"
 
 
 def connections_used(workers: int, pool_size: int, max_overflow: int) -> int:
     """The most connections the server can hold open at once."""
     return (workers + 1) * ENGINES_PER_PROCESS * (pool_size + max_overflow)
+
+
+def request_threads(pool_size: int, max_overflow: int) -> int:
+    """How many requests a worker runs at once (server_site/sitecustomize.py): each can hold
+    two of a pool's connections (MLflow's log_batch nests a session), so half a pool's worth.
+    More would let the pool run dry with every request waiting for its second connection."""
+    return max(1, (pool_size + max_overflow) // 2)
 
 
 def pool_for(max_connections: int, workers: int) -> tuple[int, int]:
@@ -263,7 +272,10 @@ def render(s: ServerSettings) -> ServerCommand:
         # 2-worker server open 135 connections, more than a small managed database allows.
         "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": str(pool_size),
         "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": str(max_overflow),
-        # The auth config's authorization_function, mlflow_auth_cache, is imported from here.
+        "MLOPS_SERVER_REQUEST_THREADS": str(request_threads(pool_size, max_overflow)),
+        # Python runs sitecustomize from here at the start of each server process (it applies
+        # the request bound); the auth config's authorization_function, mlflow_auth_cache, is
+        # imported from here.
         "PYTHONPATH": s.site_dir,
     }
     auth_ini = (

@@ -24,9 +24,9 @@ from pathlib import Path
 import yaml
 
 from infra.mlflow_server import (
-    AUTH_CACHE_MODULE,
     IDENTITIES,
     LOCAL_SITE_DIR,
+    SITE_MODULES,
     ServerSettings,
     database_uri,
     render,
@@ -38,7 +38,7 @@ VENV = f"{PREFIX}/venv"
 SPEC_PATH = "/etc/mlflow/server.json"
 LAUNCHER_PATH = f"{PREFIX}/vm_launcher.py"
 SITE_DIR = f"{PREFIX}/site"
-"""Modules the server imports (on its PYTHONPATH): the auth app's read caches."""
+"""Modules the server imports (on its PYTHONPATH): the auth app's read caches, sitecustomize."""
 AUTH_INI_PATH = "/run/mlflow/basic_auth.ini"
 DB_CA_PATH = "/etc/mlflow/db-ca.pem"
 """The CA that verifies the database's certificate: written from user-data, or fetched at boot."""
@@ -326,6 +326,21 @@ def shipped_python(path: Path) -> str:
     )
 
 
+def is_comment_line(line: str) -> bool:
+    """A shell line that is only a comment and no shellcheck directive."""
+    text = line.lstrip()
+    return text.startswith("#") and not text.startswith("# shellcheck ")
+
+
+def shipped_shell(path: Path) -> str:
+    """A shell script as the user-data carries it: its shebang and its lines without the lines
+    that are only a comment, shellcheck's directives kept (the scripts here have no multi-line
+    strings or heredocs)."""
+    shebang, *lines = path.read_text().splitlines(keepends=True)
+    code = "".join(line for line in lines if not is_comment_line(line))
+    return f"{shebang}# {path.name} from the repository, comment lines left out\n{code}"
+
+
 def user_data(
     settings: ServerSettings,
     secrets: SecretSource,
@@ -361,20 +376,19 @@ def user_data(
     if domain:
         service, timer = acme_units(domain)
         acme = [
-            (ACME_HOOK_PATH, "0755", ACME_HOOK_SOURCE.read_text()),
+            (ACME_HOOK_PATH, "0755", shipped_shell(ACME_HOOK_SOURCE)),
             ("/etc/systemd/system/mlflow-acme.service", "0644", service),
             ("/etc/systemd/system/mlflow-acme.timer", "0644", timer),
         ]
     files = [
         (SPEC_PATH, "0644", json.dumps(spec, indent=2) + "\n"),
         (LAUNCHER_PATH, "0755", shipped_python(LAUNCHER_SOURCE)),
-        (
-            f"{SITE_DIR}/{AUTH_CACHE_MODULE}.py",
-            "0644",
-            shipped_python(LOCAL_SITE_DIR / f"{AUTH_CACHE_MODULE}.py"),
-        ),  # fmt: skip
+        *[
+            (f"{SITE_DIR}/{module}.py", "0644", shipped_python(LOCAL_SITE_DIR / f"{module}.py"))
+            for module in SITE_MODULES
+        ],  # fmt: skip
         (STACK_CERT_PATH, "0644", tls_cert_pem),
-        (BOOTSTRAP_PATH, "0755", BOOTSTRAP_SOURCE.read_text()),
+        (BOOTSTRAP_PATH, "0755", shipped_shell(BOOTSTRAP_SOURCE)),
         (BOOTSTRAP_ENV, "0644", bootstrap_env(db_ca, logs, acme=bool(domain))),
         (REQUIREMENTS_PATH, "0644", requirements(f"server-{secrets.provider}")),
         ("/etc/systemd/system/mlflow.service", "0644", SYSTEMD_UNIT),

@@ -38,6 +38,29 @@ def worst_case(spec: dict) -> int:
     return (workers + 1) * ENGINES_PER_PROCESS * per_pool
 
 
+def requests_at_once(spec: dict) -> tuple[int, int]:
+    """(requests a worker runs at once, connections in each of its pools), from what the VM runs."""
+    env = spec["env"]
+    per_pool = int(env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]) + int(
+        env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"]
+    )
+    return int(env["MLOPS_SERVER_REQUEST_THREADS"]), per_pool
+
+
+def test_aws_workers_never_run_a_pool_dry(declared):
+    """MLflow's log_batch holds two of a pool's connections at once: a worker running more
+    requests at once than half its pool can have every connection held by a request waiting
+    for its second, until the pool's 30 s timeout."""
+    threads, per_pool = requests_at_once(server_spec(aws_user_data(declared)))
+    assert threads >= 1 and 2 * threads <= per_pool
+
+
+def test_gcp_workers_never_run_a_pool_dry(declared_gcp):
+    """As on AWS."""
+    threads, per_pool = requests_at_once(server_spec(gcp_user_data(declared_gcp)))
+    assert threads >= 1 and 2 * threads <= per_pool
+
+
 def test_aws_server_fits_its_rds_instance(declared):
     limit = default_max_connections("aws", declared.one(RDS)["inputs"]["instanceClass"])
     assert limit is not None

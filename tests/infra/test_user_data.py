@@ -64,12 +64,23 @@ def bootstrap_env(document: dict) -> dict[str, str]:
 
 
 def test_one_bootstrap_script_runs_every_step(declared):
-    """runcmd entries run on after one fails; a single script stops at the first failure."""
-    from infra.vm import BOOTSTRAP_ENV, BOOTSTRAP_PATH, BOOTSTRAP_SOURCE
+    """runcmd entries run on after one fails; a single script stops at the first failure. The
+    script is the repository's, less its comment lines (tests/infra/test_vm_bootstrap.py runs
+    that copy), and still parses."""
+    from infra.vm import BOOTSTRAP_ENV, BOOTSTRAP_PATH, BOOTSTRAP_SOURCE, is_comment_line
 
     document = yaml.safe_load(user_data(declared))
     assert document["runcmd"] == [["bash", BOOTSTRAP_PATH, BOOTSTRAP_ENV]]
-    assert written(document)[BOOTSTRAP_PATH] == BOOTSTRAP_SOURCE.read_text()
+    shipped = written(document)[BOOTSTRAP_PATH].splitlines()
+    source = BOOTSTRAP_SOURCE.read_text().splitlines()
+    assert shipped[0] == source[0] == "#!/bin/bash" and shipped[1].startswith("# vm_bootstrap.sh")
+    assert shipped[2:] == [line for line in source[1:] if not is_comment_line(line)]
+    assert "# shellcheck source=/dev/null" in shipped
+    assert len(shipped) < len(source) - 10
+    parsed = subprocess.run(
+        ["bash", "-n"], input="\n".join(shipped), text=True, capture_output=True
+    )
+    assert parsed.returncode == 0, parsed.stderr
     assert "packages" not in document and "package_update" not in document  # no apt step
     assert document["apt"]["conf"].strip() == 'Acquire::Retries "5";'
 
@@ -222,16 +233,18 @@ def _without_docstrings(tree: ast.AST) -> str:
 
 
 def test_the_vm_gets_the_repository_s_python_code_without_its_docstrings(declared):
-    """The launcher and the auth app's caches go in the user-data as the same code (same syntax
-    tree once docstrings are dropped) and importable where the server looks for them."""
-    from infra.mlflow_server import AUTH_CACHE_MODULE, LOCAL_SITE_DIR
+    """The launcher, the auth app's caches and the request bound (sitecustomize) go in the
+    user-data as the same code (same syntax tree once docstrings are dropped) and importable
+    where the server looks for them."""
+    from infra.mlflow_server import AUTH_CACHE_MODULE, LOCAL_SITE_DIR, SITE_MODULES
     from infra.vm import LAUNCHER_PATH, LAUNCHER_SOURCE, SITE_DIR, SPEC_PATH
 
     files = written(yaml.safe_load(user_data(declared)))
     shipped = {
         LAUNCHER_PATH: LAUNCHER_SOURCE,
-        f"{SITE_DIR}/{AUTH_CACHE_MODULE}.py": LOCAL_SITE_DIR / f"{AUTH_CACHE_MODULE}.py",
+        **{f"{SITE_DIR}/{m}.py": LOCAL_SITE_DIR / f"{m}.py" for m in SITE_MODULES},
     }
+    assert f"{SITE_DIR}/sitecustomize.py" in shipped
     for path, source in shipped.items():
         original = source.read_text()
         assert "__doc__" not in original  # nothing reads what is left out

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.vm import BOOTSTRAP_SOURCE, DatabaseCa, LogShipping, bootstrap_env
+from infra.vm import BOOTSTRAP_SOURCE, DatabaseCa, LogShipping, bootstrap_env, shipped_shell
 
 RECORDER = """#!/bin/bash
 echo "{name} $*" >> "$CALLS"
@@ -105,7 +105,7 @@ class Bootstrap:
         logs = LogShipping(self.provider, "/mlflow/dev")
         env_file.write_text(bootstrap_env(ca, logs, acme=acme, **paths))
         script = r / "bootstrap.sh"
-        script.write_text(BOOTSTRAP_SOURCE.read_text())
+        script.write_text(shipped_shell(BOOTSTRAP_SOURCE))  # as the user-data carries it
         env = {
             **os.environ,
             "PATH": f"{self.bin}:{os.environ['PATH']}",

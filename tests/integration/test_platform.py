@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -166,6 +167,43 @@ def test_a_grant_revoked_or_a_user_deleted_counts_at_once_despite_the_auth_cache
     assert log() == 200
     auth.delete_user(name)
     assert log() == 401
+
+
+def test_many_concurrent_metric_batches_never_run_a_worker_s_pool_dry(platform):
+    """MLflow's log_batch holds two of a pool's connections at once. This server has one worker
+    and pools of 15 (infra.mlflow_server.pool_for); 32 batches at once, unbounded, let every
+    connection be held by a request waiting for its second, for the pool's 30 s timeout (seen
+    at 16). The worker runs at most half a pool's worth at once (server_site/sitecustomize.py),
+    so each batch answers promptly and none fails."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    clients, rounds = 32, 3
+    api = f"{platform.tracking_uri}/api/2.0/mlflow"
+    login = (platform.admin.username, platform.admin.password)
+    admin = client_for(platform)
+    experiment = admin.create_experiment(unique("batches"))
+    runs = [admin.create_run(experiment).info.run_id for _ in range(clients)]
+    ready = threading.Barrier(clients)
+
+    def log_batches(i: int) -> list[tuple[int, float]]:
+        answers = []
+        with requests.Session() as http:
+            for r in range(rounds):
+                metrics = [{"key": "loss", "value": 1.0, "timestamp": 0, "step": r * 100 + s}
+                           for s in range(100)]  # fmt: skip
+                ready.wait(timeout=60)
+                began = time.monotonic()
+                answer = http.post(f"{api}/runs/log-batch", json={"run_id": runs[i], "metrics": metrics},
+                                   auth=login, timeout=60, verify=str(platform.ca_cert))  # fmt: skip
+                answers.append((answer.status_code, time.monotonic() - began))
+        return answers
+
+    with ThreadPoolExecutor(clients) as pool:
+        answers = [a for batch in pool.map(log_batches, range(clients)) for a in batch]
+    assert {status for status, _ in answers} == {200}
+    assert max(took for _, took in answers) < 20  # the pool's timeout is 30 s
+    history = admin.get_metric_history(runs[0], "loss")
+    assert sorted(m.step for m in history) == list(range(rounds * 100))
 
 
 def test_training_registers_a_model_whose_files_land_in_the_bucket(platform, months):

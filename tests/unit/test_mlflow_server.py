@@ -181,5 +181,6 @@ def test_database_pools_are_bounded_by_the_database_limit():
         pool, overflow = (int(env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]),
                           int(env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"]))  # fmt: skip
         assert connections_used(2, pool, overflow) <= limit - 10 and overflow >= 1
+        assert 2 * int(env["MLOPS_SERVER_REQUEST_THREADS"]) <= pool + overflow  # see sitecustomize
     with pytest.raises(ServerConfigError, match="workers=8: the database allows 40 connections"):
         replace(base, db_max_connections=40, workers=8)

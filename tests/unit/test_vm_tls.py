@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.vm import ACME_HOOK_SOURCE
+from infra.vm import ACME_HOOK_SOURCE, shipped_shell
 from infra.vm_launcher import install_tls
 
 STACK_CERT = "-----BEGIN CERTIFICATE-----\nstack\n-----END CERTIFICATE-----\n"
@@ -60,8 +60,10 @@ def run_hook(tmp_path: Path, env: dict) -> subprocess.CompletedProcess:
     systemctl = tmp_path / "systemctl"
     systemctl.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
     systemctl.chmod(0o755)
+    hook = tmp_path / "acme-deploy-hook"
+    hook.write_text(shipped_shell(ACME_HOOK_SOURCE))  # as the user-data carries it
     return subprocess.run(
-        ["sh", str(ACME_HOOK_SOURCE)],
+        ["sh", str(hook)],
         env={
             "PATH": os.environ["PATH"],
             "MLFLOW_ACME_DIR": str(tmp_path / "acme"),
