@@ -263,6 +263,8 @@ def test_the_tracking_table_judges_auth_against_the_open_server(tmp_path):
             "connections": 9,
             "rss": 800.0,
             "cpu_ms": 7.5,
+            "splits": "9+7, 12+4",
+            "round_rps": [rps * 0.9, rps * 1.1],
         }
 
     results = {
@@ -280,6 +282,8 @@ def test_the_tracking_table_judges_auth_against_the_open_server(tmp_path):
                      "search_runs": "**missed**", "alias lookup": "**missed**"}  # fmt: skip
     assert "| peak PostgreSQL connections ≤ the computed bound (90: " in block
     assert block.splitlines()[-2].endswith("| 9 | met |")
+    assert "| 95% (95%/95%) | met |" in block  # each round's share beside the whole run's
+    assert "| 800 | 9+7, 12+4 |" in block  # how each round's clients were spread
     report = tmp_path / "b.md"
     report.write_text(f"# B\n\nkept\n\n{bt.START}\nold\n{bt.END}\n\nafter\n")
     benchmark.write_report(block, report, bt.START, bt.END)
