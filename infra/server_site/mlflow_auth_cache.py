@@ -53,6 +53,11 @@ PATCHED = (
     "_registered_model_or_prompt_target",
     "_get_request_param",
     "_redact_run_response",
+    "_redact_version_response",
+    "_denied_sibling_tiers",
+    "_MODEL_VERSION_SIBLING_FIELDS",
+    "sender_is_admin",
+    "authenticate_request",
     "_validate_can_update_run_and_models",
     "validate_can_log_metric",
     "validate_can_log_batch",
@@ -219,6 +224,9 @@ def install(module=_auth) -> CachedAuthStore:
         _cache(STORE_CACHE_SIZE, ttl),
     )
     module._redact_run_response = _skipping_unlinked_runs(module._redact_run_response)
+    module._redact_version_response = _skipping_undenied_versions(
+        module, module._redact_version_response
+    )
     _check_logging_without_parsing(module)
     bypass_permission_middleware(module)
     return module.store
@@ -282,6 +290,26 @@ def native_route_scan(module, app):
         return found
 
     return matches
+
+
+def _skipping_undenied_versions(module, original):
+    """MLflow's redaction of a model version answer (get by alias, get, create, update...) for a
+    non-admin parses the answer back into a protobuf, then clears a version's run and logged
+    model fields where the caller is denied those (_denied_sibling_tiers). It asks that second,
+    and only for versions that have such fields; asked first (from the auth caches), a caller
+    denied neither has nothing cleared from any version: the answer is handed on unparsed."""
+
+    @functools.wraps(original)
+    def redact_version_response(resp, response_message, versions_of):
+        if not module.sender_is_admin():
+            username = module.authenticate_request().username
+            if not module._denied_sibling_tiers(
+                username, tuple(module._MODEL_VERSION_SIBLING_FIELDS)
+            ):
+                return None
+        return original(resp, response_message, versions_of)
+
+    return redact_version_response
 
 
 def names_no_model(body, metrics: str | None) -> bool:

@@ -139,6 +139,7 @@ assert c.install() is auth.store
 assert auth.store.cache._cache.ttl == auth.auth_config.auth_cache_ttl_seconds
 assert auth._run_requirement.__name__ == "run_requirement"
 assert not hasattr(auth._redact_run_response.__wrapped__, "__wrapped__")  # wrapped once
+assert not hasattr(auth._redact_version_response.__wrapped__, "__wrapped__")
 print("ok")
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -446,3 +447,40 @@ def test_logging_is_authorised_as_mlflow_does_without_parsing_a_body_that_names_
         assert theirs_result == "INVALID_PARAMETER_VALUE" and theirs_asked == []
     else:
         assert theirs_asked == [[]] and theirs_result is True
+
+
+@pytest.mark.parametrize("denied", [(), ("run",), ("logged_model",), ("run", "logged_model")])
+@pytest.mark.parametrize("admin", [False, True])
+def test_a_version_answer_is_redacted_as_mlflow_does_and_parsed_only_when_something_is_denied(
+    monkeypatch, denied, admin
+):
+    """Through MLflow's own alias-lookup redaction: the answer comes out byte for byte as
+    MLflow's unwrapped redaction makes it (a version's run or model fields cleared where the
+    caller is denied them), and it is parsed into a protobuf only for a non-admin denied some."""
+    from flask import Response
+    from mlflow.protos.model_registry_pb2 import GetModelVersionByAlias, ModelVersion
+    from mlflow.server import auth
+    from mlflow.utils.proto_json_utils import message_to_json
+
+    parses = []
+    parse = auth.parse_dict
+    monkeypatch.setattr(auth, "parse_dict", lambda js, m: parses.append(1) or parse(js, m))
+    monkeypatch.setattr(auth, "sender_is_admin", lambda: admin)
+    monkeypatch.setattr(auth, "authenticate_request", lambda: SimpleNamespace(username="trainer"))
+    tiers = {auth.RESOURCE_TYPE_RUN if t == "run" else auth.RESOURCE_TYPE_LOGGED_MODEL
+             for t in denied}  # fmt: skip
+    monkeypatch.setattr(auth, "_denied_sibling_tiers", lambda user, asked: set(asked) & tiers)
+    version = ModelVersion(name="m", version="3", run_id="r-1", run_link="http://x/r-1",
+                           model_id="m-1")  # fmt: skip
+    body = message_to_json(GetModelVersionByAlias.Response(model_version=version))
+
+    mlflows = Response(body, mimetype="application/json")
+    auth._redact_version_response.__wrapped__(
+        mlflows, GetModelVersionByAlias.Response(), lambda m: [m.model_version]
+    )
+    parsed_by_mlflow = len(parses)
+    ours = Response(body, mimetype="application/json")
+    auth.redact_model_version_by_alias_siblings(ours)  # MLflow's handler, through the wrapper
+    assert ours.get_data() == mlflows.get_data()
+    assert len(parses) - parsed_by_mlflow == (1 if denied and not admin else 0)
+    assert (b'"r-1"' in ours.get_data()) == (admin or "run" not in denied)
