@@ -206,6 +206,33 @@ def test_many_concurrent_metric_batches_never_run_a_worker_s_pool_dry(platform):
     assert sorted(m.step for m in history) == list(range(rounds * 100))
 
 
+def test_a_metric_batch_with_a_field_spelled_two_ways_is_refused_and_nothing_is_logged(platform):
+    """The auth app checks a batch that names no logged model without parsing its metrics
+    (mlflow_auth_cache); a metric spelling one field two ways is then refused by the handler,
+    before anything is logged, as MLflow's validator refused it before."""
+    from mlflow import MlflowClient
+
+    from infra.mlflow_server import TRAINING_EXPERIMENT
+
+    os.environ.update(platform.env("trainer"))
+    trainer = MlflowClient(tracking_uri=platform.tracking_uri)
+    experiment = trainer.get_experiment_by_name(TRAINING_EXPERIMENT).experiment_id
+    run = trainer.create_run(experiment).info.run_id
+    user = platform.users["trainer"]
+    metric = {"key": "loss", "value": 1.0, "timestamp": 0, "step": 0}
+    api = f"{platform.tracking_uri}/api/2.0/mlflow/runs/log-batch"
+
+    def post(*metrics) -> requests.Response:
+        return requests.post(api, json={"run_id": run, "metrics": list(metrics)}, timeout=30,
+                             auth=(user.username, user.password), verify=str(platform.ca_cert))  # fmt: skip
+
+    refused = post(metric | {"step": 1}, metric | {"dataset_name": "d", "datasetName": "e"})
+    assert refused.status_code == 400 and "dataset_name" in refused.text
+    assert trainer.get_metric_history(run, "loss") == []
+    assert post(metric).status_code == 200
+    assert [m.step for m in trainer.get_metric_history(run, "loss")] == [0]
+
+
 def test_training_registers_a_model_whose_files_land_in_the_bucket(platform, months):
     name = unique("s3")
     result = train_cli(platform.env(), months, "--model", "linear", "--model-name", name)
