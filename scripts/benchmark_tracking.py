@@ -166,6 +166,7 @@ def prepare(env: dict) -> dict:
         client.create_registered_model(MODEL)
     version = client.create_model_version(MODEL, f"runs:/{run}/model", run_id=run).version
     client.set_registered_model_alias(MODEL, "champion", version)
+    fresh_connections()  # this process's connection would count among the clients' per worker
     return {"experiment": experiment}
 
 
