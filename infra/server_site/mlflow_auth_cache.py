@@ -20,9 +20,10 @@ those reads, in each server worker:
 It also lets a request skip MLflow's FastAPI permission middleware where that middleware would
 only hand it on (the tracking API's Flask routes, which Flask's before_request checks, and
 /health): it is a Starlette BaseHTTPMiddleware, which runs the rest of the app in a task of its own
-and streams the answer back, for every request (bypass_permission_middleware). And a run answer
-with no model links is not parsed back into a protobuf to look for model links to redact
-(_skipping_unlinked_runs).
+and streams the answer back, for every request (bypass_permission_middleware). Answers are parsed
+back into protobufs for redaction, and log bodies for their logged models, only where that can
+change anything. And one security fix: a body naming its run twice with different ids is refused
+(_naming_one_run).
 
 Nothing is cached by password: authentication goes through MLflow's credential cache, with one
 check at a time per credential (SingleFlight), so an entry expiring under load costs one scrypt,
@@ -34,6 +35,7 @@ cachetools), because on the VM it runs from a file beside the server's virtualen
 from __future__ import annotations
 
 import functools
+import json
 import threading
 import weakref
 
@@ -82,6 +84,12 @@ PERMISSION_MIDDLEWARE = "add_fastapi_permission_middleware.<locals>.fastapi_perm
 RUN_MODEL_LINK_KEYS = (b'"model_inputs"', b'"model_outputs"', b'"model_id"',
                        b'"modelInputs"', b'"modelOutputs"', b'"modelId"')  # fmt: skip
 MODEL_ID_KEYS = ("model_id", "modelId")  # a metric's logged model, by field or JSON name
+RUN_ID_KEYS = ("run_id", "runId", "run_uuid", "runUuid")  # one run, two fields, two names each
+# What MLflow's redaction of a version answer can clear (_MODEL_VERSION_SIBLING_FIELDS), as JSON.
+VERSION_SIBLING_KEYS = tuple(f'"{key}"'.encode() for key in (
+    "run_id", "run_link", "model_id", "model_params", "model_metrics",
+    "runId", "runLink", "modelId", "modelParams", "modelMetrics",
+))  # fmt: skip
 
 
 class IncompatibleMlflow(ImportError):
@@ -223,6 +231,7 @@ def install(module=_auth) -> CachedAuthStore:
         module._get_request_param,
         _cache(STORE_CACHE_SIZE, ttl),
     )
+    module._get_request_param = _naming_one_run(module._get_request_param)
     module._redact_run_response = _skipping_unlinked_runs(module._redact_run_response)
     module._redact_version_response = _skipping_undenied_versions(
         module, module._redact_version_response
@@ -230,6 +239,35 @@ def install(module=_auth) -> CachedAuthStore:
     _check_logging_without_parsing(module)
     bypass_permission_middleware(module)
     return module.store
+
+
+def _naming_one_run(original):
+    """A security fix, not a cache. MLflow's handlers take a run's id from `run_id` (or its JSON
+    name `runId`), else `run_uuid` (`runUuid`); the auth app reads the keys `run_id`, else
+    `run_uuid`, only. A body naming the run twice with different ids, {"run_uuid": mine,
+    "runId": yours}, was authorised on one run and written to the other (MLflow 3.17: log_metric,
+    log_batch, log_param, set_tag...). Such a body is refused (400) when the auth app asks for
+    the run's id, before any grant is checked."""
+
+    @functools.wraps(original)
+    def get_request_param(param: str):
+        if param in ("run_id", "run_uuid"):
+            from flask import request
+
+            body = request.get_json(silent=True) if request.method != "GET" else None
+            if isinstance(body, dict):
+                named = {json.dumps(body[k], sort_keys=True) for k in RUN_ID_KEYS
+                         if body.get(k) not in (None, "")}  # fmt: skip
+                if len(named) > 1:
+                    from mlflow.exceptions import MlflowException
+
+                    raise MlflowException.invalid_parameter_value(
+                        "The request names its run more than once with different ids "
+                        f"({', '.join(k for k in RUN_ID_KEYS if k in body)}); name it once."
+                    )
+        return original(param)
+
+    return get_request_param
 
 
 def _skipping_unlinked_runs(original):
@@ -296,11 +334,15 @@ def _skipping_undenied_versions(module, original):
     """MLflow's redaction of a model version answer (get by alias, get, create, update...) for a
     non-admin parses the answer back into a protobuf, then clears a version's run and logged
     model fields where the caller is denied those (_denied_sibling_tiers). It asks that second,
-    and only for versions that have such fields; asked first (from the auth caches), a caller
-    denied neither has nothing cleared from any version: the answer is handed on unparsed."""
+    and only for versions that have such fields. Here an answer with none of those fields is
+    handed on as it is, and for the others the question is asked first (from the auth caches):
+    a caller denied neither has nothing cleared from any version, and the answer is handed on
+    unparsed."""
 
     @functools.wraps(original)
     def redact_version_response(resp, response_message, versions_of):
+        if not resp.is_streamed and not any(k in resp.get_data() for k in VERSION_SIBLING_KEYS):
+            return None  # no version field to clear (MLflow would not ask about grants either)
         if not module.sender_is_admin():
             username = module.authenticate_request().username
             if not module._denied_sibling_tiers(

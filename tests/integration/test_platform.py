@@ -233,6 +233,44 @@ def test_a_metric_batch_with_a_field_spelled_two_ways_is_refused_and_nothing_is_
     assert [m.step for m in trainer.get_metric_history(run, "loss")] == [0]
 
 
+def test_a_run_named_twice_with_different_ids_is_refused_and_the_other_run_is_untouched(platform):
+    """MLflow 3.17's auth app checked {"run_uuid": mine, "runId": theirs} against the caller's
+    own run and its handlers wrote to the other: the trainer could log into any run. The
+    server refuses such a body (mlflow_auth_cache._naming_one_run) on every run endpoint."""
+    from mlflow import MlflowClient
+
+    from infra.mlflow_server import TRAINING_EXPERIMENT
+
+    admin = client_for(platform)
+    theirs = admin.create_run(admin.create_experiment(unique("not-the-trainers"))).info.run_id
+    os.environ.update(platform.env("trainer"))
+    trainer = MlflowClient(tracking_uri=platform.tracking_uri)
+    mine = trainer.create_run(trainer.get_experiment_by_name(TRAINING_EXPERIMENT).experiment_id)
+    mine = mine.info.run_id
+    user = platform.users["trainer"]
+    api = f"{platform.tracking_uri}/api/2.0/mlflow/runs"
+    metric = {"key": "loss", "value": 1.0, "timestamp": 0, "step": 0}
+    writes = {
+        "log-batch": {"metrics": [metric]},
+        "log-metric": metric,
+        "log-parameter": {"key": "p", "value": "1"},
+        "set-tag": {"key": "t", "value": "1"},
+    }
+
+    def post(path, ids) -> int:
+        return requests.post(f"{api}/{path}", json=ids | writes[path], timeout=30,
+                             auth=(user.username, user.password),
+                             verify=str(platform.ca_cert)).status_code  # fmt: skip
+
+    for path in writes:
+        assert post(path, {"run_uuid": mine, "runId": theirs}) == 400, path
+        assert post(path, {"run_id": theirs}) == 403, path  # as the trainer may not
+        assert post(path, {"run_id": mine}) == 200, path
+    os.environ.update(platform.env())  # the client reads its credentials at each request
+    data = admin.get_run(theirs).data
+    assert not data.metrics and not data.params and "t" not in data.tags
+
+
 def test_training_registers_a_model_whose_files_land_in_the_bucket(platform, months):
     name = unique("s3")
     result = train_cli(platform.env(), months, "--model", "linear", "--model-name", name)

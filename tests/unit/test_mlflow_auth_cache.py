@@ -335,15 +335,24 @@ def _run_answer(kind: str):
         linked.outputs.model_outputs.add(model_id="m-1", step=3)
     elif kind == "metric":
         linked.data.metrics[0].model_id = "m-1"
+    elif kind == "an output with no model id":
+        linked.outputs.model_outputs.add(step=3)
+    elif kind == "an empty input":
+        linked.inputs.model_inputs.add()
     elif kind == "a key's name as a value":  # no link, but it cannot tell: parsed
         linked.data.tags.add(key="note", value="model_id")
     return SearchRuns.Response(runs=runs)
 
 
 @pytest.mark.parametrize("denied", [False, True])
-@pytest.mark.parametrize("kind", ["none", "input", "output", "metric", "a key's name as a value"])
+@pytest.mark.parametrize("admin", [False, True])
+@pytest.mark.parametrize(
+    "kind",
+    ["none", "input", "output", "metric", "an output with no model id", "an empty input",
+     "a key's name as a value"],
+)  # fmt: skip
 def test_a_run_answer_is_redacted_as_mlflow_does_and_parsed_only_when_it_has_model_links(
-    monkeypatch, kind, denied
+    monkeypatch, kind, denied, admin
 ):
     """Through MLflow's own search_runs redaction: the answer comes out byte for byte as MLflow's
     unwrapped redaction makes it (model links cleared where the caller may not see logged
@@ -355,7 +364,7 @@ def test_a_run_answer_is_redacted_as_mlflow_does_and_parsed_only_when_it_has_mod
     parses = []
     parse = auth.parse_dict
     monkeypatch.setattr(auth, "parse_dict", lambda js, m: parses.append(1) or parse(js, m))
-    monkeypatch.setattr(auth, "sender_is_admin", lambda: False)
+    monkeypatch.setattr(auth, "sender_is_admin", lambda: admin)
     monkeypatch.setattr(auth, "authenticate_request", lambda: SimpleNamespace(username="trainer"))
     tiers = {auth.RESOURCE_TYPE_LOGGED_MODEL} if denied else set()
     monkeypatch.setattr(auth, "_denied_sibling_tiers", lambda user, asked: set(asked) & tiers)
@@ -363,13 +372,15 @@ def test_a_run_answer_is_redacted_as_mlflow_does_and_parsed_only_when_it_has_mod
 
     mlflows = Response(body, mimetype="application/json")
     auth._redact_run_response.__wrapped__(mlflows, type(_run_answer(kind))(), lambda m: m.runs)
-    assert parses == [1]
+    assert len(parses) == (0 if admin else 1)
     ours = Response(body, mimetype="application/json")
     auth.redact_search_runs_model_links(ours)  # MLflow's handler, through the wrapper
     assert ours.get_data() == mlflows.get_data()
-    assert len(parses) == (1 if kind == "none" else 2)
+    assert len(parses) == (0 if admin else 1 if kind == "none" else 2)
     if kind in ("input", "output", "metric"):
-        assert (b'"m-1"' in ours.get_data()) == (not denied)
+        assert (b'"m-1"' in ours.get_data()) == (admin or not denied)
+    if kind in ("an output with no model id", "an empty input") and denied and not admin:
+        assert ours.get_data() != body.encode()  # MLflow cleared the link: so did we
 
 
 LOG_BODIES = {
@@ -460,10 +471,11 @@ def test_logging_is_authorised_as_mlflow_does_without_parsing_a_body_that_names_
         assert theirs_asked == [[]] and theirs_result is True
 
 
+@pytest.mark.parametrize("bare", [False, True])
 @pytest.mark.parametrize("denied", [(), ("run",), ("logged_model",), ("run", "logged_model")])
 @pytest.mark.parametrize("admin", [False, True])
 def test_a_version_answer_is_redacted_as_mlflow_does_and_parsed_only_when_something_is_denied(
-    monkeypatch, denied, admin
+    monkeypatch, denied, admin, bare
 ):
     """Through MLflow's own alias-lookup redaction: the answer comes out byte for byte as
     MLflow's unwrapped redaction makes it (a version's run or model fields cleared where the
@@ -480,18 +492,59 @@ def test_a_version_answer_is_redacted_as_mlflow_does_and_parsed_only_when_someth
     monkeypatch.setattr(auth, "authenticate_request", lambda: SimpleNamespace(username="trainer"))
     tiers = {auth.RESOURCE_TYPE_RUN if t == "run" else auth.RESOURCE_TYPE_LOGGED_MODEL
              for t in denied}  # fmt: skip
-    monkeypatch.setattr(auth, "_denied_sibling_tiers", lambda user, asked: set(asked) & tiers)
-    version = ModelVersion(name="m", version="3", run_id="r-1", run_link="http://x/r-1",
-                           model_id="m-1")  # fmt: skip
+    asked = []
+    monkeypatch.setattr(auth, "_denied_sibling_tiers",
+                        lambda user, ask: asked.append(ask) or set(ask) & tiers)  # fmt: skip
+    version = (
+        ModelVersion(name="m", version="3")
+        if bare
+        else ModelVersion(
+            name="m", version="3", run_id="r-1", run_link="http://x/r-1", model_id="m-1"
+        )
+    )  # a bare version: no run or model field to clear
     body = message_to_json(GetModelVersionByAlias.Response(model_version=version))
 
     mlflows = Response(body, mimetype="application/json")
     auth._redact_version_response.__wrapped__(
         mlflows, GetModelVersionByAlias.Response(), lambda m: [m.model_version]
     )
-    parsed_by_mlflow = len(parses)
+    parsed_by_mlflow, asked_by_mlflow = len(parses), len(asked)
     ours = Response(body, mimetype="application/json")
     auth.redact_model_version_by_alias_siblings(ours)  # MLflow's handler, through the wrapper
     assert ours.get_data() == mlflows.get_data()
-    assert len(parses) - parsed_by_mlflow == (1 if denied and not admin else 0)
-    assert (b'"r-1"' in ours.get_data()) == (admin or "run" not in denied)
+    assert len(parses) - parsed_by_mlflow == (1 if denied and not admin and not bare else 0)
+    if bare:  # MLflow asks about grants only for versions with such fields: so do we
+        assert len(asked) == asked_by_mlflow == 0
+    else:
+        assert (b'"r-1"' in ours.get_data()) == (admin or "run" not in denied)
+
+
+@pytest.mark.parametrize(
+    ("body", "refused"),
+    [
+        ({"run_uuid": "mine", "runId": "yours"}, True),  # MLflow 3.17 checked mine, wrote yours
+        ({"run_id": "mine", "runUuid": "yours"}, True),
+        ({"run_id": "mine", "run_uuid": "yours"}, True),
+        ({"run_id": "mine", "run_uuid": "mine", "runId": "mine"}, False),  # one run
+        ({"run_id": "mine", "run_uuid": ""}, False),
+        ({"run_uuid": "mine"}, False),
+        ({"run_id": "mine", "key": "runId", "value": "yours"}, False),  # values are not keys
+    ],
+)
+def test_a_body_naming_its_run_twice_with_different_ids_is_refused(body, refused):
+    """The auth app reads the run's id from `run_id`, else `run_uuid`; MLflow's handlers from
+    `run_id` or `runId`, else `run_uuid` or `runUuid`. A body where these disagree is refused
+    before any grant is checked, so no request is checked on one run and written to another."""
+    import json
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.server import auth
+
+    with auth.app.test_request_context("/api/2.0/mlflow/runs/log-batch", method="POST",
+                                       data=json.dumps(body), content_type="application/json"):  # fmt: skip
+        if refused:
+            with pytest.raises(MlflowException, match="names its run more than once") as err:
+                auth._get_request_param("run_id")
+            assert err.value.error_code == "INVALID_PARAMETER_VALUE"
+        else:
+            assert auth._get_request_param("run_id") == "mine"
