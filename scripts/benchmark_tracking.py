@@ -291,8 +291,9 @@ def start_server(server: str, auth: bool, root: Path, moto, tls, procs: list, ar
     users = c.workload_users(lambda _: c.new_password(), tls.ca_cert)
     say(f"starting the {server} MLflow server ({args.workers} workers, "
         f"{pg.extra['server'].source} PostgreSQL)")  # fmt: skip
+    port = c.free_port()
     proc = c.mlflow_start(
-        port=c.free_port(), db_port=pg.extra["port"], db_password=db_password,
+        port=port, db_port=pg.extra["port"], db_password=db_password,
         admin=admin, users={n: u.password for n, u in users.items()},
         secret_key=c.new_password(), artifacts_destination="s3://bench-artifacts/mlflow",
         store_env=c.s3_store_env(moto.url), tls=tls, workdir=root / server / "mlflow",
@@ -301,7 +302,7 @@ def start_server(server: str, auth: bool, root: Path, moto, tls, procs: list, ar
     )  # fmt: skip
     procs.append(proc)
     env = users["trainer"].env(proc.url)
-    return {"proc": proc, "pg": pg, "superuser": cluster.superuser_password, "env": env,
+    return {"proc": proc, "port": port, "pg": pg, "superuser": cluster.superuser_password, "env": env,
             "experiment": prepare(env)["experiment"]}  # fmt: skip
 
 
@@ -347,8 +348,7 @@ def main(argv: list[str] | None = None) -> int:
                 for server in order:
                     s = servers[server]
                     say(f"{server}: {workload}, {args.clients} clients, {args.duration:g} s")
-                    port = int(s["proc"].url.rsplit(":", 1)[1])
-                    with Sampler(s["proc"].pid, port, s["pg"].extra["port"],
+                    with Sampler(s["proc"].pid, s["port"], s["pg"].extra["port"],
                                  s["superuser"]) as sample:  # fmt: skip
                         ph = clients.phase(s["proc"].url, workload, s["experiment"], args)
                     ph |= {"rss": sample.rss, "connections": sample.connections,

@@ -31,20 +31,21 @@ def worst_case(spec: dict) -> int:
     """From what the VM runs: --workers, and the pool settings in the server's environment."""
     argv, env = spec["argv"], spec["env"]
     workers = int(argv[argv.index("--workers") + 1])
-    per_pool = int(env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]) + int(
+    assert int(env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"]) >= 1  # 0 would mean SQLAlchemy's 10
+    return (workers + 1) * ENGINES_PER_PROCESS * per_pool(env)
+
+
+def per_pool(env: dict) -> int:
+    """Connections one of a process's pools may open, from the server's environment."""
+    return int(env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]) + int(
         env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"]
     )
-    assert int(env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"]) >= 1  # 0 would mean SQLAlchemy's 10
-    return (workers + 1) * ENGINES_PER_PROCESS * per_pool
 
 
 def requests_at_once(spec: dict) -> tuple[int, int]:
     """(requests a worker runs at once, connections in each of its pools), from what the VM runs."""
     env = spec["env"]
-    per_pool = int(env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]) + int(
-        env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"]
-    )
-    return int(env["MLOPS_SERVER_REQUEST_THREADS"]), per_pool
+    return int(env["MLOPS_SERVER_REQUEST_THREADS"]), per_pool(env)
 
 
 def test_aws_workers_never_run_a_pool_dry(declared):
