@@ -27,12 +27,22 @@ def trust() -> str | None:
     if pem:
         if not pem.startswith("-----BEGIN CERTIFICATE-----") or "PRIVATE KEY" in pem:
             raise TrustError(f"{CA_PEM_ENV} must hold PEM certificates (and nothing else)")
-        path = Path(tempfile.gettempdir()) / "mlflow-tracking-ca.pem"
-        path.write_text(pem + "\n")
+        path = _private_file(pem + "\n")
         os.environ[CERT_PATH_ENV] = str(path)
     path = os.environ.get(CERT_PATH_ENV)
     if path and not Path(path).is_file():
         raise TrustError(f"{CERT_PATH_ENV} names {path}, which is not a file")
+    return path
+
+
+def _private_file(text: str) -> Path:
+    """`text` in a new file (mode 600) in a new directory only this user can write (mode 700):
+    a fixed path in the shared temporary directory could be planted or swapped by another
+    user of the machine, and with it the CA every client trusts."""
+    path = Path(tempfile.mkdtemp(prefix="mlflow-tracking-ca-")) / "ca.pem"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
     return path
 
 
