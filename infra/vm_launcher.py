@@ -129,11 +129,17 @@ def write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+SYNTHETIC_ROLE_PREFIX = "__user_"
+"""MLflow keeps a user's own grants in a role named __user_<id>__ (it reserves the prefix)."""
+
+
 def sync_identities(identities: list[dict], passwords: dict[str, str], database: dict) -> None:
-    """Create each workload's MLflow user (or reset its password to its secret's) and grant it
-    exactly its permissions, creating the experiments and registered models they name if
-    missing. Runs against the migrated databases before the server starts, so no client ever
-    sees the server without its users. The admin is the auth app's own (from its environment)."""
+    """Create each workload's MLflow user (or reset its password to its secret's) and make its
+    grants exactly its permissions: the experiments and registered models they name are created
+    if missing, and any other grant (given by an admin since, or a role assigned to the user) is
+    removed and logged. Runs against the migrated databases before the server starts, so no
+    client ever sees the server without its users. The admin is the auth app's own (from its
+    environment)."""
     from mlflow.exceptions import MlflowException
     from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore as AuthStore
     from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
@@ -159,6 +165,7 @@ def sync_identities(identities: list[dict], passwords: dict[str, str], database:
             auth.create_user(user, password)
         elif not auth.authenticate_user(user, password):
             auth.update_user(user, password=password)
+        wanted = set()
         for name, permission in identity["experiments"].items():
             experiment = tracking.get_experiment_by_name(name)
             if experiment is None:
@@ -169,6 +176,7 @@ def sync_identities(identities: list[dict], passwords: dict[str, str], database:
                     tracking.restore_experiment(experiment_id)
             grant(auth.create_experiment_permission, auth.update_experiment_permission,
                   experiment_id, user, permission)  # fmt: skip
+            wanted.add(("experiment", str(experiment_id)))
         for name, permission in identity["registeredModels"].items():
             try:
                 registry.get_registered_model(name)
@@ -176,6 +184,29 @@ def sync_identities(identities: list[dict], passwords: dict[str, str], database:
                 registry.create_registered_model(name)
             grant(auth.create_registered_model_permission,
                   auth.update_registered_model_permission, name, user, permission)  # fmt: skip
+            wanted.add(("registered_model", name))
+        removed = revoke_others(auth, user, wanted)
+        if removed:
+            print(f"mlflow launcher: removed from {user} what the platform does not grant: "
+                  f"{'; '.join(removed)}", file=sys.stderr)  # fmt: skip
+
+
+def revoke_others(auth, username: str, wanted: set[tuple[str, str]]) -> list[str]:
+    """Remove every grant of `username` but the (resource type, id) pairs in `wanted`: other
+    grants in its own role, and roles assigned to it. Returns what it removed."""
+    user_id = auth.get_user(username).id
+    removed = []
+    for role in auth.list_user_roles(user_id):
+        if not (role.name or "").startswith(SYNTHETIC_ROLE_PREFIX):
+            auth.unassign_role_from_user(user_id, role.id)
+            removed.append(f"role {role.name}")
+            continue
+        for grant in auth.list_role_permissions(role.id):
+            if (grant.resource_type, str(grant.resource_pattern)) not in wanted:
+                auth.remove_role_permission(grant.id)
+                removed.append(f"{grant.permission} on {grant.resource_type} "
+                               f"{grant.resource_pattern}")  # fmt: skip
+    return removed
 
 
 def install_tls(tls: dict, stack_key: str) -> str:

@@ -328,3 +328,43 @@ def test_rotated_database_password_reaches_the_running_server(rds_like, tmp_path
         with conn.cursor() as cur:
             cur.execute("ALTER ROLE mlflow PASSWORD %s", (rds_like["password"],))
         conn.close()
+
+
+def test_each_workload_user_keeps_exactly_the_grants_the_platform_gives_it(rds_like, tmp_path):
+    """A grant an admin added since (another experiment, a model, a role assigned to the user)
+    is gone after the next start; the platform's grants are there, as the spec says."""
+    from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore as AuthStore
+
+    from infra import vm_launcher
+
+    settings = vm_settings(rds_like, tmp_path)
+    spec = vm_spec(rds_like, settings, vm_secrets(rds_like).source)
+    env = {**os.environ, "PGPASSWORD": rds_like["password"], "MLFLOW_AUTH_CONFIG_PATH": "x"}
+    vm_launcher.ensure_database(spec["database"], rds_like["password"])
+    (tmp_path / "run").mkdir()
+    Path(settings.auth_config_path).write_text(spec["authIni"])
+    env["MLFLOW_AUTH_CONFIG_PATH"] = settings.auth_config_path
+    vm_launcher.migrate(spec, env)
+    passwords = {i.username: c.new_password() for i in IDENTITIES}
+    identities = [i.as_dict() for i in IDENTITIES]
+    with c._environ({"PGPASSWORD": rds_like["password"]}):
+        vm_launcher.sync_identities(identities, passwords, spec["database"])
+        auth = AuthStore()
+        auth.init_db(spec["database"]["authUri"])
+
+        def grants(user: str) -> set[tuple[str, str, str]]:
+            roles = auth.list_user_roles(auth.get_user(user).id)
+            return {(role.name.startswith("__user_") and "own" or role.name, p.resource_type,
+                     p.permission) for role in roles for p in auth.list_role_permissions(role.id)}  # fmt: skip
+
+        before = {user: grants(user) for user in passwords}
+        assert before["model-api"] == {("own", "experiment", "READ"),
+                                       ("own", "registered_model", "READ")}  # fmt: skip
+        auth.create_experiment_permission("999", "model-api", "MANAGE")
+        auth.create_registered_model_permission("someone-elses-model", "trainer", "MANAGE")
+        role = auth.create_role("power-users", "default")
+        auth.add_role_permission(role.id, "experiment", "*", "MANAGE")
+        auth.assign_role_to_user(auth.get_user("model-api").id, role.id)
+        assert grants("model-api") != before["model-api"]
+        vm_launcher.sync_identities(identities, passwords, spec["database"])
+        assert {user: grants(user) for user in passwords} == before
