@@ -163,10 +163,16 @@ class PlatformConfig(BaseModel):
     _Default bucket keeps them 30 days whatever this says)."""
     noncurrentVersionDays: int = Field(default=30, ge=1, le=3650)
     """Days before old versions of artifacts are deleted."""
-    authCacheSeconds: int = Field(default=60, ge=0, le=3600)
+    authCacheSeconds: int = Field(default=60, ge=0, le=300)
     """How long a server worker trusts a checked password and what it read of users and grants
-    (0: check every request, ~0.3 s of CPU each for the password). A change counts at once in the
-    worker that made it and in the others within this long."""
+    (0: check every request, a password hash each). A change counts at once in the worker that
+    made it and in the others within this long: a revoked grant or password works that long."""
+    maxRequestBytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024**3)
+    """The largest request body the tracking server reads (413 above it, before it is buffered,
+    signed in or not); artifact uploads stream and are not bounded by it."""
+    aiGateway: bool = False
+    """MLflow's AI gateway (LLM endpoints and provider keys kept by the server): nothing in this
+    bundle uses it, and any signed-in user could create gateway secrets and endpoints."""
     mlflowWorkers: int = Field(default=2, ge=1, le=8)
     dbMaxConnections: int | None = Field(default=None, ge=25, le=262143)
     """The database's max_connections, when not the provider's default for dbInstanceClass (a

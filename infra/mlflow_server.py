@@ -43,12 +43,26 @@ ENGINES_PER_PROCESS = 3
 RESERVED_CONNECTIONS = 10
 MAX_POOL_SIZE, MAX_OVERFLOW = 5, 10  # SQLAlchemy's defaults: more buys nothing here
 
-# Modules the server imports from site_dir: the auth app's read caches (see its docstring), and
-# sitecustomize, which Python imports at the start of each server process (the request bound).
+# The server's MLflow app plugin (infra/server_site/mlops_auth, see its docstring): MLflow finds it
+# under its `mlflow.app` entry point through the dist-info beside it, on the server's PYTHONPATH.
 LOCAL_SITE_DIR = Path(__file__).with_name("server_site")
-AUTH_CACHE_MODULE = "mlflow_auth_cache"
-SITE_MODULES = (AUTH_CACHE_MODULE, "sitecustomize")
-AUTHORIZATION_FUNCTION = f"{AUTH_CACHE_MODULE}:authenticate_request_basic_auth"
+AUTH_APP = "mlops-auth"
+OPEN_APP = "mlops-open"  # MLflow without auth: the tracking benchmark's baseline only
+# Model versions may come only from MLflow's own sources, which its handlers check against the
+# caller's runs and logged models; a bucket URL (s3://, gs://) would be read with the server's
+# role, which reaches every experiment's files.
+VERSION_SOURCES = r"^(models|runs|mlflow-artifacts):/"
+MAX_AUTH_CACHE_SECONDS = 300
+
+
+def site_files(site_dir: Path = LOCAL_SITE_DIR) -> dict[str, str]:
+    """The plugin's files (package and dist-info) by path under the site directory, as the VM's
+    copy of it holds them."""
+    return {
+        str(path.relative_to(site_dir)): path.read_text()
+        for path in sorted(site_dir.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+    }
 
 
 def connections_used(workers: int, pool_size: int, max_overflow: int) -> int:
@@ -57,7 +71,7 @@ def connections_used(workers: int, pool_size: int, max_overflow: int) -> int:
 
 
 def request_threads(pool_size: int, max_overflow: int) -> int:
-    """How many requests a worker runs at once (server_site/sitecustomize.py): each can hold
+    """How many requests a worker runs at once (mlops_auth.threads): each can hold
     two of a pool's connections (MLflow's log_batch nests a session), so half a pool's worth.
     More would let the pool run dry with every request waiting for its second connection."""
     return max(1, (pool_size + max_overflow) // 2)
@@ -160,16 +174,22 @@ class ServerSettings:
     """What a user gets where nothing is granted: nothing."""
     auth_cache_seconds: int = 60
     """How long a worker trusts a checked password (MLflow's credential cache: every request
-    otherwise pays a PBKDF2 check, ~0.3 s of CPU) and what it read of users and grants
-    (mlflow_auth_cache). A password changed, a user deleted or a grant revoked through one worker
-    takes effect in that worker at once and in the others within this long; 0 turns both off."""
+    otherwise pays a password hash) and what it read of users and grants (mlops_auth.store_cache).
+    A password changed, a user deleted or a grant revoked through one worker takes effect in that
+    worker at once and in the others within this long (at most MAX_AUTH_CACHE_SECONDS); 0 turns
+    both off."""
+    max_body_bytes: int = 16 * 1024 * 1024
+    """The largest request body the server reads (artifact uploads stream and are not bounded);
+    a larger one gets 413 before it is buffered."""
+    ai_gateway: bool = False
+    """MLflow's AI gateway (endpoints, provider secrets): off, as nothing here uses it."""
     db_max_connections: int = 100
     """The database's max_connections (PostgreSQL's default is 100; see infra.config for the
     managed databases'): the server's pools are sized to fit it (pool_for)."""
     mlflow_bin: str = "mlflow"
     site_dir: str = str(LOCAL_SITE_DIR)
-    """The directory holding mlflow_auth_cache.py, put on the server's PYTHONPATH (on the VM, a
-    copy written by the user-data)."""
+    """The directory holding the plugin (mlops_auth and its dist-info), put on the server's
+    PYTHONPATH (on the VM, a copy written by the user-data)."""
 
     def __post_init__(self) -> None:
         if not self.artifacts_destination.startswith(ARTIFACT_SCHEMES):
@@ -191,9 +211,14 @@ class ServerSettings:
                 raise ServerConfigError(f"{key} must be 1-65535, got {getattr(self, key)}")
         if not 1 <= self.workers <= 16:
             raise ServerConfigError(f"workers must be 1-16, got {self.workers}")
-        if not 0 <= self.auth_cache_seconds <= 3600:
+        if not 0 <= self.auth_cache_seconds <= MAX_AUTH_CACHE_SECONDS:
             raise ServerConfigError(
-                f"auth_cache_seconds must be 0-3600, got {self.auth_cache_seconds}"
+                f"auth_cache_seconds must be 0-{MAX_AUTH_CACHE_SECONDS}, "
+                f"got {self.auth_cache_seconds}"
+            )
+        if not 1024 <= self.max_body_bytes <= 1024**3:
+            raise ServerConfigError(
+                f"max_body_bytes must be 1024-{1024**3}, got {self.max_body_bytes}"
             )
         pool_for(self.db_max_connections, self.workers)  # raises if the database is too small
         if self.default_permission not in PERMISSIONS:
@@ -256,7 +281,7 @@ def render(s: ServerSettings) -> ServerCommand:
         # through the server, so they never need bucket credentials.
         "--serve-artifacts",
         "--artifacts-destination", s.artifacts_destination,
-        "--app-name", "basic-auth",
+        "--app-name", AUTH_APP,
         "--host", s.host,
         "--port", str(s.port),
         "--workers", str(s.workers),
@@ -272,11 +297,12 @@ def render(s: ServerSettings) -> ServerCommand:
         # 2-worker server open 135 connections, more than a small managed database allows.
         "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": str(pool_size),
         "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": str(max_overflow),
-        "MLOPS_SERVER_REQUEST_THREADS": str(request_threads(pool_size, max_overflow)),
-        # Python runs sitecustomize from here at the start of each server process (it applies
-        # the request bound); the auth config's authorization_function, mlflow_auth_cache, is
-        # imported from here.
+        # The plugin: where MLflow finds it, and its settings (mlops_auth.settings).
         "PYTHONPATH": s.site_dir,
+        "MLOPS_AUTH_REQUEST_THREADS": str(request_threads(pool_size, max_overflow)),
+        "MLOPS_AUTH_MAX_BODY_BYTES": str(s.max_body_bytes),
+        "MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX": VERSION_SOURCES,
+        "MLFLOW_ENABLE_AI_GATEWAY": str(s.ai_gateway).lower(),
     }
     auth_ini = (
         "[mlflow]\n"
@@ -284,7 +310,5 @@ def render(s: ServerSettings) -> ServerCommand:
         f"auth_cache_ttl_seconds = {s.auth_cache_seconds}\n"
         f"database_uri = {database_uri(s, s.auth_db_name)}\n"
         "# admin_username / admin_password come from MLFLOW_AUTH_ADMIN_USERNAME/PASSWORD.\n"
-        "# MLflow's basic auth with read caches in front of the auth app's database lookups.\n"
-        f"authorization_function = {AUTHORIZATION_FUNCTION}\n"
     )
     return ServerCommand(argv=argv, env=env, auth_ini=auth_ini)

@@ -1,10 +1,12 @@
 """The tracking VM's bootstrap: one cloud-init document for AWS and GCP.
 
-It writes the server spec rendered by infra.mlflow_server (argv and non-secret env), the launcher,
-the units, and the environment's requirements from uv.lock (infra.vm_requirements: every package
-pinned and hash-checked); then one bootstrap script (infra/vm_bootstrap.sh) installs the log agent,
-uv (its wheel checked against the lock), Python 3.11 and that environment, and starts the server
-under a systemd unit with Restart=always. A step that fails is retried, and one that keeps failing
+It writes the server spec rendered by infra.mlflow_server (argv and non-secret env), the units,
+and the environment's requirements from uv.lock (infra.vm_requirements: every package pinned and
+hash-checked); then one bootstrap script (infra/vm_bootstrap.sh) installs the log agent, uv (its
+wheel checked against the lock), Python 3.11 and that environment, fetches the server's code
+bundle (the launcher and the MLflow plugin, uploaded by the platform program to the artifact
+bucket under its sha256: server_bundle) and starts the server under a systemd unit with
+Restart=always. A step that fails is retried, and one that keeps failing
 stops the bootstrap with a line on the serial console (see scripts/smoke) before the server is
 ever enabled. It carries no secret value: the launcher fetches the secrets at every start through
 the VM's identity.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import hashlib
 import ipaddress
 import json
 import shlex
@@ -24,11 +27,10 @@ import yaml
 
 from infra.mlflow_server import (
     IDENTITIES,
-    LOCAL_SITE_DIR,
-    SITE_MODULES,
     ServerSettings,
     database_uri,
     render,
+    site_files,
 )
 from infra.vm_requirements import PYTHON, installer, requirements
 
@@ -36,8 +38,11 @@ PREFIX = "/opt/mlflow"
 VENV = f"{PREFIX}/venv"
 SPEC_PATH = "/etc/mlflow/server.json"
 LAUNCHER_PATH = f"{PREFIX}/vm_launcher.py"
+FETCH_PATH = f"{PREFIX}/fetch_bundle.py"
+BUNDLE_PREFIX = "server-bundles"
+"""Where in the artifact bucket the server's code bundles go (outside MLflow's artifact root)."""
 SITE_DIR = f"{PREFIX}/site"
-"""Modules the server imports (on its PYTHONPATH): the auth app's read caches, sitecustomize."""
+"""The server's MLflow app plugin (mlops_auth and its dist-info), on the server's PYTHONPATH."""
 AUTH_INI_PATH = "/run/mlflow/basic_auth.ini"
 DB_CA_PATH = "/etc/mlflow/db-ca.pem"
 """The CA that verifies the database's certificate: written from user-data, or fetched at boot."""
@@ -58,6 +63,7 @@ BOOTSTRAP_ENV = "/etc/mlflow/bootstrap.env"
 BOOTSTRAP_STATUS = f"{PREFIX}/bootstrap.status"
 REQUIREMENTS_PATH = "/etc/mlflow/requirements.txt"
 LAUNCHER_SOURCE = Path(__file__).with_name("vm_launcher.py")
+FETCH_SOURCE = Path(__file__).with_name("vm_fetch_bundle.py")
 BOOTSTRAP_SOURCE = Path(__file__).with_name("vm_bootstrap.sh")
 ACME_HOOK_SOURCE = Path(__file__).with_name("acme_deploy_hook.sh")
 USER_DATA_LIMIT = 16 * 1024
@@ -306,6 +312,35 @@ class DatabaseCa:
             raise ValueError(f"DatabaseCa url must be https, got {self.url!r}")
 
 
+@dataclass(frozen=True)
+class ServerBundle:
+    """The server's code as the VM installs it, one JSON text: {"files": {path under PREFIX:
+    text}} (the launcher and the MLflow plugin, as in the repository). Its key in the bucket is
+    named by its sha256, so a changed bundle is a new object and a new user-data (a new VM)."""
+
+    text: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+    @property
+    def key(self) -> str:
+        return f"{BUNDLE_PREFIX}/{self.sha256}.json"
+
+    def files(self) -> dict[str, str]:
+        return json.loads(self.text)["files"]
+
+
+def server_bundle() -> ServerBundle:
+    site = Path(SITE_DIR).relative_to(PREFIX)
+    files = {
+        str(Path(LAUNCHER_PATH).relative_to(PREFIX)): LAUNCHER_SOURCE.read_text(),
+        **{f"{site}/{name}": text for name, text in site_files().items()},
+    }
+    return ServerBundle(json.dumps({"files": files}, sort_keys=True, indent=1) + "\n")
+
+
 def shipped_python(path: Path) -> str:
     """A Python file as the user-data carries it: the same code without its docstrings and
     comments (EC2 takes 16 KB of user-data; the readable copy is the repository's)."""
@@ -346,11 +381,14 @@ def user_data(
     db_ca: DatabaseCa,
     logs: LogShipping,
     tls_cert_pem: str,
+    bucket_url: str,
     domain: str | None = None,
 ) -> str:
     """The cloud-config document for the tracking VM (the same for both clouds). It holds the
     server's certificate (public); its key stays in the secret store until the launcher runs.
-    With a `domain`, the VM also keeps a Let's Encrypt certificate for it (acme_units)."""
+    The VM fetches server_bundle() from `bucket_url` (s3://bucket or gs://bucket), where the
+    platform program puts it under its key. With a `domain`, the VM also keeps a Let's Encrypt
+    certificate for it (acme_units)."""
     if settings.mlflow_bin != f"{VENV}/bin/mlflow":
         raise ValueError(f"settings.mlflow_bin must be {VENV}/bin/mlflow on the VM")
     if settings.site_dir != SITE_DIR:
@@ -370,6 +408,10 @@ def user_data(
         raise ValueError(f"secrets from {secrets.provider} but logs to {logs.provider}")
     if domain and domain not in settings.allowed_hosts:
         raise ValueError(f"settings.allowed_hosts must include the domain {domain}")
+    scheme = {"aws": "s3://", "gcp": "gs://"}[secrets.provider]
+    if not bucket_url.startswith(scheme) or "/" in bucket_url[len(scheme) :].strip("/"):
+        raise ValueError(f"bucket_url must be {scheme}<bucket>, got {bucket_url!r}")
+    bundle = server_bundle()
     spec = server_spec(settings, secrets, domain)
     acme = []
     if domain:
@@ -381,14 +423,21 @@ def user_data(
         ]
     files = [
         (SPEC_PATH, "0644", json.dumps(spec, indent=2) + "\n"),
-        (LAUNCHER_PATH, "0755", shipped_python(LAUNCHER_SOURCE)),
-        *[
-            (f"{SITE_DIR}/{module}.py", "0644", shipped_python(LOCAL_SITE_DIR / f"{module}.py"))
-            for module in SITE_MODULES
-        ],  # fmt: skip
+        (FETCH_PATH, "0755", shipped_python(FETCH_SOURCE)),
         (STACK_CERT_PATH, "0644", tls_cert_pem),
         (BOOTSTRAP_PATH, "0755", shipped_shell(BOOTSTRAP_SOURCE)),
-        (BOOTSTRAP_ENV, "0644", bootstrap_env(db_ca, logs, acme=bool(domain))),
+        (
+            BOOTSTRAP_ENV,
+            "0644",
+            bootstrap_env(
+                db_ca,
+                logs,
+                acme=bool(domain),
+                BUNDLE_URL=f"{bucket_url.rstrip('/')}/{bundle.key}",
+                BUNDLE_SHA256=bundle.sha256,
+                BUNDLE_REGION=secrets.region or "",
+            ),
+        ),  # fmt: skip
         (REQUIREMENTS_PATH, "0644", requirements(f"server-{secrets.provider}")),
         ("/etc/systemd/system/mlflow.service", "0644", SYSTEMD_UNIT),
         ("/etc/systemd/system/mlflow-db-password.service", "0644", REFRESH_SERVICE),
@@ -448,6 +497,11 @@ def bootstrap_env(
         "BOOTSTRAP_LOG": BOOTSTRAP_LOG,
         # "yes": install certbot and start mlflow-acme.timer (a domain's certificate).
         "ACME": "yes" if acme else "",
+        # The server's code (server_bundle): fetched by FETCH_BUNDLE, checked against its sha256.
+        "FETCH_BUNDLE": FETCH_PATH,
+        "BUNDLE_URL": "",
+        "BUNDLE_SHA256": "",
+        "BUNDLE_REGION": "",
         **overrides,
     }
     header = (

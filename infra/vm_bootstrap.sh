@@ -83,6 +83,11 @@ retry "$PREFIX/bin/uv" pip sync --python "$VENV/bin/python" --require-hashes \
   --only-binary :all: --compile-bytecode "$REQUIREMENTS"
 rm -rf "$UV_CACHE_DIR"
 
+step="server bundle"
+# The launcher and the MLflow plugin, from the artifact bucket through the VM's identity; the
+# object must hash to BUNDLE_SHA256, which the user-data carries.
+retry "$VENV/bin/python" "$FETCH_BUNDLE" "$BUNDLE_URL" "$BUNDLE_SHA256" "$PREFIX" "$BUNDLE_REGION"
+
 if [ "${ACME:-}" = yes ]; then
   step="acme client"
   # Ubuntu's certbot; mlflow-acme.timer (started below) obtains the domain's certificate.

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import requests
 
-from infra.mlflow_server import ServerSettings, render
+from infra.mlflow_server import OPEN_APP, ServerSettings, render
 
 LOOPBACK = "127.0.0.1"
 BIN = Path(sys.executable).parent
@@ -716,7 +716,7 @@ def mlflow_start(
 
     `store_env` points the server (not its clients) at the local object store: moto for s3://,
     the GCS emulator for gs://. `auth=False` (for the benchmark's comparison only) starts the same
-    rendering without the basic-auth app: anyone may do anything."""
+    rendering with MLflow's app without auth (the plugin's mlops-open): anyone may do anything."""
     from infra import vm_launcher
     from infra.mlflow_server import IDENTITIES, database_uri
 
@@ -735,9 +735,9 @@ def mlflow_start(
         mlflow_bin=str(BIN / "mlflow"),
     )
     command = render(settings)
-    if not auth:
-        at = command.argv.index("--app-name")
-        command = replace(command, argv=command.argv[:at] + command.argv[at + 2 :])
+    if not auth:  # MLflow's own app, without auth, with the plugin's thread bound
+        at = command.argv.index("--app-name") + 1
+        command = replace(command, argv=[*command.argv[:at], OPEN_APP, *command.argv[at + 1 :]])
     workdir.mkdir(parents=True, exist_ok=True)
     ini = Path(settings.auth_config_path)
     ini.write_text(command.auth_ini)

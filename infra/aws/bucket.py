@@ -33,6 +33,7 @@ def tls_only_policy(bucket_arn: str) -> str:
 class ArtifactBucket(pulumi.ComponentResource):
     name: pulumi.Output[str]
     arn: pulumi.Output[str]
+    configured: list[pulumi.Resource]
 
     def __init__(self, name: str, cfg: PlatformConfig, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:aws:ArtifactBucket", name, None, opts)
@@ -58,7 +59,7 @@ class ArtifactBucket(pulumi.ComponentResource):
             rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
             opts=child(self),
         )
-        aws.s3.BucketVersioning(
+        versioning = aws.s3.BucketVersioning(
             f"{name}-versioning",
             bucket=bucket.id,
             versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(
@@ -66,7 +67,7 @@ class ArtifactBucket(pulumi.ComponentResource):
             ),
             opts=child(self),
         )
-        aws.s3.BucketServerSideEncryptionConfiguration(
+        encryption = aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-encryption",
             bucket=bucket.id,
             rules=[
@@ -105,4 +106,6 @@ class ArtifactBucket(pulumi.ComponentResource):
         )
         self.name = bucket.bucket
         self.arn = bucket.arn
+        # What an object written by the program waits for: versioned and encrypted from the start.
+        self.configured = [versioning, encryption]
         self.register_outputs({"name": bucket.bucket, "arn": bucket.arn})

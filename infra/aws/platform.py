@@ -26,6 +26,7 @@ def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dic
         security_group_id=network.server_sg_id,
         bucket_name=bucket.name,
         bucket_arn=bucket.arn,
+        bucket_configured=bucket.configured,
         db_address=database.address,
         db_secret_arn=database.secret_arn,
         vpc_id=network.vpc_id,

@@ -27,6 +27,7 @@ from infra.vm import (
     SecretSource,
     allowed_hosts,
     compressed,
+    server_bundle,
     user_data,
 )
 
@@ -102,6 +103,7 @@ class TrackingServer(pulumi.ComponentResource):
         security_group_id: pulumi.Input[str],
         bucket_name: pulumi.Input[str],
         bucket_arn: pulumi.Input[str],
+        bucket_configured: list[pulumi.Resource] | None = None,
         db_address: pulumi.Input[str],
         db_secret_arn: pulumi.Input[str],
         vpc_id: pulumi.Input[str],
@@ -254,6 +256,19 @@ class TrackingServer(pulumi.ComponentResource):
             opts=pulumi.InvokeOptions(parent=self),
         )
 
+        # The launcher and the MLflow plugin, which the VM fetches at first boot (user-data names
+        # the key, which is the bundle's sha256): created before the instance boots.
+        bundle = server_bundle()
+        bundle_object = aws.s3.BucketObjectv2(
+            f"{name}-bundle",
+            bucket=bucket_name,
+            key=bundle.key,
+            content=bundle.text,
+            content_type="application/json",
+            tags=tags(cfg.stack, f"{name}-bundle"),
+            opts=child(self, depends_on=bucket_configured or []),
+        )
+
         def render(args: list) -> str:
             public_ip, bucket, db_host, db_secret, admin_secret, tls_key_secret, cert = args[:7]
             users = dict(zip(password_secrets, args[7:], strict=True))
@@ -268,6 +283,8 @@ class TrackingServer(pulumi.ComponentResource):
                 workers=cfg.mlflowWorkers,
                 db_max_connections=cfg.max_connections,
                 auth_cache_seconds=cfg.authCacheSeconds,
+                max_body_bytes=cfg.maxRequestBytes,
+                ai_gateway=cfg.aiGateway,
                 allowed_hosts=allowed_hosts(cfg, public_ip),
                 tls_certfile=TLS_CERT_PATH,
                 tls_keyfile=TLS_KEY_PATH,
@@ -279,7 +296,7 @@ class TrackingServer(pulumi.ComponentResource):
             )
             ca = DatabaseCa(url=rds_ca_bundle_url(region))
             logs = LogShipping("aws", log_prefix)
-            return user_data(settings, secrets, ca, logs, cert, cfg.domain)
+            return user_data(settings, secrets, ca, logs, cert, f"s3://{bucket}", cfg.domain)
 
         instance = aws.ec2.Instance(
             f"{name}-vm",
@@ -313,9 +330,10 @@ class TrackingServer(pulumi.ComponentResource):
             tags=tags(cfg.stack, f"{name}-vm"),
             # A new bootstrap means a new instance, which takes over the old one's private
             # address and Elastic IP: the old one must go first (minutes of downtime).
-            # After its role may read the secrets: the launcher fetches them at first boot.
+            # After its role may read the secrets and the bundle is in the bucket: the bootstrap
+            # and the launcher fetch them at first boot.
             opts=pulumi.ResourceOptions(
-                parent=self, delete_before_replace=True, depends_on=[access]
+                parent=self, delete_before_replace=True, depends_on=[access, bundle_object]
             ),
         )
         aws.ec2.EipAssociation(

@@ -25,6 +25,7 @@ from infra.vm import (
     LogShipping,
     SecretSource,
     allowed_hosts,
+    server_bundle,
     user_data,
 )
 
@@ -107,7 +108,7 @@ class TrackingServer(pulumi.ComponentResource):
             opts=child,
         )
         # Object access on this bucket only: a bucket-level binding, never a project-wide role.
-        gcp.storage.BucketIAMMember(
+        bucket_access = gcp.storage.BucketIAMMember(
             f"{name}-bucket-access",
             bucket=bucket_name,
             role="roles/storage.objectAdmin",
@@ -195,6 +196,18 @@ class TrackingServer(pulumi.ComponentResource):
             region=cfg.gcpRegion, status="UP", opts=pulumi.InvokeOutputOptions(parent=self)
         ).names.apply(lambda names: sorted(names)[0])
 
+        # The launcher and the MLflow plugin, which the VM fetches at first boot (user-data names
+        # the object, which is the bundle's sha256): created before the instance boots.
+        bundle = server_bundle()
+        bundle_object = gcp.storage.BucketObject(
+            f"{name}-bundle",
+            bucket=bucket_name,
+            name=bundle.key,
+            content=bundle.text,
+            content_type="application/json",
+            opts=child,
+        )
+
         def render(args: list) -> str:
             public_ip, bucket, host, db_secret, admin_secret, ca, tls_key_secret, cert = args[:8]
             users = dict(zip(password_secrets, args[8:], strict=True))
@@ -210,6 +223,8 @@ class TrackingServer(pulumi.ComponentResource):
                 workers=cfg.mlflowWorkers,
                 db_max_connections=cfg.max_connections,
                 auth_cache_seconds=cfg.authCacheSeconds,
+                max_body_bytes=cfg.maxRequestBytes,
+                ai_gateway=cfg.aiGateway,
                 allowed_hosts=allowed_hosts(cfg, public_ip),
                 tls_certfile=TLS_CERT_PATH,
                 tls_keyfile=TLS_KEY_PATH,
@@ -222,6 +237,7 @@ class TrackingServer(pulumi.ComponentResource):
                 DatabaseCa(pem=ca),
                 LogShipping("gcp", f"mlflow-{cfg.stack}"),
                 cert,
+                f"gs://{bucket}",
                 cfg.domain,
             )
 
@@ -274,8 +290,9 @@ class TrackingServer(pulumi.ComponentResource):
                 parent=self,
                 replace_on_changes=["metadata"],
                 delete_before_replace=True,
-                # The launcher reads its secrets at first boot: the grants come first.
-                depends_on=[database, *secret_grants],
+                # The bootstrap fetches the bundle and the launcher its secrets at first boot: the
+                # bundle and the grants come first.
+                depends_on=[database, bundle_object, bucket_access, *secret_grants],
             ),
         )
         self.public_ip = address.address

@@ -213,7 +213,7 @@ def test_server_command_is_the_shared_rendering(declared):
     bucket = declared.outputs[out.ARTIFACT_BUCKET]["value"]
     assert argv[argv.index("--artifacts-destination") + 1] == f"s3://{bucket}/mlflow"
     assert "--default-artifact-root" not in argv
-    assert argv[argv.index("--app-name") + 1] == "basic-auth"
+    assert argv[argv.index("--app-name") + 1] == "mlops-auth"  # MLflow's basic auth, hardened
     assert "198.51.100.7:5000" in argv[argv.index("--allowed-hosts") + 1].split(",")
 
 
@@ -276,6 +276,14 @@ def test_a_replaced_server_keeps_its_addresses(declared):
     # The launcher reads its secrets at first boot: the role's policy exists before the VM.
     assert any(d.endswith("aws:iam/rolePolicy:RolePolicy::mlops-access")
                for d in ec2["options"]["dependencies"])  # fmt: skip
+    # The bootstrap fetches the server's code bundle at first boot: it is in the bucket first,
+    # itself only once the bucket is versioned and encrypted.
+    assert any(d.endswith("aws:s3/bucketObjectv2:BucketObjectv2::mlops-bundle")
+               for d in ec2["options"]["dependencies"])  # fmt: skip
+    bundle = declared.one("aws:s3/bucketObjectv2:BucketObjectv2")
+    for configured in ("bucketVersioning:BucketVersioning::mlops-versioning",
+                       "bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration::mlops-encryption"):  # fmt: skip
+        assert any(d.endswith(configured) for d in bundle["options"]["dependencies"]), configured
 
 
 # --- TLS and the workload users -----------------------------------------------------------------

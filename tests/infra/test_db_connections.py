@@ -45,7 +45,7 @@ def per_pool(env: dict) -> int:
 def requests_at_once(spec: dict) -> tuple[int, int]:
     """(requests a worker runs at once, connections in each of its pools), from what the VM runs."""
     env = spec["env"]
-    return int(env["MLOPS_SERVER_REQUEST_THREADS"]), per_pool(env)
+    return int(env["MLOPS_AUTH_REQUEST_THREADS"]), per_pool(env)
 
 
 def test_aws_workers_never_run_a_pool_dry(declared):

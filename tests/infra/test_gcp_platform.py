@@ -271,6 +271,10 @@ def test_a_destroy_is_not_blocked_by_what_mlflow_created(declared_gcp):
     grants = declared_gcp.of_type("gcp:secretmanager/secretIamMember:SecretIamMember")
     assert len(grants) == 5
     assert all(any(d.endswith(f"SecretIamMember::{g['name']}") for d in depends) for g in grants)
+    # The bootstrap fetches the server's code bundle at first boot with the VM's account: the
+    # object and the account's access to the bucket exist before the VM.
+    assert any(d.endswith("gcp:storage/bucketObject:BucketObject::mlops-bundle") for d in depends)
+    assert any(d.endswith("BucketIAMMember::mlops-bucket-access") for d in depends)
 
 
 def test_the_server_verifies_the_database_with_the_instance_s_own_ca(declared_gcp):

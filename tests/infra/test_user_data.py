@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import hashlib
 import json
 import shlex
 import shutil
@@ -232,27 +233,47 @@ def _without_docstrings(tree: ast.AST) -> str:
     return ast.dump(tree)
 
 
-def test_the_vm_gets_the_repository_s_python_code_without_its_docstrings(declared):
-    """The launcher, the auth app's caches and the request bound (sitecustomize) go in the
-    user-data as the same code (same syntax tree once docstrings are dropped) and importable
-    where the server looks for them."""
-    from infra.mlflow_server import AUTH_CACHE_MODULE, LOCAL_SITE_DIR, SITE_MODULES
-    from infra.vm import LAUNCHER_PATH, LAUNCHER_SOURCE, SITE_DIR, SPEC_PATH
+def test_the_vm_gets_the_repository_s_code_from_the_bundle_the_program_uploads(declared):
+    """The launcher and the MLflow plugin reach the VM as one object in the artifact bucket,
+    byte for byte as in the repository; the user-data names it by its sha256 (a changed bundle
+    is a changed user-data: a new VM) and carries only the small script that fetches it (the
+    same code, without its docstrings)."""
+    from infra.mlflow_server import LOCAL_SITE_DIR, site_files
+    from infra.vm import (
+        BOOTSTRAP_ENV,
+        FETCH_PATH,
+        FETCH_SOURCE,
+        LAUNCHER_PATH,
+        LAUNCHER_SOURCE,
+        PREFIX,
+        SITE_DIR,
+        SPEC_PATH,
+        server_bundle,
+    )  # fmt: skip
 
     files = written(yaml.safe_load(user_data(declared)))
-    shipped = {
-        LAUNCHER_PATH: LAUNCHER_SOURCE,
-        **{f"{SITE_DIR}/{m}.py": LOCAL_SITE_DIR / f"{m}.py" for m in SITE_MODULES},
+    bundle = declared.one("aws:s3/bucketObjectv2:BucketObjectv2")["inputs"]
+    assert bundle == {**bundle, "content": server_bundle().text, "key": server_bundle().key,
+                      "bucket": declared.outputs["artifactBucket"]["value"]}  # fmt: skip
+    text = bundle["content"]
+    assert bundle["key"] == f"server-bundles/{hashlib.sha256(text.encode()).hexdigest()}.json"
+    env = bootstrap_env(yaml.safe_load(user_data(declared)))
+    assert env["BUNDLE_URL"] == f"s3://{bundle['bucket']}/{bundle['key']}"
+    assert env["BUNDLE_SHA256"] == hashlib.sha256(text.encode()).hexdigest()
+    assert env["BUNDLE_REGION"] == "us-east-1" and env["FETCH_BUNDLE"] == FETCH_PATH
+    shipped = {f"{PREFIX}/{name}": text for name, text in json.loads(text)["files"].items()}
+    assert shipped == {
+        LAUNCHER_PATH: LAUNCHER_SOURCE.read_text(),
+        **{f"{SITE_DIR}/{name}": text for name, text in site_files().items()},
     }
-    assert f"{SITE_DIR}/sitecustomize.py" in shipped
-    for path, source in shipped.items():
-        original = source.read_text()
-        assert "__doc__" not in original  # nothing reads what is left out
-        assert len(files[path]) < len(original)
-        assert _without_docstrings(ast.parse(files[path])) == _without_docstrings(
-            ast.parse(original)
-        )
-    assert files[LAUNCHER_PATH].startswith("#!/usr/bin/env python3\n")
+    assert f"{SITE_DIR}/mlops_auth/app.py" in shipped
+    assert f"{SITE_DIR}/mlops_auth-1.0.dist-info/entry_points.txt" in shipped
+    assert not any(path.startswith(f"{SITE_DIR}/") for path in files)  # not in the user-data
+    assert (LOCAL_SITE_DIR / "mlops_auth-1.0.dist-info/entry_points.txt").is_file()
+    assert _without_docstrings(ast.parse(files[FETCH_PATH])) == _without_docstrings(
+        ast.parse(FETCH_SOURCE.read_text())
+    )
+    assert BOOTSTRAP_ENV in files
     spec = json.loads(files[SPEC_PATH])
     assert spec["env"]["PYTHONPATH"] == SITE_DIR
-    assert f"authorization_function = {AUTH_CACHE_MODULE}:" in spec["authIni"]
+    assert "authorization_function" not in spec["authIni"]  # MLflow's default: its UI's logout

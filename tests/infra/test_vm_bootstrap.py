@@ -39,12 +39,17 @@ cp "$SERVED/$name" "$out"
 FAKE_UV = """#!/bin/bash
 echo "uv $*" >> "$CALLS"
 if [ "$1" = venv ]; then
-  venv="${@: -1}"; mkdir -p "$venv/bin"; touch "$venv/bin/python"
+  venv="${@: -1}"; mkdir -p "$venv/bin"
+  printf '#!/bin/bash\necho "python $*" >> "$CALLS"\n' > "$venv/bin/python"
+  chmod +x "$venv/bin/python"
 fi
 if [ "$1 $2" = "pip sync" ] && [ -e "$SERVED/fail-pip" ]; then
   echo "error: Failed to fetch: https://pypi.org/simple/mlflow/" >&2; exit 2
 fi
 """
+
+
+BUNDLE_URL = "s3://mlflow-dev-x/server-bundles/abab.json"
 
 
 class Bootstrap:
@@ -99,6 +104,10 @@ class Bootstrap:
             "SERVICE_USER": getpass.getuser(),
             "STATUS_FILE": str(r / "bootstrap.status"),
             "CONSOLE": str(r / "console"),
+            "FETCH_BUNDLE": str(r / "fetch_bundle.py"),
+            "BUNDLE_URL": BUNDLE_URL,
+            "BUNDLE_SHA256": "ab" * 32,
+            "BUNDLE_REGION": "us-east-1",
             **overrides,
         }
         env_file = r / "bootstrap.env"
@@ -148,11 +157,16 @@ def test_a_clean_bootstrap_runs_every_step_in_order_and_says_done(aws):
             "cloudwatch-agent-ctl -a fetch-config -m ec2 -s -c file:",
             "uv venv --clear --managed-python --python 3.11 ",
             "uv pip sync --python ",
+            "python ",  # the server's code bundle, with the new environment's Python
             "systemctl daemon-reload",
             "systemctl enable --now mlflow.service mlflow-db-password.timer",
         )
     ]
     assert order == sorted(order)
+    [fetch] = [c for c in calls if c.startswith("python ")]
+    assert fetch == (
+        f"python {aws.root / 'fetch_bundle.py'} {BUNDLE_URL} {'ab' * 32} {aws.prefix} us-east-1"
+    )
     [sync] = [c for c in calls if c.startswith("uv pip sync")]
     assert "--require-hashes --only-binary :all:" in sync
     assert sync.endswith(str(aws.root / "requirements.txt"))

@@ -139,7 +139,7 @@ def test_each_workload_user_has_its_grants_and_no_more(platform, months):
 
 
 def test_a_grant_revoked_or_a_user_deleted_counts_at_once_despite_the_auth_caches(platform):
-    """The server caches what the auth app reads of users and grants (mlflow_auth_cache); a change
+    """The server caches what the auth app reads of users and grants (mlops_auth.store_cache); a change
     made through the worker that serves the next request (this server has one) counts at once."""
     from mlflow.server import get_app_client
 
@@ -173,7 +173,7 @@ def test_many_concurrent_metric_batches_never_run_a_worker_s_pool_dry(platform):
     """MLflow's log_batch holds two of a pool's connections at once. This server has one worker
     and pools of 15 (infra.mlflow_server.pool_for); 32 batches at once, unbounded, let every
     connection be held by a request waiting for its second, for the pool's 30 s timeout (seen
-    at 16). The worker runs at most half a pool's worth at once (server_site/sitecustomize.py),
+    at 16). The worker runs at most half a pool's worth at once (mlops_auth.threads),
     so each batch answers promptly and none fails."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -208,7 +208,7 @@ def test_many_concurrent_metric_batches_never_run_a_worker_s_pool_dry(platform):
 
 def test_a_metric_batch_with_a_field_spelled_two_ways_is_refused_and_nothing_is_logged(platform):
     """The auth app checks a batch that names no logged model without parsing its metrics
-    (mlflow_auth_cache); a metric spelling one field two ways is then refused by the handler,
+    (mlops_auth.lean_log_check); a metric spelling one field two ways is then refused by the handler,
     before anything is logged, as MLflow's validator refused it before."""
     from mlflow import MlflowClient
 
@@ -236,7 +236,7 @@ def test_a_metric_batch_with_a_field_spelled_two_ways_is_refused_and_nothing_is_
 def test_a_run_named_twice_with_different_ids_is_refused_and_the_other_run_is_untouched(platform):
     """MLflow 3.17's auth app checked {"run_uuid": mine, "runId": theirs} against the caller's
     own run and its handlers wrote to the other: the trainer could log into any run. The
-    server refuses such a body (mlflow_auth_cache._naming_one_run) on every run endpoint."""
+    server refuses such a body (mlops_auth.run_id_guard) on every run endpoint."""
     from mlflow import MlflowClient
 
     from infra.mlflow_server import TRAINING_EXPERIMENT

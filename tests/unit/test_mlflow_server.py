@@ -49,8 +49,13 @@ def test_gcs_destination_is_accepted():
 
 
 def test_basic_auth_is_on_with_admin_credentials_from_the_environment():
+    """The app is the repository's plugin around MLflow's basic auth (infra/server_site); the
+    auth config keeps MLflow's default authorization function, so MLflow's UI shows logout and
+    change-password."""
     command = render(BASE)
-    assert flag(command.argv, "--app-name") == "basic-auth"
+    assert flag(command.argv, "--app-name") == "mlops-auth"
+    assert command.env["PYTHONPATH"] == BASE.site_dir
+    assert "authorization_function" not in command.auth_ini
     assert command.env["MLFLOW_AUTH_CONFIG_PATH"] == BASE.auth_config_path
     assert "admin_password" not in command.auth_ini.replace("# admin_username / admin_password", "")
     assert {"MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD", "PGPASSWORD"} <= set(
@@ -139,7 +144,9 @@ def test_sslmode_is_added_to_both_database_uris():
             "default_permission must be one of READ, EDIT, MANAGE, NO_PERMISSIONS",
         ),
         ("allowed_hosts", (), "allowed_hosts must list at least one host"),
-        ("auth_cache_seconds", -1, "auth_cache_seconds must be 0-3600"),
+        ("auth_cache_seconds", -1, "auth_cache_seconds must be 0-300"),
+        ("auth_cache_seconds", 301, "auth_cache_seconds must be 0-300"),
+        ("max_body_bytes", 10, "max_body_bytes must be 1024-1073741824"),
     ],
 )
 def test_bad_setting_is_an_error_naming_the_key(key, value, message):
@@ -148,8 +155,8 @@ def test_bad_setting_is_an_error_naming_the_key(key, value, message):
 
 
 def test_a_checked_password_is_trusted_for_a_minute_unless_set_otherwise():
-    """Without MLflow's credential cache every request pays a PBKDF2 check (~0.3 s of CPU): a
-    training run's 55 requests took 16 s. The TTL bounds how long a changed password lingers."""
+    """Without MLflow's credential cache every request pays a password hash: a training run's 55
+    requests took 16 s. The TTL bounds how long a changed password lingers."""
     assert "auth_cache_ttl_seconds = 60\n" in render(BASE).auth_ini
     off = render(dataclasses.replace(BASE, auth_cache_seconds=0)).auth_ini
     assert "auth_cache_ttl_seconds = 0\n" in off
@@ -181,6 +188,28 @@ def test_database_pools_are_bounded_by_the_database_limit():
         pool, overflow = (int(env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]),
                           int(env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"]))  # fmt: skip
         assert connections_used(2, pool, overflow) <= limit - 10 and overflow >= 1
-        assert 2 * int(env["MLOPS_SERVER_REQUEST_THREADS"]) <= pool + overflow  # see sitecustomize
+        assert (
+            2 * int(env["MLOPS_AUTH_REQUEST_THREADS"]) <= pool + overflow
+        )  # see mlops_auth.threads
     with pytest.raises(ServerConfigError, match="workers=8: the database allows 40 connections"):
         replace(base, db_max_connections=40, workers=8)
+
+
+def test_versions_come_only_from_mlflow_s_own_sources_and_the_gateway_is_off():
+    """A version's `source` in the bucket (s3://, gs://) would be read with the server's role,
+    which reaches every experiment's files: only models:/, runs:/ and mlflow-artifacts:/, which
+    MLflow checks against the caller's runs and logged models. MLflow's AI gateway is off."""
+    import re
+
+    env = render(BASE).env
+    pattern = env["MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX"]
+    for source in ("models:/m-0123", "runs:/abc/model", "mlflow-artifacts:/1/models/m-1/artifacts"):
+        assert re.search(pattern, source), source
+    for source in ("s3://team-artifacts/mlflow/2/report", "gs://b/x", "file:///etc", "/etc",
+                   "http://x/models:/", " models:/m-1", "dbfs:/x"):  # fmt: skip
+        assert not re.search(pattern, source), source
+    assert env["MLFLOW_ENABLE_AI_GATEWAY"] == "false"
+    assert (
+        render(dataclasses.replace(BASE, ai_gateway=True)).env["MLFLOW_ENABLE_AI_GATEWAY"] == "true"
+    )
+    assert env["MLOPS_AUTH_MAX_BODY_BYTES"] == str(16 << 20)

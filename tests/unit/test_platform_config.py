@@ -97,6 +97,21 @@ def test_stack_kind_from_name():
             "dev",
             "mlops-platform:mlflowWorkers: Input should be greater than or equal to 1",
         ),
+        (
+            {"cloud": "aws", "authCacheSeconds": "301"},
+            "dev",
+            "mlops-platform:authCacheSeconds: Input should be less than or equal to 300",
+        ),
+        (
+            {"cloud": "aws", "maxRequestBytes": "100"},
+            "dev",
+            "mlops-platform:maxRequestBytes: Input should be greater than or equal to 1024",
+        ),
+        (
+            {"cloud": "aws", "aiGateway": "maybe"},
+            "dev",
+            "mlops-platform:aiGateway: Input should be a valid boolean",
+        ),
     ],
 )
 def test_bad_value_names_the_key_and_what_is_allowed(raw, stack, message):
@@ -207,3 +222,12 @@ def test_workers_that_would_not_fit_the_vm_are_a_config_error():
         ).mlflowWorkers
         == 4
     )
+
+
+def test_the_ai_gateway_is_off_and_bodies_are_bounded_unless_the_stack_says_otherwise():
+    """MLflow's AI gateway lets any signed-in user create provider secrets and endpoints, and
+    nothing here uses it; a request body is read up to 16 MiB."""
+    cfg = load({"cloud": "aws"}, "dev")
+    assert (cfg.aiGateway, cfg.maxRequestBytes, cfg.authCacheSeconds) == (False, 16 << 20, 60)
+    on = load({"cloud": "aws", "aiGateway": "true", "maxRequestBytes": "1048576"}, "dev")
+    assert (on.aiGateway, on.maxRequestBytes) == (True, 1 << 20)
