@@ -3,14 +3,17 @@
 `python -m scripts.benchmark_tracking` (part of `make benchmark`) starts moto_server and two MLflow
 servers as infra.mlflow_server renders them for the VM (HTTPS, bounded database pools, the
 credential and auth read caches), each on a PostgreSQL of its own and with the same workers: one
-with the basic-auth app, one without. The same client processes (so the client side is not one
+with the mlops-auth plugin (MLflow's basic-auth app), one without auth. The same client processes (so the client side is not one
 GIL), working as the `trainer` workload user, load one server at a time: per workload (one metric
 per request, a 100-metric batch, a run search, a registry alias lookup) and round, each sends its
 next request as soon as the last one answered, for a fixed time, the servers taking turns in
 alternating order (A B, B A) so that a machine whose speed drifts favours neither. The script
 samples the loaded server's resident memory and PostgreSQL's connections from its database user.
-The table and the issue's goals (authenticated ≥ 90% of unauthenticated requests/s; connections
-within the rendered bound) replace the tracking block of docs/benchmarks.md.
+Then, on the authenticated server, a password flood: one workload client's alias lookups, one at
+a time, alone and while 16 anonymous clients (from another loopback address) guess a user's
+password, in alternating rounds. The tables and the issues' goals (authenticated ≥ 90% of
+unauthenticated requests/s; connections within the rendered bound; the workload's median during
+the flood within 3x its median alone) replace the tracking block of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ WORKLOADS = ("log_metric", "log_batch (100 metrics)", "search_runs", "alias look
 MODEL = "bench-model"
 GOAL = 0.90  # issue 18: authenticated requests/s at least 90% of the unauthenticated server's
 BATCH_METRICS = 100
+FLOOD_CLIENTS = 16
+FLOOD_GOAL = 3.0  # issue 30: the workload's median during the flood within 3x its median alone
+FLOOD_ADDRESS = "127.0.0.2"  # the guessers' own address (the workload's is 127.0.0.1)
 
 
 def client_process(env: dict, jobs, ready, out) -> None:
@@ -210,6 +216,78 @@ class Sampler:
         self._conn.close()
 
 
+def guessing(url: str, ca: str, stop, out) -> None:
+    """FLOOD_CLIENTS threads guessing the trainer's password from FLOOD_ADDRESS until `stop`;
+    puts the answers' status counts."""
+    import collections
+    import uuid
+
+    import requests
+
+    class FromAddress(requests.adapters.HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            kwargs["source_address"] = (FLOOD_ADDRESS, 0)
+            super().init_poolmanager(*args, **kwargs)
+
+    counts = collections.Counter()
+
+    def guess() -> None:
+        session = requests.Session()
+        session.mount("https://", FromAddress())
+        while not stop.is_set():
+            try:
+                answer = session.get(f"{url}/api/2.0/mlflow/experiments/search",
+                                     params={"max_results": 1}, auth=("trainer", uuid.uuid4().hex),
+                                     verify=ca, timeout=60)  # fmt: skip
+                counts[answer.status_code] += 1
+            except requests.RequestException:
+                counts["error"] += 1
+
+    threads = [threading.Thread(target=guess) for _ in range(FLOOD_CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    out.put(dict(counts))
+
+
+def flood(server: dict, args) -> dict:
+    """The workload's alias lookups alone and during the flood, in alternating rounds (alone,
+    flooded, alone, ...): per-request latencies in ms, and the guessers' answers."""
+    import requests
+
+    env = server["env"]
+    session, ca = requests.Session(), env["MLFLOW_TRACKING_SERVER_CERT_PATH"]
+    auth = (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"])
+    url = f"{server['proc'].url}/api/2.0/mlflow/registered-models/alias"
+
+    def lookups(seconds: float) -> list[float]:
+        times, deadline = [], time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            began = time.perf_counter()
+            answer = session.get(url, params={"name": MODEL, "alias": "champion"}, auth=auth,
+                                 verify=ca, timeout=60)  # fmt: skip
+            answer.raise_for_status()
+            times.append((time.perf_counter() - began) * 1000)
+        return times
+
+    ctx = multiprocessing.get_context("spawn")
+    result = {"alone": [], "flooded": [], "guesses": {}}
+    lookups(args.warmup)
+    for _ in range(args.rounds // 2 or 1):
+        result["alone"] += lookups(args.duration)
+        stop, out = ctx.Event(), ctx.Queue()
+        guessers = ctx.Process(target=guessing, args=(server["proc"].url, ca, stop, out))
+        guessers.start()
+        time.sleep(args.warmup)  # the flood's first guesses: checked, then refused
+        result["flooded"] += lookups(args.duration)
+        stop.set()
+        for status, n in out.get(timeout=120).items():
+            result["guesses"][status] = result["guesses"].get(status, 0) + n
+        guessers.join(timeout=30)
+    return result
+
+
 def render_block(results: dict, args, took: float, machine_line: str) -> str:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     pool = pool_for(args.db_max_connections, args.workers)
@@ -222,8 +300,9 @@ def render_block(results: dict, args, took: float, machine_line: str) -> str:
         f"- Servers: `mlflow server` as rendered for the VM (HTTPS, PostgreSQL backend, S3 "
         f"artifacts on moto, pools of {sum(pool)} connections, {request_threads(*pool)} requests "
         f"at once per worker, credential and auth read caches {args.auth_cache} s), "
-        f"{args.workers} workers, both up, loaded one at a time: with the basic-auth app and the "
-        "same rendering without it.",
+        f"{args.workers} workers, both up, loaded one at a time: with MLflow's basic-auth app "
+        "inside the mlops-auth plugin, and the same rendering with MLflow's app without auth "
+        "(`mlops-open`: only the plugin's thread bound).",
         f"- Load: the same {args.clients} client processes (MlflowClient, as the `trainer` user; "
         "the open server ignores the credentials) for both, each sending its next request as "
         "soon as the last answered, started together once each has a run of its own on the "
@@ -254,7 +333,7 @@ def render_block(results: dict, args, took: float, machine_line: str) -> str:
         "unauthenticated one's; in brackets each round's (a round of one against the round of "
         "the other next to it in time).",
         "",
-        "| goal (issue 18) | figure | result |",
+        "| goal | figure | result |",
         "|---|---:|---|",
     ]
     for workload in args.workloads:
@@ -267,13 +346,35 @@ def render_block(results: dict, args, took: float, machine_line: str) -> str:
             f"| {workload}: authenticated ≥ {GOAL:.0%} of unauthenticated req/s, no errors | "
             f"{share:.0%} ({rounds}) | {'met' if met else '**missed**'} |"
         )
-    peak = max(r["connections"] for server in results.values() for r in server.values())
+    peak = max(r["connections"] for server in ("authenticated", "unauthenticated")
+               for r in results[server].values())  # fmt: skip
     bound = connections_used(args.workers, *pool)
     lines.append(
         f"| peak PostgreSQL connections ≤ the computed bound ({bound}: {args.workers} workers "
         f"and the master, {ENGINES_PER_PROCESS} pools each, max_connections "
         f"{args.db_max_connections}) | {peak} | {'met' if peak <= bound else '**missed**'} |"
     )
+    if results.get("flood"):
+        f = results["flood"]
+        alone, flooded = np.median(f["alone"]), np.median(f["flooded"])
+        guesses = ", ".join(f"{n:,} × {status}" for status, n in sorted(f["guesses"].items(),
+                                                                        key=str))  # fmt: skip
+        lines.append(
+            f"| password flood (issue 30): the workload's median ≤ {FLOOD_GOAL:g}× its median "
+            f"alone | {flooded:.1f} ms vs {alone:.1f} ms ({flooded / alone:.2f}×; "
+            f"p99 {np.percentile(f['flooded'], 99):.1f} vs {np.percentile(f['alone'], 99):.1f} "
+            f"ms; the guessers got {guesses}) | "
+            f"{'met' if flooded <= FLOOD_GOAL * alone else '**missed**'} |"
+        )
+        lines += [
+            "",
+            f"Password flood: on the authenticated server, one client (the `trainer` user) "
+            f"looking up the model's alias one request at a time, alone and while "
+            f"{FLOOD_CLIENTS} anonymous clients from another loopback address guess `trainer`'s "
+            f"password as fast as they are answered; rounds of each: {args.rounds // 2 or 1}, "
+            f"{args.duration:g} s measured after {args.warmup:g} s. A worker checks at most "
+            "10 failed passwords a minute from one address, then answers 429.",
+        ]
     lines.append(END)
     return "\n".join(lines)
 
@@ -360,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"{ph['connections']} connections, {ph['rss']:,.0f} MB, "
                         f"clients per worker {'+'.join(map(str, ph['split']))}")  # fmt: skip
                 order.reverse()  # A B, B A, ...: a machine that drifts favours neither
+        say(f"authenticated: password flood, {FLOOD_CLIENTS} guessing clients")
+        flooded = flood(servers["authenticated"], args)
     finally:
         if clients is not None:
             clients.close()
@@ -369,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {
         server: {w: summary(phases[(server, w)]) for w in args.workloads} for server in servers
     }
+    results["flood"] = flooded
     block = render_block(results, args, time.monotonic() - began,
                          machine(("mlflow", "sqlalchemy", "psycopg2-binary", "uvicorn")))  # fmt: skip
     out = args.out or Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"

@@ -10,7 +10,6 @@ import http.client
 import json
 import os
 import ssl
-import statistics
 import subprocess
 import sys
 import threading
@@ -271,17 +270,39 @@ def send_big(platform, size: int, chunked: bool, auth=None) -> int | None:
         conn.close()
 
 
+class PeakRss:
+    """The server's largest resident size while the block runs, sampled every 50 ms."""
+
+    def __init__(self, platform) -> None:
+        self.platform, self.peak, self.stop = platform, 0, threading.Event()
+
+    def __enter__(self):
+        self.base = server_rss(self.platform)
+        self.thread = threading.Thread(target=self._sample)
+        self.thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self.stop.wait(0.05):
+            self.peak = max(self.peak, server_rss(self.platform))
+
+    def __exit__(self, *exc) -> None:
+        time.sleep(0.5)
+        self.stop.set()
+        self.thread.join()
+        self.grown = max(self.peak, server_rss(self.platform)) - self.base
+
+
 @pytest.mark.parametrize("chunked", [False, True])
 def test_a_300_mb_anonymous_body_is_refused_before_the_server_buffers_it(platform, chunked):
-    """The WSGI bridge buffered a whole body before MLflow's 401: +300 MB of memory, kept."""
-    before = server_rss(platform)
-    status = send_big(platform, 300 * 1024 * 1024, chunked)
-    time.sleep(1)
-    grown = server_rss(platform) - before
-    assert status in (401, 413, None) and grown < 50 * 1024 * 1024, (status, grown)
+    """The WSGI bridge buffered a whole body before MLflow's 401: +300 MB of memory."""
+    with PeakRss(platform) as rss:
+        status = send_big(platform, 300 * 1024 * 1024, chunked)
+    assert status in (401, 413, None) and rss.grown < 50 * 1024 * 1024, (status, rss.grown)
     signed_in = (platform.admin.username, platform.admin.password)
-    assert send_big(platform, 20 * 1024 * 1024, chunked, signed_in) == 413  # over 16 MiB
-    assert server_rss(platform) - before < 50 * 1024 * 1024
+    with PeakRss(platform) as rss:
+        assert send_big(platform, 20 * 1024 * 1024, chunked, signed_in) == 413  # over 16 MiB
+    assert rss.grown < 50 * 1024 * 1024, rss.grown
 
 
 def test_a_200_mb_model_file_still_uploads_through_the_artifact_proxy(platform):
@@ -308,11 +329,11 @@ def test_a_200_mb_model_file_still_uploads_through_the_artifact_proxy(platform):
             self.left -= n
             return b"m" * n
 
-    before = server_rss(platform)
     url = f"{platform.tracking_uri}/api/2.0/mlflow-artifacts/artifacts/{path}/model.bin"
-    put = requests.put(url, data=Body(), timeout=600, auth=trainer.auth, verify=trainer.verify)
+    with PeakRss(platform) as rss:
+        put = requests.put(url, data=Body(), timeout=600, auth=trainer.auth, verify=trainer.verify)
     assert put.status_code == 200, put.text
-    assert server_rss(platform) - before < 100 * 1024 * 1024  # streamed, not held
+    assert rss.grown < 100 * 1024 * 1024, rss.grown  # streamed, not held
     from scripts.components import s3_client
 
     key = f"mlflow/{path}/model.bin"
@@ -336,22 +357,21 @@ class FromAddress(requests.adapters.HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
-def test_a_flood_of_password_guesses_leaves_a_workload_s_requests_fast(platform, champion):
-    """16 anonymous clients guessing a workload user's password made MLflow hash every guess:
-    another workload's median request time went from ~20 ms to 0.5-0.7 s. Now a guessing
-    address gets 429 with Retry-After after a few failures, before any hash."""
+def test_a_flood_of_password_guesses_costs_a_few_checks_and_the_workload_keeps_working(
+    platform, champion
+):
+    """16 anonymous clients guessing a workload user's password made MLflow hash every guess
+    (another workload's median request time went from ~20 ms to 0.5-0.7 s; the figures with the
+    guard: `make benchmark`, docs/benchmarks.md). Now a guessing address gets 429 with
+    Retry-After once it has had its few checks, and a workload's accepted credential works."""
     reader = Api(platform, platform.users["model-api"])
 
-    def median_ms(n: int) -> float:
-        times = []
-        for _ in range(n):
-            start = time.perf_counter()
-            assert reader("GET", "registered-models/alias",
-                          params={"name": MODEL, "alias": "champion"}).ok  # fmt: skip
-            times.append((time.perf_counter() - start) * 1000)
-        return statistics.median(times)
+    def lookup() -> bool:
+        return reader(
+            "GET", "registered-models/alias", params={"name": MODEL, "alias": "champion"}
+        ).ok
 
-    idle = median_ms(30)
+    assert lookup()
     stop, answers = threading.Event(), []
 
     def guess() -> None:
@@ -367,16 +387,16 @@ def test_a_flood_of_password_guesses_leaves_a_workload_s_requests_fast(platform,
     for thread in flood:
         thread.start()
     try:
-        time.sleep(3)
-        busy = median_ms(30)
+        time.sleep(2)
+        assert all(lookup() for _ in range(20))
     finally:
         stop.set()
         for thread in flood:
             thread.join()
     statuses = [status for status, _ in answers]
-    assert set(statuses) == {401, 429} and statuses.count(401) <= 10, statuses[:40]
+    # One worker: at most its 10 checks a minute for the address, the rest refused unchecked.
+    assert set(statuses) == {401, 429} and statuses.count(401) == 10, statuses[:40]
     assert all(wait and 0 < int(wait) <= 60 for status, wait in answers if status == 429)
-    assert busy <= 3 * idle, (idle, busy)
 
 
 def test_a_known_wrong_password_is_not_checked_again_and_the_right_one_still_works(platform):

@@ -289,3 +289,19 @@ def test_the_tracking_table_judges_auth_against_the_open_server(tmp_path):
     benchmark.write_report(block, report, bt.START, bt.END)
     text = report.read_text()
     assert "kept" in text and "after" in text and "old" not in text and "| 95 |" in text
+
+
+def test_the_flood_goal_is_the_workload_s_median_within_3x_its_median_alone():
+    from scripts import benchmark_tracking as bt
+
+    row = {"rps": 100, "p50": 1.0, "p99": 2.0, "errors": 0, "connections": 9, "rss": 800.0,
+           "cpu_ms": 7.5, "splits": "8+8", "round_rps": [100]}  # fmt: skip
+    args = Namespace(clients=16, duration=10, warmup=2, rounds=2, workers=2, auth_cache=60,
+                     workloads=["log_metric"], db_max_connections=100)  # fmt: skip
+    for flooded, verdict in ((29.0, "met"), (31.0, "**missed**")):
+        results = {"authenticated": {"log_metric": row}, "unauthenticated": {"log_metric": row},
+                   "flood": {"alone": [10.0] * 5, "flooded": [flooded] * 5,
+                             "guesses": {401: 20, 429: 300}}}  # fmt: skip
+        [line] = [x for x in bt.render_block(results, args, 1.0, "m").splitlines()
+                  if x.startswith("| password flood")]  # fmt: skip
+        assert line.endswith(f"| {verdict} |") and "20 × 401, 300 × 429" in line
