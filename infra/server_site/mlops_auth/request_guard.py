@@ -26,6 +26,8 @@ import json
 import re
 from collections.abc import Callable
 
+from mlops_auth.asgi import answer
+
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 JSON, RAW, STREAM = "json", "raw", "stream"
 KIND_CACHE_SIZE = 10_000
@@ -132,22 +134,6 @@ def json_refusal(body: bytes) -> str | None:
 
 def error(status: int, code: str, message: str) -> tuple[int, bytes]:
     return status, json.dumps({"error_code": code, "message": message}).encode()
-
-
-async def answer(send, status: int, body: bytes, headers=(), close: bool = False) -> None:
-    """A JSON answer; `close` ends the connection (a body left unread must not be parsed as the
-    next request)."""
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            *((b"connection", b"close") for _ in range(close)),
-            *headers,
-        ],
-    })  # fmt: skip
-    await send({"type": "http.response.body", "body": body})
 
 
 class RequestGuard:

@@ -28,6 +28,8 @@ import time
 import anyio
 from cachetools import TTLCache
 
+from mlops_auth.asgi import answer
+
 WINDOW_SECONDS = 60
 REFUSAL_PAUSE_SECONDS = 1.0
 CACHE_SIZE = 10_000
@@ -161,17 +163,8 @@ class SignInGuard:
 
     @staticmethod
     async def _unauthenticated(send) -> None:
-        await send({
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(UNAUTHENTICATED)).encode()),
-                (b"www-authenticate", b'Basic realm="mlflow"'),
-                (b"connection", b"close"),
-            ],
-        })  # fmt: skip
-        await send({"type": "http.response.body", "body": UNAUTHENTICATED})
+        await answer(send, 401, UNAUTHENTICATED, ((b"www-authenticate", b'Basic realm="mlflow"'),),
+                     close=True, content_type=b"text/plain; charset=utf-8")  # fmt: skip
 
     @staticmethod
     async def _too_many(send, wait: int) -> None:
@@ -179,14 +172,4 @@ class SignInGuard:
             b'{"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "Too many failed sign-ins '
             b'from this address; try again later."}'
         )
-        await send({
-            "type": "http.response.start",
-            "status": 429,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", str(wait).encode()),
-                (b"connection", b"close"),
-            ],
-        })  # fmt: skip
-        await send({"type": "http.response.body", "body": body})
+        await answer(send, 429, body, ((b"retry-after", str(wait).encode()),), close=True)
