@@ -1,9 +1,9 @@
 """Sign-ins that cost nothing when they fail; an ASGI middleware in front of MLflow's auth.
 
-A wrong password costs MLflow a full password-hash check (scrypt: tens of ms of CPU and 32 MiB),
-and it remembers only successes, so 16 anonymous clients guessing one user's password (the user
-names are in the README) slowed every workload's requests 25-35 fold. Here, per worker, before
-MLflow sees the request:
+A wrong password costs MLflow a full password hash (scrypt: slow and memory-hungry by design), and
+it remembers only successes, so a few anonymous clients guessing one user's password (the user
+names are in the README) slowed every workload's requests many-fold (docs/benchmarks.md). Here,
+per worker, before MLflow sees the request:
 - a protected path without credentials, or with any identity header but a well-formed Basic
   one, gets MLflow's own 401 at once (it answered `Bearer x` with a 500, and a big anonymous
   body only after buffering it);
