@@ -56,12 +56,15 @@ MAX_AUTH_CACHE_SECONDS = 300
 
 
 def site_files(site_dir: Path = LOCAL_SITE_DIR) -> dict[str, str]:
-    """The plugin's files (package and dist-info) by path under the site directory, as the VM's
-    copy of it holds them."""
+    """The plugin's files (its package's modules and its dist-info) by path under the site
+    directory, as the VM's copy of it holds them; nothing else that lies there (bytecode, an
+    editor's files) goes into the VM's bundle."""
     return {
         str(path.relative_to(site_dir)): path.read_text()
         for path in sorted(site_dir.rglob("*"))
-        if path.is_file() and "__pycache__" not in path.parts
+        if path.is_file()
+        and (path.suffix == ".py" or path.parent.name.endswith(".dist-info"))
+        and "__pycache__" not in path.parts
     }
 
 
@@ -189,7 +192,7 @@ class ServerSettings:
     mlflow_bin: str = "mlflow"
     site_dir: str = str(LOCAL_SITE_DIR)
     """The directory holding the plugin (mlops_auth and its dist-info), put on the server's
-    PYTHONPATH (on the VM, a copy written by the user-data)."""
+    PYTHONPATH (on the VM, a copy from the server's code bundle: infra.vm.server_bundle)."""
 
     def __post_init__(self) -> None:
         if not self.artifacts_destination.startswith(ARTIFACT_SCHEMES):

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Starts the MLflow server on the tracking VM (installed by cloud-init, run by systemd).
+"""Starts the MLflow server on the tracking VM (from the server's code bundle, run by systemd).
 
 Reads the rendered server spec (/etc/mlflow/server.json: argv, non-secret env, auth config, the
 workload users and where the secrets are), fetches the secrets through the VM's own identity

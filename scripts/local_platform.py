@@ -262,7 +262,9 @@ def up(args: argparse.Namespace) -> int:
         s3_env = {**c.FAKE_AWS, "AWS_ENDPOINT_URL": moto.url}
         write_private(S3_ENV, "".join(f"{k}={v}\n" for k, v in s3_env.items()))
 
-        say("starting the MLflow server (PostgreSQL backend, S3 artifacts, HTTPS, basic auth)")
+        say(
+            "starting the MLflow server (PostgreSQL backend, S3 artifacts, HTTPS, basic auth in the mlops-auth plugin)"
+        )
         tls = c.make_tls(TLS)
         admin = c.MlflowCredentials(ADMIN_USER, secret("mlflow-admin"), tls.ca_cert)
         users = c.workload_users(lambda name: secret(f"mlflow-{name}"), tls.ca_cert)

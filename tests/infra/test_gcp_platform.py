@@ -347,3 +347,21 @@ def test_tls_without_a_domain_and_the_key_only_in_secret_manager(declared_gcp):
     assert declared_gcp.outputs[out.PASSWORD_SECRETS["trainer"]]["value"] == (
         f"mlflow-{stack}-trainer-password"
     )
+
+
+def test_the_vm_fetches_its_code_bundle_from_the_bucket_by_its_sha256(declared_gcp):
+    """As on AWS: the launcher and the plugin are one object of the artifact bucket, named and
+    checked by its sha256, which the user-data carries."""
+    import hashlib
+
+    from infra.vm import server_bundle
+    from tests.infra.test_user_data import bootstrap_env
+
+    bundle = declared_gcp.one("gcp:storage/bucketObject:BucketObject")["inputs"]
+    text = server_bundle().text
+    content = bundle["content"]["value"]  # the provider keeps an object's content as a secret
+    assert (content, bundle["name"]) == (text, server_bundle().key)
+    assert bundle["bucket"] == declared_gcp.outputs[out.ARTIFACT_BUCKET]["value"]
+    env = bootstrap_env(yaml.safe_load(user_data(declared_gcp)))
+    assert env["BUNDLE_URL"] == f"gs://{bundle['bucket']}/{bundle['name']}"
+    assert env["BUNDLE_SHA256"] == hashlib.sha256(text.encode()).hexdigest()
