@@ -6,6 +6,9 @@ camelCase inputs.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import gzip
 import json
 import re
 from collections.abc import Callable
@@ -99,9 +102,27 @@ def prod_deletion_protection(typ: str, props: dict) -> list[str]:
     return []
 
 
+def user_data_text(props: dict) -> str | None:
+    """An EC2 instance's user-data as text: `userData`, or `userDataBase64` decoded (and
+    gunzipped, as cloud-init does when it starts with gzip's magic); None if it cannot be read."""
+    text = props.get("userData") or ""
+    encoded = props.get("userDataBase64")
+    if not encoded:
+        return text
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        return text + raw.decode("utf-8", "replace")
+    except (binascii.Error, OSError, EOFError):
+        return None
+
+
 def no_plaintext_secrets(typ: str, props: dict) -> list[str]:
     if typ == "aws:ec2/instance:Instance":
-        text = props.get("userData") or ""
+        text = user_data_text(props)
+        if text is None:  # what cannot be read cannot be shown to hold no secret
+            return ["user-data cannot be decoded (base64, then gzip) to be checked for secrets"]
         return ["user-data assigns a secret value"] if SECRET_ASSIGNMENT.search(text) else []
     if typ == "gcp:compute/instance:Instance":
         text = (

@@ -81,6 +81,29 @@ def test_prod_deletion_protection():
     )
 
 
+def test_a_secret_in_gzipped_base64_user_data_is_found():
+    """EC2 gets the user-data as userDataBase64 (gzipped): the rule reads what cloud-init reads."""
+    import base64
+    import gzip
+
+    vm = "aws:ec2/instance:Instance"
+
+    def packed(text: str) -> str:
+        return base64.b64encode(gzip.compress(text.encode())).decode()
+
+    clean = packed("#cloud-config\nwrite_files: [{path: /etc/x, content: PGPASSFILE=/run/p}]\n")
+    assert no_plaintext_secrets(vm, {"userDataBase64": clean}) == []
+    planted = packed("#cloud-config\nruncmd: [[sh, -c, 'export PGPASSWORD=hunter2']]\n")
+    assert no_plaintext_secrets(vm, {"userDataBase64": planted}) == [
+        "user-data assigns a secret value"
+    ]
+    plain = base64.b64encode(b"MLFLOW_AUTH_ADMIN_PASSWORD: x").decode()  # base64, not gzipped
+    assert no_plaintext_secrets(vm, {"userDataBase64": plain})
+    assert no_plaintext_secrets(vm, {"userDataBase64": "%%% not base64"}) == [
+        "user-data cannot be decoded (base64, then gzip) to be checked for secrets"
+    ]
+
+
 def test_no_plaintext_secrets():
     vm = "aws:ec2/instance:Instance"
     assert (
