@@ -1,9 +1,10 @@
 """Score TLC trip files with a model: plan the shard, read row groups in bounded batches, flag the
 rides the model cannot score, predict the rest, and write one parquet file per shard.
 
-Shards split the input by row groups, in input order, each shard taking a contiguous run of about
-the same number of rows; every shard reads only the files' footers to agree on the split, so N
-shards started independently (array jobs, Cloud Run tasks) cover the input exactly once.
+Shards split the input by rows, in input order, each shard taking a contiguous run of the same
+number of rows (within one): a month stored as one row group is split as evenly as one stored as
+many. Every shard reads only the files' footers to agree on the split, so N shards started
+independently (array jobs, Cloud Run tasks) cover the input exactly once.
 """
 
 from __future__ import annotations
@@ -71,12 +72,14 @@ class Source:
 
 @dataclass(frozen=True)
 class Unit:
-    """One row group of one input: the job's unit of sharding."""
+    """Rows of one row group of one input, the part of it one shard scores: `rows` rows from the
+    group's row `skip` on."""
 
     source: Source
     row_group: int
     first_row: int  # index of its first row in the file
     rows: int
+    skip: int = 0
 
 
 @dataclass
@@ -133,21 +136,21 @@ def describe(uri: str) -> Source:
 
 
 def plan(sources: list[Source], shard: int, shards: int) -> list[Unit]:
-    """The row groups shard `shard` of `shards` scores: a contiguous run, balanced by rows.
-
-    A row group goes to the shard its middle row falls in, so every row group goes to exactly
-    one shard and shards differ by at most about one row group."""
+    """The rows shard `shard` of `shards` scores: the contiguous run [total*shard/shards,
+    total*(shard+1)/shards) of all the inputs' rows, as parts of the row groups it overlaps.
+    Shards differ by at most one row; every row is in exactly one shard."""
+    total = sum(sum(source.row_groups) for source in sources)
+    low, high = total * shard // shards, total * (shard + 1) // shards
     units, start = [], 0
     for source in sources:
         first = 0
         for index, rows in enumerate(source.row_groups):
-            units.append((Unit(source, index, first, rows), start))
+            begin, end = max(low, start), min(high, start + rows)
+            if begin < end:
+                units.append(Unit(source, index, first + begin - start, end - begin, begin - start))
             first += rows
             start += rows
-    total = max(start, 1)
-    return [
-        unit for unit, begin in units if (shards * (2 * begin + unit.rows)) // (2 * total) == shard
-    ]
+    return units
 
 
 def zones(column: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -222,17 +225,26 @@ def score_batch(batch: pa.RecordBatch, unit_first_row: int, source: Source, scor
 
 
 def batches(unit: Unit, batch_rows: int) -> Iterator[tuple[pa.RecordBatch, int]]:
-    """The unit's rows in batches of at most batch_rows, with each batch's first row number."""
+    """The unit's rows in batches of at most batch_rows, with each batch's first row number.
+    The row group is read from its start (parquet reads no part of one); rows before `skip` are
+    dropped, and reading stops after the unit's last row."""
     try:
         reader = pq.ParquetFile(storage.open_input(unit.source.uri), metadata=unit.source.footer)
-        first = unit.first_row
+        position, end = 0, unit.skip + unit.rows  # within the row group
         for batch in reader.iter_batches(
             batch_size=batch_rows,
             row_groups=[unit.row_group],
             columns=list(unit.source.columns.values()),
         ):
-            yield batch, first
-            first += batch.num_rows
+            begin, stop = max(unit.skip, position), min(end, position + batch.num_rows)
+            if begin < stop:
+                yield (
+                    batch.slice(begin - position, stop - begin),
+                    unit.first_row + begin - unit.skip,
+                )
+            position += batch.num_rows
+            if position >= end:
+                break
     except storage.StorageError as exc:
         raise InputError(str(exc)) from exc
     except (OSError, pa.ArrowException) as exc:

@@ -79,15 +79,30 @@ def test_the_shards_together_are_exactly_the_whole(tmp_path, scorer, shards):
     union = union.sort_values(key, key=lambda s: s.astype(str) if s.name == "source" else s)
     expected = expected.sort_values(key, key=lambda s: s.astype(str) if s.name == "source" else s)
     assert union.reset_index(drop=True).equals(expected.reset_index(drop=True))
-    # Balanced by rows: no shard is more than a row group above its share.
-    assert max(p.rows for p in parts) <= 6800 / shards + 1000
+    # Balanced by rows: shards differ by one row at most.
+    assert max(p.rows for p in parts) - min(p.rows for p in parts) <= 1
 
 
-def test_more_shards_than_row_groups_leaves_empty_but_valid_parts(tmp_path, scorer):
-    source = str(write_tlc(tmp_path / "small.parquet", 100, 100))
+@pytest.mark.parametrize("batch_rows", [64, 20_000])
+def test_a_month_stored_as_one_row_group_is_split_evenly(tmp_path, scorer, batch_rows):
+    """Shards split by row groups left all of a one-row-group month to one shard (3 shards of a
+    demo month: 0, 20,000 and 0 rides); by rows, each gets a third, and together the whole."""
+    source = str(write_tlc(tmp_path / "month.parquet", 20_000, 20_000, seed=4))
+    whole = job.run([source], str(tmp_path / "whole"), scorer)
+    parts = [job.run([source], str(tmp_path / "out"), scorer, i, 3, batch_rows) for i in range(3)]
+    assert [p.rows for p in parts] == [6666, 6667, 6667]
+    key = ["source", "row"]
+    union = read_parts(tmp_path / "out").to_pandas().sort_values(key).reset_index(drop=True)
+    expected = read_parts(tmp_path / "whole").to_pandas().sort_values(key).reset_index(drop=True)
+    assert union.equals(expected) and whole.rows == 20_000
+
+
+def test_more_shards_than_rides_leaves_empty_but_valid_parts(tmp_path, scorer):
+    source = str(write_tlc(tmp_path / "small.parquet", 2, 2))
     parts = [job.run([source], str(tmp_path / "out"), scorer, i, 3) for i in range(3)]
-    assert sorted(p.rows for p in parts) == [0, 0, 100]
-    assert read_parts(tmp_path / "out").num_rows == 100
+    assert [p.rows for p in parts] == [0, 1, 1]
+    assert len(list((tmp_path / "out").glob("part-*"))) == 3  # an empty one too
+    assert read_parts(tmp_path / "out").num_rows == 2
 
 
 def test_rides_the_model_cannot_score_are_flagged_not_fatal(tmp_path, scorer, pyfunc):
