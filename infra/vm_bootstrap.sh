@@ -40,25 +40,39 @@ fetch() {  # fetch FILE URL
   curl --fail --silent --show-error --location --retry 3 --retry-all-errors --output "$1" "$2"
 }
 
+# The log agent comes from its vendor at its latest release (CloudWatch's .deb, Google's repo
+# script): a bad release must not keep the server from starting. Its step says so on the console
+# and the bootstrap goes on; the server's logs then stay on the VM (SERVER_LOG's directory).
+log_agent() {
+  case "$LOG_AGENT" in
+    aws)
+      retry fetch "$PREFIX/amazon-cloudwatch-agent.deb" "$CLOUDWATCH_AGENT_DEB" || return 1
+      retry dpkg -i -E "$PREFIX/amazon-cloudwatch-agent.deb" || return 1
+      "$CLOUDWATCH_AGENT_CTL" -a fetch-config -m ec2 -s -c "file:$LOG_AGENT_CONFIG" || return 1
+      ;;
+    gcp)
+      retry fetch "$PREFIX/add-google-cloud-ops-agent-repo.sh" "$OPS_AGENT_SCRIPT" || return 1
+      retry bash "$PREFIX/add-google-cloud-ops-agent-repo.sh" --also-install || return 1
+      install -m 0644 "$LOG_AGENT_CONFIG" "$OPS_AGENT_CONFIG" || return 1
+      systemctl restart google-cloud-ops-agent || return 1
+      ;;
+  esac
+}
+
 step="log agent"
 install -d -m 0755 "$PREFIX"
 case "$LOG_AGENT" in
-  aws)
-    retry fetch "$PREFIX/amazon-cloudwatch-agent.deb" "$CLOUDWATCH_AGENT_DEB"
-    retry dpkg -i -E "$PREFIX/amazon-cloudwatch-agent.deb"
-    "$CLOUDWATCH_AGENT_CTL" -a fetch-config -m ec2 -s -c "file:$LOG_AGENT_CONFIG"
-    ;;
-  gcp)
-    retry fetch "$PREFIX/add-google-cloud-ops-agent-repo.sh" "$OPS_AGENT_SCRIPT"
-    retry bash "$PREFIX/add-google-cloud-ops-agent-repo.sh" --also-install
-    install -m 0644 "$LOG_AGENT_CONFIG" "$OPS_AGENT_CONFIG"
-    systemctl restart google-cloud-ops-agent
-    ;;
+  aws | gcp) ;;
   *)
     echo "LOG_AGENT must be aws or gcp, got '${LOG_AGENT}'" >&2
     false
     ;;
 esac
+if ! log_agent; then
+  warning="MLFLOW BOOTSTRAP WARNING: the log agent did not install; logs stay on the VM in ${LOG_DIR}"
+  echo "$warning" >&2
+  { echo "$warning" >>"$CONSOLE"; } 2>/dev/null || true
+fi
 
 if [ -n "${DB_CA_URL:-}" ]; then
   step="database CA"

@@ -244,3 +244,22 @@ def test_gcp_installs_the_ops_agent_with_the_shipping_config(tmp_path):
     assert restart < calls.index("systemctl enable --now mlflow.service mlflow-db-password.timer")
     assert not (gcp.root / "db-ca.pem").exists()  # the CA came in the user-data
     assert gcp.status() == "MLFLOW BOOTSTRAP DONE"
+
+
+def test_a_log_agent_that_does_not_install_leaves_the_server_starting(aws):
+    """The agents come from their vendors at their latest release: a bad one must not keep a
+    replacement VM's server from starting. The bootstrap says so and goes on."""
+    (aws.served / "fail-amazon-cloudwatch-agent.deb").write_text("99")
+    result = aws.run()
+    assert result.returncode == 0, result.stderr
+    assert "MLFLOW BOOTSTRAP WARNING: the log agent did not install" in result.stderr
+    assert aws.status() == "MLFLOW BOOTSTRAP DONE"
+    calls = aws.log()
+    assert "systemctl enable --now mlflow.service mlflow-db-password.timer" in calls
+    assert not any(c.startswith("dpkg") or c.startswith("cloudwatch-agent-ctl") for c in calls)
+
+
+def test_an_unknown_log_agent_is_still_a_stop(aws):
+    result = aws.run(LOG_AGENT="azure")
+    assert result.returncode != 0
+    assert aws.status().startswith("MLFLOW BOOTSTRAP FAILED at step log agent ")
