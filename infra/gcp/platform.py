@@ -16,7 +16,7 @@ from infra.outputs import tracking_endpoints
 
 def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dict[str, object]:
     name = "mlops"
-    enable_apis(platform_apis(cfg))
+    apis = enable_apis(platform_apis(cfg))
     network = Network(name, cfg)
     database = Database(name, cfg, network.network_id, network.peering)
     bucket = ArtifactBucket(name, cfg)
@@ -32,6 +32,7 @@ def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dic
         db_secret_name=database.secret_name,
         db_secret_id=database.secret_id,
         admin_password=admin_password,
+        apis=apis,
     )
     return {
         **tracking_endpoints(cfg, server.public_ip, server.private_ip, server.ca_cert_pem),

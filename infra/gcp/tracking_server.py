@@ -55,6 +55,7 @@ class TrackingServer(pulumi.ComponentResource):
         db_secret_name: pulumi.Input[str],
         db_secret_id: pulumi.Input[str],
         admin_password: pulumi.Input[str] | None = None,
+        apis: list[pulumi.Resource] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("mlops:gcp:TrackingServer", name, None, opts)
@@ -98,15 +99,15 @@ class TrackingServer(pulumi.ComponentResource):
             opts=child,
         )
         member = account.email.apply(lambda email: f"serviceAccount:{email}")
-        # The Ops Agent writes the server's and the bootstrap's logs to Cloud Logging: the one
-        # project-level grant (log writing has no narrower resource).
-        gcp.projects.IAMMember(
-            f"{name}-log-writer",
-            project=cfg.gcpProject,
-            role="roles/logging.logWriter",
-            member=member,
-            opts=child,
-        )
+        # The Ops Agent writes the server's and the bootstrap's logs to Cloud Logging and its
+        # own metrics to Cloud Monitoring: the project-level grants (writing logs and metrics
+        # has no narrower resource).
+        for label, role in (("log", "roles/logging.logWriter"),
+                            ("metric", "roles/monitoring.metricWriter")):  # fmt: skip
+            gcp.projects.IAMMember(
+                f"{name}-{label}-writer", project=cfg.gcpProject, role=role, member=member,
+                opts=child,
+            )  # fmt: skip
         # Object access on this bucket only: a bucket-level binding, never a project-wide role.
         bucket_access = gcp.storage.BucketIAMMember(
             f"{name}-bucket-access",
@@ -187,13 +188,16 @@ class TrackingServer(pulumi.ComponentResource):
             for label, secret_id in readable.items()
         ]
 
-        image = gcp.compute.get_image(
-            family=UBUNTU_FAMILY, project=UBUNTU_PROJECT, opts=pulumi.InvokeOptions(parent=self)
+        # Lookups are no resources: the stack's "after the APIs" transformation does not reach
+        # them, and in a fresh project they would ask a Compute API that is still off.
+        after_apis = pulumi.InvokeOutputOptions(parent=self, depends_on=list(apis or []))
+        image = gcp.compute.get_image_output(
+            family=UBUNTU_FAMILY, project=UBUNTU_PROJECT, opts=after_apis
         )
         # Not "<region>-a": europe-west1 and us-east1 have none. The region's first zone that is
         # up, unless the stack names one.
         zone = cfg.zone or gcp.compute.get_zones_output(
-            region=cfg.gcpRegion, status="UP", opts=pulumi.InvokeOutputOptions(parent=self)
+            region=cfg.gcpRegion, status="UP", opts=after_apis
         ).names.apply(lambda names: sorted(names)[0])
 
         # The launcher and the MLflow plugin, which the VM fetches at first boot (user-data names

@@ -99,7 +99,14 @@ class ServicesConfig(BaseModel):
     apiAllowedCidrs: tuple[str, ...] = ("0.0.0.0/0",)
     """AWS: who may reach the load balancer."""
     apiPublic: bool = True
-    """GCP: allow unauthenticated invocation of the model API."""
+    """GCP: allow unauthenticated invocation of the model API (Cloud Run's invoker check off: no
+    allUsers binding, which an organisation restricting member domains refuses)."""
+    schedulerRegion: str | None = Field(default=None, pattern=r"^[a-z]+-[a-z]+[0-9]+$")
+    """GCP: where the Cloud Scheduler jobs live (default: gcp:region). Cloud Scheduler is not
+    offered in every region Cloud Run is (its locations page); a job calls its Cloud Run job's
+    URL in any region."""
+    imagesKept: int = Field(default=20, ge=1, le=1000)
+    """GCP: versions of each image the registry keeps; older ones are deleted after 30 days."""
     certificateArn: str | None = None
     """AWS: an ACM certificate; adds HTTPS and redirects HTTP to it."""
     logRetentionDays: int

@@ -27,6 +27,7 @@ from services.deploy.config import (
 from services.deploy.platform_ref import PlatformRef
 
 API_PORT = 8000
+IMAGE_DAYS = 30  # an image version older than this goes, unless among the newest imagesKept
 SCORING_PREFIX = "batch-predictions/{month}/"
 PREDICTIONS = "predictions/"
 
@@ -84,14 +85,24 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
             repository_id=f"mlops-{cfg.stack}",
             format="DOCKER",
             location=region,
+            # A KEEP rule alone deletes nothing: versions older than 30 days go, but for the
+            # newest imagesKept (a version both rules match is kept).
+            cleanup_policy_dry_run=False,
             cleanup_policies=[
                 gcp.artifactregistry.RepositoryCleanupPolicyArgs(
-                    id="keep-20",
+                    id="delete-old",
+                    action="DELETE",
+                    condition=gcp.artifactregistry.RepositoryCleanupPolicyConditionArgs(
+                        tag_state="ANY", older_than=f"{IMAGE_DAYS * 86400}s"
+                    ),
+                ),
+                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
+                    id="keep-newest",
                     action="KEEP",
                     most_recent_versions=gcp.artifactregistry.RepositoryCleanupPolicyMostRecentVersionsArgs(
-                        keep_count=20
+                        keep_count=cfg.imagesKept
                     ),
-                )
+                ),
             ],
         )
         host = f"{region}-docker.pkg.dev"
@@ -200,6 +211,9 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         location=region,
         deletion_protection=False,
         ingress="INGRESS_TRAFFIC_ALL",
+        # Cloud Run's documented way to a public service: no allUsers binding, which an
+        # organisation policy restricting member domains refuses.
+        invoker_iam_disabled=cfg.apiPublic,
         template=gcp.cloudrunv2.ServiceTemplateArgs(
             service_account=api_sa.email,
             scaling=gcp.cloudrunv2.ServiceTemplateScalingArgs(
@@ -253,14 +267,6 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
             ],
         ),
     )
-    if cfg.apiPublic:
-        gcp.cloudrunv2.ServiceIamMember(
-            f"{name}-model-api-public",
-            name=service.name,
-            location=region,
-            role="roles/run.invoker",
-            member="allUsers",
-        )
 
     def scheduled_job(
         label: str,
@@ -321,7 +327,7 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         )
         gcp.cloudscheduler.Job(
             f"{name}-{label}-schedule",
-            region=region,
+            region=cfg.schedulerRegion or region,
             schedule=cron,
             time_zone="Etc/UTC",
             http_target=gcp.cloudscheduler.JobHttpTargetArgs(

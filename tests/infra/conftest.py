@@ -23,6 +23,7 @@ class Declared:
         self.error = data["error"]
         self.resources = data["resources"]
         self.outputs = data["outputs"]
+        self.invokes = data.get("invokes", [])
 
     def of_type(self, typ: str) -> list[dict]:
         return [r for r in self.resources if r["type"] == typ]

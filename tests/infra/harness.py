@@ -288,7 +288,17 @@ def main(project_dir: str, stack_file: str, out_path: str, overrides: str | None
 
     exported: dict[str, object] = {}
     pulumi.export = lambda name, value: exported.__setitem__(name, value)
-    result: dict = {"outputs": {}, "error": None}
+    result: dict = {"outputs": {}, "error": None, "invokes": []}
+    # What each output invoke was told to wait for (InvokeOutputOptions.depends_on): the engine
+    # gets no dependency list for an invoke, the SDK waits before it asks.
+    waits: list[tuple[str, list]] = []
+    invoke_output = pulumi.runtime.invoke_output
+
+    def recording_invoke_output(tok, props, opts=None, typ=None, package_ref=None):
+        waits.append((tok, list(getattr(opts, "depends_on", None) or [])))
+        return invoke_output(tok, props, opts=opts, typ=typ, package_ref=package_ref)
+
+    pulumi.runtime.invoke_output = recording_invoke_output
 
     async def collect() -> None:
         for key, value in exported.items():
@@ -297,6 +307,9 @@ def main(project_dir: str, stack_file: str, out_path: str, overrides: str | None
                 "value": await output.future(),
                 "secret": await output.is_secret(),
             }
+        for tok, depends_on in waits:
+            urns = [await resource.urn.future() for resource in depends_on]
+            result["invokes"].append({"token": tok, "dependsOn": sorted(urns)})
 
     @pulumi.runtime.test
     def run():

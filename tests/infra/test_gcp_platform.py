@@ -104,12 +104,13 @@ def test_mlflow_port_only_from_allowed_cidrs_and_the_services_range(declared_gcp
 
 
 def test_service_account_reaches_this_bucket_and_these_secrets_only(declared_gcp):
-    """A bucket-level binding and per-secret bindings; the one project-wide role writes logs
-    (Cloud Logging has no narrower resource to grant it on)."""
+    """A bucket-level binding and per-secret bindings; the project-wide roles write logs and
+    the Ops Agent's metrics (neither has a narrower resource to grant it on)."""
     project_wide = [r for r in declared_gcp.resources if r["type"].startswith("gcp:projects/")
                     and r["type"] != "gcp:projects/service:Service"]  # fmt: skip
-    assert [(r["type"], r["inputs"]["role"]) for r in project_wide] == [
-        ("gcp:projects/iAMMember:IAMMember", "roles/logging.logWriter")
+    assert sorted((r["type"], r["inputs"]["role"]) for r in project_wide) == [
+        ("gcp:projects/iAMMember:IAMMember", "roles/logging.logWriter"),
+        ("gcp:projects/iAMMember:IAMMember", "roles/monitoring.metricWriter"),
     ]
     [binding] = declared_gcp.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
     account = declared_gcp.one("gcp:serviceaccount/account:Account")["inputs"]["accountId"]
@@ -314,11 +315,10 @@ def test_server_and_bootstrap_logs_go_to_cloud_logging(declared_gcp):
         "https://dl.google.com/cloudagents/add-google-cloud-ops-agent-repo.sh"
     )
     assert env["DB_CA_URL"] == ""  # the CA is in the user-data itself
-    [writer] = declared_gcp.of_type("gcp:projects/iAMMember:IAMMember")
     account = declared_gcp.one("gcp:serviceaccount/account:Account")["inputs"]["accountId"]
-    assert (
-        writer["inputs"]["member"] == f"serviceAccount:{account}@mlops-test.iam.gserviceaccount.com"
-    )
+    for writer in declared_gcp.of_type("gcp:projects/iAMMember:IAMMember"):
+        member = f"serviceAccount:{account}@mlops-test.iam.gserviceaccount.com"
+        assert writer["inputs"]["member"] == member
 
 
 def test_tls_without_a_domain_and_the_key_only_in_secret_manager(declared_gcp):
@@ -365,3 +365,20 @@ def test_the_vm_fetches_its_code_bundle_from_the_bucket_by_its_sha256(declared_g
     env = bootstrap_env(yaml.safe_load(user_data(declared_gcp)))
     assert env["BUNDLE_URL"] == f"gs://{bundle['bucket']}/{bundle['name']}"
     assert env["BUNDLE_SHA256"] == hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_the_lookups_wait_for_the_apis_the_stack_enables(declared_gcp):
+    """In a fresh project Compute's API is off until the stack turns it on; its lookups (the
+    image, the zones) are no resources, so they wait for every enabled API explicitly."""
+    apis = {r["name"] for r in declared_gcp.of_type("gcp:projects/service:Service")}
+    assert "api-compute" in apis
+    lookups = {i["token"]: i["dependsOn"] for i in declared_gcp.invokes
+               if i["token"] in ("gcp:compute/getImage:getImage", "gcp:compute/getZones:getZones")}  # fmt: skip
+    assert set(lookups) == {"gcp:compute/getImage:getImage", "gcp:compute/getZones:getZones"}
+    for token, urns in lookups.items():
+        assert {u.rsplit("::", 1)[1] for u in urns} == apis, token
+
+
+def test_the_ops_agent_may_write_logs_and_metrics_and_nothing_more(declared_gcp):
+    roles = {r["inputs"]["role"] for r in declared_gcp.of_type("gcp:projects/iAMMember:IAMMember")}
+    assert roles == {"roles/logging.logWriter", "roles/monitoring.metricWriter"}

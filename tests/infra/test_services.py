@@ -455,11 +455,15 @@ def test_gcp_training_runs_on_a_schedule(services_gcp):
     )
 
 
-def test_gcp_invocation_is_public_only_when_configured(services_gcp, tmp_path):
-    assert (
-        services_gcp.one("gcp:cloudrunv2/serviceIamMember:ServiceIamMember")["inputs"]["member"]
-        == "allUsers"
-    )
+def test_gcp_invocation_is_public_only_when_configured_and_binds_no_all_users(
+    services_gcp, tmp_path
+):
+    """Cloud Run's invoker check off is its documented way to a public service: an allUsers
+    binding is refused where an organisation policy restricts member domains."""
+    service = services_gcp.named("gcp:cloudrunv2/service:Service", "mlops-model-api")["inputs"]
+    assert service["invokerIamDisabled"] is True
+    members = [r["inputs"]["member"] for r in services_gcp.resources if "member" in r["inputs"]]
+    assert "allUsers" not in members and "allAuthenticatedUsers" not in members
     from tests.infra.conftest import SERVICES_GCP_OVERRIDES
 
     private = run_services(
@@ -467,11 +471,31 @@ def test_gcp_invocation_is_public_only_when_configured(services_gcp, tmp_path):
         services_gcp.stack,
         {**SERVICES_GCP_OVERRIDES, "mlops-services:apiPublic": "false"},
     )
-    assert not [
-        r
-        for r in private["resources"]
-        if r["type"] == "gcp:cloudrunv2/serviceIamMember:ServiceIamMember"
-    ]
+    [service] = [r for r in private["resources"] if r["name"] == "mlops-model-api"]
+    assert service["inputs"]["invokerIamDisabled"] is False
+
+
+def test_gcp_the_registry_deletes_old_images_but_the_newest(services_gcp):
+    """A KEEP rule alone deletes nothing: a DELETE rule for what is older than 30 days, and the
+    newest imagesKept kept whatever their age (a version both match is kept)."""
+    repo = services_gcp.one("gcp:artifactregistry/repository:Repository")["inputs"]
+    rules = {rule["action"]: rule for rule in repo["cleanupPolicies"]}
+    assert rules["DELETE"]["condition"] == {"tagState": "ANY", "olderThan": "2592000s"}
+    assert rules["KEEP"]["mostRecentVersions"]["keepCount"] == 20
+    assert repo["cleanupPolicyDryRun"] is False
+
+
+def test_gcp_the_schedules_live_where_the_stack_says(services_gcp, tmp_path):
+    """Cloud Scheduler is not offered in every region: the stack may name its own."""
+    from tests.infra.conftest import SERVICES_GCP_OVERRIDES
+
+    jobs = services_gcp.of_type("gcp:cloudscheduler/job:Job")
+    assert {j["inputs"]["region"] for j in jobs} == {"europe-west1"}  # gcp:region by default
+    moved = run_services(tmp_path, services_gcp.stack,
+                         {**SERVICES_GCP_OVERRIDES, "mlops-services:schedulerRegion": "us-central1"})  # fmt: skip
+    regions = {r["inputs"]["region"] for r in moved["resources"]
+               if r["type"] == "gcp:cloudscheduler/job:Job"}  # fmt: skip
+    assert regions == {"us-central1"}
 
 
 # --- GCP: scoring ------------------------------------------------------------------------------
