@@ -164,7 +164,7 @@ class RequestGuard:
         if not chunked and (length is None or length.strip() in (b"0", b"")):
             await self.app(scope, receive, send)  # no body: nothing to read twice
             return
-        kind, refusal = self._refusal(scope, length, chunked, content_type)
+        kind, refusal = self._refusal(scope, length, content_type)
         if kind == STREAM:
             await self.app(scope, receive, send)
             return
@@ -184,7 +184,7 @@ class RequestGuard:
                 return
         await self.app(scope, _replay(body, receive), send)
 
-    def _refusal(self, scope, length, chunked, content_type) -> tuple[str | None, tuple | None]:
+    def _refusal(self, scope, length, content_type) -> tuple[str | None, tuple | None]:
         """The route's kind of body, and the answer that refuses the request (None: read the
         body, then hand it on; a STREAM route's is handed on unread)."""
         method = scope["method"]
