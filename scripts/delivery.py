@@ -9,13 +9,17 @@
 Every `pulumi up`/`preview` passes the policy pack in policy/. After `up`, deploy waits (bounded)
 until the model API serves a model, running the training job once if the registry has none yet (a
 first deploy), so the smoke test that follows finds a champion. `destroy prod` refuses unless
-confirmed, before any Pulumi command runs.
+confirmed, before any Pulumi command runs. On GCP, destroy waits (up to the documented 1-2 hours)
+for Cloud Run to release its addresses in the platform's subnet, and removes the network's
+service-networking peering once the database is gone, so the network can go too.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -168,8 +172,123 @@ def destroy(stack: str, confirmed: bool) -> None:
         )
     check_stack(stack)
     check_tools()
-    for project in ("services", "platform"):
-        pulumi(["destroy"], project, stack)
+    pulumi(["destroy"], "services", stack)
+    network = gcp_network(platform_outputs(stack))
+    if network is None:  # AWS: nothing outlives its resources
+        pulumi(["destroy"], "platform", stack)
+        return
+    wait_for_serverless_addresses(network)
+    try:
+        pulumi(["destroy"], "platform", stack)
+    except DeliveryError:
+        # ABANDON leaves the service-networking peering on the network (Cloud SQL's producer
+        # side keeps the connection for days), and a network with a peering cannot be deleted.
+        # Removed only once the database is gone from the stack, then destroy runs again.
+        if not remove_sql_peering(network, remaining_types("platform", stack)):
+            raise
+        pulumi(["destroy"], "platform", stack)
+
+
+# --- GCP: what outlives its resources ---------------------------------------------------------
+
+SQL_PEERING = "servicenetworking-googleapis-com"
+# Google: "wait 1-2 hours for Cloud Run to release the IP addresses before you delete the subnet"
+# (Direct VPC egress); a quarter hour more before giving up.
+SERVERLESS_RELEASE_SECONDS = 2 * 3600 + 900
+FIRST_POLL_SECONDS, LONGEST_POLL_SECONDS = 15.0, 300.0
+
+
+def platform_outputs(stack: str) -> dict:
+    argv = ["pulumi", "stack", "output", "--json", "--stack", stack, "--cwd", str(ROOT)]
+    result = subprocess.run(argv, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise DeliveryError(f"platform: pulumi stack output: {result.stderr.strip()[-300:]}")
+    return json.loads(result.stdout or "{}")
+
+
+def gcp_network(outputs: dict) -> dict | None:
+    """project, region, network and subnet names of a GCP platform; None on AWS (or when the
+    stack holds no platform any more)."""
+    vpc, subnets = outputs.get("vpcId", ""), outputs.get("privateSubnetIds") or []
+    network = re.fullmatch(r"projects/([^/]+)/global/networks/([^/]+)", vpc)
+    subnet = re.fullmatch(r"projects/[^/]+/regions/([^/]+)/subnetworks/([^/]+)", subnets[0]) if subnets else None  # fmt: skip
+    if not network or not subnet:
+        return None
+    return {"project": network[1], "network": network[2], "region": subnet[1], "subnet": subnet[2]}
+
+
+def gcloud(args: list[str]) -> subprocess.CompletedProcess:
+    if shutil.which("gcloud") is None:
+        raise DeliveryError("gcloud is not installed: https://cloud.google.com/sdk/docs/install")
+    return subprocess.run(["gcloud", *args], capture_output=True, text=True)
+
+
+def serverless_addresses(net: dict) -> list[str]:
+    """Addresses Cloud Run's Direct VPC egress still holds in the platform's subnet."""
+    result = gcloud([
+        "compute", "addresses", "list", f"--project={net['project']}",
+        f"--regions={net['region']}", "--format=value(name)",
+        f"--filter=purpose=SERVERLESS AND subnetwork~/subnetworks/{net['subnet']}$",
+    ])  # fmt: skip
+    if result.returncode != 0:
+        raise DeliveryError(f"gcloud compute addresses list: {result.stderr.strip()[-300:]}")
+    return result.stdout.split()
+
+
+def wait_for_serverless_addresses(
+    net: dict, timeout: float = SERVERLESS_RELEASE_SECONDS, sleep=None, clock=None
+) -> None:
+    """Until Cloud Run has released the subnet's addresses (the subnet cannot be deleted
+    before), polling with backoff, saying what it waits for."""
+    sleep, clock = sleep or time.sleep, clock or time.monotonic
+    start, pause = clock(), FIRST_POLL_SECONDS
+    while held := serverless_addresses(net):
+        waited = clock() - start
+        if waited >= timeout:
+            raise DeliveryError(
+                f"Cloud Run still holds {len(held)} address(es) in subnet {net['subnet']} after "
+                f"{waited / 60:.0f} min ({', '.join(held)}); run scripts/destroy again later"
+            )
+        pause = min(pause, timeout - waited)
+        print(
+            f"==> waiting for Cloud Run to release {len(held)} address(es) in subnet "
+            f"{net['subnet']} ({', '.join(held)}): Google documents 1-2 hours after its services "
+            f"and jobs are deleted; {waited / 60:.0f} min so far, next check in {pause:.0f} s",
+            flush=True,
+        )
+        sleep(pause)
+        pause = min(pause * 2, LONGEST_POLL_SECONDS)
+
+
+def remaining_types(project: str, stack: str) -> list[str]:
+    argv = ["pulumi", "stack", "export", "--stack", stack, "--cwd", str(PROJECTS[project])]
+    result = subprocess.run(argv, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise DeliveryError(f"{project}: pulumi stack export: {result.stderr.strip()[-300:]}")
+    deployment = json.loads(result.stdout).get("deployment") or {}
+    return [r["type"] for r in deployment.get("resources") or []]
+
+
+def remove_sql_peering(net: dict, remaining: list[str]) -> bool:
+    """Remove the network's peering to Google's service producers, once no database is left to
+    use it; False when it cannot help (a database remains, or there is no such peering)."""
+    if "gcp:sql/databaseInstance:DatabaseInstance" in remaining:
+        return False
+    if "gcp:compute/network:Network" not in remaining:
+        return False
+    print(f"==> removing peering {SQL_PEERING} from network {net['network']} (the database is "
+          "gone; the stack abandoned its connection)", flush=True)  # fmt: skip
+    result = gcloud([
+        "compute", "networks", "peerings", "delete", SQL_PEERING,
+        f"--network={net['network']}", f"--project={net['project']}", "--quiet",
+    ])  # fmt: skip
+    if result.returncode != 0:
+        if "not found" in result.stderr.lower():
+            return False
+        raise DeliveryError(
+            f"gcloud compute networks peerings delete: {result.stderr.strip()[-300:]}"
+        )
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

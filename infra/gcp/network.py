@@ -91,8 +91,9 @@ class Network(pulumi.ComponentResource):
             network=network.id,
             opts=child,
         )
-        # ABANDON: Cloud SQL keeps using the connection for a while after its instance is
-        # deleted, and deleting it then fails the destroy; it goes with the network.
+        # ABANDON: Cloud SQL's producer side keeps the connection for days after its instance
+        # is deleted, and deleting it then fails the destroy. The peering it leaves would keep
+        # the network: scripts/destroy removes it once the database is gone (scripts.delivery).
         self.peering = gcp.servicenetworking.Connection(
             f"{name}-sql-peering",
             network=network.id,

@@ -110,7 +110,7 @@ def test_a_model_api_that_never_gets_ready_is_an_error_with_its_reason(fake_api)
 def test_destroy_runs_services_then_platform(fake_pulumi):
     result = run("destroy", "staging", path=f"{fake_pulumi.parent / 'bin'}:{os.environ['PATH']}")
     assert result.returncode == 0, result.stderr
-    calls = fake_pulumi.read_text().splitlines()[1:]
+    calls = [c for c in fake_pulumi.read_text().splitlines()[1:] if c.startswith("destroy")]
     assert [c.split(" --cwd ")[1].split()[0] for c in calls] == [str(ROOT / "services"), str(ROOT)]
 
 
@@ -143,3 +143,117 @@ def test_a_failed_tracking_vm_bootstrap_ends_the_wait_at_once(fake_api):
     ):
         ensure_champion(fake_api["url"], lambda: started.append(1) or "job", 30, 0.05, vm)
     assert started == [1] and len(asked) == 3  # trained on the first poll; failed on the third
+
+
+# --- GCP destroy: Cloud Run's addresses and the abandoned peering -------------------------------
+
+GCP_PLATFORM = {
+    "vpcId": "projects/p1/global/networks/mlops-vpc-1",
+    "privateSubnetIds": ["projects/p1/regions/europe-west1/subnetworks/mlops-subnet-1"],
+}
+
+
+@pytest.fixture
+def fake_gcp(tmp_path, monkeypatch):
+    """`pulumi` and `gcloud` stand-ins: the platform's first destroy fails on the network (its
+    peering), `stack export` shows only the network left; Cloud Run holds an address for the
+    first `holds` lists. Both log their arguments."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "outputs.json").write_text(json.dumps(GCP_PLATFORM))
+    (state / "export.json").write_text(json.dumps({"deployment": {"resources": [
+        {"type": "pulumi:pulumi:Stack"}, {"type": "gcp:compute/network:Network"}]}}))  # fmt: skip
+    (state / "holds").write_text("2")
+    (bin_dir / "pulumi").write_text(f"""#!/bin/sh
+echo "pulumi $*" >> {state}/calls
+case "$1 $2" in
+  "stack output") cat {state}/outputs.json ;;
+  "stack export") cat {state}/export.json ;;
+esac
+if [ "$1" = destroy ] && [ "$5" = {ROOT} ] && [ ! -e {state}/peering-removed ]; then
+  echo "error: The network resource is already being used by peering" >&2; exit 1
+fi
+""")
+    (bin_dir / "gcloud").write_text(f"""#!/bin/sh
+echo "gcloud $*" >> {state}/calls
+if [ "$2 $3" = "addresses list" ]; then
+  n=$(cat {state}/holds)
+  if [ "$n" -gt 0 ]; then echo serverless-ipv4-7; echo $((n - 1)) > {state}/holds; fi
+fi
+if [ "$3 $4" = "peerings delete" ]; then touch {state}/peering-removed; fi
+""")
+    for tool in ("pulumi", "gcloud"):
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return state
+
+
+def test_gcp_destroy_waits_for_cloud_run_then_removes_the_peering_and_retries(
+    fake_gcp, monkeypatch, capsys
+):
+    from scripts import delivery
+
+    pauses = []
+    monkeypatch.setattr(delivery.time, "sleep", pauses.append)
+    assert delivery.main(["destroy", "dev"]) == 0
+    calls = (fake_gcp / "calls").read_text().splitlines()
+    steps = [c.split(" --")[0] for c in calls if not c.startswith("pulumi whoami")]
+    assert steps == [
+        "pulumi destroy",  # services
+        "pulumi stack output",
+        "gcloud compute addresses list", "gcloud compute addresses list",
+        "gcloud compute addresses list",  # released on the third look
+        "pulumi destroy",  # platform: the network's peering stops it
+        "pulumi stack export",
+        "gcloud compute networks peerings delete servicenetworking-googleapis-com",
+        "pulumi destroy",  # platform again: the network goes
+    ]  # fmt: skip
+    assert pauses == [15.0, 30.0]  # backoff
+    listed = next(c for c in calls if "addresses list" in c)
+    assert "--project=p1" in listed and "--regions=europe-west1" in listed
+    assert "subnetwork~/subnetworks/mlops-subnet-1$" in listed
+    peering = next(c for c in calls if "peerings delete" in c)
+    assert "--network=mlops-vpc-1" in peering and "--project=p1" in peering
+    out = capsys.readouterr().out
+    assert "waiting for Cloud Run to release 1 address(es) in subnet mlops-subnet-1" in out
+    assert "Google documents 1-2 hours" in out
+
+
+def test_the_peering_stays_while_a_database_remains(fake_gcp, monkeypatch, capsys):
+    from scripts import delivery
+
+    (fake_gcp / "holds").write_text("0")
+    (fake_gcp / "export.json").write_text(json.dumps({"deployment": {"resources": [
+        {"type": "gcp:sql/databaseInstance:DatabaseInstance"},
+        {"type": "gcp:compute/network:Network"}]}}))  # fmt: skip
+    assert delivery.main(["destroy", "dev"]) == 1
+    assert "platform: pulumi destroy failed for stack dev" in capsys.readouterr().err
+    assert "peerings delete" not in (fake_gcp / "calls").read_text()
+
+
+def test_addresses_never_released_end_the_wait_with_what_is_held(fake_gcp):
+    from scripts import delivery
+
+    (fake_gcp / "holds").write_text("1000")
+    clock = iter(range(0, 100000, 1000))
+    with pytest.raises(delivery.DeliveryError) as err:
+        delivery.wait_for_serverless_addresses(
+            delivery.gcp_network(GCP_PLATFORM), timeout=3000, sleep=lambda s: None,
+            clock=lambda: next(clock),
+        )  # fmt: skip
+    assert "still holds 1 address(es) in subnet mlops-subnet-1 after 50 min" in str(err.value)
+    assert "serverless-ipv4-7" in str(err.value)
+
+
+def test_an_aws_platform_is_destroyed_once_with_no_gcloud(fake_gcp):
+    from scripts import delivery
+
+    (fake_gcp / "outputs.json").write_text(
+        json.dumps({"vpcId": "vpc-0abc", "privateSubnetIds": ["subnet-1"]})
+    )
+    (fake_gcp / "peering-removed").touch()  # the fake's platform destroy succeeds
+    assert delivery.main(["destroy", "dev"]) == 0
+    calls = (fake_gcp / "calls").read_text()
+    assert "gcloud" not in calls and calls.count("pulumi destroy") == 2
