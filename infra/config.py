@@ -127,6 +127,28 @@ def server_memory_mib(workers: int) -> int:
     return int((SERVER_BASE_MIB + SERVER_PER_WORKER_MIB * workers) * SERVER_PEAK)
 
 
+# The tracking VM's image, pinned: a lookup by family or `most_recent` would replace the VM (minutes
+# down) at the first `up` after each Canonical release. A stack file's vmImage overrides these;
+# `scripts/vm-image STACK` prints the newest image and the command that bumps the setting.
+PINNED_IMAGES = {
+    "aws": "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20251212",
+    "gcp": "ubuntu-2404-noble-amd64-v20251217",
+}
+# One image, never a pattern: an AMI id or a Canonical AMI name (aws), an image name of
+# ubuntu-os-cloud (gcp). Both are x86-64 images: the instance types here are.
+IMAGE_SHAPES = {
+    "aws": re.compile(
+        r"ami-[0-9a-f]{8,17}"
+        r"|ubuntu/images/hvm-ssd(?:-gp3)?/ubuntu-[a-z]+-\d\d\.\d\d-amd64-server-\d{8}(?:\.\d+)?"
+    ),
+    "gcp": re.compile(r"ubuntu-(?:minimal-)?\d{4}-[a-z]+-amd64-v\d{8}[a-z]?"),
+}
+IMAGE_EXAMPLES = {
+    "aws": "ami-0123456789abcdef0, or "
+    "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-YYYYMMDD (Canonical's)",
+    "gcp": "ubuntu-2404-noble-amd64-vYYYYMMDD (an image of the ubuntu-os-cloud project)",
+}
+
 # Size names look different per cloud; a mix-up is caught before anything is declared.
 SIZE_PREFIX = {"aws": {"dbInstanceClass": "db."}, "gcp": {"dbInstanceClass": "db-"}}
 GCP_REGION_KEYS = ("gcp:project", "gcp:region")
@@ -184,6 +206,10 @@ class PlatformConfig(BaseModel):
     """A DNS name of yours for the tracking server (e.g. mlflow.example.com): a Let's Encrypt
     certificate for it instead of the stack's CA, renewed on the VM. Its A record (the staticIp
     output) is yours to create; inside the network the stack resolves it to the private address."""
+    vmImage: str | None = None
+    """The tracking VM's image: an AMI id or Canonical AMI name (aws), an ubuntu-os-cloud image
+    name (gcp). Default: infra.config.PINNED_IMAGES. A new value replaces the VM at the next `up`
+    (minutes down); `scripts/vm-image STACK` prints the newest image and the bump command."""
     zone: str | None = None
     """gcp: the VM's zone (default: the region's first zone that is UP, looked up)."""
     gcpProject: str | None = Field(default=None, exclude=True)
@@ -247,7 +273,17 @@ class PlatformConfig(BaseModel):
             raise ValueError(f"PostgreSQL {value}: supported major versions are 16 and 17")
         return value
 
+    @property
+    def vm_image(self) -> str:
+        return self.vmImage or PINNED_IMAGES[self.cloud]
+
     def check_cloud(self) -> None:
+        if self.vmImage and not IMAGE_SHAPES[self.cloud].fullmatch(self.vmImage):
+            raise ConfigError(
+                f"{NAMESPACE}:vmImage: {self.vmImage!r} is not one {self.cloud} image; allowed: "
+                f"{IMAGE_EXAMPLES[self.cloud]} (no wildcards: the image is pinned; "
+                "scripts/vm-image prints the newest)"
+            )
         for key, prefix in SIZE_PREFIX[self.cloud].items():
             if not getattr(self, key).startswith(prefix):
                 raise ConfigError(

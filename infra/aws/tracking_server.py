@@ -32,7 +32,6 @@ from infra.vm import (
 )
 
 UBUNTU_OWNER = "099720109477"  # Canonical
-UBUNTU_IMAGE = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"
 SSM_CORE = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 
 
@@ -83,6 +82,22 @@ def server_policy(bucket_arn: str, secret_arns: list[str], log_group_arns=()) ->
             ],
         }
     )
+
+
+def pinned_ami(image: str, parent: pulumi.Resource) -> str:
+    """The AMI of the pinned image (infra.config.PINNED_IMAGES / vmImage): an id as it is, a
+    name looked up among Canonical's own, deprecated ones too (Canonical deprecates an image
+    after a while; it still launches, and a lookup without them would fail the next `up`)."""
+    if image.startswith("ami-"):
+        return image
+    return aws.ec2.get_ami(
+        owners=[UBUNTU_OWNER],
+        filters=[aws.ec2.GetAmiFilterArgs(name="name", values=[image])],
+        include_deprecated=True,
+        # One name is one image per region; most_recent only keeps a duplicate from failing.
+        most_recent=True,
+        opts=pulumi.InvokeOptions(parent=parent),
+    ).id
 
 
 class TrackingServer(pulumi.ComponentResource):
@@ -246,15 +261,7 @@ class TrackingServer(pulumi.ComponentResource):
         )
         profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, opts=child(self))
 
-        ami = aws.ec2.get_ami(
-            most_recent=True,
-            owners=[UBUNTU_OWNER],
-            filters=[
-                aws.ec2.GetAmiFilterArgs(name="name", values=[UBUNTU_IMAGE]),
-                aws.ec2.GetAmiFilterArgs(name="virtualization-type", values=["hvm"]),
-            ],
-            opts=pulumi.InvokeOptions(parent=self),
-        )
+        ami_id = pinned_ami(cfg.vm_image, self)
 
         # The launcher and the MLflow plugin, which the VM fetches at first boot (user-data names
         # the key, which is the bundle's sha256): created before the instance boots.
@@ -300,7 +307,7 @@ class TrackingServer(pulumi.ComponentResource):
 
         instance = aws.ec2.Instance(
             f"{name}-vm",
-            ami=ami.id,
+            ami=ami_id,
             instance_type=cfg.instanceType,
             subnet_id=subnet_id,
             private_ip=private_ip,

@@ -30,7 +30,6 @@ from infra.vm import (
 )
 
 UBUNTU_PROJECT = "ubuntu-os-cloud"
-UBUNTU_FAMILY = "ubuntu-2404-lts-amd64"
 
 
 class TrackingServer(pulumi.ComponentResource):
@@ -188,12 +187,12 @@ class TrackingServer(pulumi.ComponentResource):
             for label, secret_id in readable.items()
         ]
 
-        # Lookups are no resources: the stack's "after the APIs" transformation does not reach
-        # them, and in a fresh project they would ask a Compute API that is still off.
+        # Pinned by name (infra.config.PINNED_IMAGES / vmImage), not by family: a family follows
+        # each release, and a new image replaces the VM. A deprecated image still boots.
+        image = f"projects/{UBUNTU_PROJECT}/global/images/{cfg.vm_image}"
+        # A lookup is no resource: the stack's "after the APIs" transformation does not reach
+        # it, and in a fresh project it would ask a Compute API that is still off.
         after_apis = pulumi.InvokeOutputOptions(parent=self, depends_on=list(apis or []))
-        image = gcp.compute.get_image_output(
-            family=UBUNTU_FAMILY, project=UBUNTU_PROJECT, opts=after_apis
-        )
         # Not "<region>-a": europe-west1 and us-east1 have none. The region's first zone that is
         # up, unless the stack names one.
         zone = cfg.zone or gcp.compute.get_zones_output(
@@ -252,7 +251,7 @@ class TrackingServer(pulumi.ComponentResource):
             tags=[SERVER_TAG],
             boot_disk=gcp.compute.InstanceBootDiskArgs(
                 initialize_params=gcp.compute.InstanceBootDiskInitializeParamsArgs(
-                    image=image.self_link, size=20, type="pd-balanced"
+                    image=image, size=20, type="pd-balanced"
                 )
             ),
             network_interfaces=[

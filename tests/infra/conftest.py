@@ -39,12 +39,14 @@ class Declared:
         return found[0]
 
 
-# Any stack file runs on GCP with the cloud key plus gcp:project/gcp:region, no code change.
+# Any stack file runs on GCP with the cloud key, gcp:project/gcp:region and a GCE image, no code
+# change.
 GCP_OVERRIDES = {
     "mlops-platform:cloud": "gcp",
     "gcp:project": "mlops-test",
     "gcp:region": "europe-west1",
     "aws:region": None,
+    "mlops-platform:vmImage": "ubuntu-2404-noble-amd64-v20251217",
 }
 
 

@@ -11,6 +11,7 @@ the main folder first on sys.path. One process per stack, so every run starts cl
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import runpy
@@ -62,6 +63,25 @@ PLATFORM_OUTPUTS = {
     },
 }
 STATE = {"cloud": "aws", "drop": None, "offered": ["us-east-1b", "us-east-1c"], "platform": {}}
+# Canonical's AMIs in the mocked region, as EC2's DescribeImages would filter them.
+AMI_PREFIX = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-"
+STATE["amis"] = [
+    {"name": f"{AMI_PREFIX}20251212", "id": "ami-0aaaaaaaaaaaaaaa1", "created": "2025-12-12"},
+    {"name": f"{AMI_PREFIX}20251105", "id": "ami-0aaaaaaaaaaaaaaa0", "created": "2025-11-05"},
+]
+
+
+def find_ami(args: dict) -> dict:
+    """getAmi over STATE["amis"]: owner Canonical, name filters as globs, most_recent."""
+    names = [v for f in args.get("filters", []) if f["name"] == "name" for v in f["values"]]
+    found = [
+        a for a in STATE["amis"]
+        if "099720109477" in args.get("owners", []) and all(fnmatch.fnmatchcase(a["name"], n) for n in names)
+    ]  # fmt: skip
+    if not found or (len(found) > 1 and not args.get("mostRecent")):
+        raise Exception(f"Your query returned {'no' if not found else 'more than one'} result")
+    best = max(found, key=lambda a: a["created"])
+    return {"id": best["id"], "name": best["name"], "architecture": "x86_64"}
 
 
 def computed(typ: str, name: str, inputs: dict) -> dict:
@@ -197,7 +217,7 @@ class Mocks(pulumi.runtime.Mocks):
             return {"availabilityZones": ["us-east-1a", "us-east-1b", "us-east-1c"],
                     "engine": "postgres", "id": "x"}  # fmt: skip
         if args.token == "aws:ec2/getAmi:getAmi":
-            return {"id": "ami-0mock", "architecture": "x86_64", "name": "ubuntu-noble-24.04-mock"}
+            return find_ami(args.args)
         if args.token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
             return {
                 "userName": "AWS",
@@ -265,6 +285,8 @@ def main(project_dir: str, stack_file: str, out_path: str, overrides: str | None
     for key, value in json.loads(Path(overrides).read_text() if overrides else "{}").items():
         if key == "__dropPlatformOutput":
             STATE["drop"] = value
+        elif key == "__amiCatalogue":  # Canonical published more images
+            STATE["amis"] = value
         elif key == "__offeredZones":
             STATE["offered"] = value
         elif key == "__platformOutputs":  # what the StackReference answers, changed

@@ -12,7 +12,7 @@ import yaml
 
 from infra import outputs as out
 from tests.infra.conftest import ROOT
-from tests.infra.harness import SECRET_SENTINEL
+from tests.infra.harness import AMI_PREFIX, SECRET_SENTINEL
 
 RDS = "aws:rds/instance:Instance"
 BUCKET = "aws:s3/bucket:Bucket"
@@ -185,7 +185,7 @@ def test_instance_requires_imdsv2_and_encrypts_its_disk(declared):
         vm["rootBlockDevice"]["encrypted"] is True and vm["rootBlockDevice"]["volumeType"] == "gp3"
     )
     assert vm["userDataReplaceOnChange"] is True
-    assert vm["ami"] == "ami-0mock"
+    assert vm["ami"] == "ami-0aaaaaaaaaaaaaaa1"
 
 
 def test_user_data_holds_no_secret_value(declared):
@@ -284,6 +284,51 @@ def test_a_replaced_server_keeps_its_addresses(declared):
     for configured in ("bucketVersioning:BucketVersioning::mlops-versioning",
                        "bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration::mlops-encryption"):  # fmt: skip
         assert any(d.endswith(configured) for d in bundle["options"]["dependencies"]), configured
+
+
+def test_a_newer_ubuntu_image_changes_nothing_until_the_pin_is_bumped(declared, tmp_path):
+    """Canonical publishes a new AMI: the instance's inputs stay as they were (a changed `ami`
+    would replace the VM); bumping vmImage is what moves it."""
+    from tests.infra.conftest import run_stack
+    from tests.infra.harness import STATE
+
+    stack_file = ROOT / f"Pulumi.{declared.stack}.yaml"
+    pinned = yaml.safe_load(stack_file.read_text())["config"]["mlops-platform:vmImage"]
+    assert pinned == f"{AMI_PREFIX}20251212"
+    assert declared.one(EC2)["inputs"]["ami"] == "ami-0aaaaaaaaaaaaaaa1"
+    newer = {
+        "name": f"{AMI_PREFIX}20261130",
+        "id": "ami-0bbbbbbbbbbbbbbb2",
+        "created": "2026-11-30",
+    }
+    catalogue = [newer, *STATE["amis"]]
+    after = run_stack(tmp_path, stack_file, {"__amiCatalogue": catalogue})
+    assert after["error"] is None, after["error"]
+    (ec2_after,) = [r for r in after["resources"] if r["type"] == EC2]
+    assert ec2_after["inputs"] == declared.one(EC2)["inputs"]
+    # The lookup asks for the pinned name only, Canonical's, deprecated ones included.
+    (lookup,) = [c["args"] for c in after["calls"] if c["token"] == "aws:ec2/getAmi:getAmi"]
+    assert lookup["owners"] == ["099720109477"] and lookup["includeDeprecated"] is True
+    assert [f["values"] for f in lookup["filters"] if f["name"] == "name"] == [[pinned]]
+    # The unpinned lookup this replaces would have moved to the new image: the test can fail.
+    bumped = run_stack(
+        tmp_path, stack_file, {"__amiCatalogue": catalogue, "mlops-platform:vmImage": newer["name"]}
+    )
+    (ec2_bumped,) = [r for r in bumped["resources"] if r["type"] == EC2]
+    assert ec2_bumped["inputs"]["ami"] == newer["id"]
+
+
+def test_an_ami_id_is_used_as_it_is_and_a_pattern_is_refused(tmp_path):
+    from tests.infra.conftest import run_stack
+
+    stack_file = ROOT / "Pulumi.dev.yaml"
+    by_id = run_stack(tmp_path, stack_file, {"mlops-platform:vmImage": "ami-0123456789abcdef0"})
+    assert [r["inputs"]["ami"] for r in by_id["resources"] if r["type"] == EC2] == [
+        "ami-0123456789abcdef0"
+    ]
+    assert not [c for c in by_id["calls"] if c["token"] == "aws:ec2/getAmi:getAmi"]
+    pattern = run_stack(tmp_path, stack_file, {"mlops-platform:vmImage": f"{AMI_PREFIX}*"})
+    assert "mlops-platform:vmImage" in pattern["error"] and "no wildcards" in pattern["error"]
 
 
 # --- TLS and the workload users -----------------------------------------------------------------

@@ -140,7 +140,9 @@ def test_vm_is_shielded_and_runs_as_its_own_service_account(declared_gcp):
     assert shielded["enableSecureBoot"] is True and shielded["enableVtpm"] is True
     assert vm["serviceAccount"]["email"].startswith("mlflow-")
     assert "compute@developer" not in vm["serviceAccount"]["email"]
-    assert vm["bootDisk"]["initializeParams"]["image"].startswith("projects/ubuntu-os-cloud/")
+    assert vm["bootDisk"]["initializeParams"]["image"] == (
+        "projects/ubuntu-os-cloud/global/images/ubuntu-2404-noble-amd64-v20251217"
+    )
     assert vm["metadata"]["block-project-ssh-keys"] == "true"
 
 
@@ -367,16 +369,16 @@ def test_the_vm_fetches_its_code_bundle_from_the_bucket_by_its_sha256(declared_g
     assert env["BUNDLE_SHA256"] == hashlib.sha256(text.encode()).hexdigest()
 
 
-def test_the_lookups_wait_for_the_apis_the_stack_enables(declared_gcp):
-    """In a fresh project Compute's API is off until the stack turns it on; its lookups (the
-    image, the zones) are no resources, so they wait for every enabled API explicitly."""
+def test_the_zone_lookup_waits_for_the_apis_and_the_image_is_no_lookup(declared_gcp):
+    """In a fresh project Compute's API is off until the stack turns it on; the zone lookup is
+    no resource, so it waits for every enabled API explicitly. The image is pinned by name (a
+    family lookup would follow each release and replace the VM)."""
     apis = {r["name"] for r in declared_gcp.of_type("gcp:projects/service:Service")}
     assert "api-compute" in apis
-    lookups = {i["token"]: i["dependsOn"] for i in declared_gcp.invokes
-               if i["token"] in ("gcp:compute/getImage:getImage", "gcp:compute/getZones:getZones")}  # fmt: skip
-    assert set(lookups) == {"gcp:compute/getImage:getImage", "gcp:compute/getZones:getZones"}
-    for token, urns in lookups.items():
-        assert {u.rsplit("::", 1)[1] for u in urns} == apis, token
+    tokens = [i["token"] for i in declared_gcp.invokes]
+    assert "gcp:compute/getImage:getImage" not in tokens
+    (zones,) = [i for i in declared_gcp.invokes if i["token"] == "gcp:compute/getZones:getZones"]
+    assert {u.rsplit("::", 1)[1] for u in zones["dependsOn"]} == apis
 
 
 def test_the_ops_agent_may_write_logs_and_metrics_and_nothing_more(declared_gcp):

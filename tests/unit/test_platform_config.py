@@ -231,3 +231,24 @@ def test_the_ai_gateway_is_off_and_bodies_are_bounded_unless_the_stack_says_othe
     assert (cfg.aiGateway, cfg.maxRequestBytes, cfg.authCacheSeconds) == (False, 16 << 20, 60)
     on = load({"cloud": "aws", "aiGateway": "true", "maxRequestBytes": "1048576"}, "dev")
     assert (on.aiGateway, on.maxRequestBytes) == (True, 1 << 20)
+
+
+def test_the_vm_image_is_pinned_per_cloud_and_one_image_never_a_pattern():
+    from infra.config import PINNED_IMAGES
+
+    gcp = {"cloud": "gcp", "gcp:project": "p", "gcp:region": "europe-west1"}
+    assert load({"cloud": "aws"}, "dev").vm_image == PINNED_IMAGES["aws"]
+    assert load(gcp, "dev").vm_image == PINNED_IMAGES["gcp"]
+    assert load({"cloud": "aws", "vmImage": "ami-0123456789abcdef0"}, "dev").vm_image == (
+        "ami-0123456789abcdef0"
+    )
+    for cloud, raw, image in (
+        ("aws", {"cloud": "aws"}, "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"),
+        ("aws", {"cloud": "aws"}, PINNED_IMAGES["gcp"]),  # the other cloud's image
+        ("gcp", gcp, PINNED_IMAGES["aws"]),
+        ("gcp", gcp, "ubuntu-2404-lts-amd64"),  # a family follows releases
+    ):
+        with pytest.raises(ConfigError) as err:
+            load({**raw, "vmImage": image}, "dev")
+        assert f"mlops-platform:vmImage: {image!r} is not one {cloud} image" in str(err.value)
+        assert "no wildcards" in str(err.value)
