@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null)
 UV_RUN := $(if $(UV),uv,python3.11 -m uv)
 
-.PHONY: help install test test-no-servers test-infra test-tools lint format demo demo-down demo-status benchmark
+.PHONY: help install test test-no-servers test-infra test-tools lint format demo demo-down demo-status backup restore benchmark
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -65,6 +65,13 @@ demo-down: $(STAMP) ## stop every process `make demo` started; keep the data in 
 
 demo-status: $(STAMP) ## which local components are running, and which PostgreSQL (system or embedded)
 	$(PY) -m scripts.local_platform status
+
+backup: $(STAMP) ## back up the local platform's databases to its bucket (pg_dump); prints the key
+	$(PY) -m scripts.local_platform backup
+
+restore: $(STAMP) ## restore a backup into the local platform: make restore BACKUP=backups/<time>-<reason>
+	@test -n "$(BACKUP)" || { echo "usage: make restore BACKUP=<key printed by make backup>" >&2; exit 2; }
+	$(PY) -m scripts.local_platform restore "$(BACKUP)"
 
 benchmark: $(STAMP) ## model API vs `mlflow models serve`, scoring job vs `mlflow.pyfunc`, tracking server with vs without auth; writes docs/benchmarks.md
 	$(PY) -m scripts.benchmark

@@ -38,6 +38,8 @@ PREFIX = "/opt/mlflow"
 VENV = f"{PREFIX}/venv"
 SPEC_PATH = "/etc/mlflow/server.json"
 LAUNCHER_PATH = f"{PREFIX}/vm_launcher.py"
+BACKUP_PATH = f"{PREFIX}/db_backup.py"
+"""Next to the launcher, which imports it: backups before a migration, and the restore command."""
 FETCH_PATH = f"{PREFIX}/fetch_bundle.py"
 BUNDLE_PREFIX = "server-bundles"
 """Where in the artifact bucket the server's code bundles go (outside MLflow's artifact root)."""
@@ -63,6 +65,7 @@ BOOTSTRAP_ENV = "/etc/mlflow/bootstrap.env"
 BOOTSTRAP_STATUS = f"{PREFIX}/bootstrap.status"
 REQUIREMENTS_PATH = "/etc/mlflow/requirements.txt"
 LAUNCHER_SOURCE = Path(__file__).with_name("vm_launcher.py")
+BACKUP_SOURCE = Path(__file__).with_name("db_backup.py")
 FETCH_SOURCE = Path(__file__).with_name("vm_fetch_bundle.py")
 BOOTSTRAP_SOURCE = Path(__file__).with_name("vm_bootstrap.sh")
 ACME_HOOK_SOURCE = Path(__file__).with_name("acme_deploy_hook.sh")
@@ -97,8 +100,14 @@ class SecretSource:
         }
 
 
-def server_spec(settings: ServerSettings, secrets: SecretSource, domain: str | None = None) -> dict:
-    """Everything the launcher needs, none of it secret."""
+def server_spec(
+    settings: ServerSettings,
+    secrets: SecretSource,
+    domain: str | None = None,
+    backups: dict | None = None,
+) -> dict:
+    """Everything the launcher needs, none of it secret. `backups`: where the launcher backs the
+    databases up before a migration ({"bucketUrl", "region", "rdsInstance"}: infra.db_backup)."""
     command = render(settings)
     return {
         "argv": command.argv,
@@ -125,6 +134,7 @@ def server_spec(settings: ServerSettings, secrets: SecretSource, domain: str | N
             "backendUri": database_uri(settings, settings.db_name),
             "authUri": database_uri(settings, settings.auth_db_name),
         },
+        "backups": backups,
     }
 
 
@@ -157,6 +167,9 @@ Group=mlflow
 ExecStart={VENV}/bin/python {LAUNCHER_PATH} {SPEC_PATH}
 Restart=always
 RestartSec=5
+# The launcher's "a person must act" (a failed migration, a schema newer than this MLflow):
+# retrying would not help, and each retry would take another backup.
+RestartPreventExitStatus=3
 RuntimeDirectory=mlflow
 RuntimeDirectoryMode=0700
 StateDirectory=mlflow
@@ -336,6 +349,7 @@ def server_bundle() -> ServerBundle:
     site = Path(SITE_DIR).relative_to(PREFIX)
     files = {
         str(Path(LAUNCHER_PATH).relative_to(PREFIX)): LAUNCHER_SOURCE.read_text(),
+        str(Path(BACKUP_PATH).relative_to(PREFIX)): BACKUP_SOURCE.read_text(),
         **{f"{site}/{name}": text for name, text in site_files().items()},
     }
     return ServerBundle(json.dumps({"files": files}, sort_keys=True, indent=1) + "\n")
@@ -383,12 +397,14 @@ def user_data(
     tls_cert_pem: str,
     bucket_url: str,
     domain: str | None = None,
+    rds_instance: str | None = None,
 ) -> str:
     """The cloud-config document for the tracking VM (the same for both clouds). It holds the
     server's certificate (public); its key stays in the secret store until the launcher runs.
     The VM fetches server_bundle() from `bucket_url` (s3://bucket or gs://bucket), where the
     platform program puts it under its key. With a `domain`, the VM also keeps a Let's Encrypt
-    certificate for it (acme_units)."""
+    certificate for it (acme_units). Before a migration the launcher backs the databases up to
+    the same bucket, and on AWS also snapshots `rds_instance` (infra.db_backup)."""
     if settings.mlflow_bin != f"{VENV}/bin/mlflow":
         raise ValueError(f"settings.mlflow_bin must be {VENV}/bin/mlflow on the VM")
     if settings.site_dir != SITE_DIR:
@@ -412,7 +428,8 @@ def user_data(
     if not bucket_url.startswith(scheme) or "/" in bucket_url[len(scheme) :].strip("/"):
         raise ValueError(f"bucket_url must be {scheme}<bucket>, got {bucket_url!r}")
     bundle = server_bundle()
-    spec = server_spec(settings, secrets, domain)
+    backups = {"bucketUrl": bucket_url, "region": secrets.region, "rdsInstance": rds_instance}
+    spec = server_spec(settings, secrets, domain, backups)
     acme = []
     if domain:
         service, timer = acme_units(domain)

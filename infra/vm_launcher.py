@@ -5,7 +5,8 @@ Reads the rendered server spec (/etc/mlflow/server.json: argv, non-secret env, a
 workload users and where the secrets are), fetches the secrets through the VM's own identity
 (instance role / service account), writes the TLS certificate and key to the runtime tmpfs (the
 stack's, or with a domain Let's Encrypt's once issued), creates the auth
-database if missing, runs both database migrations, creates or updates the workload users and
+database if missing, runs both database migrations (backing both databases up first when their
+schema is behind the installed MLflow: infra.db_backup), creates or updates the workload users and
 their grants, and replaces itself with `mlflow server`. The admin credentials live only in the server's environment; the database
 password in a libpq passfile on the runtime tmpfs (mode 600), which `--refresh` (a systemd timer)
 rewrites when the cloud rotates the password, so new connections keep working without a restart.
@@ -15,11 +16,17 @@ Standalone on purpose: it runs on the VM with only the server's virtualenv (mlfl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+try:  # in the repository
+    from infra import db_backup
+except ImportError:  # on the VM: /opt/mlflow/db_backup.py, next to this file
+    import db_backup  # type: ignore[no-redef]
 
 
 class LaunchError(RuntimeError):
@@ -90,17 +97,86 @@ def ensure_database(db: dict, password: str) -> None:
         conn.close()
 
 
-def migrate(spec: dict, env: dict[str, str]) -> None:
+class Stopped(LaunchError):
+    """Retrying cannot help (a failed migration, a schema newer than this MLflow): the unit
+    stays stopped (exit STOPPED, systemd's RestartPreventExitStatus) until a person acts."""
+
+
+STOPPED = 3
+
+
+@contextlib.contextmanager
+def environ(values: dict[str, str]):
+    """The server's environment in this process for a while: libpq's password (PGPASSFILE or
+    PGPASSWORD) and the object store's settings for the in-process clients."""
+    saved = dict(os.environ)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def migrate(spec: dict, env: dict[str, str]) -> str | None:
+    """Bring both databases to the installed MLflow's schema. A database that is behind is
+    backed up first (db_backup: pg_dump into the bucket, and an RDS snapshot where the spec
+    names the instance); returns where the backup went, None when nothing needed migrating."""
+    uris = {"tracking": spec["database"]["backendUri"], "auth": spec["database"]["authUri"]}
+    try:
+        with environ(env):
+            behind = db_backup.schema_plan(uris)
+            saved = back_up(spec.get("backups"), uris, behind, env) if behind else None
+    except db_backup.BackupError as exc:
+        raise Stopped(str(exc)) from None
     python = str(Path(spec["argv"][0]).with_name("python"))
     steps = [
-        [spec["argv"][0], "db", "upgrade", spec["database"]["backendUri"]],
-        [python, "-m", "mlflow.server.auth", "db", "upgrade", "--url", spec["database"]["authUri"]],
+        [spec["argv"][0], "db", "upgrade", uris["tracking"]],
+        [python, "-m", "mlflow.server.auth", "db", "upgrade", "--url", uris["auth"]],
     ]
     for step in steps:
         result = subprocess.run(step, env=env, capture_output=True, text=True)
         if result.returncode != 0:
             tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
-            raise LaunchError(f"{' '.join(step[:4])} failed: " + " | ".join(tail))
+            failed = f"{' '.join(step[:4])} failed: " + " | ".join(tail)
+            if saved:
+                raise Stopped(f"{failed}; the backup taken before it: {saved} (restore it: "
+                              "docs/operations.md, 'Rolling back')")  # fmt: skip
+            raise LaunchError(failed)
+    return saved
+
+
+def back_up(dest: dict | None, uris: dict[str, str], behind: dict, env: dict[str, str]) -> str:
+    import mlflow
+
+    what = ", ".join(f"{role} {now or 'new'} -> {head}" for role, (now, head) in behind.items())
+    if not dest:
+        raise Stopped(f"the schema is behind MLflow {mlflow.__version__} ({what}) and the spec "
+                      "names no bucket for a backup: not migrating without one")  # fmt: skip
+    bucket = db_backup.Bucket(dest["bucketUrl"], dest.get("region"))
+    folder = db_backup.backup(uris, bucket, f"before-mlflow-{mlflow.__version__}", env)
+    where = f"{bucket.url}/{folder}"
+    print(f"mlflow launcher: schema behind MLflow {mlflow.__version__} ({what}): both "
+          f"databases backed up to {where} before migrating", file=sys.stderr)  # fmt: skip
+    if dest.get("rdsInstance"):
+        print(f"mlflow launcher: {rds_snapshot(dest, folder)}", file=sys.stderr)
+    return where
+
+
+def rds_snapshot(dest: dict, folder: str) -> str:
+    """A manual RDS snapshot too (the role may create it for this instance only); its state at
+    the call is what it keeps, so the migration need not wait. A failure is said, not fatal:
+    the pg_dump backup is already in the bucket."""
+    import boto3
+
+    name = f"mlflow-pre-upgrade-{folder.rsplit('/', 1)[1].split('-', 1)[0].lower()}"
+    try:
+        boto3.client("rds", region_name=dest.get("region")).create_db_snapshot(
+            DBSnapshotIdentifier=name, DBInstanceIdentifier=dest["rdsInstance"]
+        )
+    except Exception as exc:  # noqa: BLE001 - any SDK error: say it and go on
+        return f"no RDS snapshot ({exc.__class__.__name__}: {str(exc)[:200]})"
+    return f"RDS snapshot {name} of {dest['rdsInstance']} started"
 
 
 def pgpass_line(db: dict, password: str) -> str:
@@ -279,6 +355,9 @@ def main(argv: list[str]) -> int:
             refresh(spec)
             return 0
         env = start(spec)
+    except Stopped as exc:
+        print(f"mlflow launcher: {exc}", file=sys.stderr)
+        return STOPPED
     except LaunchError as exc:
         print(f"mlflow launcher: {exc}", file=sys.stderr)
         return 1

@@ -514,8 +514,10 @@ def pg_ensure_databases(
     with conn.cursor() as cur:
         cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,))
         verb = "ALTER" if cur.fetchone() else "CREATE"
+        # CREATEDB as the clouds' database users have it: a restore recreates the databases.
         cur.execute(
-            sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(user)), (password,)
+            sql.SQL(verb + " ROLE {} LOGIN CREATEDB PASSWORD %s").format(sql.Identifier(user)),
+            (password,),
         )
         for db in databases:
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,))
@@ -709,6 +711,7 @@ def mlflow_start(
     workers: int = 1,
     db_max_connections: int = 100,
     auth: bool = True,
+    backups: str | None = None,
 ) -> Proc:
     """Start `mlflow server` exactly as infra.mlflow_server renders it for the VM, on loopback:
     HTTPS with `tls`, the workload users of infra.mlflow_server.IDENTITIES (passwords in `users`)
@@ -716,7 +719,9 @@ def mlflow_start(
 
     `store_env` points the server (not its clients) at the local object store: moto for s3://,
     the GCS emulator for gs://. `auth=False` (for the benchmark's comparison only) starts the same
-    rendering with MLflow's app without auth (the plugin's mlops-open): anyone may do anything."""
+    rendering with MLflow's app without auth (the plugin's mlops-open): anyone may do anything.
+    `backups` (s3://bucket or gs://bucket): where the launcher backs the databases up before it
+    migrates a schema that is behind (none: such a database stops the start)."""
     from infra import vm_launcher
     from infra.mlflow_server import IDENTITIES, database_uri
 
@@ -754,7 +759,9 @@ def mlflow_start(
         "authUri": database_uri(settings, settings.auth_db_name),
     }
     try:
-        vm_launcher.migrate({"argv": command.argv, "database": database}, {**os.environ, **env})
+        spec = {"argv": command.argv, "database": database,
+                "backups": {"bucketUrl": backups} if backups else None}  # fmt: skip
+        vm_launcher.migrate(spec, {**os.environ, **env})
         if auth:
             with _environ({"PGPASSWORD": db_password, **command.env}):
                 vm_launcher.sync_identities([i.as_dict() for i in IDENTITIES], users, database)

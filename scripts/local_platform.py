@@ -5,7 +5,9 @@ restarts by replaying its recording), the MLflow server rendered by infra.mlflow
 and HTTPS only (a CA of its own in .local/tls), trains the baseline and then the stronger model on
 generated TLC-shaped data as the `trainer` user, starts the model API as the `model-api` user and
 prints one prediction. Everything keeps running in the background; `down` stops it by pid and
-keeps the data. Running `up` again while the platform runs only reports it."""
+keeps the data. Running `up` again while the platform runs only reports it. `backup` writes both
+databases to the bucket (infra.db_backup) and prints the key; `restore KEY` stops the MLflow
+server, recreates the databases from that backup and starts the server again."""
 
 from __future__ import annotations
 
@@ -32,6 +34,8 @@ PIDS = LOCAL / "pids.json"
 ENDPOINTS = LOCAL / "endpoints.json"
 TLS = LOCAL / "tls"
 MLFLOW_ENV = LOCAL / "mlflow.env"
+TRACKING = LOCAL / "tracking.json"
+"""What restarting the MLflow server needs (its port, PostgreSQL's, moto's URL, workers)."""
 S3_ENV = LOCAL / "s3.env"
 DATA = LOCAL / "data"
 BUCKET = "mlflow-artifacts"
@@ -227,6 +231,90 @@ def monitor(env: dict[str, str], month: Path) -> tuple[str, str]:
     return summary, f"{uri}/#/experiments/{experiment}/runs/{run_id}"
 
 
+def credentials() -> tuple[c.MlflowCredentials, dict[str, c.MlflowCredentials]]:
+    tls = c.make_tls(TLS)
+    admin = c.MlflowCredentials(ADMIN_USER, secret("mlflow-admin"), tls.ca_cert)
+    return admin, c.workload_users(lambda name: secret(f"mlflow-{name}"), tls.ca_cert)
+
+
+def start_tracking(tracking: dict) -> c.Proc:
+    """The MLflow server as `up` starts it (TRACKING says where its pieces are); its launcher
+    backs the databases up to the bucket before migrating a schema that is behind."""
+    admin, users = credentials()
+    return c.mlflow_start(
+        port=tracking["port"],
+        db_port=tracking["dbPort"],
+        db_password=secret("mlflow-db"),
+        admin=admin,
+        users={name: user.password for name, user in users.items()},
+        secret_key=secret("mlflow-flask-key"),
+        artifacts_destination=f"s3://{BUCKET}/mlflow",
+        store_env=c.s3_store_env(tracking["s3"]),
+        tls=c.make_tls(TLS),
+        workdir=LOCAL / "mlflow",
+        log=LOGS / "mlflow-server.log",
+        workers=tracking["workers"],
+        backups=f"s3://{BUCKET}",
+    )
+
+
+def backup_context() -> tuple[dict, dict[str, str], object]:
+    """The running platform's database URIs, the environment (password, S3) and the bucket."""
+    from infra import db_backup
+
+    alive = running()
+    missing = {"postgresql", "moto_server"} - set(alive)
+    if missing or not TRACKING.exists():
+        raise c.ComponentError(
+            f"the local platform is not running ({', '.join(sorted(missing)) or 'no state'}): "
+            "make demo first"
+        )
+    tracking = json.loads(TRACKING.read_text())
+    base = f"postgresql+psycopg2://mlflow@{c.LOOPBACK}:{tracking['dbPort']}"
+    uris = {"tracking": f"{base}/mlflow", "auth": f"{base}/mlflow_auth"}
+    env = {**os.environ, **c.s3_store_env(tracking["s3"]), "PGPASSWORD": secret("mlflow-db")}
+    os.environ.update(env)  # the in-process S3 and PostgreSQL clients
+    return uris, env, db_backup.Bucket(f"s3://{BUCKET}")
+
+
+def backup(args: argparse.Namespace) -> int:
+    """Dump both databases into the bucket (backups/…) and print the key."""
+    from infra.db_backup import BackupError, backup
+
+    try:
+        uris, env, bucket = backup_context()
+        folder = backup(uris, bucket, "manual", env)
+    except (c.ComponentError, BackupError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    say(f"backed up the tracking and auth databases to {bucket.url}/{folder}")
+    say(f"restore with: make restore BACKUP={folder}")
+    print(folder)
+    return 0
+
+
+def restore(args: argparse.Namespace) -> int:
+    """Stop the MLflow server, recreate both databases from the backup, start it again."""
+    from infra.db_backup import BackupError, restore
+
+    try:
+        uris, env, bucket = backup_context()
+        alive = running()
+        if "mlflow-server" in alive:
+            say(f"stopping mlflow-server (pid {alive['mlflow-server']})")
+            c.stop_pid(alive["mlflow-server"], timeout=30)
+        manifest = restore(uris, bucket, args.backup, env)
+        say(f"restored {args.backup} (made by MLflow {manifest['mlflowVersion']} at "
+            f"{manifest['created']}); starting the MLflow server")  # fmt: skip
+        mlflow = start_tracking(json.loads(TRACKING.read_text()))
+    except (c.ComponentError, BackupError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    record_pid("mlflow-server", mlflow.pid)
+    say(f"MLflow server at {mlflow.url} again")
+    return 0
+
+
 def up(args: argparse.Namespace) -> int:
     alive = running()
     if alive and ENDPOINTS.exists():
@@ -265,23 +353,11 @@ def up(args: argparse.Namespace) -> int:
         say(
             "starting the MLflow server (PostgreSQL backend, S3 artifacts, HTTPS, basic auth in the mlops-auth plugin)"
         )
-        tls = c.make_tls(TLS)
-        admin = c.MlflowCredentials(ADMIN_USER, secret("mlflow-admin"), tls.ca_cert)
-        users = c.workload_users(lambda name: secret(f"mlflow-{name}"), tls.ca_cert)
-        mlflow = c.mlflow_start(
-            port=pick_port("tracking"),
-            db_port=pg.extra["port"],
-            db_password=db_password,
-            admin=admin,
-            users={name: user.password for name, user in users.items()},
-            secret_key=secret("mlflow-flask-key"),
-            artifacts_destination=f"s3://{BUCKET}/mlflow",
-            store_env=c.s3_store_env(moto.url),
-            tls=tls,
-            workdir=LOCAL / "mlflow",
-            log=LOGS / "mlflow-server.log",
-            workers=args.workers,
-        )
+        admin, users = credentials()
+        tracking = {"port": pick_port("tracking"), "dbPort": pg.extra["port"],
+                    "s3": moto.url, "workers": args.workers}  # fmt: skip
+        write_private(TRACKING, json.dumps(tracking))
+        mlflow = start_tracking(tracking)
         record_pid("mlflow-server", mlflow.pid)
         # A person works as the admin; each workload as its own user (infra.mlflow_server).
         write_private(MLFLOW_ENV, "".join(f"{k}={v}\n" for k, v in admin.env(mlflow.url).items()))
@@ -324,7 +400,7 @@ def up(args: argparse.Namespace) -> int:
     endpoints = {
         "monitoringReport": report_url,
         "trackingUri": mlflow.url,
-        "trackingCaCert": str(tls.ca_cert),
+        "trackingCaCert": str(TLS / "ca.pem"),
         "modelApiUrl": api.url,
         "s3EndpointUrl": moto.url,
         "artifactBucket": BUCKET,
@@ -398,8 +474,13 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--workers", type=int, default=2, help="MLflow server workers (default 2)")
     sub.add_parser("down", help="stop every process `up` started; keep the data")
     sub.add_parser("status", help="which components are running")
+    sub.add_parser("backup", help="dump both databases into the bucket; prints the key")
+    sub.add_parser(
+        "restore", help="stop the MLflow server, restore a backup, start the server again"
+    ).add_argument("backup", help="the key `backup` printed (backups/<time>-<reason>)")
     args = parser.parse_args(argv)
-    return {"up": up, "down": down, "status": status}[args.command](args)
+    commands = {"up": up, "down": down, "status": status, "backup": backup, "restore": restore}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

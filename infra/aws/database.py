@@ -26,6 +26,9 @@ class Database(pulumi.ComponentResource):
     port: pulumi.Output[int]
     secret_arn: pulumi.Output[str]
     """The RDS-managed secret: {"username": ..., "password": ...}."""
+    arn: pulumi.Output[str]
+    identifier: pulumi.Output[str]
+    """The instance's name, which the tracking VM snapshots before a migration."""
 
     def __init__(
         self,
@@ -71,6 +74,7 @@ class Database(pulumi.ComponentResource):
             opts=child(self, protect=cfg.protect),
         )
         self.address = db.address
+        self.arn, self.identifier = db.arn, db.identifier
         self.port = db.port
         self.secret_arn = db.master_user_secrets.apply(lambda s: s[0].secret_arn)
         self.register_outputs({"address": db.address, "secretArn": self.secret_arn})

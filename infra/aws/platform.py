@@ -29,6 +29,8 @@ def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dic
         bucket_configured=bucket.configured,
         db_address=database.address,
         db_secret_arn=database.secret_arn,
+        db_arn=database.arn,
+        db_identifier=database.identifier,
         vpc_id=network.vpc_id,
         admin_password=admin_password,
     )

@@ -33,11 +33,36 @@ from infra.vm import (
 
 UBUNTU_OWNER = "099720109477"  # Canonical
 SSM_CORE = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+SNAPSHOT_PREFIX = "mlflow-pre-upgrade-"
+"""The launcher's RDS snapshots before a migration (infra.vm_launcher.rds_snapshot)."""
 
 
-def server_policy(bucket_arn: str, secret_arns: list[str], log_group_arns=()) -> str:
-    """Objects of this bucket, these secrets, these log groups' streams only: no wildcard
-    actions on wildcard resources."""
+def server_policy(
+    bucket_arn: str, secret_arns: list[str], log_group_arns=(), db_arn: str | None = None
+) -> str:
+    """Objects of this bucket, these secrets, these log groups' streams, snapshots of this
+    database named for an upgrade only: no wildcard actions on wildcard resources."""
+    snapshot_arns = db_arn.split(":db:")[0] + f":snapshot:{SNAPSHOT_PREFIX}*" if db_arn else ""
+    snapshots = (
+        [
+            {
+                "Sid": "SnapshotBeforeUpgrade",
+                "Effect": "Allow",
+                "Action": ["rds:CreateDBSnapshot"],
+                # CreateDBSnapshot is authorised on the instance and on the new snapshot.
+                "Resource": [db_arn, snapshot_arns],
+            },
+            {
+                # The instance copies its tags to its snapshots: tagging on create.
+                "Sid": "TagThoseSnapshots",
+                "Effect": "Allow",
+                "Action": ["rds:AddTagsToResource"],
+                "Resource": [snapshot_arns],
+            },
+        ]
+        if db_arn
+        else []
+    )
     return json.dumps(
         {
             "Version": "2012-10-17",
@@ -79,6 +104,7 @@ def server_policy(bucket_arn: str, secret_arns: list[str], log_group_arns=()) ->
                     if log_group_arns
                     else []
                 ),
+                *snapshots,
             ],
         }
     )
@@ -121,6 +147,8 @@ class TrackingServer(pulumi.ComponentResource):
         bucket_configured: list[pulumi.Resource] | None = None,
         db_address: pulumi.Input[str],
         db_secret_arn: pulumi.Input[str],
+        db_arn: pulumi.Input[str],
+        db_identifier: pulumi.Input[str],
         vpc_id: pulumi.Input[str],
         admin_password: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
@@ -251,9 +279,9 @@ class TrackingServer(pulumi.ComponentResource):
         access = aws.iam.RolePolicy(
             f"{name}-access",
             role=role.id,
-            policy=pulumi.Output.all(bucket_arn, *(g.arn for g in log_groups), *secret_arns).apply(
-                lambda a: server_policy(a[0], list(a[3:]), a[1:3])
-            ),
+            policy=pulumi.Output.all(
+                bucket_arn, db_arn, *(g.arn for g in log_groups), *secret_arns
+            ).apply(lambda a: server_policy(a[0], list(a[4:]), a[2:4], a[1])),
             opts=child(self),
         )
         aws.iam.RolePolicyAttachment(
@@ -277,8 +305,10 @@ class TrackingServer(pulumi.ComponentResource):
         )
 
         def render(args: list) -> str:
-            public_ip, bucket, db_host, db_secret, admin_secret, tls_key_secret, cert = args[:7]
-            users = dict(zip(password_secrets, args[7:], strict=True))
+            public_ip, bucket, db_host, db_id, db_secret, admin_secret, tls_key_secret, cert = args[
+                :8
+            ]
+            users = dict(zip(password_secrets, args[8:], strict=True))
             settings = ServerSettings(
                 db_host=db_host,
                 # The RDS endpoint name is in its certificate: a full check.
@@ -303,7 +333,9 @@ class TrackingServer(pulumi.ComponentResource):
             )
             ca = DatabaseCa(url=rds_ca_bundle_url(region))
             logs = LogShipping("aws", log_prefix)
-            return user_data(settings, secrets, ca, logs, cert, f"s3://{bucket}", cfg.domain)
+            return user_data(
+                settings, secrets, ca, logs, cert, f"s3://{bucket}", cfg.domain, rds_instance=db_id
+            )
 
         instance = aws.ec2.Instance(
             f"{name}-vm",
@@ -321,6 +353,7 @@ class TrackingServer(pulumi.ComponentResource):
                 eip.public_ip,
                 bucket_name,
                 db_address,
+                db_identifier,
                 db_secret_arn,
                 secret.arn,
                 tls_secret.arn,

@@ -94,6 +94,8 @@ def computed(typ: str, name: str, inputs: dict) -> dict:
             "arn": "arn:aws:ec2:us-east-1:123456789012:instance/i-0mock",
         },
         "aws:rds/instance:Instance": {
+            "arn": f"arn:aws:rds:us-east-1:123456789012:db:{name}-mock",
+            "identifier": f"{name}-mock",
             "address": f"{name}.cmock.us-east-1.rds.amazonaws.com",
             "port": 5432,
             "masterUserSecrets": [

@@ -170,6 +170,14 @@ def test_instance_role_is_scoped_to_this_bucket_and_these_secrets(declared):
                 "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-mock",
                 *(f"arn:aws:mock:us-east-1:123456789012:{n}" for n in secrets),
             }
+        if any(a.startswith("rds:") for a in actions):
+            # Snapshots of this database before an upgrade, named for it, and nothing else.
+            snapshots = "arn:aws:rds:us-east-1:123456789012:snapshot:mlflow-pre-upgrade-*"
+            assert (actions, resources) in (
+                (["rds:CreateDBSnapshot"], ["arn:aws:rds:us-east-1:123456789012:db:mlops-postgres-mock", snapshots]),
+                (["rds:AddTagsToResource"], [snapshots]),
+            ), statement  # fmt: skip
+    assert {s["Sid"] for s in policy["Statement"]} >= {"SnapshotBeforeUpgrade", "TagThoseSnapshots"}
     attached = [
         r["inputs"]["policyArn"]
         for r in declared.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")

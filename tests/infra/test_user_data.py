@@ -164,6 +164,17 @@ def test_the_server_verifies_the_database_with_the_rds_ca(declared):
         DB_CA_PATH,
     )
     assert spec["database"]["backendUri"].endswith(f"?sslmode=verify-full&sslrootcert={DB_CA_PATH}")
+    # Before a migration the launcher backs up to the artifact bucket and snapshots this RDS
+    # instance (the role may do just that: test_aws_platform).
+    assert spec["backups"] == {
+        "bucketUrl": f"s3://{declared.outputs['artifactBucket']['value']}",
+        "region": "us-east-1",
+        "rdsInstance": "mlops-postgres-mock",
+    }
+    # A failed migration stops the unit for good: no retry, no backup per retry.
+    unit = next(f["content"] for f in document["write_files"]
+                if f["path"] == "/etc/systemd/system/mlflow.service")  # fmt: skip
+    assert "\nRestartPreventExitStatus=3\n" in unit
 
 
 def test_user_data_fits_ec2s_16_kb(declared):
@@ -244,6 +255,8 @@ def test_the_vm_gets_the_repository_s_code_from_the_bundle_the_program_uploads(d
         FETCH_PATH,
         FETCH_SOURCE,
         LAUNCHER_PATH,
+        BACKUP_PATH,
+        BACKUP_SOURCE,
         LAUNCHER_SOURCE,
         PREFIX,
         SITE_DIR,
@@ -264,6 +277,7 @@ def test_the_vm_gets_the_repository_s_code_from_the_bundle_the_program_uploads(d
     shipped = {f"{PREFIX}/{name}": text for name, text in json.loads(text)["files"].items()}
     assert shipped == {
         LAUNCHER_PATH: LAUNCHER_SOURCE.read_text(),
+        BACKUP_PATH: BACKUP_SOURCE.read_text(),  # the launcher imports it, next to itself
         **{f"{SITE_DIR}/{name}": text for name, text in site_files().items()},
     }
     assert f"{SITE_DIR}/mlops_auth/app.py" in shipped
