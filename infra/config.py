@@ -185,6 +185,15 @@ class PlatformConfig(BaseModel):
     _Default bucket keeps them 30 days whatever this says)."""
     noncurrentVersionDays: int = Field(default=30, ge=1, le=3650)
     """Days before old versions of artifacts are deleted."""
+    gcDays: int = Field(default=30, ge=1, le=3650)
+    """Runs deleted more than this many days ago lose their artifacts and database rows (`mlflow
+    gc`, daily on the tracking VM); until then a deleted run can be restored."""
+    predictionLogDays: int = Field(default=90, ge=1, le=3650)
+    """Days the model API's prediction log (predictions/ in the artifact bucket) is kept; the
+    monitor reads the last monitoringDays of it (services stack), so keep it at least that long."""
+    scoringOutputDays: int = Field(default=365, ge=1, le=3650)
+    """Days the batch scoring job's part files (batch-predictions/ in the artifact bucket, the
+    default scoringOutput) are kept."""
     authCacheSeconds: int = Field(default=60, ge=0, le=300)
     """How long a server worker trusts a checked password and what it read of users and grants
     (0: check every request, a password hash each). A change counts at once in the worker that

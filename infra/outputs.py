@@ -35,6 +35,17 @@ ADMIN_USERNAME = "adminUsername"
 ADMIN_PASSWORD = "adminPassword"
 """Exported only as a Pulumi secret."""
 
+# Where the service stacks write in the artifact bucket, outside MLflow's artifact root (mlflow/):
+# the bucket's lifecycle rules expire them (predictionLogDays, scoringOutputDays).
+PREDICTIONS_PREFIX = "predictions/"
+SCORING_PREFIX = "batch-predictions/"
+
+
+def expiring(cfg: PlatformConfig) -> list[tuple[str, int]]:
+    """(prefix, days) the artifact bucket keeps the service stacks' outputs for."""
+    return [(PREDICTIONS_PREFIX, cfg.predictionLogDays), (SCORING_PREFIX, cfg.scoringOutputDays)]
+
+
 # Both clouds export these; AWS adds the clients' security group.
 SHARED = (
     TRACKING_URI,

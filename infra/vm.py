@@ -53,6 +53,8 @@ TLS_KEY_PATH = "/run/mlflow/tls.key"
 """What the server presents, written by the launcher at every start onto the runtime tmpfs: the
 stack's certificate with its key from the secret store, or (with a domain) Let's Encrypt's once
 issued."""
+TRACKING_CA_PATH = "/etc/mlflow/tracking-ca.pem"
+"""The stack's CA (public): what the VM's own clients (mlflow gc) verify the server with."""
 STACK_CERT_PATH = "/etc/mlflow/tls.crt"
 """The stack CA's certificate for the server (public, from the user-data)."""
 ACME_DIR = "/etc/mlflow/acme"
@@ -263,6 +265,37 @@ ProtectSystem=strict
 ReadWritePaths=/run/mlflow
 """
 
+GC_SERVICE = f"""\
+[Unit]
+Description=MLflow garbage collection: runs deleted long enough lose their artifacts and rows
+After=mlflow.service
+Requires=mlflow.service
+
+[Service]
+Type=oneshot
+User=mlflow
+Group=mlflow
+ExecStart={VENV}/bin/python {LAUNCHER_PATH} --gc {SPEC_PATH}
+StandardOutput=append:{SERVER_LOG}
+StandardError=inherit
+NoNewPrivileges=true
+ProtectSystem=strict
+PrivateTmp=true
+"""
+
+GC_TIMER = """\
+[Unit]
+Description=MLflow garbage collection, daily
+
+[Timer]
+OnCalendar=*-*-* 03:30:00 UTC
+RandomizedDelaySec=30min
+Persistent=true
+
+[Install]
+WantedBy=timers.target
+"""
+
 REFRESH_TIMER = """\
 [Unit]
 Description=Refresh the MLflow server's database password every 10 minutes
@@ -398,13 +431,19 @@ def user_data(
     bucket_url: str,
     domain: str | None = None,
     rds_instance: str | None = None,
+    *,
+    tracking_ca_pem: str,
+    gc_days: int,
+    private_ip: str,
 ) -> str:
     """The cloud-config document for the tracking VM (the same for both clouds). It holds the
     server's certificate (public); its key stays in the secret store until the launcher runs.
     The VM fetches server_bundle() from `bucket_url` (s3://bucket or gs://bucket), where the
     platform program puts it under its key. With a `domain`, the VM also keeps a Let's Encrypt
     certificate for it (acme_units). Before a migration the launcher backs the databases up to
-    the same bucket, and on AWS also snapshots `rds_instance` (infra.db_backup)."""
+    the same bucket, and on AWS also snapshots `rds_instance` (infra.db_backup). A daily timer
+    runs `mlflow gc` for runs deleted more than `gc_days` ago, through the server at
+    `private_ip` (or the domain), verified with `tracking_ca_pem`."""
     if settings.mlflow_bin != f"{VENV}/bin/mlflow":
         raise ValueError(f"settings.mlflow_bin must be {VENV}/bin/mlflow on the VM")
     if settings.site_dir != SITE_DIR:
@@ -430,6 +469,11 @@ def user_data(
     bundle = server_bundle()
     backups = {"bucketUrl": bucket_url, "region": secrets.region, "rdsInstance": rds_instance}
     spec = server_spec(settings, secrets, domain, backups)
+    spec["gc"] = {
+        "olderThanDays": gc_days,
+        "trackingUri": f"https://{domain or private_ip}:{settings.port}",
+        "caPath": None if domain else TRACKING_CA_PATH,
+    }
     acme = []
     if domain:
         service, timer = acme_units(domain)
@@ -459,6 +503,9 @@ def user_data(
         ("/etc/systemd/system/mlflow.service", "0644", SYSTEMD_UNIT),
         ("/etc/systemd/system/mlflow-db-password.service", "0644", REFRESH_SERVICE),
         ("/etc/systemd/system/mlflow-db-password.timer", "0644", REFRESH_TIMER),
+        ("/etc/systemd/system/mlflow-gc.service", "0644", GC_SERVICE),
+        ("/etc/systemd/system/mlflow-gc.timer", "0644", GC_TIMER),
+        (TRACKING_CA_PATH, "0644", tracking_ca_pem),
         *([(DB_CA_PATH, "0644", db_ca.pem)] if db_ca.pem else []),
         (logs.config_path(), "0644", logs.config()),
         ("/etc/logrotate.d/mlflow", "0644", LOGROTATE),

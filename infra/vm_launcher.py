@@ -10,6 +10,7 @@ schema is behind the installed MLflow: infra.db_backup), creates or updates the 
 their grants, and replaces itself with `mlflow server`. The admin credentials live only in the server's environment; the database
 password in a libpq passfile on the runtime tmpfs (mode 600), which `--refresh` (a systemd timer)
 rewrites when the cloud rotates the password, so new connections keep working without a restart.
+`--gc` (a daily systemd timer) runs `mlflow gc` for runs deleted more than the stack's gcDays ago.
 
 Standalone on purpose: it runs on the VM with only the server's virtualenv (mlflow, psycopg2, boto3).
 """
@@ -21,6 +22,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 try:  # in the repository
@@ -341,18 +343,53 @@ def refresh(spec: dict) -> None:
     write_pgpass(pgpass, spec["database"], secrets["dbPassword"])
 
 
+def collect_garbage(gc: dict, mlflow_bin: str, backend_uri: str, env: dict[str, str]) -> str:
+    """`mlflow gc`: runs deleted more than gc["olderThanDays"] ago lose their rows (from the
+    database) and their artifacts (deleted through the server, which proxies the bucket: MLflow's
+    gc must reach it at MLFLOW_TRACKING_URI for mlflow-artifacts:/ locations). Returns its
+    summary line."""
+    env = {**env, "MLFLOW_TRACKING_URI": gc["trackingUri"]}
+    if gc.get("caPath"):
+        env["MLFLOW_TRACKING_SERVER_CERT_PATH"] = gc["caPath"]
+    argv = [mlflow_bin, "gc", "--older-than", f"{gc['olderThanDays']}d",
+            "--backend-store-uri", backend_uri]  # fmt: skip
+    result = subprocess.run(argv, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+        raise LaunchError("mlflow gc failed: " + " | ".join(tail))
+    deleted = sum(line.startswith("Run with ID") for line in result.stdout.splitlines())
+    return f"mlflow gc: {deleted} run(s) deleted more than {gc['olderThanDays']} day(s) ago removed"
+
+
+def gc(spec: dict) -> str:
+    """The daily timer's job: the admin's credentials and a passfile, then collect_garbage."""
+    secrets = fetch_secrets(spec["secrets"])
+    admin = secrets["env"]
+    with tempfile.TemporaryDirectory(prefix="mlflow-gc-") as tmp:
+        pgpass = Path(tmp) / "pgpass"
+        write_pgpass(pgpass, spec["database"], secrets["dbPassword"])
+        env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
+        env |= {**spec["env"], "PGPASSFILE": str(pgpass),
+                "MLFLOW_TRACKING_USERNAME": admin["MLFLOW_AUTH_ADMIN_USERNAME"],
+                "MLFLOW_TRACKING_PASSWORD": admin["MLFLOW_AUTH_ADMIN_PASSWORD"]}  # fmt: skip
+        return collect_garbage(spec["gc"], spec["argv"][0], spec["database"]["backendUri"], env)
+
+
 def main(argv: list[str]) -> int:
     args = argv[1:]
-    refreshing = args[:1] == ["--refresh"]
-    if refreshing:
+    mode = args[0] if args[:1] in (["--refresh"], ["--gc"]) else None
+    if mode:
         args = args[1:]
     if len(args) != 1:
-        print("usage: vm_launcher.py [--refresh] /etc/mlflow/server.json", file=sys.stderr)
+        print("usage: vm_launcher.py [--refresh | --gc] /etc/mlflow/server.json", file=sys.stderr)
         return 2
     spec = json.loads(Path(args[0]).read_text())
     try:
-        if refreshing:
+        if mode == "--refresh":
             refresh(spec)
+            return 0
+        if mode == "--gc":
+            print(gc(spec), flush=True)
             return 0
         env = start(spec)
     except Stopped as exc:

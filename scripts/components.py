@@ -852,6 +852,10 @@ class Platform:
     admin: MlflowCredentials
     users: dict[str, MlflowCredentials]
     """The workload users (infra.mlflow_server.IDENTITIES), by name."""
+    backend_uri: str = ""
+    """The tracking database (the password is db_password), for what runs beside the server
+    on the VM: backups, `mlflow gc`."""
+    db_password: str = ""
 
     @property
     def ca_cert(self) -> Path:
@@ -917,7 +921,8 @@ def throwaway_platform(bucket: str = "test-artifacts", store: str = "s3") -> Ite
             workers=1,
         )
         procs.append(server)
-        yield Platform(server.url, objects.url, bucket, admin, users)
+        backend = f"postgresql+psycopg2://mlflow@{LOOPBACK}:{pg.extra['port']}/mlflow"
+        yield Platform(server.url, objects.url, bucket, admin, users, backend, db_password)
     finally:
         for proc in reversed(procs):
             # Throwaway: no waiting for a client's idle keep-alive connection to the server.

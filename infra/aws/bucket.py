@@ -8,6 +8,7 @@ import json
 import pulumi
 import pulumi_aws as aws
 
+from infra import outputs as out
 from infra.aws.common import child, tags
 from infra.config import PlatformConfig
 
@@ -100,7 +101,18 @@ class ArtifactBucket(pulumi.ComponentResource):
                     abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
                         days_after_initiation=7
                     ),
-                )
+                ),
+                # What the service stacks write, kept as long as the stack says: expiring the
+                # current version leaves a noncurrent one, which the rule above deletes.
+                *(
+                    aws.s3.BucketLifecycleConfigurationRuleArgs(
+                        id=f"expire-{prefix.rstrip('/')}",
+                        status="Enabled",
+                        filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=prefix),
+                        expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=days),
+                    )
+                    for prefix, days in out.expiring(cfg)
+                ),
             ],
             opts=child(self),
         )

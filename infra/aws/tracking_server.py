@@ -305,10 +305,9 @@ class TrackingServer(pulumi.ComponentResource):
         )
 
         def render(args: list) -> str:
-            public_ip, bucket, db_host, db_id, db_secret, admin_secret, tls_key_secret, cert = args[
-                :8
-            ]
-            users = dict(zip(password_secrets, args[8:], strict=True))
+            public_ip, bucket, db_host, db_id, db_secret, admin_secret, tls_key_secret = args[:7]
+            cert, tracking_ca = args[7:9]
+            users = dict(zip(password_secrets, args[9:], strict=True))
             settings = ServerSettings(
                 db_host=db_host,
                 # The RDS endpoint name is in its certificate: a full check.
@@ -334,8 +333,9 @@ class TrackingServer(pulumi.ComponentResource):
             ca = DatabaseCa(url=rds_ca_bundle_url(region))
             logs = LogShipping("aws", log_prefix)
             return user_data(
-                settings, secrets, ca, logs, cert, f"s3://{bucket}", cfg.domain, rds_instance=db_id
-            )
+                settings, secrets, ca, logs, cert, f"s3://{bucket}", cfg.domain, rds_instance=db_id,
+                tracking_ca_pem=tracking_ca, gc_days=cfg.gcDays, private_ip=private_ip,
+            )  # fmt: skip
 
         instance = aws.ec2.Instance(
             f"{name}-vm",
@@ -358,6 +358,7 @@ class TrackingServer(pulumi.ComponentResource):
                 secret.arn,
                 tls_secret.arn,
                 server_tls.cert_pem,
+                server_tls.ca_cert_pem,
                 *(s.arn for s in password_secrets.values()),
             ).apply(lambda args: compressed(render(args))),  # fmt: skip
             user_data_replace_on_change=True,

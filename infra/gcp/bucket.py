@@ -6,6 +6,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp as gcp
 
+from infra import outputs as out
 from infra.config import PlatformConfig
 
 
@@ -33,6 +34,17 @@ class ArtifactBucket(pulumi.ComponentResource):
                         type="AbortIncompleteMultipartUpload"
                     ),
                     condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=7),
+                ),
+                # What the service stacks write, kept as long as the stack says: deleting the
+                # live version leaves a noncurrent one, which the first rule deletes.
+                *(
+                    gcp.storage.BucketLifecycleRuleArgs(
+                        action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
+                        condition=gcp.storage.BucketLifecycleRuleConditionArgs(
+                            age=days, matches_prefixes=[prefix], with_state="LIVE"
+                        ),
+                    )
+                    for prefix, days in out.expiring(cfg)
                 ),
             ],
             labels={"project": "mlops-platform", "stack": cfg.stack},

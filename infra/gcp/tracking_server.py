@@ -213,7 +213,8 @@ class TrackingServer(pulumi.ComponentResource):
 
         def render(args: list) -> str:
             public_ip, bucket, host, db_secret, admin_secret, ca, tls_key_secret, cert = args[:8]
-            users = dict(zip(password_secrets, args[8:], strict=True))
+            tracking_ca, private_ip = args[8:10]
+            users = dict(zip(password_secrets, args[10:], strict=True))
             settings = ServerSettings(
                 db_host=host,
                 # Cloud SQL's certificate names the instance, not its private IP, so libpq cannot
@@ -242,6 +243,9 @@ class TrackingServer(pulumi.ComponentResource):
                 cert,
                 f"gs://{bucket}",
                 cfg.domain,
+                tracking_ca_pem=tracking_ca,
+                gc_days=cfg.gcDays,
+                private_ip=private_ip,
             )
 
         self.instance = gcp.compute.Instance(
@@ -279,6 +283,8 @@ class TrackingServer(pulumi.ComponentResource):
                     db_ca,
                     tls_secret.name,
                     server_tls.cert_pem,
+                    server_tls.ca_cert_pem,
+                    private_address.address,
                     *(s.name for s in password_secrets.values()),
                 ).apply(render),  # fmt: skip
                 "block-project-ssh-keys": "true",

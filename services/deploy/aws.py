@@ -27,8 +27,9 @@ from services.deploy.config import (
 from services.deploy.platform_ref import PlatformRef
 
 API_PORT = 8000
-SCORING_PREFIX = "batch-predictions/{month}/"
-PREDICTIONS = "predictions/"
+# The bucket expires both (platform settings scoringOutputDays, predictionLogDays).
+SCORING_PREFIX = platform_out.SCORING_PREFIX + "{month}/"
+PREDICTIONS = platform_out.PREDICTIONS_PREFIX
 TASK_EXECUTION_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 
 

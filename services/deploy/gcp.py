@@ -28,8 +28,9 @@ from services.deploy.platform_ref import PlatformRef
 
 API_PORT = 8000
 IMAGE_DAYS = 30  # an image version older than this goes, unless among the newest imagesKept
-SCORING_PREFIX = "batch-predictions/{month}/"
-PREDICTIONS = "predictions/"
+# The bucket expires both (platform settings scoringOutputDays, predictionLogDays).
+SCORING_PREFIX = platform_out.SCORING_PREFIX + "{month}/"
+PREDICTIONS = platform_out.PREDICTIONS_PREFIX
 
 
 def account_id(stack: str, role: str) -> str:

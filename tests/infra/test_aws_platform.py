@@ -96,7 +96,26 @@ def test_bucket_is_encrypted_versioned_and_expires_old_versions(declared):
     rules = declared.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")[
         "inputs"
     ]["rules"]
-    assert any(r["noncurrentVersionExpiration"]["noncurrentDays"] > 0 for r in rules)
+    assert any(r.get("noncurrentVersionExpiration", {}).get("noncurrentDays", 0) > 0 for r in rules)
+
+
+def test_the_service_stacks_outputs_expire_as_the_stack_says(declared, tmp_path):
+    """The prediction log and the batch outputs are kept predictionLogDays / scoringOutputDays
+    (defaults 90 / 365), each by its prefix; a stack file's value is the rule's."""
+    from tests.infra.conftest import run_stack
+
+    def expiry(resources) -> dict[str, int]:
+        (lifecycle,) = [r for r in resources if r["type"] == LIFECYCLE]
+        return {r["filter"]["prefix"]: r["expiration"]["days"]
+                for r in lifecycle["inputs"]["rules"] if "expiration" in r}  # fmt: skip
+
+    assert expiry(declared.resources) == {"predictions/": 90, "batch-predictions/": 365}
+    changed = run_stack(tmp_path, ROOT / f"Pulumi.{declared.stack}.yaml",
+                        {"mlops-platform:predictionLogDays": 14, "mlops-platform:scoringOutputDays": 30})  # fmt: skip
+    assert expiry(changed["resources"]) == {"predictions/": 14, "batch-predictions/": 30}
+
+
+LIFECYCLE = "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"
 
 
 def test_bucket_policy_denies_plain_http(declared):

@@ -37,6 +37,9 @@ def test_clients_reach_the_domain_and_trust_the_system_cas(declared_domain):
     assert declared_domain.outputs[out.TRACKING_URI]["value"] == URI
     assert declared_domain.outputs[out.TRACKING_PRIVATE_URI]["value"] == URI
     assert declared_domain.outputs[out.TRACKING_CA_CERT]["value"] == ""
+    # The VM's own `mlflow gc` goes the same way (the domain resolves to the private address).
+    gc = json.loads(written(declared_domain)["/etc/mlflow/server.json"])["gc"]
+    assert (gc["trackingUri"], gc["caPath"]) == (URI, None)
 
 
 def test_inside_the_network_the_domain_names_the_private_address(declared_domain):

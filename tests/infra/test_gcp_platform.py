@@ -70,6 +70,12 @@ def test_bucket_is_versioned_and_expires_old_versions(declared_gcp):
     assert bucket["versioning"]["enabled"] is True
     deletes = [r for r in bucket["lifecycleRules"] if r["action"]["type"] == "Delete"]
     assert deletes and deletes[0]["condition"]["daysSinceNoncurrentTime"] > 0
+    # The service stacks' outputs: live objects under their prefix deleted after their days
+    # (then kept as noncurrent versions as long as the rule above says).
+    expiring = {tuple(r["condition"]["matchesPrefixes"]): r["condition"]["age"] for r in deletes
+                if r["condition"].get("matchesPrefixes")}  # fmt: skip
+    assert expiring == {("predictions/",): 90, ("batch-predictions/",): 365}
+    assert all(r["condition"]["withState"] == "LIVE" for r in deletes[1:])
 
 
 def test_prod_bucket_is_retained_and_dev_can_be_force_destroyed(declared_gcp):

@@ -251,12 +251,12 @@ def test_the_vm_gets_the_repository_s_code_from_the_bundle_the_program_uploads(d
     same code, without its docstrings)."""
     from infra.mlflow_server import LOCAL_SITE_DIR, site_files
     from infra.vm import (
+        BACKUP_PATH,
+        BACKUP_SOURCE,
         BOOTSTRAP_ENV,
         FETCH_PATH,
         FETCH_SOURCE,
         LAUNCHER_PATH,
-        BACKUP_PATH,
-        BACKUP_SOURCE,
         LAUNCHER_SOURCE,
         PREFIX,
         SITE_DIR,
@@ -291,3 +291,20 @@ def test_the_vm_gets_the_repository_s_code_from_the_bundle_the_program_uploads(d
     spec = json.loads(files[SPEC_PATH])
     assert spec["env"]["PYTHONPATH"] == SITE_DIR
     assert "authorization_function" not in spec["authIni"]  # MLflow's default: its UI's logout
+
+
+def test_a_daily_timer_collects_garbage_through_the_server_it_verifies(declared):
+    """`mlflow gc` on the VM: runs deleted more than gcDays (default 30) ago go; artifacts go
+    through the server at its private address, verified with the stack's CA."""
+    from infra.vm import SPEC_PATH, TRACKING_CA_PATH
+
+    files = written(yaml.safe_load(user_data(declared)))
+    spec = json.loads(files[SPEC_PATH])
+    assert spec["gc"] == {"olderThanDays": 30, "trackingUri": "https://10.40.0.10:5000",
+                          "caPath": TRACKING_CA_PATH}  # fmt: skip
+    assert files[TRACKING_CA_PATH] == declared.outputs["trackingCaCert"]["value"]
+    service = files["/etc/systemd/system/mlflow-gc.service"]
+    assert "ExecStart=/opt/mlflow/venv/bin/python /opt/mlflow/vm_launcher.py --gc " in service
+    assert "User=mlflow" in service and "Type=oneshot" in service
+    timer = files["/etc/systemd/system/mlflow-gc.timer"]
+    assert "OnCalendar=*-*-* 03:30:00 UTC" in timer and "Persistent=true" in timer
