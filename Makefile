@@ -50,7 +50,7 @@ lint: $(STAMP) ## ruff, hadolint (Dockerfiles), shellcheck (shell scripts), acti
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/hadolint training/Dockerfile services/model_api/Dockerfile scoring/Dockerfile monitoring/Dockerfile
-	$(VENV)/bin/shellcheck .ci/run scripts/deploy scripts/destroy scripts/preview scripts/smoke scripts/vm-image infra/vm_bootstrap.sh infra/acme_deploy_hook.sh scripts/ensure-test-tools
+	$(VENV)/bin/shellcheck .ci/run scripts/deploy scripts/destroy scripts/preview scripts/smoke scripts/vm-image scripts/renew-cert infra/vm_bootstrap.sh infra/acme_deploy_hook.sh scripts/ensure-test-tools
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/actionlint .github/workflows/*.yml
 
 format: $(STAMP) ## apply ruff's formatting and safe fixes

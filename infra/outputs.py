@@ -31,6 +31,9 @@ secret holding just its password."""
 TRACKING_INSTANCE = "trackingInstance"
 """The tracking VM: its EC2 ARN, or projects/P/zones/Z/instances/N on GCP (scripts/smoke reads
 its serial console for the bootstrap's verdict)."""
+TRACKING_CERT_EXPIRY = "trackingCertExpiry"
+"""When the stack's server certificate ends (RFC 3339); renewed automatically 30 days before
+(infra/tls.py). With a domain, Let's Encrypt's own certificate renews on the VM."""
 ADMIN_USERNAME = "adminUsername"
 ADMIN_PASSWORD = "adminPassword"
 """Exported only as a Pulumi secret."""
@@ -58,6 +61,7 @@ SHARED = (
     PUBLIC_SUBNET_IDS,
     PRIVATE_SUBNET_IDS,
     TRACKING_CA_CERT,
+    TRACKING_CERT_EXPIRY,
     CREDENTIALS_SECRET,
     *PASSWORD_SECRETS.values(),
     ADMIN_USERNAME,

@@ -2,17 +2,20 @@
 signs one server certificate for the static IP and the fixed private address.
 
 The CA's certificate is a public stack output (`trackingCaCert`) that every client trusts; the
-server's key goes only into the cloud's secret store, whence the VM's launcher fetches it at every
-start; the server's certificate (public) travels in the user-data. Pulumi keeps both keys in the
+server's key and certificate go together into the cloud's secret store (nothing of them in the
+user-data), whence the VM's launcher fetches them at every start. Pulumi keeps both keys in the
 stack's state as secrets, and the CA's key signs nothing else.
 
 With a `domain`, Let's Encrypt certifies that name on the VM (infra/vm.py's ACME units) and this
 certificate, which names the domain too, is only what the server presents until the first one
 is issued.
 
-Renewal is a `pulumi up`: within `EARLY_RENEWAL_HOURS` of its end the certificate is replaced,
-which changes the user-data and so replaces the VM (minutes of downtime; addresses kept). The CA
-lasts ten years; a new CA reaches the service stacks at their next `pulumi up`.
+Renewal needs no person and no new VM: within `EARLY_RENEWAL_HOURS` of its end (`trackingCertExpiry`
+says when) any `pulumi up` replaces the certificate and writes a new secret version; the weekly
+renewal workflow runs just that (`scripts/renew-cert STACK`: an `up` that targets the certificate
+and its secret only), and the VM's daily `mlflow-tls` timer restarts the server when the secret
+holds a certificate other than the one it presents (seconds). The CA lasts ten years; a new CA
+reaches the service stacks at their next `pulumi up`.
 """
 
 from __future__ import annotations
@@ -33,6 +36,11 @@ class TrackingTls:
     cert_pem: pulumi.Output[str]
     private_key_pem: pulumi.Output[str]
     """Secret: for the secret store only."""
+    key_and_cert_pem: pulumi.Output[str]
+    """Secret: what the secret store holds for the server, the key's PEM then the certificate's
+    (infra.vm_launcher.split_pem)."""
+    expiry: pulumi.Output[str]
+    """When the certificate ends (RFC 3339): the `trackingCertExpiry` output."""
 
 
 def tracking_tls(
@@ -81,4 +89,8 @@ def tracking_tls(
         ca_cert_pem=ca.cert_pem,
         cert_pem=cert.cert_pem,
         private_key_pem=pulumi.Output.secret(key.private_key_pem),
+        key_and_cert_pem=pulumi.Output.secret(
+            pulumi.Output.concat(key.private_key_pem, cert.cert_pem)
+        ),
+        expiry=cert.validity_end_time,
     )

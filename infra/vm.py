@@ -55,8 +55,6 @@ stack's certificate with its key from the secret store, or (with a domain) Let's
 issued."""
 TRACKING_CA_PATH = "/etc/mlflow/tracking-ca.pem"
 """The stack's CA (public): what the VM's own clients (mlflow gc) verify the server with."""
-STACK_CERT_PATH = "/etc/mlflow/tls.crt"
-"""The stack CA's certificate for the server (public, from the user-data)."""
 ACME_DIR = "/etc/mlflow/acme"
 """With a domain: Let's Encrypt's chain and key, copied here (owner mlflow, 600) by the hook."""
 ACME_HOOK_PATH = f"{PREFIX}/acme-deploy-hook"
@@ -119,7 +117,6 @@ def server_spec(
         "tls": {
             "certfile": settings.tls_certfile,
             "keyfile": settings.tls_keyfile,
-            "stackCert": STACK_CERT_PATH,
             # Let's Encrypt's certificate, preferred once the hook has put it there.
             "acmeDir": ACME_DIR if domain else None,
             "domain": domain,
@@ -263,6 +260,32 @@ ExecStart={VENV}/bin/python {LAUNCHER_PATH} --refresh {SPEC_PATH}
 NoNewPrivileges=true
 ProtectSystem=strict
 ReadWritePaths=/run/mlflow
+"""
+
+TLS_SERVICE = f"""\
+[Unit]
+Description=Restart the MLflow server when the secret store holds a renewed certificate
+After=mlflow.service
+
+[Service]
+Type=oneshot
+# Root: it restarts mlflow.service (seconds) when the certificate changed, nothing else.
+ExecStart={VENV}/bin/python {LAUNCHER_PATH} --tls-check {SPEC_PATH}
+StandardOutput=append:{SERVER_LOG}
+StandardError=inherit
+"""
+
+TLS_TIMER = """\
+[Unit]
+Description=Look for a renewed MLflow server certificate, daily
+
+[Timer]
+OnCalendar=*-*-* 04:15:00 UTC
+RandomizedDelaySec=30min
+Persistent=true
+
+[Install]
+WantedBy=timers.target
 """
 
 GC_SERVICE = f"""\
@@ -427,7 +450,6 @@ def user_data(
     secrets: SecretSource,
     db_ca: DatabaseCa,
     logs: LogShipping,
-    tls_cert_pem: str,
     bucket_url: str,
     domain: str | None = None,
     rds_instance: str | None = None,
@@ -436,8 +458,9 @@ def user_data(
     gc_days: int,
     private_ip: str,
 ) -> str:
-    """The cloud-config document for the tracking VM (the same for both clouds). It holds the
-    server's certificate (public); its key stays in the secret store until the launcher runs.
+    """The cloud-config document for the tracking VM (the same for both clouds). The server's
+    key and certificate stay in the secret store until the launcher runs (a renewed certificate
+    is a new secret version, never a new VM: the mlflow-tls timer restarts the server for it).
     The VM fetches server_bundle() from `bucket_url` (s3://bucket or gs://bucket), where the
     platform program puts it under its key. With a `domain`, the VM also keeps a Let's Encrypt
     certificate for it (acme_units). Before a migration the launcher backs the databases up to
@@ -457,8 +480,6 @@ def user_data(
         raise ValueError(f"the VM verifies the database: db_sslrootcert {DB_CA_PATH}, verify-*")
     if (settings.tls_certfile, settings.tls_keyfile) != (TLS_CERT_PATH, TLS_KEY_PATH):
         raise ValueError(f"the VM's TLS files are {TLS_CERT_PATH} and {TLS_KEY_PATH}")
-    if "PRIVATE KEY" in tls_cert_pem or "BEGIN CERTIFICATE" not in tls_cert_pem:
-        raise ValueError("tls_cert_pem must be the server's certificate (and no key)")
     if secrets.provider != logs.provider:
         raise ValueError(f"secrets from {secrets.provider} but logs to {logs.provider}")
     if domain and domain not in settings.allowed_hosts:
@@ -485,7 +506,6 @@ def user_data(
     files = [
         (SPEC_PATH, "0644", json.dumps(spec, indent=2) + "\n"),
         (FETCH_PATH, "0755", shipped_python(FETCH_SOURCE)),
-        (STACK_CERT_PATH, "0644", tls_cert_pem),
         (BOOTSTRAP_PATH, "0755", shipped_shell(BOOTSTRAP_SOURCE)),
         (
             BOOTSTRAP_ENV,
@@ -505,6 +525,8 @@ def user_data(
         ("/etc/systemd/system/mlflow-db-password.timer", "0644", REFRESH_TIMER),
         ("/etc/systemd/system/mlflow-gc.service", "0644", GC_SERVICE),
         ("/etc/systemd/system/mlflow-gc.timer", "0644", GC_TIMER),
+        ("/etc/systemd/system/mlflow-tls.service", "0644", TLS_SERVICE),
+        ("/etc/systemd/system/mlflow-tls.timer", "0644", TLS_TIMER),
         (TRACKING_CA_PATH, "0644", tracking_ca_pem),
         *([(DB_CA_PATH, "0644", db_ca.pem)] if db_ca.pem else []),
         (logs.config_path(), "0644", logs.config()),

@@ -112,7 +112,7 @@ fi
 step="server"
 install -d -o "$SERVICE_USER" -g "$SERVICE_USER" -m 0750 "$LOG_DIR"
 systemctl daemon-reload
-systemctl enable --now mlflow.service mlflow-db-password.timer mlflow-gc.timer
+systemctl enable --now mlflow.service mlflow-db-password.timer mlflow-gc.timer mlflow-tls.timer
 if [ "${ACME:-}" = yes ]; then
   # mlflow-acme.timer obtains and renews the certificate; Ubuntu's timer would renew it too.
   systemctl disable --now certbot.timer

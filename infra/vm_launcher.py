@@ -10,7 +10,8 @@ schema is behind the installed MLflow: infra.db_backup), creates or updates the 
 their grants, and replaces itself with `mlflow server`. The admin credentials live only in the server's environment; the database
 password in a libpq passfile on the runtime tmpfs (mode 600), which `--refresh` (a systemd timer)
 rewrites when the cloud rotates the password, so new connections keep working without a restart.
-`--gc` (a daily systemd timer) runs `mlflow gc` for runs deleted more than the stack's gcDays ago.
+`--gc` (a daily systemd timer) runs `mlflow gc` for runs deleted more than the stack's gcDays ago;
+`--tls-check` (another, as root) restarts the server when the stack has renewed its certificate.
 
 Standalone on purpose: it runs on the VM with only the server's virtualenv (mlflow, psycopg2, boto3).
 """
@@ -69,9 +70,20 @@ def fetch_secrets(source: dict) -> dict:
             "MLFLOW_AUTH_ADMIN_PASSWORD": admin["password"],
             "MLFLOW_FLASK_SERVER_SECRET_KEY": admin["flaskSecretKey"],
         },
-        "tlsKey": read(source["tlsKeySecret"]),
+        # The key's PEM, then the certificate's (infra.tls: renewed without a new VM).
+        **dict(zip(("tlsKey", "tlsCert"), split_pem(read(source["tlsKeySecret"])), strict=True)),
         "identities": {user: read(ref) for user, ref in source["identitySecrets"].items()},
     }
+
+
+def split_pem(text: str) -> tuple[str, str]:
+    """(the private key's PEM, the certificate chain's PEM) from the TLS secret's value."""
+    blocks = [f"-----BEGIN {b.strip()}\n" for b in text.split("-----BEGIN ")[1:]]
+    key = "".join(b for b in blocks if "PRIVATE KEY-----" in b.splitlines()[0])
+    cert = "".join(b for b in blocks if b.startswith("-----BEGIN CERTIFICATE-----"))
+    if not key or not cert:
+        raise LaunchError("the TLS secret must hold a private key and a certificate (PEM)")
+    return key, cert
 
 
 def ensure_database(db: dict, password: str) -> None:
@@ -287,26 +299,34 @@ def revoke_others(auth, username: str, wanted: set[tuple[str, str]]) -> list[str
     return removed
 
 
-def install_tls(tls: dict, stack_key: str) -> str:
-    """Put the certificate and key the server presents in place (runtime tmpfs, key mode 600):
-    with a domain, Let's Encrypt's once the deploy hook has copied them to acmeDir; otherwise,
-    or until then, the stack CA's certificate with its key from the secret store. Returns which."""
+def lets_encrypt(tls: dict) -> Path | None:
+    """With a domain, the directory holding Let's Encrypt's certificate once issued."""
     acme = Path(tls["acmeDir"]) if tls.get("acmeDir") else None
     if acme and (acme / "fullchain.pem").is_file() and (acme / "privkey.pem").is_file():
+        return acme
+    return None
+
+
+def install_tls(tls: dict, stack_key: str, stack_cert: str) -> str:
+    """Put the certificate and key the server presents in place (runtime tmpfs, key mode 600):
+    with a domain, Let's Encrypt's once the deploy hook has copied them to acmeDir; otherwise,
+    or until then, the stack CA's certificate and key from the secret store. Returns which."""
+    acme = lets_encrypt(tls)
+    if acme:
         cert, key, source = (
             (acme / "fullchain.pem").read_text(),
             (acme / "privkey.pem").read_text(),
             f"Let's Encrypt ({tls['domain']})",
         )
     else:
-        if acme:
+        if tls.get("acmeDir"):
             print(
                 f"mlflow launcher: no Let's Encrypt certificate for {tls['domain']} yet "
                 "(journalctl -u mlflow-acme: its DNS A record must name the static IP); "
                 "presenting the stack CA's meanwhile",
                 file=sys.stderr,
             )
-        cert, key, source = Path(tls["stackCert"]).read_text(), stack_key, "the stack's CA"
+        cert, key, source = stack_cert, stack_key, "the stack's CA"
     write_private(Path(tls["keyfile"]), key)
     write_private(Path(tls["certfile"]), cert)
     return source
@@ -323,7 +343,7 @@ def start(spec: dict) -> dict[str, str]:
     run_dir.mkdir(parents=True, exist_ok=True)
     pgpass = run_dir / "pgpass"
     write_pgpass(pgpass, spec["database"], password)
-    install_tls(spec["tls"], secrets["tlsKey"])
+    install_tls(spec["tls"], secrets["tlsKey"], secrets["tlsCert"])
     # The auth app reads its config even to migrate: write it first (no secret in it).
     (run_dir / Path(spec["env"]["MLFLOW_AUTH_CONFIG_PATH"]).name).write_text(spec["authIni"])
     env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
@@ -341,6 +361,22 @@ def refresh(spec: dict) -> None:
         return  # the server is not running; its next start fetches the secret anyway
     secrets = fetch_secrets(spec["secrets"])
     write_pgpass(pgpass, spec["database"], secrets["dbPassword"])
+
+
+def tls_check(spec: dict, restart=None) -> str:
+    """The daily mlflow-tls timer (as root): when the secret store holds a certificate other than
+    the one the server presents (the stack renewed it), restart the server, whose launcher
+    installs it (seconds without a server, at a quiet hour). Returns what it did."""
+    if lets_encrypt(spec["tls"]):
+        return "mlflow tls: Let's Encrypt's certificate in use (mlflow-acme renews it)"
+    secrets = fetch_secrets(spec["secrets"])
+    presented = Path(spec["tls"]["certfile"])
+    if presented.is_file() and presented.read_text() == secrets["tlsCert"]:
+        return "mlflow tls: the server presents the current certificate"
+    restart = restart or (lambda: subprocess.run(
+        ["systemctl", "try-restart", "mlflow.service"], check=True, capture_output=True))  # fmt: skip
+    restart()
+    return "mlflow tls: a renewed certificate in the secret store: restarted mlflow.service"
 
 
 def collect_garbage(gc: dict, mlflow_bin: str, backend_uri: str, env: dict[str, str]) -> str:
@@ -377,19 +413,20 @@ def gc(spec: dict) -> str:
 
 def main(argv: list[str]) -> int:
     args = argv[1:]
-    mode = args[0] if args[:1] in (["--refresh"], ["--gc"]) else None
+    mode = args[0] if args[:1] in (["--refresh"], ["--gc"], ["--tls-check"]) else None
     if mode:
         args = args[1:]
     if len(args) != 1:
-        print("usage: vm_launcher.py [--refresh | --gc] /etc/mlflow/server.json", file=sys.stderr)
+        print("usage: vm_launcher.py [--refresh | --gc | --tls-check] /etc/mlflow/server.json",
+              file=sys.stderr)  # fmt: skip
         return 2
     spec = json.loads(Path(args[0]).read_text())
     try:
         if mode == "--refresh":
             refresh(spec)
             return 0
-        if mode == "--gc":
-            print(gc(spec), flush=True)
+        if mode in ("--gc", "--tls-check"):
+            print((gc if mode == "--gc" else tls_check)(spec), flush=True)
             return 0
         env = start(spec)
     except Stopped as exc:

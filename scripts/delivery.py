@@ -5,6 +5,8 @@
                                                      # (scripts/deploy)
     python -m scripts.delivery preview STACK         # both projects, for pull requests
     python -m scripts.delivery destroy STACK [--confirm-destroy-prod]   # services, then platform
+    python -m scripts.delivery renew-cert STACK      # the tracking server's certificate only
+                                                     # (scripts/renew-cert; weekly workflow)
 
 Every `pulumi up`/`preview` passes the policy pack in policy/. After `up`, deploy waits (bounded)
 until the model API serves a model, running the training job once if the registry has none yet (a
@@ -189,6 +191,49 @@ def destroy(stack: str, confirmed: bool) -> None:
         pulumi(["destroy"], "platform", stack)
 
 
+# --- the tracking server's certificate ----------------------------------------------------------
+
+# What a renewal may touch: the certificate (pulumi-tls replaces it within its early-renewal
+# window, infra/tls.py) and the secret version holding it with its key. Nothing else, so the
+# unattended weekly run can never replace the VM or the database.
+RENEWAL_TARGETS = (
+    "tls:index/locallySignedCert:LocallySignedCert::mlops-tls-cert",
+    "aws:secretsmanager/secretVersion:SecretVersion::mlops-tls-key-value",
+    "gcp:secretmanager/secretVersion:SecretVersion::mlops-tls-key-value",
+)
+
+
+def renewal_targets(stack: str) -> list[str]:
+    argv = ["pulumi", "stack", "export", "--stack", stack, "--cwd", str(ROOT)]
+    result = subprocess.run(argv, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise DeliveryError(f"platform: pulumi stack export: {result.stderr.strip()[-300:]}")
+    urns = [
+        r["urn"] for r in (json.loads(result.stdout).get("deployment") or {}).get("resources") or []
+    ]
+    found = [u for u in urns if u.split("$")[-1] in RENEWAL_TARGETS]
+    if len(found) != 2:
+        raise DeliveryError(
+            f"platform stack {stack}: expected the certificate and its secret version, found "
+            f"{len(found)} ({', '.join(found) or 'none'}); deploy the platform first"
+        )
+    return found
+
+
+def renew_cert(stack: str) -> None:
+    """`pulumi up` of the certificate and its secret version only: a no-op until the certificate
+    is within 30 days of its end, then a new one in the secret store, which the VM's mlflow-tls
+    timer installs with a restart (seconds; no new VM)."""
+    check_stack(stack)
+    check_tools()
+    targets = renewal_targets(stack)
+    pulumi(
+        ["up", "--skip-preview", *(a for t in targets for a in ("--target", t))], "platform", stack
+    )
+    expiry = platform_outputs(stack).get("trackingCertExpiry")
+    print(f"==> the tracking server's certificate ends {expiry or '(unknown)'}", flush=True)
+
+
 # --- GCP: what outlives its resources ---------------------------------------------------------
 
 SQL_PEERING = "servicenetworking-googleapis-com"
@@ -304,6 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     p_destroy.add_argument(
         "--confirm-destroy-prod", action="store_true", help="required to destroy prod"
     )
+    sub.add_parser(
+        "renew-cert", help="pulumi up of the tracking server's certificate and its secret only"
+    ).add_argument("stack")
     args = parser.parse_args(argv)
     try:
         if args.command == "stack-for":
@@ -312,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
             deploy(args.stack)
         elif args.command == "preview":
             preview(args.stack)
+        elif args.command == "renew-cert":
+            renew_cert(args.stack)
         else:
             destroy(args.stack, args.confirm_destroy_prod)
     except DeliveryError as exc:

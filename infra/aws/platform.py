@@ -37,6 +37,7 @@ def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dic
     return {
         **tracking_endpoints(cfg, server.public_ip, server.private_ip, server.ca_cert_pem),
         out.TRACKING_INSTANCE: server.instance_ref,
+        out.TRACKING_CERT_EXPIRY: server.cert_expiry,
         out.STATIC_IP: server.public_ip,
         out.ARTIFACT_BUCKET: bucket.name,
         out.DB_ENDPOINT: pulumi.Output.concat(database.address, ":", database.port.apply(str)),

@@ -272,7 +272,9 @@ class TrackingServer(pulumi.ComponentResource):
                 opts=child(self),
             )
         tls_secret = private_secret(
-            "tls-key", "MLflow tracking server's TLS private key", server_tls.private_key_pem
+            "tls-key",
+            "MLflow tracking server's TLS private key and certificate",
+            server_tls.key_and_cert_pem,
         )
         secret_arns = [db_secret_arn, secret.arn, tls_secret.arn]
         secret_arns += [s.arn for s in password_secrets.values()]
@@ -306,8 +308,8 @@ class TrackingServer(pulumi.ComponentResource):
 
         def render(args: list) -> str:
             public_ip, bucket, db_host, db_id, db_secret, admin_secret, tls_key_secret = args[:7]
-            cert, tracking_ca = args[7:9]
-            users = dict(zip(password_secrets, args[9:], strict=True))
+            tracking_ca = args[7]
+            users = dict(zip(password_secrets, args[8:], strict=True))
             settings = ServerSettings(
                 db_host=db_host,
                 # The RDS endpoint name is in its certificate: a full check.
@@ -333,7 +335,7 @@ class TrackingServer(pulumi.ComponentResource):
             ca = DatabaseCa(url=rds_ca_bundle_url(region))
             logs = LogShipping("aws", log_prefix)
             return user_data(
-                settings, secrets, ca, logs, cert, f"s3://{bucket}", cfg.domain, rds_instance=db_id,
+                settings, secrets, ca, logs, f"s3://{bucket}", cfg.domain, rds_instance=db_id,
                 tracking_ca_pem=tracking_ca, gc_days=cfg.gcDays, private_ip=private_ip,
             )  # fmt: skip
 
@@ -357,7 +359,6 @@ class TrackingServer(pulumi.ComponentResource):
                 db_secret_arn,
                 secret.arn,
                 tls_secret.arn,
-                server_tls.cert_pem,
                 server_tls.ca_cert_pem,
                 *(s.arn for s in password_secrets.values()),
             ).apply(lambda args: compressed(render(args))),  # fmt: skip
@@ -389,5 +390,6 @@ class TrackingServer(pulumi.ComponentResource):
         self.credentials_secret_arn = secret.arn
         self.password_secret_arns = {user: s.arn for user, s in password_secrets.items()}
         self.ca_cert_pem = server_tls.ca_cert_pem
+        self.cert_expiry = server_tls.expiry
         self.admin_password = pulumi.Output.secret(admin_password)
         self.register_outputs({"publicIp": eip.public_ip, "credentialsSecretArn": secret.arn})

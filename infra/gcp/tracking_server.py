@@ -168,7 +168,7 @@ class TrackingServer(pulumi.ComponentResource):
                 opts=child,
             )
         tls_secret = stored_secret(
-            f"{name}-tls-key", f"mlflow-{cfg.stack}-tls-key", server_tls.private_key_pem, self
+            f"{name}-tls-key", f"mlflow-{cfg.stack}-tls-key", server_tls.key_and_cert_pem, self
         )
         readable = {
             "db": db_secret_id,
@@ -212,9 +212,9 @@ class TrackingServer(pulumi.ComponentResource):
         )
 
         def render(args: list) -> str:
-            public_ip, bucket, host, db_secret, admin_secret, ca, tls_key_secret, cert = args[:8]
-            tracking_ca, private_ip = args[8:10]
-            users = dict(zip(password_secrets, args[10:], strict=True))
+            public_ip, bucket, host, db_secret, admin_secret, ca, tls_key_secret = args[:7]
+            tracking_ca, private_ip = args[7:9]
+            users = dict(zip(password_secrets, args[9:], strict=True))
             settings = ServerSettings(
                 db_host=host,
                 # Cloud SQL's certificate names the instance, not its private IP, so libpq cannot
@@ -240,7 +240,6 @@ class TrackingServer(pulumi.ComponentResource):
                 SecretSource("gcp", db_secret, admin_secret, tls_key_secret, users),
                 DatabaseCa(pem=ca),
                 LogShipping("gcp", f"mlflow-{cfg.stack}"),
-                cert,
                 f"gs://{bucket}",
                 cfg.domain,
                 tracking_ca_pem=tracking_ca,
@@ -282,7 +281,6 @@ class TrackingServer(pulumi.ComponentResource):
                     secret.name,
                     db_ca,
                     tls_secret.name,
-                    server_tls.cert_pem,
                     server_tls.ca_cert_pem,
                     private_address.address,
                     *(s.name for s in password_secrets.values()),
@@ -313,5 +311,6 @@ class TrackingServer(pulumi.ComponentResource):
         self.credentials_secret_id = secret.secret_id
         self.password_secret_ids = {user: s.secret_id for user, s in password_secrets.items()}
         self.ca_cert_pem = server_tls.ca_cert_pem
+        self.cert_expiry = server_tls.expiry
         self.admin_password = pulumi.Output.secret(admin_password)
         self.register_outputs({"publicIp": address.address, "credentialsSecret": secret.secret_id})

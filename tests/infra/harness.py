@@ -153,7 +153,10 @@ def computed(typ: str, name: str, inputs: dict) -> dict:
             "certRequestPem": f"-----BEGIN CERTIFICATE REQUEST-----\n{name}\n"
             "-----END CERTIFICATE REQUEST-----\n"
         },
-        "tls:index/locallySignedCert:LocallySignedCert": {"certPem": MOCK_CERT.format(name)},
+        "tls:index/locallySignedCert:LocallySignedCert": {
+            "certPem": MOCK_CERT.format(name),
+            "validityEndTime": "2027-12-06T05:50:00Z",
+        },
     }
     if typ == "pulumi:pulumi:StackReference":
         outputs = {**PLATFORM_OUTPUTS[STATE["cloud"]], **STATE["platform"]}

@@ -381,16 +381,16 @@ def test_the_stack_ca_signs_a_certificate_for_both_addresses(declared):
 
 
 def test_no_private_key_in_user_data_or_plain_outputs_only_in_its_secret(declared):
+    """The key and the certificate live in one secret: a renewed certificate is a new secret
+    version, and the user-data (whose change would replace the VM) holds neither."""
     text = user_data(declared)
-    assert "PRIVATE KEY" not in text
+    assert "PRIVATE KEY" not in text and "MOCK mlops-tls-cert" not in text
     files = {f["path"]: f["content"] for f in yaml.safe_load(text)["write_files"]}
-    assert "MOCK mlops-tls-cert" in files["/etc/mlflow/tls.crt"]  # the certificate, public
     spec = json.loads(files["/etc/mlflow/server.json"])
-    # The launcher presents the stack's certificate with the key it fetched, from the tmpfs.
+    # The launcher presents the stack's certificate and key it fetched, from the tmpfs.
     assert spec["tls"] == {
         "certfile": "/run/mlflow/tls.crt",
         "keyfile": "/run/mlflow/tls.key",
-        "stackCert": "/etc/mlflow/tls.crt",
         "acmeDir": None,
         "domain": None,
     }
@@ -402,8 +402,16 @@ def test_no_private_key_in_user_data_or_plain_outputs_only_in_its_secret(declare
     assert "PRIVATE KEY" not in json.dumps(public)
     [key_value] = [v for v in declared.of_type(SECRET_VALUE) if v["name"] == "mlops-tls-key-value"]
     assert isinstance(key_value["inputs"]["secretString"], dict)  # a Pulumi secret
-    assert "PRIVATE KEY" in key_value["inputs"]["secretString"]["value"]
+    from infra.vm_launcher import split_pem
+
+    key, cert = split_pem(key_value["inputs"]["secretString"]["value"])
+    assert "PRIVATE KEY" in key and "MOCK mlops-tls-cert" in cert
     assert spec["secrets"]["tlsKeySecret"].endswith(":mlops-tls-key")
+    # When it ends, for people and alerts: renewal is automatic 30 days before (infra/tls.py).
+    assert declared.outputs["trackingCertExpiry"] == {
+        "value": "2027-12-06T05:50:00Z",
+        "secret": False,
+    }
 
 
 def test_each_workload_user_has_a_password_secret_the_vm_reads(declared):

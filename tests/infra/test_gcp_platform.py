@@ -339,7 +339,10 @@ def test_tls_without_a_domain_and_the_key_only_in_secret_manager(declared_gcp):
     assert "PRIVATE KEY" not in json.dumps(metadata)
     document = yaml.safe_load(user_data(declared_gcp))
     files = {f["path"]: f["content"] for f in document["write_files"]}
-    assert files["/etc/mlflow/tls.crt"].startswith("-----BEGIN CERTIFICATE")
+    assert (
+        "/etc/mlflow/tls.crt" not in files
+        and "BEGIN CERTIFICATE-----\nMOCK mlops-tls-cert" not in json.dumps(files)
+    )
     spec = json.loads(files["/etc/mlflow/server.json"])
     stack = declared_gcp.stack
     assert spec["secrets"]["tlsKeySecret"] == f"projects/mlops-test/secrets/mlflow-{stack}-tls-key"
@@ -350,6 +353,8 @@ def test_tls_without_a_domain_and_the_key_only_in_secret_manager(declared_gcp):
     [key] = [v for v in declared_gcp.of_type("gcp:secretmanager/secretVersion:SecretVersion")
              if v["name"] == "mlops-tls-key-value"]  # fmt: skip
     assert isinstance(key["inputs"]["secretData"], dict)  # a Pulumi secret
+    assert "MOCK mlops-tls-cert" in key["inputs"]["secretData"]["value"]  # with its certificate
+    assert declared_gcp.outputs[out.TRACKING_CERT_EXPIRY]["value"] == "2027-12-06T05:50:00Z"
     public = {k: v for k, v in declared_gcp.outputs.items() if not v["secret"]}
     assert "PRIVATE KEY" not in json.dumps(public)
     assert declared_gcp.outputs[out.PASSWORD_SECRETS["trainer"]]["value"] == (

@@ -159,7 +159,7 @@ def test_a_clean_bootstrap_runs_every_step_in_order_and_says_done(aws):
             "uv pip sync --python ",
             "python ",  # the server's code bundle, with the new environment's Python
             "systemctl daemon-reload",
-            "systemctl enable --now mlflow.service mlflow-db-password.timer mlflow-gc.timer",
+            "systemctl enable --now mlflow.service mlflow-db-password.timer mlflow-gc.timer mlflow-tls.timer",
         )
     ]
     assert order == sorted(order)
@@ -190,7 +190,7 @@ def test_with_a_domain_certbot_is_installed_and_one_timer_keeps_the_certificate(
         for call in (
             "apt-get update -q",
             "apt-get install -y -q --no-install-recommends certbot",
-            "systemctl enable --now mlflow.service mlflow-db-password.timer mlflow-gc.timer",
+            "systemctl enable --now mlflow.service mlflow-db-password.timer mlflow-gc.timer mlflow-tls.timer",
             "systemctl disable --now certbot.timer",  # Ubuntu's: two schedules, one certificate
             "systemctl enable --now mlflow-acme.timer",
         )
@@ -242,7 +242,7 @@ def test_gcp_installs_the_ops_agent_with_the_shipping_config(tmp_path):
     assert (gcp.root / "ops-agent-config.yaml").read_text() == "logging: {}\n"
     restart = calls.index("systemctl restart google-cloud-ops-agent")
     assert restart < calls.index(
-        "systemctl enable --now mlflow.service mlflow-db-password.timer mlflow-gc.timer"
+        "systemctl enable --now mlflow.service mlflow-db-password.timer mlflow-gc.timer mlflow-tls.timer"
     )
     assert not (gcp.root / "db-ca.pem").exists()  # the CA came in the user-data
     assert gcp.status() == "MLFLOW BOOTSTRAP DONE"
@@ -257,7 +257,10 @@ def test_a_log_agent_that_does_not_install_leaves_the_server_starting(aws):
     assert "MLFLOW BOOTSTRAP WARNING: the log agent did not install" in result.stderr
     assert aws.status() == "MLFLOW BOOTSTRAP DONE"
     calls = aws.log()
-    assert "systemctl enable --now mlflow.service mlflow-db-password.timer mlflow-gc.timer" in calls
+    assert (
+        "systemctl enable --now mlflow.service mlflow-db-password.timer mlflow-gc.timer mlflow-tls.timer"
+        in calls
+    )
     assert not any(c.startswith("dpkg") or c.startswith("cloudwatch-agent-ctl") for c in calls)
 
 

@@ -105,7 +105,9 @@ def vm_secrets(rds_like, db_password: str | None = None) -> VmSecrets:
     admin = put("mlflow-admin", json.dumps(
         {"username": "admin", "password": admin_password, "flaskSecretKey": c.new_password()}
     ))  # fmt: skip
-    tls_key = put("mlflow-tls-key", rds_like["server_tls"].key.read_text())
+    # The key, then the certificate: one secret (infra/tls.py).
+    tls_key = put("mlflow-tls-key", rds_like["server_tls"].key.read_text()
+                  + rds_like["server_tls"].cert.read_text())  # fmt: skip
     users = {i.username: c.new_password() for i in IDENTITIES}
     refs = {user: put(f"mlflow-{user}", password) for user, password in users.items()}
     return VmSecrets(
@@ -140,11 +142,7 @@ def vm_settings(rds_like, tmp_path: Path, **overrides) -> ServerSettings:
 
 
 def vm_spec(rds_like, settings: ServerSettings, source: SecretSource) -> dict:
-    """server_spec, with the stack's certificate where this test made it (cloud-init writes it
-    to /etc/mlflow/tls.crt on the VM)."""
-    spec = server_spec(settings, source)
-    spec["tls"]["stackCert"] = str(rds_like["server_tls"].cert)
-    return spec
+    return server_spec(settings, source)
 
 
 def test_launcher_starts_the_rendered_server_with_secrets_from_secrets_manager(rds_like, tmp_path):

@@ -257,3 +257,41 @@ def test_an_aws_platform_is_destroyed_once_with_no_gcloud(fake_gcp):
     assert delivery.main(["destroy", "dev"]) == 0
     calls = (fake_gcp / "calls").read_text()
     assert "gcloud" not in calls and calls.count("pulumi destroy") == 2
+
+
+# --- certificate renewal: the certificate and its secret, nothing else ----------------------------
+
+PARENT = "urn:pulumi:dev::mlops-platform::mlops:aws:TrackingServer$"
+EXPORTED = [
+    f"{PARENT}tls:index/locallySignedCert:LocallySignedCert::mlops-tls-cert",
+    f"{PARENT}aws:secretsmanager/secretVersion:SecretVersion::mlops-tls-key-value",
+    f"{PARENT}aws:ec2/instance:Instance::mlops-vm",
+    f"{PARENT}aws:secretsmanager/secretVersion:SecretVersion::mlops-trainer-password-value",
+]
+
+
+def test_renewal_targets_the_certificate_and_its_secret_version_only(fake_gcp, capsys):
+    from scripts import delivery
+
+    (fake_gcp / "export.json").write_text(json.dumps({"deployment": {"resources": [
+        {"urn": u} for u in EXPORTED]}}))  # fmt: skip
+    (fake_gcp / "outputs.json").write_text(
+        json.dumps({"trackingCertExpiry": "2027-12-06T05:50:00Z"})
+    )
+    assert delivery.main(["renew-cert", "dev"]) == 0
+    (up,) = [c for c in (fake_gcp / "calls").read_text().splitlines() if c.startswith("pulumi up")]
+    targets = up.split(" --target ")[1:]
+    assert [t.split(" ")[0] for t in targets] == EXPORTED[:2]
+    assert f"--cwd {ROOT} " in up and "--policy-pack" in up and "--yes" in up
+    assert "--target-dependents" not in up
+    assert "certificate ends 2027-12-06T05:50:00Z" in capsys.readouterr().out
+
+
+def test_renewal_without_a_deployed_platform_says_so(fake_gcp, capsys):
+    from scripts import delivery
+
+    (fake_gcp / "export.json").write_text(json.dumps({"deployment": {"resources": []}}))
+    assert delivery.main(["renew-cert", "staging"]) == 1
+    err = capsys.readouterr().err
+    assert "expected the certificate and its secret version, found 0" in err
+    assert "pulumi up" not in (fake_gcp / "calls").read_text()

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from infra import vm_launcher
 from infra.vm import ACME_HOOK_SOURCE, shipped_shell
-from infra.vm_launcher import install_tls
+from infra.vm_launcher import LaunchError, install_tls, split_pem, tls_check
 
 STACK_CERT = "-----BEGIN CERTIFICATE-----\nstack\n-----END CERTIFICATE-----\n"
 STACK_KEY = "-----BEGIN PRIVATE KEY-----\nstack key\n-----END PRIVATE KEY-----\n"
@@ -24,11 +25,9 @@ LE_KEY = "-----BEGIN PRIVATE KEY-----\nlets encrypt key\n-----END PRIVATE KEY---
 def tls_spec(tmp_path: Path, domain: str | None) -> dict:
     run = tmp_path / "run"
     run.mkdir(exist_ok=True)
-    (tmp_path / "tls.crt").write_text(STACK_CERT)
     return {
         "certfile": str(run / "tls.crt"),
         "keyfile": str(run / "tls.key"),
-        "stackCert": str(tmp_path / "tls.crt"),
         "acmeDir": str(tmp_path / "acme") if domain else None,
         "domain": domain,
     }
@@ -36,7 +35,7 @@ def tls_spec(tmp_path: Path, domain: str | None) -> dict:
 
 def test_without_a_domain_the_stack_certificate_and_its_secret_key(tmp_path):
     spec = tls_spec(tmp_path, None)
-    assert install_tls(spec, STACK_KEY) == "the stack's CA"
+    assert install_tls(spec, STACK_KEY, STACK_CERT) == "the stack's CA"
     assert Path(spec["certfile"]).read_text() == STACK_CERT
     key = Path(spec["keyfile"])
     assert key.read_text() == STACK_KEY and key.stat().st_mode & 0o777 == 0o600
@@ -46,7 +45,7 @@ def test_before_the_first_lets_encrypt_certificate_the_stack_s_and_a_line_why(tm
     """The first deploy comes before the user's DNS record: the server still starts, on the
     stack's certificate (which names the domain), and says what it waits for."""
     spec = tls_spec(tmp_path, "mlflow.example.com")
-    assert install_tls(spec, STACK_KEY) == "the stack's CA"
+    assert install_tls(spec, STACK_KEY, STACK_CERT) == "the stack's CA"
     assert Path(spec["certfile"]).read_text() == STACK_CERT
     err = capsys.readouterr().err
     assert "no Let's Encrypt certificate for mlflow.example.com yet" in err
@@ -96,14 +95,14 @@ def test_a_new_lets_encrypt_certificate_reaches_the_server_at_its_restart(tmp_pa
     assert (tmp_path / "systemctl.calls").read_text() == "try-restart mlflow.service\n"
 
     spec = tls_spec(tmp_path, "mlflow.example.com")
-    assert install_tls(spec, STACK_KEY) == "Let's Encrypt (mlflow.example.com)"
+    assert install_tls(spec, STACK_KEY, STACK_CERT) == "Let's Encrypt (mlflow.example.com)"
     assert Path(spec["certfile"]).read_text() == LE_CHAIN
     assert Path(spec["keyfile"]).read_text() == LE_KEY
 
     # A renewal replaces both files; the next start presents the renewed pair.
     (lineage / "fullchain.pem").write_text(LE_CHAIN.replace("leaf", "renewed leaf"))
     assert run_hook(tmp_path, {"RENEWED_LINEAGE": str(lineage)}).returncode == 0
-    install_tls(spec, STACK_KEY)
+    install_tls(spec, STACK_KEY, STACK_CERT)
     assert "renewed leaf" in Path(spec["certfile"]).read_text()
 
 
@@ -114,3 +113,38 @@ def test_the_hook_fails_without_a_certificate_and_restarts_nothing(tmp_path, mis
     assert done.returncode != 0
     assert not (tmp_path / "systemctl.calls").exists()
     assert not (tmp_path / "acme" / "fullchain.pem").exists()
+
+
+def test_the_tls_secret_holds_the_key_then_the_certificate_and_nothing_less():
+    assert split_pem(STACK_KEY + STACK_CERT) == (STACK_KEY, STACK_CERT)
+    chain = STACK_CERT + LE_CHAIN
+    assert split_pem(STACK_KEY.rstrip("\n") + "\n" + chain) == (STACK_KEY, chain)
+    with pytest.raises(LaunchError, match="must hold a private key and a certificate"):
+        split_pem(STACK_KEY)
+
+
+def test_a_renewed_certificate_in_the_secret_store_restarts_the_server_once(tmp_path, monkeypatch):
+    """The stack renewed the certificate (a new secret version): the daily check restarts the
+    server, whose launcher installs it; the same certificate restarts nothing."""
+    spec = {"tls": tls_spec(tmp_path, None), "secrets": {}}
+    install_tls(spec["tls"], STACK_KEY, STACK_CERT)
+    renewed = STACK_CERT.replace("stack", "renewed")
+    stored = {"tlsCert": STACK_CERT}
+    monkeypatch.setattr(vm_launcher, "fetch_secrets", lambda source: stored)
+    restarts = []
+    assert tls_check(spec, lambda: restarts.append(1)) == (
+        "mlflow tls: the server presents the current certificate"
+    )
+    stored["tlsCert"] = renewed
+    assert "restarted mlflow.service" in tls_check(spec, lambda: restarts.append(1))
+    assert restarts == [1]
+
+
+def test_with_lets_encrypt_in_place_the_check_leaves_it_to_certbot(tmp_path, monkeypatch):
+    spec = {"tls": tls_spec(tmp_path, "mlflow.example.com"), "secrets": {}}
+    acme = Path(spec["tls"]["acmeDir"])
+    acme.mkdir()
+    (acme / "fullchain.pem").write_text(LE_CHAIN)
+    (acme / "privkey.pem").write_text(LE_KEY)
+    monkeypatch.setattr(vm_launcher, "fetch_secrets", lambda source: pytest.fail("no fetch"))
+    assert "Let's Encrypt's certificate in use" in tls_check(spec, lambda: pytest.fail("restart"))

@@ -83,3 +83,20 @@ def test_previews_use_a_read_only_identity_never_the_deploy_one():
     readme = (ROOT / "README.md").read_text()
     for variable in ("AWS_PREVIEW_ROLE_ARN", "GCP_PREVIEW_SERVICE_ACCOUNT", ":pull_request"):
         assert variable in readme, variable
+
+
+def test_certificates_renew_weekly_for_every_stack_without_a_reviewer():
+    """A scheduled run per stack, through scripts/renew-cert (which targets only the certificate
+    and its secret), never alongside that stack's deploy, and not in the stack's own (reviewed)
+    environment."""
+    from scripts.delivery import BRANCH_TO_STACK
+
+    workflow = load("renew-certificates.yml")
+    assert workflow[True]["schedule"] and "workflow_dispatch" in workflow[True]
+    job = workflow["jobs"]["renew"]
+    assert sorted(job["strategy"]["matrix"]["stack"]) == sorted(BRANCH_TO_STACK.values())
+    assert job["concurrency"]["group"] == "deploy-${{ matrix.stack }}"
+    assert job["environment"] == "certificate-renewal"
+    runs = [s.get("run", "") for s in job["steps"]]
+    assert 'scripts/renew-cert "${{ matrix.stack }}"' in runs
+    assert not any(r.startswith(("scripts/deploy", "pulumi ")) for r in runs)
