@@ -184,11 +184,11 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
                         "rules": [
                             {
                                 "rulePriority": 1,
-                                "description": "keep the 20 newest images",
+                                "description": f"keep the {cfg.imagesKept} newest images",
                                 "selection": {
                                     "tagStatus": "any",
                                     "countType": "imageCountMoreThan",
-                                    "countNumber": 20,
+                                    "countNumber": cfg.imagesKept,
                                 },
                                 "action": {"type": "expire"},
                             }

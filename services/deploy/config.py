@@ -106,7 +106,8 @@ class ServicesConfig(BaseModel):
     offered in every region Cloud Run is (its locations page); a job calls its Cloud Run job's
     URL in any region."""
     imagesKept: int = Field(default=20, ge=1, le=1000)
-    """GCP: versions of each image the registry keeps; older ones are deleted after 30 days."""
+    """Versions of each image the registry keeps: ECR expires the rest; Artifact Registry deletes
+    the rest once 30 days old."""
     certificateArn: str | None = None
     """AWS: an ACM certificate; adds HTTPS and redirects HTTP to it."""
     logRetentionDays: int

@@ -146,7 +146,11 @@ def test_aws_images_scan_on_push_and_expire(services_aws):
     assert len(repos) == 4 and all(
         r["inputs"]["imageScanningConfiguration"]["scanOnPush"] for r in repos
     )
-    assert len(services_aws.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")) == 4
+    policies = services_aws.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")
+    assert len(policies) == 4
+    for policy in policies:  # imagesKept, as on GCP (default 20)
+        (rule,) = json.loads(policy["inputs"]["policy"])["rules"]
+        assert rule["selection"]["countNumber"] == 20 and rule["action"] == {"type": "expire"}
     images = services_aws.of_type("docker-build:index:Image")
     dockerfiles = {i["inputs"]["dockerfile"]["location"] for i in images}
     assert {tuple(d.split("/")[-2:]) for d in dockerfiles} == {
