@@ -275,12 +275,16 @@ StandardOutput=append:{SERVER_LOG}
 StandardError=inherit
 """
 
-TLS_TIMER = """\
+
+def daily_timer(description: str, at: str) -> str:
+    """A timer firing once a day at `at` UTC (within half an hour after), and at boot when a
+    firing was missed while the VM was off."""
+    return f"""\
 [Unit]
-Description=Look for a renewed MLflow server certificate, daily
+Description={description}, daily
 
 [Timer]
-OnCalendar=*-*-* 04:15:00 UTC
+OnCalendar=*-*-* {at}:00 UTC
 RandomizedDelaySec=30min
 Persistent=true
 
@@ -288,11 +292,16 @@ Persistent=true
 WantedBy=timers.target
 """
 
+
+TLS_TIMER = daily_timer("Look for a renewed MLflow server certificate", "04:15")
+
 GC_SERVICE = f"""\
 [Unit]
 Description=MLflow garbage collection: runs deleted long enough lose their artifacts and rows
 After=mlflow.service
-Requires=mlflow.service
+# Only while the server runs (gc deletes artifacts through it), and never starting it: a
+# server stopped on purpose (a failed migration, a restore) stays stopped.
+Requisite=mlflow.service
 
 [Service]
 Type=oneshot
@@ -306,18 +315,7 @@ ProtectSystem=strict
 PrivateTmp=true
 """
 
-GC_TIMER = """\
-[Unit]
-Description=MLflow garbage collection, daily
-
-[Timer]
-OnCalendar=*-*-* 03:30:00 UTC
-RandomizedDelaySec=30min
-Persistent=true
-
-[Install]
-WantedBy=timers.target
-"""
+GC_TIMER = daily_timer("MLflow garbage collection", "03:30")
 
 REFRESH_TIMER = """\
 [Unit]
