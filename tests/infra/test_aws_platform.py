@@ -427,3 +427,15 @@ def test_each_workload_user_has_a_password_secret_the_vm_reads(declared):
     for user in refs:
         value = values[f"mlops-{user}-password-value"]
         assert isinstance(value, dict) and SECRET_SENTINEL in value["value"]  # secret, generated
+
+
+def test_a_renewed_certificate_replaces_no_vm(declared):
+    """A renewal (scripts/renew-cert) replaces the certificate and writes its secret version:
+    the instance must not depend on either, through its inputs (the user-data) or explicitly, or
+    the weekly run would replace the VM."""
+    vm = declared.one(EC2)
+    touched = ("locallySignedCert:LocallySignedCert::mlops-tls-cert",
+               "secretVersion:SecretVersion::mlops-tls-key-value")  # fmt: skip
+    assert not [d for d in vm["options"]["dependencies"] if d.endswith(touched)]
+    version = declared.named(SECRET_VALUE, "mlops-tls-key-value")
+    assert any(d.endswith(touched[0]) for d in version["options"]["dependencies"])

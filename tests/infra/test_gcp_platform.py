@@ -395,3 +395,12 @@ def test_the_zone_lookup_waits_for_the_apis_and_the_image_is_no_lookup(declared_
 def test_the_ops_agent_may_write_logs_and_metrics_and_nothing_more(declared_gcp):
     roles = {r["inputs"]["role"] for r in declared_gcp.of_type("gcp:projects/iAMMember:IAMMember")}
     assert roles == {"roles/logging.logWriter", "roles/monitoring.metricWriter"}
+
+
+def test_a_renewed_certificate_replaces_no_vm(declared_gcp):
+    """As on AWS: the VM depends on the TLS secret (the launcher reads it) but neither on the
+    certificate nor on the version a renewal writes."""
+    depends = declared_gcp.one(VM)["options"]["dependencies"]
+    touched = ("locallySignedCert:LocallySignedCert::mlops-tls-cert",
+               "secretVersion:SecretVersion::mlops-tls-key-value")  # fmt: skip
+    assert not [d for d in depends if d.endswith(touched)]

@@ -22,10 +22,13 @@ def objects_under(platform, prefix: str) -> list[str]:
     return [o["Key"] for o in listed.get("Contents", [])]
 
 
-def test_gc_removes_a_deleted_runs_rows_and_artifacts_and_keeps_a_recent_one(platform, tmp_path):
+def test_gc_removes_a_deleted_runs_rows_and_artifacts_and_keeps_a_recent_one(
+    platform, tmp_path, monkeypatch
+):
     from mlflow import MlflowClient
 
-    os.environ.update(platform.env())
+    for key, value in platform.env().items():  # for this test only: later ones check without
+        monkeypatch.setenv(key, value)
     client = MlflowClient(tracking_uri=platform.tracking_uri)
     experiment = client.create_experiment(f"gc-{uuid.uuid4().hex[:8]}")
     run = client.create_run(experiment).info.run_id
