@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 
 import storage
 from scoring.job import batches, describe, plan, zones
-from scoring.predict import Scorer
-from services.model_api.schemas import MAX_TRIP_DISTANCE
+from trip_model.predict import Scorer
+from trip_model.rides import MAX_TRIP_DISTANCE
 
 # As training.data cleans a month: trips of 1 to 60 minutes are the ones the model learned.
 MIN_MINUTES, MAX_MINUTES = 1.0, 60.0

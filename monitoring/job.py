@@ -8,87 +8,22 @@ the training job (`retrain`), whose champion gate decides what is served next.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 
 from monitoring import EXPERIMENT
-from monitoring.data import COLUMNS, MonitoringError, Quality, logged_predictions, realised_quality
-from monitoring.drift import DatasetDrift, dataset_drift
+from monitoring.data import COLUMNS, MonitoringError, logged_predictions, realised_quality
+from monitoring.drift import dataset_drift
+from monitoring.outcome import KINDS, REFERENCE, Outcome, Settings, decide
 from monitoring.report import render
 
 log = logging.getLogger(__name__)
-
-KINDS = {
-    "PULocationID": "categorical",
-    "DOLocationID": "categorical",
-    "trip_distance": "numerical",
-    "predicted_duration": "numerical",
-}
-REFERENCE = "reference/reference.parquet"  # logged by every training run
-
-
-@dataclass(frozen=True)
-class Settings:
-    model_name: str = "nyc-taxi-duration"
-    alias: str = "champion"
-    prediction_log: str | None = None
-    since: dt.date | None = None
-    until: dt.date | None = None
-    actuals: str | None = None
-    drift_threshold: float = 0.1
-    drift_share: float = 0.5
-    max_rmse_increase: float = 0.1
-
-
-@dataclass
-class Outcome:
-    model_name: str
-    version: str
-    decision: str = "ok"
-    drift: DatasetDrift | None = None
-    quality: Quality | None = None
-    val_rmse: float | None = None
-    predictions: int = 0
-    notes: list[str] = field(default_factory=list)
-    run_id: str | None = None
-    retrain: str = "not needed"
-
-    def summary(self, settings: Settings) -> str:
-        parts = [f"{self.model_name} v{self.version}: {self.decision}"]
-        if self.drift is not None:
-            drifted = [c.column for c in self.drift.columns if c.drifted]
-            parts.append(
-                f"drift in {len(drifted)} of {len(self.drift.columns)} columns"
-                + (f" ({', '.join(drifted)})" if drifted else "")
-                + f" over {self.predictions:,} logged rides {settings.since}..{settings.until}"
-            )
-        if self.quality is not None and self.val_rmse is not None:
-            change = self.quality.rmse / self.val_rmse - 1
-            parts.append(
-                f"RMSE {self.quality.rmse:.3f} on {self.quality.rides:,} rides of "
-                f"{settings.actuals} vs {self.val_rmse:.3f} at validation ({change:+.0%})"
-            )
-        parts += self.notes
-        parts.append(f"retraining: {self.retrain}")
-        if self.run_id:
-            parts.append(f"MLflow run {self.run_id} (experiment {EXPERIMENT}, report.html)")
-        return "; ".join(parts)
-
-
-def decide(outcome: Outcome, settings: Settings) -> str:
-    if outcome.quality is not None and outcome.val_rmse is not None:
-        if outcome.quality.rmse > outcome.val_rmse * (1 + settings.max_rmse_increase):
-            return "degraded"
-    if outcome.drift is not None and outcome.drift.drifted:
-        return "drift"
-    return "ok"
 
 
 def _reference(client, version) -> pd.DataFrame | None:
@@ -139,7 +74,7 @@ def monitor(settings: Settings, retrain: Callable[[], str] | None = None) -> Out
                 reference, current, KINDS, settings.drift_threshold, settings.drift_share
             )
     if settings.actuals:
-        from scoring.predict import choose
+        from trip_model.predict import choose
 
         model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{outcome.version}")
         outcome.quality = realised_quality(settings.actuals, choose(model, outcome.version))

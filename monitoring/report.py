@@ -4,13 +4,11 @@ column's distribution in the reference beside the current traffic. One self-cont
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-if TYPE_CHECKING:
-    from monitoring.job import Outcome, Settings
+from monitoring.outcome import KINDS, Outcome, Settings
 
 COLOURS = {"ok": "#1a7f37", "drift": "#9a6700", "degraded": "#cf222e"}
 STYLE = """
@@ -67,8 +65,6 @@ def _distribution(name: str, kind: str, reference: pd.Series, current: pd.Series
 
 
 def render(outcome: Outcome, settings: Settings, reference, current) -> str:
-    from monitoring.job import KINDS
-
     e = html.escape
     colour = COLOURS.get(outcome.decision, "#1f2328")
     out = [

@@ -137,7 +137,7 @@ def load_scorer(name: str, alias: str, version: str | None):
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from scoring.predict import choose
+    from trip_model.predict import choose
 
     client = MlflowClient()
     try:

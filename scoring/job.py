@@ -20,8 +20,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import storage
-from scoring.predict import Scorer
-from services.model_api.schemas import MAX_TRIP_DISTANCE, MAX_ZONE, MIN_ZONE
+from trip_model.predict import Scorer
+from trip_model.rides import MAX_TRIP_DISTANCE, MAX_ZONE, MIN_ZONE
 
 log = logging.getLogger(__name__)
 

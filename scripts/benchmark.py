@@ -141,7 +141,7 @@ def model_input(rides: list[dict]) -> pd.DataFrame:
 
 def valid_rides(path: Path) -> pd.DataFrame:
     """A generated month's rides within the API's limits, so both servers see realistic input."""
-    from services.model_api.schemas import MAX_TRIP_DISTANCE
+    from trip_model.rides import MAX_TRIP_DISTANCE
 
     frame = pd.read_parquet(path, columns=["PULocationID", "DOLocationID", "trip_distance"])
     return frame[frame["trip_distance"].between(0, MAX_TRIP_DISTANCE, inclusive="left")]

@@ -80,7 +80,7 @@ def measure(way: str, model_uri: str, source: str, output: str) -> dict:
         result["path"] = "pyfunc"
     else:
         from scoring import job
-        from scoring.predict import Scorer, candidates, choose
+        from trip_model.predict import Scorer, candidates, choose
 
         scorer = choose(model, model_uri.rsplit("/", 1)[-1])
         if way == "booster":

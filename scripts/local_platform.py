@@ -157,7 +157,7 @@ def send_traffic(api_url: str, month: Path, batches: int = 5) -> int:
     """Rides of the month through the API in 1,000-ride batches, as clients would send them."""
     import pandas as pd
 
-    from services.model_api.schemas import MAX_TRIP_DISTANCE
+    from trip_model.rides import MAX_TRIP_DISTANCE
 
     frame = pd.read_parquet(month, columns=["PULocationID", "DOLocationID", "trip_distance"])
     frame = frame[frame["trip_distance"].between(0, MAX_TRIP_DISTANCE, inclusive="left")]

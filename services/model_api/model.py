@@ -6,7 +6,7 @@ loaded, `error` says why and the loader keeps retrying.
 
 Requests do not go through the pyfunc wrapper, which re-checks every input frame against the
 signature and costs more than a one-ride prediction: they take the fastest way that predicts as
-the pyfunc does (scoring.predict.choose, shared with the batch scoring job), checked at load on
+the pyfunc does (trip_model.predict.choose, shared with the batch scoring job), checked at load on
 rides covering every zone and both sides of every distance threshold: for a LightGBM model its
 region table (one lookup per ride), else the model's own pipeline called step by step, else the
 pyfunc. Rides reach it as three arrays, with no DataFrame in between.
@@ -20,19 +20,16 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
-from scoring.predict import ArrayPredict, choose
 from services.model_api.schemas import Ride
 from services.model_api.settings import Settings
+from trip_model.predict import ArrayPredict, choose
 
 log = logging.getLogger(__name__)
-
-Predict = Callable[[pd.DataFrame], object]
 
 
 def features(rides: Sequence[Ride]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -53,45 +50,6 @@ class Loaded:
 
     def predict(self, pu: np.ndarray, do: np.ndarray, distance: np.ndarray) -> np.ndarray:
         return np.asarray(self.predict_arrays(pu, do, distance), dtype=np.float64).ravel()
-
-
-def direct_predictor(model) -> tuple[Predict, str] | None:
-    """The pyfunc's sklearn pipeline, called step by step; None for other kinds of model.
-
-    A LightGBM regressor at the end is asked through its Booster with one thread: the sklearn
-    wrapper re-reads its parameters on every call, and each worker process already has a core.
-    """
-    try:
-        raw = model.get_raw_model()
-    except Exception:  # not every flavor has a raw model
-        return None
-    from sklearn.pipeline import Pipeline
-
-    if not isinstance(raw, Pipeline):
-        return None
-    *transforms, (_, final) = raw.steps
-    steps = [step for _, step in transforms if step not in (None, "passthrough")]
-    try:
-        from lightgbm import LGBMRegressor
-    except ImportError:
-        LGBMRegressor = ()  # noqa: N806 - no LightGBM, so no LightGBM model either
-    if isinstance(final, LGBMRegressor):
-        booster = final.booster_
-
-        def last(x):
-            return booster.predict(x, num_threads=1)
-
-        kind = "LightGBM booster"
-    else:
-        last, kind = final.predict, type(final).__name__
-
-    def predict(frame: pd.DataFrame):
-        x = frame
-        for step in steps:
-            x = step.transform(x)
-        return last(x)
-
-    return predict, f"direct ({' -> '.join([*(type(s).__name__ for s in steps), kind])})"
 
 
 def settle_heap() -> None:

@@ -6,10 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-# TLC taxi zones are numbered 1-263, plus 264/265 for "unknown" and "outside NYC".
-MIN_ZONE, MAX_ZONE = 1, 265
-# Longer than any plausible metered trip; larger values are data errors, not rides.
-MAX_TRIP_DISTANCE = 200.0
+from trip_model.rides import MAX_TRIP_DISTANCE, MAX_ZONE, MIN_ZONE
+
 MAX_BATCH = 1000
 
 

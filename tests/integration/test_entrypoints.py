@@ -93,10 +93,10 @@ assert "training" not in sys.modules, "imports training, whose features the mode
     ("dockerfile", "modules"),
     [
         ("scoring/Dockerfile",
-         ["scoring.__main__", "scoring.job", "scoring.predict", "services.model_api.model"]),
+         ["scoring.__main__", "scoring.job", "trip_model.predict"]),
         ("training/Dockerfile", ["training.__main__", "training.train", "training.months"]),
         ("monitoring/Dockerfile",
-         ["monitoring.__main__", "monitoring.job", "monitoring.report", "scoring.predict"]),
+         ["monitoring.__main__", "monitoring.job", "monitoring.report", "trip_model.predict"]),
         ("services/model_api/Dockerfile",
          ["services.model_api.serve", "services.model_api.main", "services.model_api.prediction_log"]),
     ],
@@ -132,3 +132,17 @@ def test_dockerfiles_pass_hadolint_and_run_as_non_root():
             if line.startswith("USER ")
         ]
         assert users and not users[-1].startswith(("0", "root"))
+
+
+def test_each_image_copies_its_own_code_and_the_layers_below_only():
+    """The jobs' images hold no API and the API's no job: what they share is the core
+    (trip_model) and the foundations (tests/unit/test_layering.py)."""
+
+    def copied(dockerfile: str) -> set[str]:
+        text = (ROOT / dockerfile).read_text()
+        return {s.split("/")[0] for s, _ in re.findall(r"^COPY (\S+) (\./\S+)$", text, re.M)}
+
+    assert copied("scoring/Dockerfile") == {"trip_model", "storage", "tracking_ca", "scoring"}
+    assert "services" not in copied("monitoring/Dockerfile")
+    assert "scoring" not in copied("services/model_api/Dockerfile")
+    assert "trip_model" in copied("services/model_api/Dockerfile")

@@ -14,9 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from scoring.predict import frame
 from scripts import components as c
 from training.generate import generate_month
+from trip_model.predict import frame
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

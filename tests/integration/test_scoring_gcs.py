@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from scoring import job
-from scoring.predict import choose
 from scripts import components as c
 from tests.conftest import write_tlc
+from trip_model.predict import choose
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

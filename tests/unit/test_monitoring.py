@@ -17,7 +17,6 @@ from mlflow import MlflowClient
 from monitoring import EXPERIMENT, data, drift
 from monitoring.job import Settings, monitor
 from monitoring.retrain import Command
-from scoring.predict import choose
 from services.model_api.model import features
 from services.model_api.prediction_log import PredictionLog
 from services.model_api.schemas import Ride
@@ -25,6 +24,7 @@ from training import data as training_data
 from training import train as train_module
 from training.generate import write_month
 from training.models import Candidate
+from trip_model.predict import choose
 
 
 def test_the_cleaning_rule_is_training_s():

@@ -1,4 +1,4 @@
-"""How the model API predicts (scoring.predict.choose, as the scoring job): a LightGBM model's
+"""How the model API predicts (trip_model.predict.choose, as the scoring job): a LightGBM model's
 region table, or the model's own pipeline called directly, but only where that gives the pyfunc's
 predictions; otherwise the pyfunc."""
 
@@ -11,12 +11,12 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
-from scoring.predict import check_set, choose
 from services.model_api.model import features
 from services.model_api.schemas import Ride
 from training.data import load
 from training.features import split_pair
 from training.models import Candidate
+from trip_model.predict import check_set, choose
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ import pytest
 
 from scoring import job
 from scoring.__main__ import UsageError, month_of, parser, shard_of, with_month
-from scoring.predict import choose, frame
 from tests.conftest import write_tlc
+from trip_model.predict import choose, frame
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +187,7 @@ KILLED_RUN = textwrap.dedent(
     import sys, time
     import mlflow
     from scoring import job
-    from scoring.predict import choose
+    from trip_model.predict import choose
 
     real = job.score_batch
     def slow(*args):
@@ -234,7 +234,7 @@ MEASURE = textwrap.dedent(
     import json, sys, tracemalloc
     import mlflow, pyarrow as pa
     from scoring import job
-    from scoring.predict import choose
+    from trip_model.predict import choose
 
     scorer = choose(mlflow.pyfunc.load_model(sys.argv[1]), "1")
     pool = pa.default_memory_pool()

@@ -8,11 +8,11 @@ import mlflow
 import numpy as np
 import pytest
 
-from scoring.predict import check_set, choose, frame
-from scoring.table import compile_booster
 from tests.unit.test_predict_path import save_and_load as saved_pyfunc
 from training.data import load
 from training.models import Candidate
+from trip_model.predict import check_set, choose, frame
+from trip_model.table import compile_booster
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def test_models_of_another_shape_are_not_compiled(fitted):
 
 def test_a_table_that_disagrees_with_the_pyfunc_is_not_used(tmp_path, fitted, monkeypatch):
     """The table is checked against the pyfunc before use; a wrong one falls back to the booster."""
-    import scoring.predict as predict
+    import trip_model.predict as predict
 
     real = predict.compile_booster
 
@@ -135,7 +135,7 @@ def test_a_table_that_disagrees_with_the_pyfunc_is_not_used(tmp_path, fitted, mo
 def test_a_table_whose_one_ride_path_disagrees_is_not_used(tmp_path, fitted, monkeypatch):
     """The single-ride path is checked ride by ride at load, not trusted because the batch path
     agrees."""
-    from scoring.table import RegionTable
+    from trip_model.table import RegionTable
 
     real = RegionTable.predict_one
     monkeypatch.setattr(
@@ -170,7 +170,7 @@ def test_the_baseline_is_scored_through_its_pipeline_and_other_models_through_th
 def test_the_distance_grid_finds_the_same_interval_as_a_binary_search(fitted):
     """The lookup grid is a shortcut: for any distance, in a cell, on its edge or past the last
     threshold, it gives the interval a binary search over the thresholds gives."""
-    from scoring.table import GRID
+    from trip_model.table import GRID
 
     X, y = fitted
     table = compile_booster(booster_for(X, y), 265)

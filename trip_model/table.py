@@ -11,7 +11,7 @@ thresholds and one read from the table: bit-identical to the booster, tens of ti
 
 It covers the models this repository trains (LightGBM regressor on pickup zone, dropoff zone and
 distance, identity output); `compile_booster` returns None for anything else, and callers verify
-the table against the pyfunc before using it (scoring.predict).
+the table against the pyfunc before using it (trip_model.predict).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class RegionTable:
     def predict_one(self, pu: int, do: int, distance: float) -> float:
         """One ride, the same lookups in plain Python: for one ride the dozen NumPy calls of
         `predict` cost ~19 µs, this ~1 µs (the API's /predict). Equal to `predict` bit for bit
-        (tested over the check set, and checked by scoring.predict.choose at load)."""
+        (tested over the check set, and checked by trip_model.predict.choose at load)."""
         cell_atom, cell_near, thresholds, pu_class, do_class = self._lists
         _, n_pu, n_do = self.shape
         if distance != distance:  # NaN (refused before it gets here): sorted last, as NumPy does

@@ -1,7 +1,7 @@
 """The fastest way to predict with a registered model that gives the pyfunc's own predictions.
 
-Candidates, fastest first: the LightGBM region table (scoring.table), the LightGBM booster on the
-three feature columns, the model API's direct pipeline path, and the pyfunc itself. Each faster
+Candidates, fastest first: the LightGBM region table (trip_model.table), the LightGBM booster on the
+three feature columns, the model's own pipeline called step by step (direct_predictor), and the pyfunc itself. Each faster
 candidate is tried on a check set of rides (every zone at both ends, every distance threshold of
 the model and its neighbours, random rides) against the pyfunc, and used only if no prediction
 differs by more than MAX_DIFF; the figure is kept and reported. The table predicts a single ride
@@ -19,14 +19,15 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from scoring.table import compile_booster
-from services.model_api.schemas import MAX_TRIP_DISTANCE, MAX_ZONE, MIN_ZONE
+from trip_model.rides import MAX_TRIP_DISTANCE, MAX_ZONE, MIN_ZONE
+from trip_model.table import compile_booster
 
 log = logging.getLogger(__name__)
 
 # Rides -> minutes: pickup zones, dropoff zones (integers in MIN_ZONE..MAX_ZONE) and distances
 # (finite, in [0, MAX_TRIP_DISTANCE)); callers refuse other rows before predicting.
 ArrayPredict = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+Predict = Callable[[pd.DataFrame], object]
 MAX_DIFF = 1e-9
 
 
@@ -115,9 +116,46 @@ def _booster_candidate(model, threads: int | None = None) -> Candidate | None:
     return Candidate("LightGBM booster", predict)
 
 
-def _pipeline(model) -> Candidate | None:
-    from services.model_api.model import direct_predictor
+def direct_predictor(model) -> tuple[Predict, str] | None:
+    """The pyfunc's sklearn pipeline, called step by step; None for other kinds of model.
 
+    A LightGBM regressor at the end is asked through its Booster with one thread: the sklearn
+    wrapper re-reads its parameters on every call, and each worker process already has a core.
+    """
+    try:
+        raw = model.get_raw_model()
+    except Exception:  # not every flavor has a raw model
+        return None
+    from sklearn.pipeline import Pipeline
+
+    if not isinstance(raw, Pipeline):
+        return None
+    *transforms, (_, final) = raw.steps
+    steps = [step for _, step in transforms if step not in (None, "passthrough")]
+    try:
+        from lightgbm import LGBMRegressor
+    except ImportError:
+        LGBMRegressor = ()  # noqa: N806 - no LightGBM, so no LightGBM model either
+    if isinstance(final, LGBMRegressor):
+        booster = final.booster_
+
+        def last(x):
+            return booster.predict(x, num_threads=1)
+
+        kind = "LightGBM booster"
+    else:
+        last, kind = final.predict, type(final).__name__
+
+    def predict(frame: pd.DataFrame):
+        x = frame
+        for step in steps:
+            x = step.transform(x)
+        return last(x)
+
+    return predict, f"direct ({' -> '.join([*(type(s).__name__ for s in steps), kind])})"
+
+
+def _pipeline(model) -> Candidate | None:
     direct = direct_predictor(model)
     if direct is None:
         return None
