@@ -18,8 +18,12 @@ from monitoring import EXPERIMENT
 from monitoring.data import MonitoringError
 from monitoring.job import Settings, monitor
 from monitoring.retrain import CloudRunJob, Command, EcsTask
-from scoring.__main__ import MONTH, UsageError, month_of
-from scoring.job import InputError
+from trip_model.tlc import MONTH, InputError, MonthError, month_of
+
+
+class UsageError(Exception):
+    """A setting the monitor cannot use; the message names it."""
+
 
 log = logging.getLogger("monitoring")
 
@@ -80,7 +84,10 @@ def settings_of(args, today: dt.date | None = None) -> Settings:
     if actuals and MONTH in actuals:
         if args.month is None:
             raise UsageError(f"--actuals holds {MONTH}: give --month (YYYY-MM or e.g. -2)")
-        actuals = actuals.replace(MONTH, month_of(args.month, today))
+        try:
+            actuals = actuals.replace(MONTH, month_of(args.month, today))
+        except MonthError as exc:
+            raise UsageError(str(exc)) from None
     elif args.month is not None:
         raise UsageError(f"--month given but --actuals does not hold {MONTH}")
     for name, value, low, high in (

@@ -15,9 +15,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import storage
-from scoring.job import batches, describe, plan, zones
 from trip_model.predict import Scorer
 from trip_model.rides import MAX_TRIP_DISTANCE
+from trip_model.tlc import batches, describe, plan, zones
 
 # As training.data cleans a month: trips of 1 to 60 minutes are the ones the model learned.
 MIN_MINUTES, MAX_MINUTES = 1.0, 60.0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import logging
 import os
 import re
@@ -12,10 +11,10 @@ import sys
 import storage
 import tracking_ca
 from scoring import REGISTERED_MODEL
-from scoring.job import BATCH_ROWS, InputError, describe, run
+from scoring.job import BATCH_ROWS, run
+from trip_model.tlc import MONTH, InputError, MonthError, describe, month_of
 
 log = logging.getLogger("scoring")
-MONTH = "{month}"
 # The task index each engine gives an array job's tasks.
 INDEX_VARIABLES = ("AWS_BATCH_JOB_ARRAY_INDEX", "CLOUD_RUN_TASK_INDEX")
 
@@ -79,16 +78,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def month_of(value: str, today: dt.date | None = None) -> str:
-    today = today or dt.datetime.now(dt.UTC).date()
-    if re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", value):
-        return value
-    if re.fullmatch(r"0|-[1-9]\d*", value):
-        index = today.year * 12 + today.month - 1 + int(value)
-        return f"{index // 12:04d}-{index % 12 + 1:02d}"
-    raise UsageError(f"--month: {value!r} is not YYYY-MM or a number of months back like -2")
-
-
 def with_month(uris: list[str], output: str, month: str | None) -> tuple[list[str], str]:
     templated = any(MONTH in u for u in [*uris, output])
     if templated and month is None:
@@ -97,7 +86,10 @@ def with_month(uris: list[str], output: str, month: str | None) -> tuple[list[st
         raise UsageError(f"--month given but neither --input nor --output contains {MONTH}")
     if month is None:
         return uris, output
-    value = month_of(month)
+    try:
+        value = month_of(month)
+    except MonthError as exc:
+        raise UsageError(str(exc)) from None
     return [u.replace(MONTH, value) for u in uris], output.replace(MONTH, value)
 
 

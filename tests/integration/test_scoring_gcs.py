@@ -16,6 +16,7 @@ from scoring import job
 from scripts import components as c
 from tests.conftest import write_tlc
 from trip_model.predict import choose
+from trip_model.tlc import InputError
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -62,5 +63,5 @@ def test_a_failed_shard_publishes_nothing_to_gcs(gcs, scoring_model_dir, fail_ba
 
 def test_a_missing_object_is_an_error_naming_it(gcs, scoring_model_dir):
     scorer = choose(mlflow.pyfunc.load_model(str(scoring_model_dir)), "1")
-    with pytest.raises(job.InputError, match="gs://tlc/yellow/nope.parquet: no such object"):
+    with pytest.raises(InputError, match="gs://tlc/yellow/nope.parquet: no such object"):
         job.run(["gs://tlc/yellow/nope.parquet"], "gs://tlc/scores/", scorer)

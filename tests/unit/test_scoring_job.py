@@ -19,9 +19,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from scoring import job
-from scoring.__main__ import UsageError, month_of, parser, shard_of, with_month
+from scoring.__main__ import UsageError, parser, shard_of, with_month
 from tests.conftest import write_tlc
 from trip_model.predict import choose, frame
+from trip_model.tlc import InputError, MonthError, month_of
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +167,7 @@ def test_a_file_that_is_not_tlc_data_is_an_error_naming_it(tmp_path, scorer):
         ("text.parquet", "not a readable parquet file"),
         ("missing.parquet", "no such file"),
     ]:
-        with pytest.raises(job.InputError, match=message) as err:
+        with pytest.raises(InputError, match=message) as err:
             job.run([str(tmp_path / name)], str(tmp_path / "out"), scorer)
         assert name in str(err.value)
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
@@ -308,7 +309,7 @@ def test_month_templates():
         "s3://b/out/2024-03/",
     )
     for month in ("2024-13", "24-03", "+1", "1"):
-        with pytest.raises(UsageError, match="--month"):
+        with pytest.raises(MonthError, match="--month"):
             month_of(month, today)
     with pytest.raises(UsageError, match="give --month"):
         with_month(["s3://b/y_{month}.parquet"], "out", None)
