@@ -123,13 +123,16 @@ STOPPED = 3
 def environ(values: dict[str, str]):
     """The server's environment in this process for a while: libpq's password (PGPASSFILE or
     PGPASSWORD) and the object store's settings for the in-process clients."""
-    saved = dict(os.environ)
+    saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
         yield
     finally:
-        os.environ.clear()
-        os.environ.update(saved)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def migrate(spec: dict, env: dict[str, str]) -> str | None:
@@ -163,7 +166,7 @@ def migrate(spec: dict, env: dict[str, str]) -> str | None:
 def back_up(dest: dict | None, uris: dict[str, str], behind: dict, env: dict[str, str]) -> str:
     import mlflow
 
-    what = ", ".join(f"{role} {now or 'new'} -> {head}" for role, (now, head) in behind.items())
+    what = ", ".join(f"{role} {now} -> {head}" for role, (now, head) in behind.items())
     if not dest:
         raise Stopped(f"the schema is behind MLflow {mlflow.__version__} ({what}) and the spec "
                       "names no bucket for a backup: not migrating without one")  # fmt: skip

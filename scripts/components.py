@@ -27,6 +27,7 @@ from pathlib import Path
 
 import requests
 
+from infra import vm_launcher
 from infra.mlflow_server import OPEN_APP, ServerSettings, render
 
 LOOPBACK = "127.0.0.1"
@@ -722,7 +723,6 @@ def mlflow_start(
     rendering with MLflow's app without auth (the plugin's mlops-open): anyone may do anything.
     `backups` (s3://bucket or gs://bucket): where the launcher backs the databases up before it
     migrates a schema that is behind (none: such a database stops the start)."""
-    from infra import vm_launcher
     from infra.mlflow_server import IDENTITIES, database_uri
 
     settings = ServerSettings(
@@ -774,18 +774,8 @@ def mlflow_start(
     return proc
 
 
-@contextlib.contextmanager
-def _environ(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+# Values in os.environ for a while, each key put back as it was after (the launcher's, shared).
+_environ = vm_launcher.environ
 
 
 def https_ok(url: str, ca_cert: Path) -> Callable[[], bool]:
