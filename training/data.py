@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from trip_model.features import model_input
+from trip_model.tlc import InputError, ride_columns
+
 log = logging.getLogger(__name__)
 
 MIN_MINUTES = 1.0
 MAX_MINUTES = 60.0
-CATEGORICAL = ["PU_DO"]
-NUMERICAL = ["trip_distance"]
-FEATURES = CATEGORICAL + NUMERICAL
 TARGET = "duration"
 
 
@@ -74,19 +74,11 @@ def read_trips(uri: str) -> pd.DataFrame:
         raise
     except Exception as exc:  # pyarrow raises several types for a file that is not parquet
         raise DataError(f"{uri}: not a readable parquet file ({exc.__class__.__name__})") from exc
-    for prefix in ("lpep", "tpep"):
-        pickup, dropoff = f"{prefix}_pickup_datetime", f"{prefix}_dropoff_datetime"
-        if pickup in frame.columns and dropoff in frame.columns:
-            frame = frame.rename(columns={pickup: "pickup_datetime", dropoff: "dropoff_datetime"})
-            break
-    else:
-        raise DataError(
-            f"{uri}: not a TLC trip file: needs lpep_ (green) or tpep_ (yellow) "
-            "pickup_datetime and dropoff_datetime columns"
-        )
-    missing = [c for c in ("PULocationID", "DOLocationID", "trip_distance") if c not in frame]
-    if missing:
-        raise DataError(f"{uri}: not a TLC trip file: missing column(s) {', '.join(missing)}")
+    try:
+        columns = ride_columns(uri, set(frame.columns))
+    except InputError as exc:
+        raise DataError(str(exc)) from exc
+    frame = frame.rename(columns={name: out for out, name in columns.items()})
     check_types(uri, frame)
     return frame
 
@@ -152,15 +144,9 @@ def clean(frame: pd.DataFrame) -> tuple[pd.DataFrame, CleaningReport]:
 
 
 def features(frame: pd.DataFrame) -> pd.DataFrame:
-    """The model input: PU_DO ("{PULocationID}_{DOLocationID}") and trip_distance."""
-    pu = frame["PULocationID"].astype("int64").astype(str)
-    do = frame["DOLocationID"].astype("int64").astype(str)
-    return pd.DataFrame(
-        {
-            "PU_DO": (pu + "_" + do).astype(object),
-            "trip_distance": frame["trip_distance"].astype(float),
-        },
-        index=frame.index,
+    """The model input of cleaned trips (trip_model.features: the one builder)."""
+    return model_input(
+        frame["PULocationID"], frame["DOLocationID"], frame["trip_distance"], index=frame.index
     )
 
 

@@ -19,6 +19,7 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
+from trip_model.features import model_input
 from trip_model.rides import MAX_TRIP_DISTANCE, MAX_ZONE, MIN_ZONE
 from trip_model.table import compile_booster
 
@@ -37,14 +38,6 @@ class Scorer:
     path: str  # which candidate predicts, e.g. "region table (227 x 42 x 42)"
     predict: ArrayPredict
     max_diff: float  # largest difference from the pyfunc on the check set
-
-
-def frame(pu: np.ndarray, do: np.ndarray, distance: np.ndarray) -> pd.DataFrame:
-    """The model input the pyfunc takes, built as training.data.features builds it."""
-    pair = pd.Series(pu, dtype="int64").astype(str) + "_" + pd.Series(do, dtype="int64").astype(str)
-    return pd.DataFrame(
-        {"PU_DO": pair.astype(object), "trip_distance": np.asarray(distance, dtype=np.float64)}
-    )
 
 
 def check_set(thresholds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -160,7 +153,7 @@ def _pipeline(model) -> Candidate | None:
     if direct is None:
         return None
     predict_frame, label = direct
-    return Candidate(label, lambda pu, do, distance: predict_frame(frame(pu, do, distance)))
+    return Candidate(label, lambda pu, do, distance: predict_frame(model_input(pu, do, distance)))
 
 
 def candidates(model, threads: int | None = None) -> list[Candidate]:
@@ -187,7 +180,7 @@ def choose(model, version: str, threads: int | None = None) -> Scorer:
     found = candidates(model, threads)
     thresholds = next((c.thresholds for c in found if c.thresholds is not None), None)
     pu, do, distance = check_set(thresholds)
-    expected = np.asarray(model.predict(frame(pu, do, distance)), dtype=np.float64).ravel()
+    expected = np.asarray(model.predict(model_input(pu, do, distance)), dtype=np.float64).ravel()
     for candidate in found:
         try:
             got = np.asarray(candidate.predict(pu, do, distance), dtype=np.float64).ravel()
@@ -210,6 +203,6 @@ def choose(model, version: str, threads: int | None = None) -> Scorer:
         log.warning("%s differs from the pyfunc by %.3g; not used", candidate.label, diff)
 
     def pyfunc(pu, do, distance):
-        return model.predict(frame(pu, do, distance))
+        return model.predict(model_input(pu, do, distance))
 
     return Scorer(version, "pyfunc", pyfunc, 0.0)

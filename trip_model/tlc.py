@@ -57,7 +57,14 @@ def describe(uri: str) -> Source:
         raise InputError(str(exc)) from exc
     except Exception as exc:  # pyarrow raises several types for a file that is not parquet
         raise InputError(f"{uri}: not a readable parquet file ({exc.__class__.__name__})") from exc
-    names = set(metadata.schema.names)
+    columns = ride_columns(uri, set(metadata.schema.names))
+    groups = tuple(metadata.row_group(i).num_rows for i in range(metadata.num_row_groups))
+    return Source(uri, columns, groups, metadata)
+
+
+def ride_columns(uri: str, names: set[str]) -> dict[str, str]:
+    """Where a TLC file's ride columns are: output name -> the file's column name (green files
+    say lpep_, yellow ones tpep_; VendorID when the file has it). The one place that knows."""
     for prefix in ("lpep", "tpep"):
         if {f"{prefix}_pickup_datetime", f"{prefix}_dropoff_datetime"} <= names:
             break
@@ -79,8 +86,7 @@ def describe(uri: str) -> Source:
     }
     if "VendorID" not in names:
         del columns["VendorID"]
-    groups = tuple(metadata.row_group(i).num_rows for i in range(metadata.num_row_groups))
-    return Source(uri, columns, groups, metadata)
+    return columns
 
 
 def plan(sources: list[Source], shard: int, shards: int) -> list[Unit]:

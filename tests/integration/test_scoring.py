@@ -16,7 +16,7 @@ import pytest
 
 from scripts import components as c
 from training.generate import generate_month
-from trip_model.predict import frame
+from trip_model.features import model_input
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -94,7 +94,7 @@ def test_two_array_tasks_score_a_month_from_s3_into_s3(platform, champion, s3_en
     pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
     original = rides.to_pandas()
     expected = pyfunc.predict(
-        frame(original.PULocationID, original.DOLocationID, original.trip_distance)
+        model_input(original.PULocationID, original.DOLocationID, original.trip_distance)
     )
     assert np.array_equal(scored["predicted_duration"].to_numpy(), expected)
 

@@ -21,7 +21,8 @@ import pytest
 from scoring import job
 from scoring.__main__ import UsageError, parser, shard_of, with_month
 from tests.conftest import write_tlc
-from trip_model.predict import choose, frame
+from trip_model.features import model_input
+from trip_model.predict import choose
 from trip_model.tlc import InputError, MonthError, month_of
 
 
@@ -53,7 +54,7 @@ def test_one_shard_scores_every_ride_as_the_pyfunc_does(tmp_path, scorer, pyfunc
     assert out.column("row").to_pylist() == list(range(5000))
     original = pq.read_table(source).to_pandas()
     expected = pyfunc.predict(
-        frame(original.PULocationID, original.DOLocationID, original.trip_distance)
+        model_input(original.PULocationID, original.DOLocationID, original.trip_distance)
     )
     assert np.array_equal(out.column("predicted_duration").to_numpy(), expected)
     assert out.column("pickup_datetime").to_pylist() == original.tpep_pickup_datetime.tolist()
@@ -136,7 +137,7 @@ def test_rides_the_model_cannot_score_are_flagged_not_fatal(tmp_path, scorer, py
     ]
     predicted = out.column("predicted_duration").to_pylist()
     assert predicted[1:] == [None] * 9
-    assert predicted[0] == pyfunc.predict(frame([43], [151], [1.8]))[0]
+    assert predicted[0] == pyfunc.predict(model_input([43], [151], [1.8]))[0]
     assert (summary.rows, summary.scored) == (10, 1)
     assert summary.flagged["trip_distance missing"] == 2
 

@@ -11,7 +11,8 @@ import pytest
 from tests.unit.test_predict_path import save_and_load as saved_pyfunc
 from training.data import load
 from training.models import Candidate
-from trip_model.predict import check_set, choose, frame
+from trip_model.features import model_input
+from trip_model.predict import check_set, choose
 from trip_model.table import compile_booster
 
 
@@ -52,7 +53,7 @@ def test_the_champion_is_scored_through_the_table_with_the_pyfunc_s_exact_predic
     assert scorer.path.startswith("region table")
     assert (scorer.version, scorer.max_diff) == ("7", 0.0)
     pu, do, distance = rides
-    expected = pyfunc.predict(frame(pu, do, distance))
+    expected = pyfunc.predict(model_input(pu, do, distance))
     got = scorer.predict(pu, do, distance)
     assert got.dtype == np.float64 and np.array_equal(got, expected)
 
@@ -154,7 +155,7 @@ def test_the_baseline_is_scored_through_its_pipeline_and_other_models_through_th
     assert scorer.path == "direct (FunctionTransformer -> DictVectorizer -> LinearRegression)"
     pu, do, distance = (a[:300] for a in rides)
     np.testing.assert_array_equal(
-        scorer.predict(pu, do, distance), pyfunc.predict(frame(pu, do, distance))
+        scorer.predict(pu, do, distance), pyfunc.predict(model_input(pu, do, distance))
     )
 
     class Mean(mlflow.pyfunc.PythonModel):
