@@ -1,8 +1,15 @@
-"""ASGI entrypoint, `services.model_api.main:app`: run by `python -m services.model_api.serve`."""
+"""ASGI entrypoint, `services.model_api.main:app`: imported once by each worker that
+`python -m services.model_api.serve` starts, so this is where a worker tunes its process."""
 
 import logging
 
+from services.model_api import worker
 from services.model_api.app import create_app
+from services.model_api.model import ModelHolder
+from services.model_api.settings import get_settings
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-app = create_app()
+settings = get_settings()
+worker.tune(settings)
+holder = ModelHolder(settings, after_swap=worker.settle_heap)
+app = create_app(settings, holder)

@@ -14,13 +14,11 @@ pyfunc. Rides reach it as three arrays, with no DataFrame in between.
 
 from __future__ import annotations
 
-import gc
 import logging
-import os
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,21 +50,11 @@ class Loaded:
         return np.asarray(self.predict_arrays(pu, do, distance), dtype=np.float64).ravel()
 
 
-def settle_heap() -> None:
-    """Collect what the last model left, then freeze the heap: Python's full collections walk
-    every tracked object, and a worker's heap (MLflow, pandas, scikit-learn, the model) made each
-    one a pause of ~160 ms that landed on whichever requests were waiting (the p99). Frozen
-    objects are never walked again, so later collections see only what requests and the
-    prediction log allocate. Called after each swap, when the old model has been let go; the
-    unfreeze first lets its cycles be collected rather than kept forever."""
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
-
-
 class ModelHolder:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, after_swap: Callable[[], None] | None = None) -> None:
         self.settings = settings
+        # Run once a new model is served and the old one let go (the worker's settle_heap).
+        self.after_swap = after_swap
         self.current: Loaded | None = None
         self.error: str | None = f"{self.uri}: not loaded yet, first attempt in progress"
         # Why no model, for machines (deploy scripts): loading, no_model_version (the alias points
@@ -113,7 +101,8 @@ class ModelHolder:
             return self._failed(exc, "load_failed")
         previous = self.current.version if self.current else None
         self.current = Loaded(version, time.time(), predict, path)
-        settle_heap()
+        if self.after_swap:
+            self.after_swap()
         self.error = None
         self.reason_code = "ready"
         self.last_refresh = "ok"
@@ -144,11 +133,6 @@ class ModelHolder:
             self._stop.wait(wait)
 
     def start(self) -> None:
-        # The registry client's own defaults (7 retries with backoff, 120 s timeouts) would hide
-        # an outage for minutes and hold a fresh instance's first answer as long. This process
-        # talks to the registry only from here (and the model download), so it sets them.
-        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(self.settings.registry_retries)
-        os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(self.settings.registry_timeout_seconds)
         self._thread = threading.Thread(target=self._run, name="model-loader", daemon=True)
         self._thread.start()
 

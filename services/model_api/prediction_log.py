@@ -17,7 +17,6 @@ import datetime as dt
 import logging
 import os
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -40,7 +39,6 @@ Features = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 log = logging.getLogger(__name__)
 
-SWITCH_INTERVAL_S = 0.001
 ONE_RIDE = 7  # the length of a one-ride chunk (see PredictionLog.record)
 MICROS_PER_DAY = 86_400_000_000
 
@@ -170,12 +168,6 @@ class PredictionLog:
                 self.flush()
 
     def start(self) -> None:
-        # A flush holds the GIL for some milliseconds at a time (joining the buffer, building the
-        # table, boto3's request); with CPython's default 5 ms switch interval a request that
-        # arrives meanwhile waits that long at each of its steps. The worker hands the GIL over
-        # after 1 ms instead (measured with wrk: single-ride p99 with the log on, see
-        # docs/benchmarks.md).
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import socket
 import time
@@ -20,6 +21,7 @@ from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
 from services.model_api.app import create_app
+from services.model_api.model import ModelHolder
 from services.model_api.routes.predict import read_body
 from services.model_api.schemas import MAX_BATCH
 from services.model_api.settings import Settings
@@ -359,8 +361,9 @@ def test_a_registry_outage_shows_in_ready_within_a_refresh_and_the_model_keeps_s
     """MLflow's client retried 7 times with backoff: a running API said plain ready for minutes
     after the registry died. Now the next refresh says so, /predict goes on serving the loaded
     version, and /ready tells how stale its knowledge is."""
-    app = create_app(Settings(model_name="api", refresh_seconds=0.3, retry_seconds=0.3))
-    with TestClient(app) as client, blackhole() as dead:
+    settings = Settings(model_name="api", refresh_seconds=0.3, retry_seconds=0.3)
+    app = create_app(settings)
+    with tuned_worker(settings), TestClient(app) as client, blackhole() as dead:
         wait_for(lambda: client.get("/ready").status_code == 200)
         assert client.get("/ready").json()["registry"] == "ok"
         mlflow.set_tracking_uri(dead)  # the registry stops answering
@@ -379,8 +382,9 @@ def test_a_registry_outage_shows_in_ready_within_a_refresh_and_the_model_keeps_s
 def test_a_fresh_instance_says_why_at_once_and_is_ready_soon_after_the_registry_is(
     champion, local_store
 ):
-    app = create_app(Settings(model_name="api", retry_seconds=0.5))
-    with blackhole() as dead:
+    settings = Settings(model_name="api", retry_seconds=0.5)
+    app = create_app(settings)
+    with tuned_worker(settings), blackhole() as dead:
         mlflow.set_tracking_uri(dead)
         with TestClient(app) as client:
             started = time.monotonic()
@@ -398,6 +402,36 @@ def test_a_fresh_instance_says_why_at_once_and_is_ready_soon_after_the_registry_
 
 
 @contextlib.contextmanager
+def tuned_worker(settings):
+    """This process tuned as a worker is (worker.tune: the registry client's retries and
+    timeout), and as it was again afterwards."""
+    import sys
+
+    from services.model_api import worker
+
+    keys = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")
+    saved, interval = {k: os.environ.get(k) for k in keys}, sys.getswitchinterval()
+    worker.tune(settings)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def test_the_holder_runs_its_after_swap_once_per_new_model(champion, months):
+    """The worker's heap freeze (after_swap) follows each swap, not each refresh."""
+    swaps = []
+    holder = ModelHolder(Settings(model_name="api"), after_swap=lambda: swaps.append(1))
+    assert holder.refresh() is True and swaps == [1]
+    assert holder.refresh() is False and swaps == [1]  # the same version: nothing to settle
+
+
+@contextlib.contextmanager
 def blackhole():
     """An HTTP address that accepts connections and never answers (a dead or firewalled
     server: the slow kind of outage, unlike a refused connection)."""
@@ -408,32 +442,6 @@ def blackhole():
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         sock.close()
-
-
-def test_a_loaded_model_leaves_the_heap_frozen_and_a_replaced_one_collectable(client):
-    """Full collections would walk the whole worker heap (a ~160 ms pause on requests): once a
-    model is served the heap is frozen; a model let go later is still collected, cycles and
-    all, at the next swap, never kept forever by the freeze."""
-    import gc
-    import weakref
-
-    from services.model_api.model import settle_heap
-
-    # MLflow, pandas, the model: frozen at load (waited for: another app's loader thread may be
-    # between its unfreeze and freeze, a collection of ~0.1 s, when this looks)
-    assert wait_for(lambda: gc.get_freeze_count() > 10_000, timeout=30)
-
-    class Old:
-        pass
-
-    old = Old()
-    old.cycle = old  # only the cycle collector can free it
-    gone = weakref.ref(old)
-    gc.freeze()  # as if it were part of the model frozen at the last swap
-    del old
-    settle_heap()
-    assert gone() is None
-    assert gc.get_freeze_count() > 10_000
 
 
 def test_the_routes_read_their_headers_as_starlette_would():
