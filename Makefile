@@ -46,10 +46,10 @@ test-no-servers: $(STAMP) test-tools ## all but the integration tests: no Postgr
 test-infra: $(STAMP) test-tools ## only the Pulumi program tests (mocks, cloud-init schema)
 	$(PY) -m pytest tests/infra
 
-lint: $(STAMP) ## ruff, hadolint (Dockerfiles), shellcheck (shell scripts), actionlint (workflows)
+lint: $(STAMP) ## ruff, hadolint (Dockerfile), shellcheck (shell scripts), actionlint (workflows)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/hadolint training/Dockerfile services/model_api/Dockerfile scoring/Dockerfile monitoring/Dockerfile
+	$(VENV)/bin/hadolint Dockerfile
 	$(VENV)/bin/shellcheck .ci/run scripts/deploy scripts/destroy scripts/preview scripts/smoke scripts/vm-image scripts/renew-cert infra/vm_bootstrap.sh infra/acme_deploy_hook.sh scripts/ensure-test-tools
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/actionlint .github/workflows/*.yml
 

@@ -2,13 +2,13 @@
 
     python -m scripts.images [--check] [--stand-in-base]
 
-Builds taxi-model-api, taxi-training, taxi-scoring and taxi-monitoring from their Dockerfiles
-(GIT_COMMIT from `git rev-parse HEAD`) and prints each one's build time and size. With --check it
-then starts a platform on loopback (PostgreSQL, moto, the MLflow server with auth and HTTPS), runs
-the training image once as `trainer` (it must register a version and make it champion) and the
-model API image as `model-api` on a port of its own (it must become healthy by Docker's
-HEALTHCHECK, serve that version and predict), and stops everything. Containers use the host's
-network (the platform listens on 127.0.0.1) and get the platform's CA as a read-only file.
+Builds taxi-model-api, taxi-training, taxi-scoring and taxi-monitoring, each from its target of
+the root Dockerfile (GIT_COMMIT from `git rev-parse HEAD`), and prints each one's build time and
+size. With --check it then starts a platform on loopback (PostgreSQL, moto, the MLflow server with
+auth and HTTPS), runs the training image once as `trainer` (it must register a version and make it
+champion) and the model API image as `model-api` on a port of its own (it must become healthy by
+Docker's HEALTHCHECK, serve that version and predict), and stops everything. Containers use the
+host's network (the platform listens on 127.0.0.1) and get the platform's CA as a read-only file.
 
 For machines with a Docker daemon. --stand-in-base is for one that cannot pull python:3.11-slim
 (no Docker Hub): it makes a local image under that tag with debootstrap (Debian bookworm, its
@@ -29,11 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = ROOT / "Dockerfile"
+# Each image's build target in DOCKERFILE.
 IMAGES = {
-    "taxi-model-api": "services/model_api/Dockerfile",
-    "taxi-training": "training/Dockerfile",
-    "taxi-scoring": "scoring/Dockerfile",
-    "taxi-monitoring": "monitoring/Dockerfile",
+    "taxi-model-api": "model-api",
+    "taxi-training": "training",
+    "taxi-scoring": "scoring",
+    "taxi-monitoring": "monitoring",
 }
 BASE = "python:3.11-slim"
 
@@ -64,12 +66,12 @@ class Built:
     size_mb: float
 
 
-def build(tag: str, dockerfile: str, commit: str) -> Built:
+def build(tag: str, target: str, commit: str) -> Built:
     """One image, with the host's network for its downloads (a daemon without a bridge)."""
     started = time.monotonic()
     docker(
         "build", "--network", "host", "--build-arg", f"GIT_COMMIT={commit}",
-        "-f", str(ROOT / dockerfile), "-t", tag, str(ROOT),
+        "-f", str(DOCKERFILE), "--target", target, "-t", tag, str(ROOT),
     )  # fmt: skip
     seconds = time.monotonic() - started
     size = int(docker("image", "inspect", "--format", "{{.Size}}", tag).stdout.strip())
@@ -249,8 +251,8 @@ def main(argv: list[str] | None = None) -> int:
             with tempfile.TemporaryDirectory() as work:
                 stand_in_base(Path(work))
         commit = git_commit()
-        for tag, dockerfile in IMAGES.items():
-            built = build(tag, dockerfile, commit)
+        for tag, target in IMAGES.items():
+            built = build(tag, target, commit)
             print(
                 f"{built.tag:16} {built.size_mb:7.0f} MB  built in {built.seconds:5.0f} s",
                 flush=True,

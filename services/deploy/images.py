@@ -1,5 +1,5 @@
-"""The four images, built from the repository's Dockerfiles and pushed by Pulumi (docker-build
-provider), unless the stack names prebuilt ones."""
+"""The four images, built from their targets of the repository's Dockerfile and pushed by Pulumi
+(docker-build provider), unless the stack names prebuilt ones."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import pulumi
 import pulumi_docker_build as docker_build
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCKERFILES = {
-    "model-api": ROOT / "services/model_api/Dockerfile",
-    "training": ROOT / "training/Dockerfile",
-    "scoring": ROOT / "scoring/Dockerfile",
-    "monitoring": ROOT / "monitoring/Dockerfile",
+DOCKERFILE = ROOT / "Dockerfile"
+# Each image's build target in DOCKERFILE.
+TARGETS = {
+    "model-api": "model-api",
+    "training": "training",
+    "scoring": "scoring",
+    "monitoring": "monitoring",
 }
 
 
@@ -39,11 +41,13 @@ def build(
     registry: docker_build.RegistryArgs,
     parent: pulumi.Resource | None = None,
 ) -> pulumi.Output[str]:
-    """Build DOCKERFILES[name] for linux/amd64, push it, and return its digest reference."""
+    """Build DOCKERFILE's target for image `name` (TARGETS) for linux/amd64, push it, and return
+    its digest reference."""
     image = docker_build.Image(
         f"{name}-image",
         context=docker_build.BuildContextArgs(location=str(ROOT)),
-        dockerfile=docker_build.DockerfileArgs(location=str(DOCKERFILES[name])),
+        dockerfile=docker_build.DockerfileArgs(location=str(DOCKERFILE)),
+        target=TARGETS[name],
         build_args={"GIT_COMMIT": git_commit()},
         platforms=[docker_build.Platform.LINUX_AMD64],
         push=True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 from services.deploy.config import DEFAULTS
 from tests.infra.conftest import SERVICES_GCP_OVERRIDES, run_services
@@ -14,12 +15,29 @@ ECS_SERVICE = "aws:ecs/service:Service"
 TASK = "aws:ecs/taskDefinition:TaskDefinition"
 RUN_SERVICE = "gcp:cloudrunv2/service:Service"
 RUN_JOB = "gcp:cloudrunv2/job:Job"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def containers(declared, name: str) -> dict:
     task = next(t for t in declared.of_type(TASK) if t["name"] == name)
     [container] = json.loads(task["inputs"]["containerDefinitions"])
     return container
+
+
+# Each image resource and its target of the root Dockerfile, which copies only what it runs.
+IMAGE_TARGETS = {
+    "model-api-image": "model-api",
+    "training-image": "training",
+    "scoring-image": "scoring",
+    "monitoring-image": "monitoring",
+}
+
+
+def built_targets(declared) -> dict[str, str]:
+    """Each docker-build Image's target; all are built from the one Dockerfile at the root."""
+    images = declared.of_type("docker-build:index:Image")
+    assert {i["inputs"]["dockerfile"]["location"] for i in images} == {str(ROOT / "Dockerfile")}
+    return {i["name"]: i["inputs"]["target"] for i in images}
 
 
 def policy(declared, name: str) -> dict:
@@ -152,13 +170,7 @@ def test_aws_images_scan_on_push_and_expire(services_aws):
         (rule,) = json.loads(policy["inputs"]["policy"])["rules"]
         assert rule["selection"]["countNumber"] == 20 and rule["action"] == {"type": "expire"}
     images = services_aws.of_type("docker-build:index:Image")
-    dockerfiles = {i["inputs"]["dockerfile"]["location"] for i in images}
-    assert {tuple(d.split("/")[-2:]) for d in dockerfiles} == {
-        ("model_api", "Dockerfile"),
-        ("training", "Dockerfile"),
-        ("scoring", "Dockerfile"),
-        ("monitoring", "Dockerfile"),
-    }
+    assert built_targets(services_aws) == IMAGE_TARGETS
     assert all(i["inputs"]["push"] is True for i in images)
     # Built from this commit: the training image tags its runs with it.
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout
@@ -477,6 +489,12 @@ def test_gcp_invocation_is_public_only_when_configured_and_binds_no_all_users(
     )
     [service] = [r for r in private["resources"] if r["name"] == "mlops-model-api"]
     assert service["inputs"]["invokerIamDisabled"] is False
+
+
+def test_gcp_images_are_their_targets_of_the_root_dockerfile(services_gcp):
+    """Without a target the build would produce the Dockerfile's last stage for every image: the
+    jobs would run the model API."""
+    assert built_targets(services_gcp) == IMAGE_TARGETS
 
 
 def test_gcp_the_registry_deletes_old_images_but_the_newest(services_gcp):

@@ -14,26 +14,25 @@ import pytest
 import requests
 
 from scripts import components as c
+from tests.dockerfile import DOCKERFILE, last, stages, target_text
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def dockerfile_env_and_cmd(path: Path) -> tuple[dict[str, str], list[str]]:
-    """ENV pairs and the exec-form CMD of a Dockerfile (enough for our two files)."""
-    text = path.read_text().replace("\\\n", " ")
+def target_env_and_cmd(target: str) -> tuple[dict[str, str], list[str]]:
+    """ENV pairs and the exec-form CMD of one target of the Dockerfile (enough for ours)."""
+    text = target_text(target)
     env: dict[str, str] = {}
     for line in text.splitlines():
         if line.startswith("ENV "):
             for key, value in re.findall(r"(\w+)=(\S+)", line):
                 env[key] = value
-    cmd = next(line for line in text.splitlines() if line.startswith("CMD "))
-
-    return env, json.loads(cmd[len("CMD ") :])
+    return env, json.loads(last(text, "CMD"))
 
 
 def test_model_api_image_command_runs_with_two_workers_and_shared_metrics(tmp_path):
-    env, cmd = dockerfile_env_and_cmd(ROOT / "services/model_api/Dockerfile")
+    env, cmd = target_env_and_cmd("model-api")
     port = c.free_port()
     multiproc = tmp_path / "prometheus"
     multiproc.mkdir()
@@ -68,10 +67,8 @@ def test_model_api_image_command_runs_with_two_workers_and_shared_metrics(tmp_pa
     [("training", "--train"), ("scoring", "--shard"), ("monitoring", "--prediction-log")],
 )
 def test_job_image_entrypoints_are_the_clis(job, flag):
-    _, cmd = dockerfile_env_and_cmd(ROOT / job / "Dockerfile")
-    text = (ROOT / job / "Dockerfile").read_text()
-    entrypoint = next(line for line in text.splitlines() if line.startswith("ENTRYPOINT "))
-    assert entrypoint == f'ENTRYPOINT ["python", "-m", "{job}"]'
+    _, cmd = target_env_and_cmd(job)  # the job's target is named after it
+    assert last(target_text(job), "ENTRYPOINT") == f'["python", "-m", "{job}"]'
     result = subprocess.run(
         [sys.executable, "-m", job, *cmd], capture_output=True, text=True, cwd=ROOT
     )
@@ -79,7 +76,7 @@ def test_job_image_entrypoints_are_the_clis(job, flag):
 
 
 # Imports with only the image's /app on the path: not the repository (which the editable install
-# puts on sys.path), so a module the Dockerfile forgot to copy fails here.
+# puts on sys.path), so a module the image's target forgot to copy fails here.
 IMAGE_IMPORTS = """
 import sys
 sys.path[:] = [p for p in sys.path if p.rstrip("/") != {root!r}]
@@ -90,28 +87,28 @@ assert "training" not in sys.modules, "imports training, whose features the mode
 
 
 @pytest.mark.parametrize(
-    ("dockerfile", "modules"),
+    ("target", "modules"),
     [
-        ("scoring/Dockerfile",
+        ("scoring",
          ["scoring.__main__", "scoring.job", "trip_model.predict"]),
-        ("training/Dockerfile", ["training.__main__", "training.train", "training.months"]),
-        ("monitoring/Dockerfile",
+        ("training", ["training.__main__", "training.train", "training.months"]),
+        ("monitoring",
          ["monitoring.__main__", "monitoring.job", "monitoring.report", "trip_model.predict"]),
-        ("services/model_api/Dockerfile",
+        ("model-api",
          ["services.model_api.serve", "services.model_api.main", "services.model_api.prediction_log"]),
     ],
 )  # fmt: skip
-def test_each_image_holds_every_module_its_job_imports(tmp_path, dockerfile, modules):
-    text = (ROOT / dockerfile).read_text()
-    for source, target in re.findall(r"^COPY (\S+) (\./\S+)$", text, re.M):
-        origin, dest = ROOT / source, tmp_path / target
+def test_each_image_holds_every_module_its_job_imports(tmp_path, target, modules):
+    text = target_text(target)
+    for source, dest_rel in re.findall(r"^COPY (\S+) (\./\S+)$", text, re.M):
+        origin, dest = ROOT / source, tmp_path / dest_rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         if origin.is_dir():
             shutil.copytree(origin, dest)
         else:
             shutil.copy(origin, dest)
     code = IMAGE_IMPORTS.format(root=str(ROOT), modules=modules)
-    if dockerfile.startswith("training"):
+    if target == "training":
         code = code.rsplit("assert", 1)[0]  # the training job is the one that may
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path
@@ -119,30 +116,41 @@ def test_each_image_holds_every_module_its_job_imports(tmp_path, dockerfile, mod
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-def test_dockerfiles_pass_hadolint_and_run_as_non_root():
-    for rel in ("training/Dockerfile", "services/model_api/Dockerfile", "scoring/Dockerfile",
-                "monitoring/Dockerfile"):  # fmt: skip
-        result = subprocess.run(
-            [str(c.BIN / "hadolint"), rel], capture_output=True, text=True, cwd=ROOT
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        users = [
-            shlex.split(line)[1]
-            for line in (ROOT / rel).read_text().splitlines()
-            if line.startswith("USER ")
-        ]
-        assert users and not users[-1].startswith(("0", "root"))
+TARGETS = ("model-api", "training", "scoring", "monitoring")
 
 
-def test_each_image_copies_its_own_code_and_the_layers_below_only():
-    """The jobs' images hold no API and the API's no job: what they share is the core
-    (trip_model) and the foundations (tests/unit/test_layering.py)."""
+def test_the_dockerfile_passes_hadolint_and_its_targets_are_the_images_run_as_non_root():
+    result = subprocess.run(
+        [str(c.BIN / "hadolint"), str(DOCKERFILE)], capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    known = stages()
+    below = {parent for parent, _ in known.values()}
+    assert {name for name in known if name not in below} == set(TARGETS)
+    for target in TARGETS:
+        user = shlex.split(last(target_text(target), "USER"))[0]
+        assert not user.startswith(("0", "root")), target
 
-    def copied(dockerfile: str) -> set[str]:
-        text = (ROOT / dockerfile).read_text()
-        return {s.split("/")[0] for s, _ in re.findall(r"^COPY (\S+) (\./\S+)$", text, re.M)}
 
-    assert copied("scoring/Dockerfile") == {"trip_model", "storage", "tracking_ca", "scoring"}
-    assert copied("monitoring/Dockerfile") == {"trip_model", "storage", "tracking_ca", "monitoring"}
-    assert "scoring" not in copied("services/model_api/Dockerfile")
-    assert "trip_model" in copied("services/model_api/Dockerfile")
+# What each target copies besides the project file and the lock its dependencies come from.
+COPIES = {
+    "model-api": {"services/__init__.py", "services/model_api", "trip_model", "storage",
+                  "tracking_ca"},
+    "training": {"trip_model", "storage", "tracking_ca", "training"},
+    "scoring": {"trip_model", "storage", "tracking_ca", "scoring"},
+    "monitoring": {"trip_model", "storage", "tracking_ca", "monitoring"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_each_image_copies_its_own_code_and_the_layers_below_only(target):
+    """The jobs' images hold no API and the API's no job (nor the deployment code beside it in
+    services/): what they share is the core (trip_model) and the foundations
+    (tests/unit/test_layering.py). Every COPY or ADD of the target's stages counts."""
+    sources: set[str] = set()
+    for line in target_text(target).splitlines():
+        instruction, *args = line.split()
+        if instruction.upper() in ("COPY", "ADD"):
+            args = [a for a in args if not a.startswith("--")]  # --chown, --from …
+            sources |= set(args[:-1])
+    assert sources == {"pyproject.toml", "uv.lock"} | COPIES[target]

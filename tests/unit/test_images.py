@@ -17,6 +17,7 @@ import pytest
 from infra.vm_requirements import Lock
 from scripts.components import free_port
 from scripts.images import IMAGES
+from tests.dockerfile import target_text
 
 ROOT = Path(__file__).resolve().parents[2]
 NEVER = (
@@ -32,7 +33,8 @@ NEVER = (
 
 
 def dockerfile(name: str) -> str:
-    return (ROOT / IMAGES[name]).read_text()
+    """What the image's target of the root Dockerfile is built from: its stages, base first."""
+    return target_text(IMAGES[name])
 
 
 @pytest.mark.parametrize("image", sorted(IMAGES))
