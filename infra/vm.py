@@ -1,21 +1,21 @@
-"""The tracking VM's bootstrap: one cloud-init document for AWS and GCP.
+"""The tracking VM's bootstrap, for AWS and GCP: a small user-data and one bundle of files.
 
-It writes the server spec rendered by infra.mlflow_server (argv and non-secret env), the units,
-and the environment's requirements from uv.lock (infra.vm_requirements: every package pinned and
-hash-checked); then one bootstrap script (infra/vm_bootstrap.sh) installs the log agent, uv (its
-wheel checked against the lock), Python 3.11 and that environment, fetches the server's code
-bundle (the launcher and the MLflow plugin, uploaded by the platform program to the artifact
-bucket under its sha256: server_bundle) and starts the server under a systemd unit with
-Restart=always. A step that fails is retried, and one that keeps failing
-stops the bootstrap with a line on the serial console (see scripts/smoke) before the server is
-ever enabled. It carries no secret value: the launcher fetches the secrets at every start through
-the VM's identity.
+The user-data is a cloud-config document that carries only the fetcher (infra/vm_fetch_bundle.py,
+as in the repository) and the name and sha256 of the server's bundle, which the platform program
+uploads to the artifact bucket (ServerBundle: one JSON object named by its sha256). At first boot
+the fetcher reads it through the VM's own identity, checks its sha256 and writes its files: the
+server's spec rendered by infra.mlflow_server (argv and non-secret env), the units, the
+environment's requirements from uv.lock (infra.vm_requirements: every package pinned and
+hash-checked), the launcher and the MLflow plugin; then the bootstrap script (infra/vm_bootstrap.sh)
+installs the log agent, uv (its wheel checked against the lock), Python 3.11 and that environment
+and starts the server under a systemd unit with Restart=always. A step that fails is retried, and
+one that keeps failing stops the bootstrap with a line on the serial console (see scripts/smoke)
+before the server is ever enabled. Neither carries a secret value: the launcher fetches the
+secrets at every start through the VM's identity.
 """
 
 from __future__ import annotations
 
-import ast
-import base64
 import hashlib
 import ipaddress
 import json
@@ -69,8 +69,9 @@ BACKUP_SOURCE = Path(__file__).with_name("db_backup.py")
 FETCH_SOURCE = Path(__file__).with_name("vm_fetch_bundle.py")
 BOOTSTRAP_SOURCE = Path(__file__).with_name("vm_bootstrap.sh")
 ACME_HOOK_SOURCE = Path(__file__).with_name("acme_deploy_hook.sh")
-USER_DATA_LIMIT = 16 * 1024
-"""EC2's limit on user-data, raw (before base64)."""
+USER_DATA_LIMIT = 8 * 1024
+"""What the user-data may grow to: half of EC2's 16 KB (raw, before base64), uncompressed, so
+the fetcher keeps its comments and docstrings and the VM runs the repository's text."""
 
 
 @dataclass(frozen=True)
@@ -366,8 +367,8 @@ WantedBy=timers.target
 
 @dataclass(frozen=True)
 class DatabaseCa:
-    """The database's CA, for DB_CA_PATH: its PEM (small, in the user-data), or an HTTPS URL the
-    VM fetches it from at boot (a bundle too large for EC2's 16 KB of user-data)."""
+    """The database's CA, for DB_CA_PATH: its PEM (in the server's bundle), or an HTTPS URL the
+    VM fetches it from at boot (AWS's bundle of every region's RDS CAs, which AWS publishes)."""
 
     pem: str | None = None
     url: str | None = None
@@ -381,11 +382,22 @@ class DatabaseCa:
 
 @dataclass(frozen=True)
 class ServerBundle:
-    """The server's code as the VM installs it, one JSON text: {"files": {path under PREFIX:
-    text}} (the launcher and the MLflow plugin, as in the repository). Its key in the bucket is
-    named by its sha256, so a changed bundle is a new object and a new user-data (a new VM)."""
+    """Every file the VM needs but the fetcher, as one JSON text: {"files": {absolute path:
+    {"mode": "0644", "text": ...}}}: the stack's settings (the server's spec, the bootstrap's
+    parameters, the CAs, the log agent's configuration) and the repository's files as they are
+    (the bootstrap script, the lock's requirements, the units, the launcher, the MLflow plugin).
+    Its key in the bucket is named by its sha256, which the user-data carries: a changed bundle is
+    a new object and a new user-data (a new VM)."""
 
     text: str
+
+    @classmethod
+    def of(cls, files: list[tuple[str, str, str]]) -> ServerBundle:
+        """The bundle of (path, mode, text) files, the same text for the same files."""
+        entries = {path: {"mode": mode, "text": text} for path, mode, text in files}
+        if len(entries) != len(files):
+            raise ValueError("two files of the bundle have the same path")
+        return cls(json.dumps({"files": entries}, sort_keys=True, indent=1) + "\n")
 
     @property
     def sha256(self) -> str:
@@ -396,54 +408,24 @@ class ServerBundle:
         return f"{BUNDLE_PREFIX}/{self.sha256}.json"
 
     def files(self) -> dict[str, str]:
-        return json.loads(self.text)["files"]
+        """Path -> text."""
+        return {path: entry["text"] for path, entry in json.loads(self.text)["files"].items()}
+
+    def modes(self) -> dict[str, str]:
+        return {path: entry["mode"] for path, entry in json.loads(self.text)["files"].items()}
 
 
-def server_bundle() -> ServerBundle:
-    site = Path(SITE_DIR).relative_to(PREFIX)
-    files = {
-        str(Path(LAUNCHER_PATH).relative_to(PREFIX)): LAUNCHER_SOURCE.read_text(),
-        str(Path(BACKUP_PATH).relative_to(PREFIX)): BACKUP_SOURCE.read_text(),
-        **{f"{site}/{name}": text for name, text in site_files().items()},
-    }
-    return ServerBundle(json.dumps({"files": files}, sort_keys=True, indent=1) + "\n")
+def code_files() -> list[tuple[str, str, str]]:
+    """The repository's code the server runs, byte for byte: the launcher, the backup module it
+    imports, and the MLflow plugin (mlops_auth and its dist-info) on the server's PYTHONPATH."""
+    return [
+        (LAUNCHER_PATH, "0644", LAUNCHER_SOURCE.read_text()),
+        (BACKUP_PATH, "0644", BACKUP_SOURCE.read_text()),
+        *((f"{SITE_DIR}/{name}", "0644", text) for name, text in site_files().items()),
+    ]
 
 
-def shipped_python(path: Path) -> str:
-    """A Python file as the user-data carries it: the same code without its docstrings and
-    comments (EC2 takes 16 KB of user-data; the readable copy is the repository's)."""
-    source = path.read_text()
-    tree = ast.parse(source)
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if not isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            continue
-        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
-            if isinstance(body[0].value.value, str):
-                node.body = body[1:] or [ast.Pass()]
-    first = source.splitlines()[0]
-    shebang = f"{first}\n" if first.startswith("#!") else ""
-    return f"{shebang}# {path.name} from the repository, docstrings and comments left out\n" + (
-        ast.unparse(tree) + "\n"
-    )
-
-
-def is_comment_line(line: str) -> bool:
-    """A shell line that is only a comment and no shellcheck directive."""
-    text = line.lstrip()
-    return text.startswith("#") and not text.startswith("# shellcheck ")
-
-
-def shipped_shell(path: Path) -> str:
-    """A shell script as the user-data carries it: its shebang and its lines without the lines
-    that are only a comment, shellcheck's directives kept (the scripts here have no multi-line
-    strings or heredocs)."""
-    shebang, *lines = path.read_text().splitlines(keepends=True)
-    code = "".join(line for line in lines if not is_comment_line(line))
-    return f"{shebang}# {path.name} from the repository, comment lines left out\n{code}"
-
-
-def user_data(
+def server_bundle(
     settings: ServerSettings,
     secrets: SecretSource,
     db_ca: DatabaseCa,
@@ -455,15 +437,14 @@ def user_data(
     tracking_ca_pem: str,
     gc_days: int,
     private_ip: str,
-) -> str:
-    """The cloud-config document for the tracking VM (the same for both clouds). The server's
-    key and certificate stay in the secret store until the launcher runs (a renewed certificate
-    is a new secret version, never a new VM: the mlflow-tls timer restarts the server for it).
-    The VM fetches server_bundle() from `bucket_url` (s3://bucket or gs://bucket), where the
-    platform program puts it under its key. With a `domain`, the VM also keeps a Let's Encrypt
-    certificate for it (acme_units). Before a migration the launcher backs the databases up to
-    the same bucket, and on AWS also snapshots `rds_instance` (infra.db_backup). A daily timer
-    runs `mlflow gc` for runs deleted more than `gc_days` ago, through the server at
+) -> ServerBundle:
+    """The tracking VM's files (the same for both clouds but the log agent and the lock's
+    group). The server's key and certificate stay in the secret store until the launcher runs
+    (a renewed certificate is a new secret version, never a new VM: the mlflow-tls timer restarts
+    the server for it). With a `domain`, the VM also keeps a Let's Encrypt certificate for it
+    (acme_units). Before a migration the launcher backs the databases up to `bucket_url`
+    (s3://bucket or gs://bucket), and on AWS also snapshots `rds_instance` (infra.db_backup). A
+    daily timer runs `mlflow gc` for runs deleted more than `gc_days` ago, through the server at
     `private_ip` (or the domain), verified with `tracking_ca_pem`."""
     if settings.mlflow_bin != f"{VENV}/bin/mlflow":
         raise ValueError(f"settings.mlflow_bin must be {VENV}/bin/mlflow on the VM")
@@ -482,10 +463,7 @@ def user_data(
         raise ValueError(f"secrets from {secrets.provider} but logs to {logs.provider}")
     if domain and domain not in settings.allowed_hosts:
         raise ValueError(f"settings.allowed_hosts must include the domain {domain}")
-    scheme = {"aws": "s3://", "gcp": "gs://"}[secrets.provider]
-    if not bucket_url.startswith(scheme) or "/" in bucket_url[len(scheme) :].strip("/"):
-        raise ValueError(f"bucket_url must be {scheme}<bucket>, got {bucket_url!r}")
-    bundle = server_bundle()
+    check_bucket_url(bucket_url, secrets.provider)
     backups = {"bucketUrl": bucket_url, "region": secrets.region, "rdsInstance": rds_instance}
     spec = server_spec(settings, secrets, domain, backups)
     spec["gc"] = {
@@ -497,26 +475,14 @@ def user_data(
     if domain:
         service, timer = acme_units(domain)
         acme = [
-            (ACME_HOOK_PATH, "0755", shipped_shell(ACME_HOOK_SOURCE)),
+            (ACME_HOOK_PATH, "0755", ACME_HOOK_SOURCE.read_text()),
             ("/etc/systemd/system/mlflow-acme.service", "0644", service),
             ("/etc/systemd/system/mlflow-acme.timer", "0644", timer),
         ]
-    files = [
+    return ServerBundle.of([
         (SPEC_PATH, "0644", json.dumps(spec, indent=2) + "\n"),
-        (FETCH_PATH, "0755", shipped_python(FETCH_SOURCE)),
-        (BOOTSTRAP_PATH, "0755", shipped_shell(BOOTSTRAP_SOURCE)),
-        (
-            BOOTSTRAP_ENV,
-            "0644",
-            bootstrap_env(
-                db_ca,
-                logs,
-                acme=bool(domain),
-                BUNDLE_URL=f"{bucket_url.rstrip('/')}/{bundle.key}",
-                BUNDLE_SHA256=bundle.sha256,
-                BUNDLE_REGION=secrets.region or "",
-            ),
-        ),  # fmt: skip
+        (BOOTSTRAP_PATH, "0755", BOOTSTRAP_SOURCE.read_text()),
+        (BOOTSTRAP_ENV, "0644", bootstrap_env(db_ca, logs, acme=bool(domain))),
         (REQUIREMENTS_PATH, "0644", requirements(f"server-{secrets.provider}")),
         ("/etc/systemd/system/mlflow.service", "0644", SYSTEMD_UNIT),
         ("/etc/systemd/system/mlflow-db-password.service", "0644", REFRESH_SERVICE),
@@ -530,28 +496,46 @@ def user_data(
         (logs.config_path(), "0644", logs.config()),
         ("/etc/logrotate.d/mlflow", "0644", LOGROTATE),
         *acme,
-    ]
-    document = {
-        # Retries for apt's downloads (the Ops Agent's installer uses apt); the bootstrap itself
-        # needs no package from apt: uv brings Python.
-        "apt": {"conf": 'Acquire::Retries "5";\n'},
-        "users": [
-            "default",
-            {
-                "name": "mlflow",
-                "system": True,
-                "shell": "/usr/sbin/nologin",
-                "homedir": "/var/lib/mlflow",
-                "no_create_home": True,
-            },
-        ],
-        "write_files": [
-            {"path": path, "permissions": mode, "content": content} for path, mode, content in files
-        ],
-        # One script, so a failed step stops the rest (runcmd entries would run on regardless).
-        "runcmd": [["bash", BOOTSTRAP_PATH, BOOTSTRAP_ENV]],
-    }
-    return "#cloud-config\n" + yaml.safe_dump(document, sort_keys=False, width=1000)
+        *code_files(),
+    ])  # fmt: skip
+
+
+def check_bucket_url(bucket_url: str, provider: str) -> None:
+    scheme = {"aws": "s3://", "gcp": "gs://"}[provider]
+    if not bucket_url.startswith(scheme) or "/" in bucket_url[len(scheme) :].strip("/"):
+        raise ValueError(f"bucket_url must be {scheme}<bucket>, got {bucket_url!r}")
+
+
+FETCH_END = "END_OF_FETCH_BUNDLE_PY"
+"""The here-document's delimiter around the fetcher in the user-data."""
+
+
+def user_data(bucket_url: str, bundle_key: str, bundle_sha256: str, region: str | None) -> str:
+    """The tracking VM's user-data, the same for both clouds: a shell script cloud-init runs once,
+    as root, at first boot. It writes the fetcher as in the repository, which fetches the bundle
+    at `bucket_url`/`bundle_key` (s3://bucket or gs://bucket), checks it against `bundle_sha256`
+    and writes its files; then the bundle's bootstrap script installs and starts the server."""
+    check_bucket_url(bucket_url, "aws" if bucket_url.startswith("s3://") else "gcp")
+    if len(bundle_sha256) != 64 or bundle_key != f"{BUNDLE_PREFIX}/{bundle_sha256}.json":
+        raise ValueError(f"the bundle's key must be {BUNDLE_PREFIX}/<its sha256>.json")
+    fetcher = FETCH_SOURCE.read_text()
+    if FETCH_END in fetcher.splitlines():
+        raise ValueError(f"the fetcher holds a line {FETCH_END}, which would end it early")
+    fetch = ["python3", FETCH_PATH, f"{bucket_url.rstrip('/')}/{bundle_key}", bundle_sha256]
+    text = f"""\
+#!/bin/sh
+# The tracking VM's user-data (infra/vm.py): the fetcher, then the bundle's bootstrap. The fetcher
+# writes its own verdict line when it fails, and the bootstrap one for each of its steps.
+set -eu
+mkdir -p {PREFIX}
+cat >{FETCH_PATH} <<'{FETCH_END}'
+{fetcher}{FETCH_END}
+{shlex.join(fetch + ([region] if region else []))}
+exec bash {BOOTSTRAP_PATH} {BOOTSTRAP_ENV}
+"""
+    if len(text.encode()) > USER_DATA_LIMIT:
+        raise ValueError(f"user-data is {len(text.encode())} bytes, over {USER_DATA_LIMIT}")
+    return text
 
 
 def bootstrap_env(
@@ -576,38 +560,15 @@ def bootstrap_env(
         **logs.bootstrap_env(),
         "LOG_DIR": str(Path(SERVER_LOG).parent),
         "SERVICE_USER": "mlflow",
+        "APT_RETRIES_CONF": "/etc/apt/apt.conf.d/80mlflow-retries",
         "STATUS_FILE": BOOTSTRAP_STATUS,
         "CONSOLE": "/dev/console",  # the serial console: EC2 / GCE return it through their APIs
         "BOOTSTRAP_LOG": BOOTSTRAP_LOG,
         # "yes": install certbot and start mlflow-acme.timer (a domain's certificate).
         "ACME": "yes" if acme else "",
-        # The server's code (server_bundle): fetched by FETCH_BUNDLE, checked against its sha256.
-        "FETCH_BUNDLE": FETCH_PATH,
-        "BUNDLE_URL": "",
-        "BUNDLE_SHA256": "",
-        "BUNDLE_REGION": "",
         **overrides,
     }
     header = (
         "# Sourced by vm_bootstrap.sh (rendered by infra/vm.py).\n# shellcheck disable=SC2034\n"
     )
     return header + "".join(f"{key}={shlex.quote(value)}\n" for key, value in values.items())
-
-
-def gzip_packed(document: str) -> bytes:
-    """The document in the gzip format, as small as zopfli makes it (~9% under zlib's best)."""
-    import zopfli.gzip
-
-    return zopfli.gzip.compress(document.encode())
-
-
-def compressed(document: str) -> str:
-    """user-data for EC2: gzip (cloud-init inflates it) and base64, for `user_data_base64`.
-    Deterministic (no timestamp; zopfli, pinned by uv.lock, gives the same bytes for the same
-    document), so an unchanged document never replaces the instance."""
-    packed = gzip_packed(document)
-    if len(packed) > USER_DATA_LIMIT:
-        raise ValueError(
-            f"user-data is {len(packed)} bytes gzipped, over EC2's {USER_DATA_LIMIT}-byte limit"
-        )
-    return base64.b64encode(packed).decode()

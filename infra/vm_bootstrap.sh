@@ -1,5 +1,7 @@
 #!/bin/bash
-# The tracking VM's bootstrap, run once by cloud-init (runcmd) as root:
+# The tracking VM's bootstrap, run once by cloud-init (runcmd) as root, right after the fetcher
+# (infra/vm_fetch_bundle.py) has written the server's bundle, this script and its env file among
+# its files:
 #   bash vm_bootstrap.sh /etc/mlflow/bootstrap.env
 # The env file (rendered by infra/vm.py) gives every path, URL and pin used here.
 #
@@ -59,6 +61,15 @@ log_agent() {
   esac
 }
 
+step="service user"
+# The server's unprivileged user: the units run as it.
+if ! id -u "$SERVICE_USER" >/dev/null 2>&1; then
+  useradd --system --shell /usr/sbin/nologin --home-dir /var/lib/mlflow --no-create-home \
+    "$SERVICE_USER"
+fi
+# apt retries its downloads: the Ops Agent's installer and certbot's install use it.
+echo 'Acquire::Retries "5";' >"$APT_RETRIES_CONF"
+
 step="log agent"
 install -d -m 0755 "$PREFIX"
 case "$LOG_AGENT" in
@@ -96,11 +107,6 @@ step="packages"
 retry "$PREFIX/bin/uv" pip sync --python "$VENV/bin/python" --require-hashes \
   --only-binary :all: --compile-bytecode "$REQUIREMENTS"
 rm -rf "$UV_CACHE_DIR"
-
-step="server bundle"
-# The launcher and the MLflow plugin, from the artifact bucket through the VM's identity; the
-# object must hash to BUNDLE_SHA256, which the user-data carries.
-retry "$VENV/bin/python" "$FETCH_BUNDLE" "$BUNDLE_URL" "$BUNDLE_SHA256" "$PREFIX" "$BUNDLE_REGION"
 
 if [ "${ACME:-}" = yes ]; then
   step="acme client"

@@ -131,6 +131,11 @@ def no_plaintext_secrets(typ: str, props: dict) -> list[str]:
             or ""
         )
         return ["user-data assigns a secret value"] if SECRET_ASSIGNMENT.search(text) else []
+    if typ in ("aws:s3/bucketObjectv2:BucketObjectv2", "gcp:storage/bucketObject:BucketObject"):
+        # The tracking VM's bundle (infra.vm.ServerBundle) is the rest of its user-data.
+        content = props.get("content")
+        text = content if isinstance(content, str) else ""
+        return ["bucket object assigns a secret value"] if SECRET_ASSIGNMENT.search(text) else []
     if typ == "aws:ecs/taskDefinition:TaskDefinition":
         definitions = props.get("containerDefinitions") or "[]"
         containers = json.loads(definitions) if isinstance(definitions, str) else definitions

@@ -7,7 +7,7 @@
 First it waits (up to --wait seconds) until the model API serves a model: that proves the API
 reached the registry and loaded a version through the tracking server. For a deployed stack it
 also reads the tracking VM's serial console meanwhile: a bootstrap that failed (the line
-`MLFLOW BOOTSTRAP FAILED at step ...` of infra/vm_bootstrap.sh) fails the smoke test at once,
+`MLFLOW BOOTSTRAP FAILED at step ...` of the fetcher or infra/vm_bootstrap.sh) fails the smoke test at once,
 with that line. Then, where the tracking
 server is reachable from here: anonymous requests are refused; a run is logged with the tracking
 credentials; an artifact is uploaded and read back through the server's proxy; the registered

@@ -25,8 +25,8 @@ from infra.vm import (
     DatabaseCa,
     LogShipping,
     SecretSource,
+    ServerBundle,
     allowed_hosts,
-    compressed,
     server_bundle,
     user_data,
 )
@@ -293,20 +293,7 @@ class TrackingServer(pulumi.ComponentResource):
 
         ami_id = pinned_ami(cfg.vm_image, self)
 
-        # The launcher and the MLflow plugin, which the VM fetches at first boot (user-data names
-        # the key, which is the bundle's sha256): created before the instance boots.
-        bundle = server_bundle()
-        bundle_object = aws.s3.BucketObjectv2(
-            f"{name}-bundle",
-            bucket=bucket_name,
-            key=bundle.key,
-            content=bundle.text,
-            content_type="application/json",
-            tags=tags(cfg.stack, f"{name}-bundle"),
-            opts=child(self, depends_on=bucket_configured or []),
-        )
-
-        def render(args: list) -> str:
+        def files(args: list) -> ServerBundle:
             public_ip, bucket, db_host, db_id, db_secret, admin_secret, tls_key_secret = args[:7]
             tracking_ca = args[7]
             users = dict(zip(password_secrets, args[8:], strict=True))
@@ -334,10 +321,33 @@ class TrackingServer(pulumi.ComponentResource):
             )
             ca = DatabaseCa(url=rds_ca_bundle_url(region))
             logs = LogShipping("aws", log_prefix)
-            return user_data(
+            return server_bundle(
                 settings, secrets, ca, logs, f"s3://{bucket}", cfg.domain, rds_instance=db_id,
                 tracking_ca_pem=tracking_ca, gc_days=cfg.gcDays, private_ip=private_ip,
             )  # fmt: skip
+
+        # Every file the VM needs but the fetcher: one object, named by its sha256, which the
+        # user-data carries; put in the bucket before the instance boots.
+        bundle = pulumi.Output.all(
+            eip.public_ip,
+            bucket_name,
+            db_address,
+            db_identifier,
+            db_secret_arn,
+            secret.arn,
+            tls_secret.arn,
+            server_tls.ca_cert_pem,
+            *(s.arn for s in password_secrets.values()),
+        ).apply(files)  # fmt: skip
+        bundle_object = aws.s3.BucketObjectv2(
+            f"{name}-bundle",
+            bucket=bucket_name,
+            key=bundle.apply(lambda b: b.key),
+            content=bundle.apply(lambda b: b.text),
+            content_type="application/json",
+            tags=tags(cfg.stack, f"{name}-bundle"),
+            opts=child(self, depends_on=bucket_configured or []),
+        )
 
         instance = aws.ec2.Instance(
             f"{name}-vm",
@@ -350,18 +360,10 @@ class TrackingServer(pulumi.ComponentResource):
             associate_public_ip_address=True,
             vpc_security_group_ids=[security_group_id],
             iam_instance_profile=profile.name,
-            # gzipped: EC2 takes 16 KB of user-data, and the lock's hashes alone are 11 KB.
-            user_data_base64=pulumi.Output.all(
-                eip.public_ip,
-                bucket_name,
-                db_address,
-                db_identifier,
-                db_secret_arn,
-                secret.arn,
-                tls_secret.arn,
-                server_tls.ca_cert_pem,
-                *(s.arn for s in password_secrets.values()),
-            ).apply(lambda args: compressed(render(args))),  # fmt: skip
+            # The fetcher and the bundle's name: a changed bundle is a changed user-data.
+            user_data=pulumi.Output.all(bucket_name, bundle).apply(
+                lambda a: user_data(f"s3://{a[0]}", a[1].key, a[1].sha256, region)
+            ),
             user_data_replace_on_change=True,
             metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
                 http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1

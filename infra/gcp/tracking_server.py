@@ -24,6 +24,7 @@ from infra.vm import (
     DatabaseCa,
     LogShipping,
     SecretSource,
+    ServerBundle,
     allowed_hosts,
     server_bundle,
     user_data,
@@ -199,19 +200,7 @@ class TrackingServer(pulumi.ComponentResource):
             region=cfg.gcpRegion, status="UP", opts=after_apis
         ).names.apply(lambda names: sorted(names)[0])
 
-        # The launcher and the MLflow plugin, which the VM fetches at first boot (user-data names
-        # the object, which is the bundle's sha256): created before the instance boots.
-        bundle = server_bundle()
-        bundle_object = gcp.storage.BucketObject(
-            f"{name}-bundle",
-            bucket=bucket_name,
-            name=bundle.key,
-            content=bundle.text,
-            content_type="application/json",
-            opts=child,
-        )
-
-        def render(args: list) -> str:
+        def files(args: list) -> ServerBundle:
             public_ip, bucket, host, db_secret, admin_secret, ca, tls_key_secret = args[:7]
             tracking_ca, private_ip = args[7:9]
             users = dict(zip(password_secrets, args[9:], strict=True))
@@ -235,7 +224,7 @@ class TrackingServer(pulumi.ComponentResource):
                 mlflow_bin=f"{VENV}/bin/mlflow",
                 site_dir=SITE_DIR,
             )
-            return user_data(
+            return server_bundle(
                 settings,
                 SecretSource("gcp", db_secret, admin_secret, tls_key_secret, users),
                 DatabaseCa(pem=ca),
@@ -246,6 +235,29 @@ class TrackingServer(pulumi.ComponentResource):
                 gc_days=cfg.gcDays,
                 private_ip=private_ip,
             )
+
+        # Every file the VM needs but the fetcher: one object, named by its sha256, which the
+        # user-data carries; put in the bucket before the instance boots.
+        bundle = pulumi.Output.all(
+            address.address,
+            bucket_name,
+            db_host,
+            db_secret_name,
+            secret.name,
+            db_ca,
+            tls_secret.name,
+            server_tls.ca_cert_pem,
+            private_address.address,
+            *(s.name for s in password_secrets.values()),
+        ).apply(files)  # fmt: skip
+        bundle_object = gcp.storage.BucketObject(
+            f"{name}-bundle",
+            bucket=bucket_name,
+            name=bundle.apply(lambda b: b.key),
+            content=bundle.apply(lambda b: b.text),
+            content_type="application/json",
+            opts=child,
+        )
 
         self.instance = gcp.compute.Instance(
             f"{name}-vm",
@@ -273,18 +285,10 @@ class TrackingServer(pulumi.ComponentResource):
                 enable_secure_boot=True, enable_vtpm=True, enable_integrity_monitoring=True
             ),
             metadata={
-                "user-data": pulumi.Output.all(
-                    address.address,
-                    bucket_name,
-                    db_host,
-                    db_secret_name,
-                    secret.name,
-                    db_ca,
-                    tls_secret.name,
-                    server_tls.ca_cert_pem,
-                    private_address.address,
-                    *(s.name for s in password_secrets.values()),
-                ).apply(render),  # fmt: skip
+                # The fetcher and the bundle's name: a changed bundle is a changed user-data.
+                "user-data": pulumi.Output.all(bucket_name, bundle).apply(
+                    lambda a: user_data(f"gs://{a[0]}", a[1].key, a[1].sha256, None)
+                ),
                 "block-project-ssh-keys": "true",
                 "enable-oslogin": "TRUE",
             },

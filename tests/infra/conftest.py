@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,36 @@ class Declared:
         found = self.of_type(typ)
         assert len(found) == 1, f"{typ}: {len(found)} declared"
         return found[0]
+
+    def vm(self) -> dict:
+        """The tracking VM (either cloud)."""
+        [vm] = self.of_type("aws:ec2/instance:Instance") or [
+            self.one("gcp:compute/instance:Instance")
+        ]
+        return vm
+
+    def user_data(self) -> str:
+        """The tracking VM's user-data, as the VM receives it."""
+        inputs = self.vm()["inputs"]
+        return inputs.get("userData") or inputs["metadata"]["user-data"]
+
+    def bundle(self) -> dict:
+        """The inputs of the server's bundle object in the bucket (either cloud)."""
+        [bundle] = [r["inputs"] for r in self.resources if r["type"] in BUNDLE_TYPES]
+        content = bundle["content"]
+        # GCP's provider keeps an object's content as a secret: {"value": ..., "secret": true}
+        return {**bundle, "content": content["value"] if isinstance(content, dict) else content}
+
+    def vm_files(self) -> dict[str, str]:
+        """Path -> text of each file the VM writes from its bundle."""
+        entries = json.loads(self.bundle()["content"])["files"]
+        return {path: entry["text"] for path, entry in entries.items()}
+
+
+PEM_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+"""A private key's PEM block (the launcher's code names the marker, which is no key)."""
+
+BUNDLE_TYPES = ("aws:s3/bucketObjectv2:BucketObjectv2", "gcp:storage/bucketObject:BucketObject")
 
 
 # Any stack file runs on GCP with the cloud key, gcp:project/gcp:region and a GCE image, no code

@@ -3,25 +3,18 @@ under Pulumi mocks. One rule per test."""
 
 from __future__ import annotations
 
-import base64
-import gzip
 import json
 import re
 
 import yaml
 
 from infra import outputs as out
-from tests.infra.conftest import ROOT
+from tests.infra.conftest import PEM_KEY, ROOT
 from tests.infra.harness import AMI_PREFIX, SECRET_SENTINEL
 
 RDS = "aws:rds/instance:Instance"
 BUCKET = "aws:s3/bucket:Bucket"
 EC2 = "aws:ec2/instance:Instance"
-
-
-def user_data(declared) -> str:
-    """The instance's cloud-config: sent gzipped through userDataBase64 (EC2 takes 16 KB)."""
-    return gzip.decompress(base64.b64decode(declared.one(EC2)["inputs"]["userDataBase64"])).decode()
 
 
 SG = "aws:ec2/securityGroup:SecurityGroup"
@@ -216,11 +209,13 @@ def test_instance_requires_imdsv2_and_encrypts_its_disk(declared):
 
 
 def test_user_data_holds_no_secret_value(declared):
-    """Secrets are fetched on the VM at start; user-data is readable from the EC2 console."""
-    assert isinstance(declared.one(EC2)["inputs"]["userDataBase64"], str)  # no secret flowed in
-    text = user_data(declared)
-    assert SECRET_SENTINEL not in text
-    assert "PGPASSWORD=" not in text
+    """Secrets are fetched on the VM at start; user-data is readable from the EC2 console, the
+    bundle by whoever may read the bucket's server-bundles/."""
+    assert isinstance(declared.one(EC2)["inputs"]["userData"], str)  # no secret flowed in
+    assert isinstance(declared.bundle()["content"], str)
+    for text in (declared.user_data(), declared.bundle()["content"]):
+        assert SECRET_SENTINEL not in text
+        assert "PGPASSWORD=" not in text
     auth_ini = json.loads(_written(declared, "/etc/mlflow/server.json"))["authIni"]
     assert not re.search(r"^\s*admin_password\s*=", auth_ini, re.MULTILINE)
     secret_value = declared.named(
@@ -257,9 +252,7 @@ def test_outputs_are_the_contract(declared):
 
 
 def _written(declared, path: str) -> str:
-    document = yaml.safe_load(user_data(declared))
-    [entry] = [f for f in document["write_files"] if f["path"] == path]
-    return entry["content"]
+    return declared.vm_files()[path]
 
 
 def test_a_config_error_stops_the_program_naming_the_key(tmp_path):
@@ -383,9 +376,9 @@ def test_the_stack_ca_signs_a_certificate_for_both_addresses(declared):
 def test_no_private_key_in_user_data_or_plain_outputs_only_in_its_secret(declared):
     """The key and the certificate live in one secret: a renewed certificate is a new secret
     version, and the user-data (whose change would replace the VM) holds neither."""
-    text = user_data(declared)
-    assert "PRIVATE KEY" not in text and "MOCK mlops-tls-cert" not in text
-    files = {f["path"]: f["content"] for f in yaml.safe_load(text)["write_files"]}
+    for text in (declared.user_data(), declared.bundle()["content"]):
+        assert not PEM_KEY.search(text) and "MOCK mlops-tls-cert" not in text
+    files = declared.vm_files()
     spec = json.loads(files["/etc/mlflow/server.json"])
     # The launcher presents the stack's certificate and key it fetched, from the tmpfs.
     assert spec["tls"] == {

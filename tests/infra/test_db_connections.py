@@ -8,23 +8,16 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 
 from infra.config import default_max_connections
 from infra.mlflow_server import ENGINES_PER_PROCESS, RESERVED_CONNECTIONS, pool_for
-from tests.infra.test_aws_platform import user_data as aws_user_data
 from tests.infra.test_gcp_platform import SQL
-from tests.infra.test_gcp_platform import user_data as gcp_user_data
 
 RDS = "aws:rds/instance:Instance"
 
 
-def server_spec(text: str) -> dict:
-    document = yaml.safe_load(text)
-    [spec] = [
-        f["content"] for f in document["write_files"] if f["path"] == "/etc/mlflow/server.json"
-    ]
-    return json.loads(spec)
+def server_spec(declared) -> dict:
+    return json.loads(declared.vm_files()["/etc/mlflow/server.json"])
 
 
 def worst_case(spec: dict) -> int:
@@ -52,26 +45,26 @@ def test_aws_workers_never_run_a_pool_dry(declared):
     """MLflow's log_batch holds two of a pool's connections at once: a worker running more
     requests at once than half its pool can have every connection held by a request waiting
     for its second, until the pool's 30 s timeout."""
-    threads, per_pool = requests_at_once(server_spec(aws_user_data(declared)))
+    threads, per_pool = requests_at_once(server_spec(declared))
     assert threads >= 1 and 2 * threads <= per_pool
 
 
 def test_gcp_workers_never_run_a_pool_dry(declared_gcp):
     """As on AWS."""
-    threads, per_pool = requests_at_once(server_spec(gcp_user_data(declared_gcp)))
+    threads, per_pool = requests_at_once(server_spec(declared_gcp))
     assert threads >= 1 and 2 * threads <= per_pool
 
 
 def test_aws_server_fits_its_rds_instance(declared):
     limit = default_max_connections("aws", declared.one(RDS)["inputs"]["instanceClass"])
     assert limit is not None
-    assert worst_case(server_spec(aws_user_data(declared))) <= limit - RESERVED_CONNECTIONS
+    assert worst_case(server_spec(declared)) <= limit - RESERVED_CONNECTIONS
 
 
 def test_gcp_server_fits_its_cloud_sql_tier(declared_gcp):
     limit = default_max_connections("gcp", declared_gcp.one(SQL)["inputs"]["settings"]["tier"])
     assert limit is not None
-    assert worst_case(server_spec(gcp_user_data(declared_gcp))) <= limit - RESERVED_CONNECTIONS
+    assert worst_case(server_spec(declared_gcp)) <= limit - RESERVED_CONNECTIONS
 
 
 @pytest.mark.parametrize("max_connections", [25, 50, 84, 100, 400, 5000])

@@ -4,30 +4,16 @@ but the secret store (both clouds, under mocks)."""
 
 from __future__ import annotations
 
-import base64
-import gzip
 import json
-import shutil
-import subprocess
-
-import yaml
 
 from infra import outputs as out
-from infra.vm import gzip_packed
-from tests.infra.conftest import DOMAIN
+from tests.infra.conftest import DOMAIN, PEM_KEY
 
 URI = f"https://{DOMAIN}:5000"
 
 
-def user_data(declared) -> str:
-    [aws] = declared.of_type("aws:ec2/instance:Instance") or [None]
-    if aws:
-        return gzip.decompress(base64.b64decode(aws["inputs"]["userDataBase64"])).decode()
-    return declared.one("gcp:compute/instance:Instance")["inputs"]["metadata"]["user-data"]
-
-
 def written(declared) -> dict[str, str]:
-    return {f["path"]: f["content"] for f in yaml.safe_load(user_data(declared))["write_files"]}
+    return declared.vm_files()
 
 
 def test_clients_reach_the_domain_and_trust_the_system_cas(declared_domain):
@@ -110,7 +96,8 @@ def test_the_vm_keeps_a_lets_encrypt_certificate_for_the_domain(declared_domain)
     # domain too; its key is in the secret store, never in the user-data.
     request = declared_domain.one("tls:index/certRequest:CertRequest")["inputs"]
     assert request["dnsNames"] == [DOMAIN]
-    assert "PRIVATE KEY" not in user_data(declared_domain)
+    assert not PEM_KEY.search(declared_domain.user_data())
+    assert not PEM_KEY.search(declared_domain.bundle()["content"])
     public = {k: v for k, v in declared_domain.outputs.items() if not v["secret"]}
     assert "PRIVATE KEY" not in json.dumps(public)
 
@@ -124,17 +111,11 @@ def test_without_a_domain_there_is_no_acme_and_no_port_80(declared, declared_gcp
         assert not stack.of_type("gcp:dns/managedZone:ManagedZone")
 
 
-def test_the_domain_user_data_passes_cloud_init_schema_and_fits_ec2(declared_domain, tmp_path):
-    path = tmp_path / "user-data.yaml"
-    text = user_data(declared_domain)
-    path.write_text(text)
-    cloud_init = shutil.which("cloud-init")
-    assert cloud_init, "cloud-init is not installed: `apt-get install -y cloud-init` (.ci/run does)"
-    result = subprocess.run(
-        [cloud_init, "schema", "--config-file", str(path)], capture_output=True, text=True
-    )
-    assert result.returncode == 0 and "Valid cloud-config" in result.stdout, result.stderr
-    assert len(gzip_packed(text)) < 16 * 1024  # as EC2 gets it (GCE metadata takes 256 KB)
+def test_the_domain_s_files_come_in_the_bundle_and_the_user_data_stays_small(declared_domain):
+    files = written(declared_domain)
+    assert "/etc/systemd/system/mlflow-acme.timer" in files
+    assert "ACME=yes" in files["/etc/mlflow/bootstrap.env"]
+    assert len(declared_domain.user_data().encode()) <= 8 * 1024
 
 
 def test_the_private_zone_waits_for_the_dns_api_and_the_network(declared_domain):

@@ -4,8 +4,6 @@ cloud=gcp (plus gcp:project/gcp:region) under Pulumi mocks. One rule per test.""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 
 import yaml
 
@@ -18,10 +16,6 @@ BUCKET = "gcp:storage/bucket:Bucket"
 VM = "gcp:compute/instance:Instance"
 FIREWALL = "gcp:compute/firewall:Firewall"
 IAP_RANGE = "35.235.240.0/20"
-
-
-def user_data(declared) -> str:
-    return declared.one(VM)["inputs"]["metadata"]["user-data"]
 
 
 def test_database_has_a_private_ip_only_and_requires_tls(declared_gcp):
@@ -161,14 +155,10 @@ def test_vm_uses_the_reserved_static_ip(declared_gcp):
 
 
 def test_user_data_holds_no_secret_and_fetches_from_secret_manager(declared_gcp):
-    text = user_data(declared_gcp)
-    assert isinstance(text, str) and SECRET_SENTINEL not in text
-    document = yaml.safe_load(text)
-    spec = json.loads(
-        next(
-            f["content"] for f in document["write_files"] if f["path"] == "/etc/mlflow/server.json"
-        )
-    )
+    for text in (declared_gcp.user_data(), declared_gcp.bundle()["content"]):
+        assert isinstance(text, str) and SECRET_SENTINEL not in text
+    files = declared_gcp.vm_files()
+    spec = json.loads(files["/etc/mlflow/server.json"])
     assert spec["secrets"]["provider"] == "gcp"
     assert (
         spec["secrets"]["dbSecret"] == f"projects/mlops-test/secrets/mlflow-{declared_gcp.stack}-db"
@@ -180,23 +170,9 @@ def test_user_data_holds_no_secret_and_fetches_from_secret_manager(declared_gcp)
     from infra.vm import REQUIREMENTS_PATH
     from infra.vm_requirements import requirements
 
-    files = {f["path"]: f["content"] for f in document["write_files"]}
     assert files[REQUIREMENTS_PATH] == requirements("server-gcp")
     assert "\ngoogle-cloud-storage==" in files[REQUIREMENTS_PATH]
     assert "\nboto3==" not in files[REQUIREMENTS_PATH]
-
-
-def test_user_data_passes_cloud_init_schema(declared_gcp, tmp_path):
-    path = tmp_path / "user-data.yaml"
-    path.write_text(user_data(declared_gcp))
-    cloud_init = shutil.which("cloud-init")
-    assert cloud_init, "cloud-init is not installed: `apt-get install -y cloud-init` (.ci/run does)"
-    result = subprocess.run(
-        [cloud_init, "schema", "--config-file", str(path)], capture_output=True, text=True
-    )
-    assert result.returncode == 0 and "Valid cloud-config" in result.stdout, (
-        result.stdout + result.stderr
-    )
 
 
 def test_outputs_have_the_shared_names(declared_gcp):
@@ -293,8 +269,7 @@ def test_the_server_verifies_the_database_with_the_instance_s_own_ca(declared_gc
 
     ip = declared_gcp.one(SQL)["inputs"]["settings"]["ipConfiguration"]
     assert ip["serverCaMode"] == "GOOGLE_MANAGED_INTERNAL_CA"
-    document = yaml.safe_load(user_data(declared_gcp))
-    files = {f["path"]: f["content"] for f in document["write_files"]}
+    files = declared_gcp.vm_files()
     assert "MOCKCA" in files[DB_CA_PATH]
     spec = json.loads(files["/etc/mlflow/server.json"])
     assert (spec["database"]["sslmode"], spec["database"]["sslrootcert"]) == (
@@ -306,8 +281,7 @@ def test_the_server_verifies_the_database_with_the_instance_s_own_ca(declared_gc
 def test_server_and_bootstrap_logs_go_to_cloud_logging(declared_gcp):
     from infra.vm import BOOTSTRAP_LOG, SERVER_LOG
 
-    document = yaml.safe_load(user_data(declared_gcp))
-    files = {f["path"]: f["content"] for f in document["write_files"]}
+    files = declared_gcp.vm_files()
     agent = yaml.safe_load(files["/etc/mlflow/ops-agent.yaml"])
     receivers = agent["logging"]["receivers"]
     assert {p for r in receivers.values() for p in r["include_paths"]} == {
@@ -317,12 +291,12 @@ def test_server_and_bootstrap_logs_go_to_cloud_logging(declared_gcp):
     assert set(agent["logging"]["service"]["pipelines"]["mlflow"]["receivers"]) == set(receivers)
     from tests.infra.test_user_data import bootstrap_env
 
-    env = bootstrap_env(document)  # the script installs it first, then the server
+    env = bootstrap_env(files)  # the script installs it first, then the server
     assert env["LOG_AGENT"] == "gcp" and env["LOG_AGENT_CONFIG"] == "/etc/mlflow/ops-agent.yaml"
     assert env["OPS_AGENT_SCRIPT"] == (
         "https://dl.google.com/cloudagents/add-google-cloud-ops-agent-repo.sh"
     )
-    assert env["DB_CA_URL"] == ""  # the CA is in the user-data itself
+    assert env["DB_CA_URL"] == ""  # the CA is in the bundle itself
     account = declared_gcp.one("gcp:serviceaccount/account:Account")["inputs"]["accountId"]
     for writer in declared_gcp.of_type("gcp:projects/iAMMember:IAMMember"):
         member = f"serviceAccount:{account}@mlops-test.iam.gserviceaccount.com"
@@ -337,8 +311,7 @@ def test_tls_without_a_domain_and_the_key_only_in_secret_manager(declared_gcp):
     assert ca["secret"] is False and ca["value"].startswith("-----BEGIN CERTIFICATE")
     metadata = declared_gcp.one(VM)["inputs"]["metadata"]
     assert "PRIVATE KEY" not in json.dumps(metadata)
-    document = yaml.safe_load(user_data(declared_gcp))
-    files = {f["path"]: f["content"] for f in document["write_files"]}
+    files = declared_gcp.vm_files()
     assert (
         "/etc/mlflow/tls.crt" not in files
         and "BEGIN CERTIFICATE-----\nMOCK mlops-tls-cert" not in json.dumps(files)
@@ -362,22 +335,25 @@ def test_tls_without_a_domain_and_the_key_only_in_secret_manager(declared_gcp):
     )
 
 
-def test_the_vm_fetches_its_code_bundle_from_the_bucket_by_its_sha256(declared_gcp):
-    """As on AWS: the launcher and the plugin are one object of the artifact bucket, named and
-    checked by its sha256, which the user-data carries."""
+def test_the_vm_fetches_its_bundle_from_the_bucket_by_its_sha256(declared_gcp):
+    """As on AWS: every file but the fetcher is one object of the artifact bucket, named and
+    checked by its sha256, which the user-data carries; the VM is replaced when it changes."""
     import hashlib
 
-    from infra.vm import server_bundle
-    from tests.infra.test_user_data import bootstrap_env
+    from infra.vm import FETCH_PATH
 
-    bundle = declared_gcp.one("gcp:storage/bucketObject:BucketObject")["inputs"]
-    text = server_bundle().text
-    content = bundle["content"]["value"]  # the provider keeps an object's content as a secret
-    assert (content, bundle["name"]) == (text, server_bundle().key)
+    bundle = declared_gcp.bundle()
+    sha256 = hashlib.sha256(bundle["content"].encode()).hexdigest()
+    assert bundle["name"] == f"server-bundles/{sha256}.json"
     assert bundle["bucket"] == declared_gcp.outputs[out.ARTIFACT_BUCKET]["value"]
-    env = bootstrap_env(yaml.safe_load(user_data(declared_gcp)))
-    assert env["BUNDLE_URL"] == f"gs://{bundle['bucket']}/{bundle['name']}"
-    assert env["BUNDLE_SHA256"] == hashlib.sha256(text.encode()).hexdigest()
+    command = f"python3 {FETCH_PATH} gs://{bundle['bucket']}/{bundle['name']} {sha256}\n"
+    assert command in declared_gcp.user_data()
+    assert len(declared_gcp.user_data().encode()) <= 8 * 1024
+    vm = declared_gcp.vm()
+    assert vm["options"]["replaceOnChanges"] == ["metadata"]
+    assert vm["options"]["deleteBeforeReplace"] is True
+    assert any(d.endswith("gcp:storage/bucketObject:BucketObject::mlops-bundle")
+               for d in vm["options"]["dependencies"])  # fmt: skip
 
 
 def test_the_zone_lookup_waits_for_the_apis_and_the_image_is_no_lookup(declared_gcp):

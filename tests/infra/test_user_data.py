@@ -1,89 +1,75 @@
-"""The rendered cloud-init document is valid cloud-config and its shell passes shellcheck."""
+"""The tracking VM's user-data (the fetcher) and the bundle of files it fetches."""
 
 from __future__ import annotations
 
-import ast
-import base64
 import hashlib
 import json
 import shlex
-import shutil
 import subprocess
 
-import pytest
-import yaml
-
-from tests.infra.test_aws_platform import EC2, user_data
-
-CLOUD_INIT = shutil.which("cloud-init")
+from tests.infra.conftest import PEM_KEY
 
 
-def test_user_data_passes_cloud_init_schema(declared, tmp_path):
-    if CLOUD_INIT is None:
-        pytest.fail("cloud-init is not installed: `apt-get install -y cloud-init` (.ci/run does)")
-    path = tmp_path / "user-data.yaml"
-    path.write_text(user_data(declared))
-    result = subprocess.run(
-        [CLOUD_INIT, "schema", "--config-file", str(path)], capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Valid cloud-config" in result.stdout
+def test_user_data_is_the_repository_s_fetcher_and_one_command_within_8_kb(declared):
+    """The user-data carries no file but the fetcher, byte for byte as in the repository
+    (comments and docstrings kept, no compression), and fetches the bundle this stack uploads,
+    by its sha256; then the bundle's bootstrap runs. 8 KB is half of what EC2 takes."""
+    from infra.vm import BOOTSTRAP_ENV, BOOTSTRAP_PATH, FETCH_END, FETCH_PATH, FETCH_SOURCE
+
+    text = declared.user_data()
+    assert len(text.encode()) <= 8 * 1024, f"{len(text.encode())} bytes"
+    head, rest = text.split(f"cat >{FETCH_PATH} <<'{FETCH_END}'\n")
+    fetcher, tail = rest.split(f"{FETCH_END}\n")
+    assert fetcher == FETCH_SOURCE.read_text()
+    assert head.startswith("#!/bin/sh\n") and "set -eu\n" in head
+    bundle = declared.bundle()
+    bucket = declared.outputs["artifactBucket"]["value"]
+    sha256 = hashlib.sha256(bundle["content"].encode()).hexdigest()
+    assert tail.splitlines() == [
+        f"python3 {FETCH_PATH} s3://{bucket}/server-bundles/{sha256}.json {sha256} us-east-1",
+        f"exec bash {BOOTSTRAP_PATH} {BOOTSTRAP_ENV}",
+    ]
+    assert not PEM_KEY.search(text) and "gzip" not in text
 
 
-def test_every_shell_command_in_user_data_passes_shellcheck(declared, tmp_path):
-    """runcmd entries given as strings run through sh; lists are exec'd without a shell."""
-    from infra.vm import BOOTSTRAP_ENV
+def test_user_data_and_the_bundle_s_shell_pass_shellcheck(declared, tmp_path):
+    from infra.vm import BOOTSTRAP_ENV, BOOTSTRAP_PATH
     from scripts.components import BIN
 
-    document = yaml.safe_load(user_data(declared))
-    shell = [c for c in document.get("runcmd", []) if isinstance(c, str)]
-    shell += [f["content"] for f in document["write_files"] if f["content"].startswith("#!/bin/")]
-    shell += [f["content"] for f in document["write_files"] if f["path"] == BOOTSTRAP_ENV]
-    assert len(shell) == 2  # the bootstrap script and the env file it sources
-    for i, script in enumerate(shell):
-        path = tmp_path / f"snippet-{i}.sh"
-        body = script if script.startswith("#!") else f"#!/bin/sh\n{script}\n"
-        path.write_text(body)
+    files = declared.vm_files()
+    scripts = {"user-data": declared.user_data(), "bootstrap": files[BOOTSTRAP_PATH],
+               "env": "#!/bin/bash\n" + files[BOOTSTRAP_ENV]}  # fmt: skip
+    for name, script in scripts.items():
+        path = tmp_path / f"{name}.sh"
+        path.write_text(script)
         result = subprocess.run(
             [str(BIN / "shellcheck"), str(path)], capture_output=True, text=True
         )
         assert result.returncode == 0, result.stdout
 
 
-def written(document: dict) -> dict[str, str]:
-    return {f["path"]: f["content"] for f in document["write_files"]}
-
-
-def bootstrap_env(document: dict) -> dict[str, str]:
+def bootstrap_env(files: dict) -> dict[str, str]:
     """The bootstrap's parameters, as the shell that sources the env file reads them."""
     from infra.vm import BOOTSTRAP_ENV
 
-    lines = [
-        line for line in written(document)[BOOTSTRAP_ENV].splitlines() if not line.startswith("#")
-    ]
+    lines = [line for line in files[BOOTSTRAP_ENV].splitlines() if not line.startswith("#")]
     return {k: "".join(shlex.split(v)) for k, v in (line.split("=", 1) for line in lines)}
 
 
 def test_one_bootstrap_script_runs_every_step(declared):
-    """runcmd entries run on after one fails; a single script stops at the first failure. The
-    script is the repository's, less its comment lines (tests/infra/test_vm_bootstrap.py runs
-    that copy), and still parses."""
-    from infra.vm import BOOTSTRAP_ENV, BOOTSTRAP_PATH, BOOTSTRAP_SOURCE, is_comment_line
+    """The bundle's bootstrap is the repository's script as it is (tests/infra/test_vm_bootstrap.py
+    runs it), one script so that a failed step stops the rest."""
+    from infra.vm import BOOTSTRAP_PATH, BOOTSTRAP_SOURCE
 
-    document = yaml.safe_load(user_data(declared))
-    assert document["runcmd"] == [["bash", BOOTSTRAP_PATH, BOOTSTRAP_ENV]]
-    shipped = written(document)[BOOTSTRAP_PATH].splitlines()
-    source = BOOTSTRAP_SOURCE.read_text().splitlines()
-    assert shipped[0] == source[0] == "#!/bin/bash" and shipped[1].startswith("# vm_bootstrap.sh")
-    assert shipped[2:] == [line for line in source[1:] if not is_comment_line(line)]
-    assert "# shellcheck source=/dev/null" in shipped
-    assert len(shipped) < len(source) - 10
+    files = declared.vm_files()
+    assert files[BOOTSTRAP_PATH] == BOOTSTRAP_SOURCE.read_text()
     parsed = subprocess.run(
-        ["bash", "-n"], input="\n".join(shipped), text=True, capture_output=True
+        ["bash", "-n"], input=files[BOOTSTRAP_PATH], text=True, capture_output=True
     )
     assert parsed.returncode == 0, parsed.stderr
-    assert "packages" not in document and "package_update" not in document  # no apt step
-    assert document["apt"]["conf"].strip() == 'Acquire::Retries "5";'
+    env = bootstrap_env(files)
+    assert env["SERVICE_USER"] == "mlflow"
+    assert env["APT_RETRIES_CONF"] == "/etc/apt/apt.conf.d/80mlflow-retries"
 
 
 def test_the_vm_installs_the_lock_s_exact_versions_hash_checked(declared):
@@ -94,8 +80,8 @@ def test_the_vm_installs_the_lock_s_exact_versions_hash_checked(declared):
     from infra.vm import REQUIREMENTS_PATH
     from infra.vm_requirements import LOCK_PATH, installer
 
-    document = yaml.safe_load(user_data(declared))
-    text = written(document)[REQUIREMENTS_PATH]
+    files = declared.vm_files()
+    text = files[REQUIREMENTS_PATH]
     pins = dict(line.split(" ", 1)[0].split("==") for line in text.splitlines() if "==" in line)
     locked = {
         p["name"]: (p["version"], {w["hash"] for w in p.get("wheels", [])})
@@ -109,7 +95,7 @@ def test_the_vm_installs_the_lock_s_exact_versions_hash_checked(declared):
     for block in text.split("\n")[1:]:
         for digest in (h.split("=", 1)[1] for h in block.split() if h.startswith("--hash=")):
             assert any(digest in hashes for _, hashes in locked.values())
-    env = bootstrap_env(document)
+    env = bootstrap_env(files)
     uv = installer()
     assert (env["UV_WHEEL_URL"], f"sha256:{env['UV_WHEEL_SHA256']}") == (uv.wheel_url, uv.hashes[0])
     assert uv.wheel_url.endswith("manylinux2014_x86_64.whl") and uv.version == "0.13.9"
@@ -117,8 +103,7 @@ def test_the_vm_installs_the_lock_s_exact_versions_hash_checked(declared):
 
 
 def test_systemd_unit_restarts_and_runs_unprivileged(declared):
-    document = yaml.safe_load(user_data(declared))
-    [unit] = [f["content"] for f in document["write_files"] if f["path"].endswith("mlflow.service")]
+    unit = declared.vm_files()["/etc/systemd/system/mlflow.service"]
     assert "Restart=always" in unit and "User=mlflow" in unit and "NoNewPrivileges=true" in unit
 
 
@@ -126,8 +111,7 @@ def test_rotated_database_password_is_refreshed_by_a_timer(declared):
     """RDS rotates its managed password; the VM re-reads it every 10 minutes without a restart."""
     from infra.vm import BOOTSTRAP_SOURCE
 
-    document = yaml.safe_load(user_data(declared))
-    files = {f["path"]: f["content"] for f in document["write_files"]}
+    files = declared.vm_files()
     timer = files["/etc/systemd/system/mlflow-db-password.timer"]
     assert "OnUnitActiveSec=10min" in timer
     assert (
@@ -148,17 +132,13 @@ def test_the_server_verifies_the_database_with_the_rds_ca(declared):
     assert declared.one("aws:rds/instance:Instance")["inputs"]["caCertIdentifier"] == (
         "rds-ca-rsa2048-g1"
     )
-    document = yaml.safe_load(user_data(declared))
-    env = bootstrap_env(document)  # the script fetches it before it starts the server
+    files = declared.vm_files()
+    env = bootstrap_env(files)  # the script fetches it before it starts the server
     assert env["DB_CA_URL"] == (
         "https://truststore.pki.rds.amazonaws.com/us-east-1/us-east-1-bundle.pem"
     )
     assert env["DB_CA_PATH"] == DB_CA_PATH
-    spec = yaml.safe_load(
-        next(
-            f["content"] for f in document["write_files"] if f["path"] == "/etc/mlflow/server.json"
-        )
-    )
+    spec = json.loads(files["/etc/mlflow/server.json"])
     assert (spec["database"]["sslmode"], spec["database"]["sslrootcert"]) == (
         "verify-full",
         DB_CA_PATH,
@@ -172,23 +152,8 @@ def test_the_server_verifies_the_database_with_the_rds_ca(declared):
         "rdsInstance": "mlops-postgres-mock",
     }
     # A failed migration stops the unit for good: no retry, no backup per retry.
-    unit = next(f["content"] for f in document["write_files"]
-                if f["path"] == "/etc/systemd/system/mlflow.service")  # fmt: skip
+    unit = files["/etc/systemd/system/mlflow.service"]
     assert "\nRestartPreventExitStatus=3\n" in unit
-
-
-def test_user_data_fits_ec2s_16_kb(declared):
-    """EC2 refuses user-data over 16 KB (raw, before base64): it goes gzipped (cloud-init
-    inflates it), the same bytes at every render so that an unchanged document never replaces
-    the instance; large files (the RDS CA bundle) are fetched at boot."""
-    from infra.vm import compressed
-
-    packed = base64.b64decode(declared.one(EC2)["inputs"]["userDataBase64"])
-    assert packed[:2] == b"\x1f\x8b"  # gzip
-    assert len(packed) < 16 * 1024, f"{len(packed)} bytes"
-    assert compressed(user_data(declared)) == declared.one(EC2)["inputs"]["userDataBase64"]
-    with pytest.raises(ValueError, match="over EC2's 16384-byte limit"):
-        compressed(base64.b64encode(__import__("os").urandom(20_000)).decode())
 
 
 def test_server_and_bootstrap_logs_leave_the_vm(declared):
@@ -196,8 +161,7 @@ def test_server_and_bootstrap_logs_leave_the_vm(declared):
     that fails is visible) to two groups of this stack; the role may write only there."""
     from infra.vm import BOOTSTRAP_LOG, SERVER_LOG
 
-    document = yaml.safe_load(user_data(declared))
-    files = {f["path"]: f["content"] for f in document["write_files"]}
+    files = declared.vm_files()
     unit = files["/etc/systemd/system/mlflow.service"]
     assert f"StandardOutput=append:{SERVER_LOG}" in unit and "LogsDirectory=mlflow" in unit
     agent = json.loads(files["/etc/mlflow/log-agent.json"])
@@ -209,7 +173,7 @@ def test_server_and_bootstrap_logs_leave_the_vm(declared):
     assert collected == {
         SERVER_LOG: f"/mlflow/{stack}/server", BOOTSTRAP_LOG: f"/mlflow/{stack}/bootstrap",
     }  # fmt: skip
-    env = bootstrap_env(document)  # the agent is the script's first step: its log ships too
+    env = bootstrap_env(files)  # the agent is the script's first step: its log ships too
     assert env["LOG_AGENT"] == "aws" and env["LOG_AGENT_CONFIG"] == "/etc/mlflow/log-agent.json"
     assert env["CLOUDWATCH_AGENT_DEB"].endswith("/amazon-cloudwatch-agent.deb")
     groups = {
@@ -230,67 +194,39 @@ def test_server_and_bootstrap_logs_leave_the_vm(declared):
     assert all(r.endswith(":*") and "/mlflow/" in r for r in logs["Resource"])
 
 
-def _without_docstrings(tree: ast.AST) -> str:
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if (
-            isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-            and body
-            and isinstance(body[0], ast.Expr)
-            and isinstance(body[0].value, ast.Constant)
-            and isinstance(body[0].value.value, str)
-        ):
-            node.body = body[1:] or [ast.Pass()]
-    return ast.dump(tree)
-
-
-def test_the_vm_gets_the_repository_s_code_from_the_bundle_the_program_uploads(declared):
-    """The launcher and the MLflow plugin reach the VM as one object in the artifact bucket,
-    byte for byte as in the repository; the user-data names it by its sha256 (a changed bundle
-    is a changed user-data: a new VM) and carries only the small script that fetches it (the
-    same code, without its docstrings)."""
+def test_the_vm_gets_every_file_from_the_bundle_the_program_uploads(declared):
+    """One object, named by its sha256, holds every file but the fetcher: the repository's code
+    byte for byte (launcher, backups, the MLflow plugin, the bootstrap) and the stack's settings;
+    each path is one the fetcher may write."""
     from infra.mlflow_server import LOCAL_SITE_DIR, site_files
     from infra.vm import (
         BACKUP_PATH,
         BACKUP_SOURCE,
         BOOTSTRAP_ENV,
-        FETCH_PATH,
-        FETCH_SOURCE,
         LAUNCHER_PATH,
         LAUNCHER_SOURCE,
-        PREFIX,
         SITE_DIR,
         SPEC_PATH,
-        server_bundle,
-    )  # fmt: skip
+    )
+    from infra.vm_fetch_bundle import ROOTS
 
-    files = written(yaml.safe_load(user_data(declared)))
-    bundle = declared.one("aws:s3/bucketObjectv2:BucketObjectv2")["inputs"]
-    assert bundle == {**bundle, "content": server_bundle().text, "key": server_bundle().key,
-                      "bucket": declared.outputs["artifactBucket"]["value"]}  # fmt: skip
+    bundle = declared.bundle()
     text = bundle["content"]
     assert bundle["key"] == f"server-bundles/{hashlib.sha256(text.encode()).hexdigest()}.json"
-    env = bootstrap_env(yaml.safe_load(user_data(declared)))
-    assert env["BUNDLE_URL"] == f"s3://{bundle['bucket']}/{bundle['key']}"
-    assert env["BUNDLE_SHA256"] == hashlib.sha256(text.encode()).hexdigest()
-    assert env["BUNDLE_REGION"] == "us-east-1" and env["FETCH_BUNDLE"] == FETCH_PATH
-    shipped = {f"{PREFIX}/{name}": text for name, text in json.loads(text)["files"].items()}
-    assert shipped == {
-        LAUNCHER_PATH: LAUNCHER_SOURCE.read_text(),
-        BACKUP_PATH: BACKUP_SOURCE.read_text(),  # the launcher imports it, next to itself
-        **{f"{SITE_DIR}/{name}": text for name, text in site_files().items()},
-    }
-    assert f"{SITE_DIR}/mlops_auth/app.py" in shipped
-    assert f"{SITE_DIR}/mlops_auth-1.0.dist-info/entry_points.txt" in shipped
-    assert not any(path.startswith(f"{SITE_DIR}/") for path in files)  # not in the user-data
+    assert bundle["bucket"] == declared.outputs["artifactBucket"]["value"]
+    files = declared.vm_files()
+    assert files[LAUNCHER_PATH] == LAUNCHER_SOURCE.read_text()
+    assert files[BACKUP_PATH] == BACKUP_SOURCE.read_text()  # the launcher imports it
+    for name, source in site_files().items():
+        assert files[f"{SITE_DIR}/{name}"] == source
+    assert f"{SITE_DIR}/mlops_auth-1.0.dist-info/entry_points.txt" in files
     assert (LOCAL_SITE_DIR / "mlops_auth-1.0.dist-info/entry_points.txt").is_file()
-    assert _without_docstrings(ast.parse(files[FETCH_PATH])) == _without_docstrings(
-        ast.parse(FETCH_SOURCE.read_text())
-    )
+    assert all(path.startswith(ROOTS) for path in files)
     assert BOOTSTRAP_ENV in files
     spec = json.loads(files[SPEC_PATH])
     assert spec["env"]["PYTHONPATH"] == SITE_DIR
     assert "authorization_function" not in spec["authIni"]  # MLflow's default: its UI's logout
+    assert not PEM_KEY.search(text)  # the server's key stays in its secret
 
 
 def test_a_daily_timer_collects_garbage_through_the_server_it_verifies(declared):
@@ -298,7 +234,7 @@ def test_a_daily_timer_collects_garbage_through_the_server_it_verifies(declared)
     through the server at its private address, verified with the stack's CA."""
     from infra.vm import SPEC_PATH, TRACKING_CA_PATH
 
-    files = written(yaml.safe_load(user_data(declared)))
+    files = declared.vm_files()
     spec = json.loads(files[SPEC_PATH])
     assert spec["gc"] == {"olderThanDays": 30, "trackingUri": "https://10.40.0.10:5000",
                           "caPath": TRACKING_CA_PATH}  # fmt: skip
@@ -308,3 +244,19 @@ def test_a_daily_timer_collects_garbage_through_the_server_it_verifies(declared)
     assert "User=mlflow" in service and "Type=oneshot" in service
     timer = files["/etc/systemd/system/mlflow-gc.timer"]
     assert "OnCalendar=*-*-* 03:30:00 UTC" in timer and "Persistent=true" in timer
+
+
+def test_a_changed_bundle_is_a_changed_user_data_which_replaces_the_vm(declared):
+    """cloud-init runs once per instance: a changed bundle (its sha256 in the user-data) must
+    bring a new VM, which takes over the old one's addresses, so the old one goes first."""
+    from infra.vm import ServerBundle, user_data
+
+    vm = declared.vm()
+    assert vm["inputs"]["userDataReplaceOnChange"] is True
+    assert vm["options"]["deleteBeforeReplace"] is True
+    bucket = f"s3://{declared.bundle()['bucket']}"
+    files = [(path, "0644", text) for path, text in declared.vm_files().items()]
+    changed = ServerBundle.of([*files[:-1], (files[-1][0], "0644", files[-1][2] + "\n")])
+    same = ServerBundle(declared.bundle()["content"])
+    assert user_data(bucket, same.key, same.sha256, "us-east-1") == declared.user_data()
+    assert user_data(bucket, changed.key, changed.sha256, "us-east-1") != declared.user_data()

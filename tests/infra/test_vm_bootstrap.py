@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.vm import BOOTSTRAP_SOURCE, DatabaseCa, LogShipping, bootstrap_env, shipped_shell
+from infra.vm import BOOTSTRAP_SOURCE, DatabaseCa, LogShipping, bootstrap_env
 
 RECORDER = """#!/bin/bash
 echo "{name} $*" >> "$CALLS"
@@ -49,9 +49,6 @@ fi
 """
 
 
-BUNDLE_URL = "s3://mlflow-dev-x/server-bundles/abab.json"
-
-
 class Bootstrap:
     def __init__(self, root: Path, provider: str) -> None:
         self.root, self.provider = root, provider
@@ -59,7 +56,7 @@ class Bootstrap:
         self.served.mkdir()
         self.bin.mkdir()
         self.calls = root / "calls.log"
-        for name in ("dpkg", "systemctl", "sleep", "cloudwatch-agent-ctl", "apt-get"):
+        for name in ("dpkg", "systemctl", "sleep", "cloudwatch-agent-ctl", "apt-get", "useradd"):
             self.tool(name, RECORDER.format(name=name))
         self.tool("curl", CURL)
         wheel = self.served / "uv-0.13.9-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
@@ -104,17 +101,14 @@ class Bootstrap:
             "SERVICE_USER": getpass.getuser(),
             "STATUS_FILE": str(r / "bootstrap.status"),
             "CONSOLE": str(r / "console"),
-            "FETCH_BUNDLE": str(r / "fetch_bundle.py"),
-            "BUNDLE_URL": BUNDLE_URL,
-            "BUNDLE_SHA256": "ab" * 32,
-            "BUNDLE_REGION": "us-east-1",
+            "APT_RETRIES_CONF": str(r / "apt-retries.conf"),
             **overrides,
         }
         env_file = r / "bootstrap.env"
         logs = LogShipping(self.provider, "/mlflow/dev")
         env_file.write_text(bootstrap_env(ca, logs, acme=acme, **paths))
         script = r / "bootstrap.sh"
-        script.write_text(shipped_shell(BOOTSTRAP_SOURCE))  # as the user-data carries it
+        script.write_text(BOOTSTRAP_SOURCE.read_text())  # as the bundle carries it
         env = {
             **os.environ,
             "PATH": f"{self.bin}:{os.environ['PATH']}",
@@ -157,16 +151,13 @@ def test_a_clean_bootstrap_runs_every_step_in_order_and_says_done(aws):
             "cloudwatch-agent-ctl -a fetch-config -m ec2 -s -c file:",
             "uv venv --clear --managed-python --python 3.11 ",
             "uv pip sync --python ",
-            "python ",  # the server's code bundle, with the new environment's Python
             "systemctl daemon-reload",
             "systemctl enable --now mlflow.service mlflow-db-password.timer mlflow-gc.timer mlflow-tls.timer",
         )
     ]
     assert order == sorted(order)
-    [fetch] = [c for c in calls if c.startswith("python ")]
-    assert fetch == (
-        f"python {aws.root / 'fetch_bundle.py'} {BUNDLE_URL} {'ab' * 32} {aws.prefix} us-east-1"
-    )
+    assert (aws.root / "apt-retries.conf").read_text() == 'Acquire::Retries "5";\n'
+    assert not any(c.startswith("useradd") for c in calls)  # the user exists (here: this one)
     [sync] = [c for c in calls if c.startswith("uv pip sync")]
     assert "--require-hashes --only-binary :all:" in sync
     assert sync.endswith(str(aws.root / "requirements.txt"))

@@ -113,6 +113,13 @@ def test_no_plaintext_secrets():
         == []
     )
     assert no_plaintext_secrets(vm, {"userData": "export PGPASSWORD=hunter2"})
+    for bundle in ("aws:s3/bucketObjectv2:BucketObjectv2", "gcp:storage/bucketObject:BucketObject"):
+        clean = json.dumps({"files": {"/etc/mlflow/server.json": {"text": '{"argv": []}'}}})
+        assert no_plaintext_secrets(bundle, {"content": clean}) == []
+        planted = json.dumps({"files": {"/etc/mlflow/x.env": {"text": "PGPASSWORD=hunter2"}}})
+        assert no_plaintext_secrets(bundle, {"content": planted}) == [
+            "bucket object assigns a secret value"
+        ]
     task = "aws:ecs/taskDefinition:TaskDefinition"
     ok = [{"name": "api", "environment": [{"name": "MLFLOW_TRACKING_URI", "value": "http://x"}]}]
     assert no_plaintext_secrets(task, {"containerDefinitions": json.dumps(ok)}) == []

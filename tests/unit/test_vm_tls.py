@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from infra import vm_launcher
-from infra.vm import ACME_HOOK_SOURCE, shipped_shell
+from infra.vm import ACME_HOOK_SOURCE
 from infra.vm_launcher import LaunchError, install_tls, split_pem, tls_check
 
 STACK_CERT = "-----BEGIN CERTIFICATE-----\nstack\n-----END CERTIFICATE-----\n"
@@ -60,7 +60,7 @@ def run_hook(tmp_path: Path, env: dict) -> subprocess.CompletedProcess:
     systemctl.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
     systemctl.chmod(0o755)
     hook = tmp_path / "acme-deploy-hook"
-    hook.write_text(shipped_shell(ACME_HOOK_SOURCE))  # as the user-data carries it
+    hook.write_text(ACME_HOOK_SOURCE.read_text())  # as the bundle carries it
     return subprocess.run(
         ["sh", str(hook)],
         env={
