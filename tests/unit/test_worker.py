@@ -7,6 +7,7 @@ import gc
 import importlib
 import os
 import sys
+import time
 import weakref
 
 import pytest
@@ -36,16 +37,25 @@ def test_tune_sets_the_switch_interval_and_the_registry_client(process_as_it_was
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "9"
 
 
-def test_building_and_starting_an_app_leaves_the_process_untuned(process_as_it_was, tmp_path):
-    """The app, its model holder and its prediction log change nothing process-wide."""
+def test_an_app_serving_a_model_leaves_the_process_untuned(
+    process_as_it_was, local_store, months, tmp_path
+):
+    """The app, its model holder (a model loaded and swapped in) and its prediction log change
+    nothing process-wide."""
     from fastapi.testclient import TestClient
 
     from services.model_api.app import create_app
+    from training import train
+    from training.models import Candidate
 
-    settings = Settings(model_name="nothing-here", prediction_log=str(tmp_path), retry_seconds=60)
+    train.run(str(months.train), str(months.val), [Candidate("linear")], model_name="untuned")
+    settings = Settings(model_name="untuned", prediction_log=str(tmp_path / "log"))
     frozen = gc.get_freeze_count()
     with TestClient(create_app(settings)) as client:
-        client.get("/health")
+        deadline = time.monotonic() + 60
+        while client.get("/ready").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert client.get("/ready").status_code == 200
     assert sys.getswitchinterval() == pytest.approx(0.005)
     assert not any(key in os.environ for key in KEYS)
     assert gc.get_freeze_count() == frozen
