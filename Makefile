@@ -34,7 +34,7 @@ install: ## create .venv with every dependency, pinned by uv.lock (the other tar
 $(STAMP): pyproject.toml uv.lock
 	$(install_venv)
 
-test-tools: ## what only the system provides for the tests (cloud-init, PostgreSQL with SSL): apt as root, else the command to run
+test-tools: ## what only the system provides for the tests (PostgreSQL with SSL): apt as root, else the command to run
 	@scripts/ensure-test-tools
 
 test: $(STAMP) test-tools lint ## lint, then the full test suite, real PostgreSQL/moto/MLflow included (what CI runs)
@@ -43,7 +43,7 @@ test: $(STAMP) test-tools lint ## lint, then the full test suite, real PostgreSQ
 test-no-servers: $(STAMP) test-tools ## all but the integration tests: no PostgreSQL, moto_server or mlflow server (~3.5 min)
 	$(PY) -m pytest -m "not integration"
 
-test-infra: $(STAMP) test-tools ## only the Pulumi program tests (mocks, cloud-init schema)
+test-infra: $(STAMP) test-tools ## only the Pulumi program tests (mocks)
 	$(PY) -m pytest tests/infra
 
 lint: $(STAMP) ## ruff, hadolint (Dockerfile), shellcheck (shell scripts), actionlint (workflows)

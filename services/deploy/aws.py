@@ -610,7 +610,7 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         ],
         # A job that can never be placed is cancelled after an hour rather than waiting for ever.
         # Batch acts only on these reasons; one that waits for the account's Fargate vCPU quota
-        # shows no such reason and keeps waiting (README).
+        # shows no such reason and keeps waiting (docs/deploy-aws.md, Batch's caveats).
         job_state_time_limit_actions=[
             aws.batch.JobQueueJobStateTimeLimitActionArgs(
                 action="CANCEL", state="RUNNABLE", max_time_seconds=3600, reason=reason

@@ -410,7 +410,8 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         out_bucket, output_prefix = artifact_bucket, SCORING_PREFIX.split("{", 1)[0]
         scoring_output = pulumi.Output.concat("gs://", artifact_bucket, "/", SCORING_PREFIX)
     input_bucket, input_prefix = gs_prefix(cfg.scoringInput)
-    # The input bucket needs uniform bucket-level access for a conditional grant (README).
+    # The input bucket needs uniform bucket-level access for a conditional grant
+    # (docs/deploy-gcp.md).
     scoring_input = gcp.storage.BucketIAMMember(
         f"{name}-scoring-input",
         bucket=input_bucket,

@@ -1,9 +1,8 @@
-"""scripts/ensure-test-tools, which `make test` runs first: cloud-init (for `cloud-init schema`)
-and a PostgreSQL server with SSL come only from the system's packages, so they are installed with
-apt-get when that can work (root, apt present) and otherwise the run stops with the exact
-command, never a silent skip. The script runs for real with /bin/sh; `id`, `apt-get`,
-`cloud-init` and `initdb` are stand-ins on its PATH, and the Debian PostgreSQL directory it looks
-in is an empty one of the test's."""
+"""scripts/ensure-test-tools, which `make test` runs first: a PostgreSQL server with SSL comes only
+from the system's packages, so it is installed with apt-get when that can work (root, apt
+present) and otherwise the run stops with the exact command, never a silent skip. The script runs
+for real with /bin/sh; `id`, `apt-get` and `initdb` are stand-ins on its PATH, and the Debian
+PostgreSQL directory it looks in is one of the test's."""
 
 from __future__ import annotations
 
@@ -15,36 +14,39 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ensure-test-tools"
 
 
-def tool(bindir: Path, name: str, body: str) -> None:
-    path = bindir / name
+def tool(path: Path, body: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"#!/bin/sh\n{body}\n")
     path.chmod(0o755)
 
 
 @pytest.fixture
 def machine(tmp_path):
-    """A PATH with only the stand-ins given, and a record of apt-get's calls."""
-    bindir = tmp_path / "bin"
+    """A PATH with only the stand-ins given, and a record of apt-get's calls. apt-get's install
+    puts an initdb where Debian does (PG_LIB/<version>/bin), unless told not to."""
+    bindir, pg_lib = tmp_path / "bin", tmp_path / "postgresql"
     bindir.mkdir()
     calls = tmp_path / "apt-calls"
 
-    def make(uid: int, apt: bool = False, apt_installs: bool = True, has_cloud_init=False,
-             has_postgres=True):  # fmt: skip
-        tool(bindir, "id", f"echo {uid}")
+    def make(uid: int, apt: bool = False, apt_installs: bool = True, has_postgres=False):
+        tool(bindir / "id", f"echo {uid}")
         if has_postgres:
-            tool(bindir, "initdb", "exit 0")
+            tool(bindir / "initdb", "exit 0")
         if apt:
+            initdb = pg_lib / "17/bin/initdb"
             install = (
-                f"printf '#!/bin/sh\\n' > {bindir}/cloud-init; /bin/chmod +x {bindir}/cloud-init"
+                f"mkdir -p {initdb.parent}; printf '#!/bin/sh\\n' > {initdb}; chmod +x {initdb}"
             )
-            tool(bindir, "apt-get", f'echo "$*" >> {calls}\n' + (
+            tool(bindir / "apt-get", f'echo "$*" >> {calls}\n' + (
                 f'case "$*" in *install*) {install};; esac' if apt_installs else ":"
             ))  # fmt: skip
-        if has_cloud_init:
-            tool(bindir, "cloud-init", "exit 0")
+            for name in ("mkdir", "chmod", "printf"):
+                (bindir / name).symlink_to(
+                    f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else f"/bin/{name}"
+                )
         return subprocess.run(
             ["/bin/sh", str(SCRIPT)],
-            env={"PATH": str(bindir), "MLOPS_PG_LIB": str(tmp_path / "no-postgresql")},
+            env={"PATH": str(bindir), "MLOPS_PG_LIB": str(pg_lib)},
             capture_output=True,
             text=True,
             timeout=30,
@@ -55,7 +57,7 @@ def machine(tmp_path):
 
 
 def test_present_means_nothing_to_do(machine):
-    run = machine(uid=1000, apt=True, has_cloud_init=True)
+    run = machine(uid=1000, apt=True, has_postgres=True)
     assert (run.returncode, run.stdout, run.stderr) == (0, "", "")
     assert machine.calls() == []
 
@@ -63,36 +65,24 @@ def test_present_means_nothing_to_do(machine):
 def test_as_root_with_apt_it_is_installed(machine):
     run = machine(uid=0, apt=True)
     assert run.returncode == 0, run.stderr
-    assert machine.calls() == [
-        "update -qq",
-        "install -y -qq --no-install-recommends cloud-init",
-    ]
-    assert "installing from the system's packages for the tests: cloud-init" in run.stdout
+    assert machine.calls() == ["update -qq", "install -y -qq --no-install-recommends postgresql"]
+    assert "installing from the system's packages for the tests: postgresql" in run.stdout
 
 
 def test_without_root_it_stops_with_the_exact_command(machine):
     run = machine(uid=1000, apt=True)
     assert run.returncode == 2
-    assert "sudo apt-get install -y --no-install-recommends cloud-init" in run.stderr
+    assert "sudo apt-get install -y --no-install-recommends postgresql" in run.stderr
     assert machine.calls() == []  # not even tried
 
 
 def test_without_apt_it_stops_naming_the_package(machine):
     run = machine(uid=0)
     assert run.returncode == 2
-    assert "distribution's packages for: cloud-init" in run.stderr
+    assert "distribution's package for: postgresql" in run.stderr
 
 
-def test_an_install_that_leaves_no_cloud_init_is_a_failure(machine):
+def test_an_install_that_leaves_no_server_is_a_failure(machine):
     run = machine(uid=0, apt=True, apt_installs=False)
     assert run.returncode == 2
-    assert "not on PATH" in run.stderr
-
-
-def test_no_postgresql_server_is_installed_or_asked_for_with_cloud_init(machine):
-    run = machine(uid=0, apt=True, has_postgres=False)
-    assert run.returncode == 0, run.stderr
-    assert machine.calls()[-1] == "install -y -qq --no-install-recommends cloud-init postgresql"
-    stop = machine(uid=1000, apt=True, has_postgres=False, has_cloud_init=True)
-    assert stop.returncode == 2
-    assert "sudo apt-get install -y --no-install-recommends postgresql" in stop.stderr
+    assert "no initdb is on PATH" in run.stderr
