@@ -29,8 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from scripts import components as c
-from scripts.benchmark import REPORT, ROOT, machine, say, write_report
+import local_platform as c
+from local_platform.measure import REPORT, ROOT, machine, say, write_report
 
 START, END = "<!-- scoring-benchmark:start -->", "<!-- scoring-benchmark:end -->"
 MODEL_NAME = "nyc-taxi-duration"

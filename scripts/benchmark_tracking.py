@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+import local_platform as c
 from infra.mlflow_server import ENGINES_PER_PROCESS, connections_used, pool_for, request_threads
-from scripts import components as c
-from scripts.benchmark import (
+from local_platform.measure import (
     connections_per_process,
     group_cpu_seconds,
     group_rss_mb,

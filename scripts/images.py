@@ -131,7 +131,7 @@ def check(commit: str) -> list[str]:
     """Run the training and model API images against a throwaway platform; what was seen."""
     import requests
 
-    from scripts import components as c
+    import local_platform as c
     from training.generate import write_month
 
     seen = []
@@ -224,9 +224,9 @@ def _wait_ready(url: str, timeout: float) -> dict:
 def _the_run(platform, version: str) -> dict:
     from mlflow import MlflowClient
 
-    from scripts import components as c
+    from infra.vm_launcher import environ
 
-    with c._environ(platform.admin.env(platform.tracking_uri)):
+    with environ(platform.admin.env(platform.tracking_uri)):
         client = MlflowClient(platform.tracking_uri)
         run_id = client.get_model_version("nyc-taxi-duration", version).run_id
         return dict(client.get_run(run_id).data.tags)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts import components as c
+import local_platform as c
 from training.generate import write_month
 
 # Nothing the tests start may reach beyond loopback.

@@ -34,7 +34,7 @@ def test_user_data_is_the_repository_s_fetcher_and_one_command_within_8_kb(decla
 
 def test_user_data_and_the_bundle_s_shell_pass_shellcheck(declared, tmp_path):
     from infra.vm import BOOTSTRAP_ENV, BOOTSTRAP_PATH
-    from scripts.components import BIN
+    from local_platform import BIN
 
     files = declared.vm_files()
     scripts = {"user-data": declared.user_data(), "bootstrap": files[BOOTSTRAP_PATH],

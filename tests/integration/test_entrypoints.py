@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from scripts import components as c
+import local_platform as c
 from tests.dockerfile import DOCKERFILE, last, stages, target_text
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,8 @@ import uuid
 import pytest
 from mlflow.exceptions import MlflowException
 
+import local_platform as c
 from infra import vm_launcher
-from scripts import components as c
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts import components as c
+import local_platform as c
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -13,7 +13,7 @@ import uuid
 import pytest
 import requests
 
-from scripts import components as c
+import local_platform as c
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 RIDE = {"PULocationID": 43, "DOLocationID": 151, "trip_distance": 1.8}

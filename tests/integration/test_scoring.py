@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from scripts import components as c
+import local_platform as c
 from training.generate import generate_month
 from trip_model.features import model_input
 

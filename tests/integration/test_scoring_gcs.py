@@ -12,8 +12,8 @@ import mlflow
 import pyarrow.parquet as pq
 import pytest
 
+import local_platform as c
 from scoring import job
-from scripts import components as c
 from tests.conftest import write_tlc
 from trip_model.predict import choose
 from trip_model.tlc import InputError

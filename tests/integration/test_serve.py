@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from scripts import components as c
-from scripts.benchmark import connections_per_process, group_pids
+import local_platform as c
+from local_platform.measure import connections_per_process, group_pids
 
 pytestmark = pytest.mark.integration
 REGISTRY_DOWN = {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "MODEL_API_RETRY_SECONDS": "60"}

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from scripts import components as c
+import local_platform as c
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -334,7 +334,7 @@ def test_a_200_mb_model_file_still_uploads_through_the_artifact_proxy(platform):
         put = requests.put(url, data=Body(), timeout=600, auth=trainer.auth, verify=trainer.verify)
     assert put.status_code == 200, put.text
     assert rss.grown < 100 * 1024 * 1024, rss.grown  # streamed, not held
-    from scripts.components import s3_client
+    from local_platform import s3_client
 
     key = f"mlflow/{path}/model.bin"
     head = s3_client(platform.s3_endpoint).head_object(Bucket=platform.bucket, Key=key)
@@ -487,7 +487,7 @@ def test_fuzzed_identities_ids_keys_and_content_types_never_get_a_5xx(platform):
 def test_the_server_refuses_to_start_on_an_untested_mlflow_with_one_line(tmp_path):
     """The plugin wraps private names of the MLflow it was tested with: on any other version the
     server exits at once, before a worker starts, saying which."""
-    from scripts import components as c
+    import local_platform as c
 
     script = (
         "import importlib.metadata as m, sys\n"

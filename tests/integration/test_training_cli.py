@@ -9,7 +9,7 @@ import sys
 import pandas as pd
 import pytest
 
-from scripts import components as c
+import local_platform as c
 
 pytestmark = pytest.mark.integration
 

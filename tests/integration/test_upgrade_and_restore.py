@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
+import local_platform as c
 from infra import db_backup, vm_launcher
-from scripts import components as c
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]

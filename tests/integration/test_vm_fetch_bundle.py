@@ -17,8 +17,9 @@ from contextlib import contextmanager
 
 import pytest
 
+import local_platform as c
 from infra.vm import FETCH_SOURCE, ServerBundle, code_files
-from scripts import components as c
+from infra.vm_launcher import environ
 
 pytestmark = [pytest.mark.integration]
 
@@ -130,7 +131,7 @@ def test_the_bundle_comes_from_gcs_and_may_not_write_outside_its_roots(tmp_path)
     try:
         bundle = ServerBundle.of(FILES)
         escaping = ServerBundle.of([("/etc/cron.d/evil", "0644", "* * * * * root sh\n")])
-        with c._environ(c.gcs_store_env(emulator.url)):
+        with environ(c.gcs_store_env(emulator.url)):
             from google.cloud import storage
 
             bucket = storage.Client().create_bucket("artifacts")

@@ -20,9 +20,10 @@ import boto3
 import pytest
 import requests
 
+import local_platform as c
 from infra.mlflow_server import IDENTITIES, ServerSettings
 from infra.vm import SecretSource, server_spec
-from scripts import components as c
+from infra.vm_launcher import environ
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -345,7 +346,7 @@ def test_each_workload_user_keeps_exactly_the_grants_the_platform_gives_it(rds_l
     vm_launcher.migrate(spec, env)
     passwords = {i.username: c.new_password() for i in IDENTITIES}
     identities = [i.as_dict() for i in IDENTITIES]
-    with c._environ({"PGPASSWORD": rds_like["password"]}):
+    with environ({"PGPASSWORD": rds_like["password"]}):
         vm_launcher.sync_identities(identities, passwords, spec["database"])
         auth = AuthStore()
         auth.init_db(spec["database"]["authUri"])

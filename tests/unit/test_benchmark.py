@@ -15,8 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from local_platform import free_port, measure
 from scripts import benchmark, loadgen
-from scripts.components import free_port
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -117,12 +117,12 @@ def test_report_judges_targets_and_keeps_the_hand_written_text(tmp_path):
 
     report = tmp_path / "benchmarks.md"
     report.write_text(
-        f"# Benchmarks\n\nintro\n\n{benchmark.START}\nold table\n{benchmark.END}\n\nwhy\n"
+        f"# Benchmarks\n\nintro\n\n{measure.START}\nold table\n{measure.END}\n\nwhy\n"
     )
     args = Namespace(argv=[], workers=2, concurrency=16, warmup=3, duration=20)
     counts = {"written": 40_000, "in_bucket": 52_000, "dropped": 0, "failed": 0}
     block = benchmark.render(results, {"model API batch": 0.0}, args, "m v1", 100, counts)
-    benchmark.write_report(block, report)
+    measure.write_report(block, report)
     text = report.read_text()
     assert text.startswith("# Benchmarks\n\nintro\n\n<!-- benchmark:start -->")
     assert text.endswith("<!-- benchmark:end -->\n\nwhy\n")
@@ -148,11 +148,11 @@ def test_server_connections_and_memory_are_read_from_proc(tmp_path):
             except ConnectionRefusedError:
                 time.sleep(0.05)
         deadline = time.monotonic() + 10
-        while benchmark.connections_per_process(proc.pid, port) != [3]:
-            assert time.monotonic() < deadline, benchmark.connections_per_process(proc.pid, port)
+        while measure.connections_per_process(proc.pid, port) != [3]:
+            assert time.monotonic() < deadline, measure.connections_per_process(proc.pid, port)
             time.sleep(0.05)
-        assert benchmark.group_pids(proc.pid) == [proc.pid]
-        assert 5 < benchmark.group_rss_mb(proc.pid) < 500
+        assert measure.group_pids(proc.pid) == [proc.pid]
+        assert 5 < measure.group_rss_mb(proc.pid) < 500
     finally:
         for client in clients:
             client.close()
@@ -286,7 +286,7 @@ def test_the_tracking_table_judges_auth_against_the_open_server(tmp_path):
     assert "| 800 | 9+7, 12+4 |" in block  # how each round's clients were spread
     report = tmp_path / "b.md"
     report.write_text(f"# B\n\nkept\n\n{bt.START}\nold\n{bt.END}\n\nafter\n")
-    benchmark.write_report(block, report, bt.START, bt.END)
+    measure.write_report(block, report, bt.START, bt.END)
     text = report.read_text()
     assert "kept" in text and "after" in text and "old" not in text and "| 95 |" in text
 

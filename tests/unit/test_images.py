@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from infra.vm_requirements import Lock
-from scripts.components import free_port
+from local_platform import free_port
 from scripts.images import IMAGES
 from tests.dockerfile import target_text
 

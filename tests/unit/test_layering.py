@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = {
     "scripts": 5, "policy": 5,
-    "services.deploy": 4,
+    "services.deploy": 4, "local_platform": 4,
     "infra": 3,
     "training": 2, "services.model_api": 2, "scoring": 2, "monitoring": 2,
     "trip_model": 1,

