@@ -25,6 +25,7 @@ class Declared:
         self.resources = data["resources"]
         self.outputs = data["outputs"]
         self.invokes = data.get("invokes", [])
+        self.registered = data.get("registered", [])
 
     def of_type(self, typ: str) -> list[dict]:
         return [r for r in self.resources if r["type"] == typ]

@@ -257,9 +257,32 @@ class Monitor(pulumi_mocks.MockMonitor):
     def __init__(self, mocks: Mocks) -> None:
         super().__init__(mocks)
         self.options: dict[str, dict] = {}
+        self.engine_urns: dict[str, str] = {}
+
+    def engine_urn(self, request) -> str:
+        """The URN the engine gives: the type qualified by every ancestor's type but the root
+        stack's (the mock qualifies by the parent's last type, the stack's included)."""
+        parent = self.engine_urns.get(request.parent, "")
+        parent_type = parent.split("::")[2] if parent else ""
+        qualified = request.type
+        if parent_type and parent_type != "pulumi:pulumi:Stack":
+            qualified = f"{parent_type}${request.type}"
+        return "::".join(["urn:pulumi:" + pulumi.get_stack(), pulumi.get_project(), qualified,
+                          request.name])  # fmt: skip
+
+    def SupportsFeature(self, request):  # noqa: N802 - gRPC method name
+        # No alias specs: the SDK then resolves each alias to the URN it stands for (as the
+        # engine does with a spec), which the record keeps next to the resource's own URN.
+        if request.id == "aliasSpecs":
+            return type("SupportsFeatureResponse", (object,), {"hasSupport": False})
+        return super().SupportsFeature(request)
 
     def RegisterResource(self, request):  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)
+        urn = self.engine_urns[response.urn] = self.engine_urn(request)
         self.options[f"{request.type}::{request.name}"] = {
+            "urn": urn,
+            "aliases": sorted(request.aliasURNs),
             "protect": bool(request.protect),
             "retainOnDelete": bool(request.retainOnDelete),
             "deleteBeforeReplace": bool(request.deleteBeforeReplace),
@@ -268,7 +291,7 @@ class Monitor(pulumi_mocks.MockMonitor):
             # URNs: explicit depends_on and the resources its inputs came from.
             "dependencies": sorted(request.dependencies),
         }
-        return super().RegisterResource(request)
+        return response
 
 
 def config_from(stack_file: Path) -> dict[str, str]:
@@ -352,6 +375,10 @@ def main(project_dir: str, stack_file: str, out_path: str, overrides: str | None
     for resource in mocks.resources:
         resource["options"] = monitor.options.get(f"{resource['type']}::{resource['name']}", {})
     result["resources"] = mocks.resources
+    # Every registration the engine got, components included: its URN and its aliases' URNs.
+    result["registered"] = [
+        {"urn": o["urn"], "aliases": o["aliases"]} for o in monitor.options.values()
+    ]
     result["calls"] = mocks.calls
     Path(out_path).write_text(json.dumps(result, indent=1, default=str))
     return 0

@@ -1,0 +1,98 @@
+"""No resource changes its address by a refactoring: every URN each program declared when
+tests/infra/urns/ was written (each stack file, both clouds, both projects) is declared again, as
+a resource's URN or as one of its aliases (pulumi.Alias: the engine then moves the resource, it
+does not replace it). New resources need no entry; a resource removed on purpose is taken out of
+its list by rewriting the lists:
+
+    python -m tests.infra.test_urns     # writes tests/infra/urns/<project>-<cloud>-<stack>.txt
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.infra.conftest import (
+    GCP_OVERRIDES,
+    SERVICES_GCP_OVERRIDES,
+    STACKS,
+    Declared,
+    run_services,
+    run_stack,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+URNS = Path(__file__).with_name("urns")
+
+
+def addresses(declared: Declared) -> tuple[set[str], set[str]]:
+    """The URNs declared, and those their aliases stand for."""
+    urns = {r["urn"] for r in declared.registered}
+    aliases = {a for r in declared.registered for a in r["aliases"]}
+    return urns, aliases
+
+
+def check(declared: Declared, listed: str) -> None:
+    known = set((URNS / listed).read_text().split())
+    urns, aliases = addresses(declared)
+    assert urns, "the harness recorded no URN"
+    lost = sorted(known - urns - aliases)
+    assert not lost, f"{len(lost)} resources would be replaced (no resource or alias): {lost}"
+
+
+def test_platform_aws_keeps_every_address(declared):
+    check(declared, f"mlops-platform-aws-{declared.stack}.txt")
+
+
+def test_platform_gcp_keeps_every_address(declared_gcp):
+    check(declared_gcp, f"mlops-platform-gcp-{declared_gcp.stack}.txt")
+
+
+def test_services_aws_keep_every_address(services_aws):
+    check(services_aws, f"mlops-services-aws-{services_aws.stack}.txt")
+
+
+def test_services_gcp_keep_every_address(services_gcp):
+    check(services_gcp, f"mlops-services-gcp-{services_gcp.stack}.txt")
+
+
+def test_a_resource_renamed_without_an_alias_is_caught(services_aws):
+    """The check can fail: the same record with one URN gone (as if renamed) is refused."""
+    urns, _ = addresses(services_aws)
+    gone = next(u for u in sorted(urns) if "aws:ecs/service:Service" in u)
+    registered = [r for r in services_aws.registered if r["urn"] != gone]
+    renamed = Declared({"error": None, "resources": [], "outputs": {},
+                        "registered": registered}, services_aws.stack)  # fmt: skip
+    try:
+        check(renamed, f"mlops-services-aws-{services_aws.stack}.txt")
+    except AssertionError as exc:
+        assert gone in str(exc)
+    else:
+        raise AssertionError("a lost URN passed")
+
+
+def write() -> None:
+    URNS.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for stack in STACKS:
+            runs = {
+                f"mlops-platform-aws-{stack}": run_stack(Path(tmp), ROOT / f"Pulumi.{stack}.yaml"),
+                f"mlops-platform-gcp-{stack}": run_stack(
+                    Path(tmp), ROOT / f"Pulumi.{stack}.yaml", GCP_OVERRIDES
+                ),
+                f"mlops-services-aws-{stack}": run_services(Path(tmp), stack),
+                f"mlops-services-gcp-{stack}": run_services(
+                    Path(tmp), stack, SERVICES_GCP_OVERRIDES
+                ),
+            }
+            for name, data in runs.items():
+                if data["error"]:
+                    sys.exit(f"{name}: {data['error']}")
+                urns = sorted({r["urn"] for r in data["registered"]})
+                (URNS / f"{name}.txt").write_text("\n".join(urns) + "\n")
+                print(f"{name}: {len(urns)} URNs")
+
+
+if __name__ == "__main__":
+    write()
