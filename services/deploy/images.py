@@ -39,7 +39,7 @@ def build(
     name: str,
     repository_url: pulumi.Input[str],
     registry: docker_build.RegistryArgs,
-    parent: pulumi.Resource | None = None,
+    opts: pulumi.ResourceOptions | None = None,
 ) -> pulumi.Output[str]:
     """Build DOCKERFILE's target for image `name` (TARGETS) for linux/amd64, push it, and return
     its digest reference."""
@@ -53,6 +53,6 @@ def build(
         push=True,
         tags=[pulumi.Output.concat(repository_url, ":latest")],
         registries=[registry],
-        opts=pulumi.ResourceOptions(parent=parent),
+        opts=opts,
     )
     return image.ref

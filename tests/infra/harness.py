@@ -22,6 +22,7 @@ import pulumi
 import yaml
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime.config import set_all_config
+from pulumi.runtime.proto import resource_pb2
 
 # Values the program must never leak: what the mocked random passwords "generate".
 SECRET_SENTINEL = "SENTINEL-SECRET-"
@@ -270,12 +271,15 @@ class Monitor(pulumi_mocks.MockMonitor):
         return "::".join(["urn:pulumi:" + pulumi.get_stack(), pulumi.get_project(), qualified,
                           request.name])  # fmt: skip
 
-    def SupportsFeature(self, request):  # noqa: N802 - gRPC method name
+    def GetDeploymentInfo(self, request):  # noqa: N802 - gRPC method name
         # No alias specs: the SDK then resolves each alias to the URN it stands for (as the
         # engine does with a spec), which the record keeps next to the resource's own URN.
-        if request.id == "aliasSpecs":
-            return type("SupportsFeatureResponse", (object,), {"hasSupport": False})
-        return super().SupportsFeature(request)
+        info = super().GetDeploymentInfo(request)
+        features = [f for f in info.supportedFeatures
+                    if f != resource_pb2.RESOURCE_MONITOR_FEATURE_ALIAS_SPECS]  # fmt: skip
+        del info.supportedFeatures[:]
+        info.supportedFeatures.extend(features)
+        return info
 
     def RegisterResource(self, request):  # noqa: N802 - gRPC method name
         response = super().RegisterResource(request)

@@ -1,0 +1,107 @@
+"""The service stack on AWS, one component per piece, each module saying what it creates:
+
+    images      ECR repositories and the four images built and pushed (unless prebuilt)
+    tasks       the ECS cluster, log groups and execution role; scheduled Fargate tasks
+    model_api   the model API: Fargate service, Application Load Balancer, autoscaling
+    scoring     the batch scoring job: AWS Batch array job on Fargate, monthly
+    policies    the IAM policies and container environment, as plain functions
+
+Training and monitoring run as Fargate tasks on EventBridge Scheduler crons; on `degraded` the
+monitor starts the training task.
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+from infra import outputs as platform_out
+from services.deploy.aws.common import Platform
+from services.deploy.aws.images import Images
+from services.deploy.aws.model_api import ModelApiService
+from services.deploy.aws.policies import data_read_policy, monitoring_policy
+from services.deploy.aws.scoring import BatchScoringJob
+from services.deploy.aws.tasks import ScheduledTask, Task, TaskRuntime
+from services.deploy.config import ServicesConfig, monitoring_command
+from services.deploy.platform_ref import PlatformRef
+
+
+def platform_of(cfg: ServicesConfig) -> Platform:
+    ref = PlatformRef(cfg)
+    return Platform(
+        tracking_uri=ref.require(platform_out.TRACKING_PRIVATE_URI),
+        vpc_id=ref.require(platform_out.VPC_ID),
+        subnets=ref.require(platform_out.PUBLIC_SUBNET_IDS),
+        client_sg=ref.require(platform_out.CLIENT_SECURITY_GROUP_ID),
+        ca_pem=ref.require(platform_out.TRACKING_CA_CERT),
+        password_secrets=pulumi.Output.all(
+            **{user: ref.require(key) for user, key in platform_out.PASSWORD_SECRETS.items()}
+        ),
+        artifact_bucket=ref.require(platform_out.ARTIFACT_BUCKET),
+    )
+
+
+def build(cfg: ServicesConfig) -> dict[str, object]:
+    platform = platform_of(cfg)
+    if cfg.prebuilt:
+        refs = {"model-api": cfg.modelApiImage, "training": cfg.trainingImage,
+                "scoring": cfg.scoringImage, "monitoring": cfg.monitoringImage}  # fmt: skip
+    else:
+        refs = Images(cfg).refs
+    runtime = TaskRuntime(cfg, platform)
+    api = ModelApiService(cfg, platform, runtime, refs["model-api"])
+    training = ScheduledTask(
+        cfg, platform, runtime,
+        Task("training", refs["training"], 1024, 4096, more={"command": cfg.training_command}),
+        cfg.trainingSchedule, "data",
+        data_read_policy(cfg.training_data, listed=bool(cfg.trainingDataPrefix)),
+    )  # fmt: skip
+    monitoring = monitoring_job(cfg, platform, runtime, refs["monitoring"], training, api)
+    scoring = BatchScoringJob(cfg, platform, runtime, refs["scoring"])
+    return {
+        "modelApiUrl": api.url,
+        "trainingJob": training.task.arn_without_revision,
+        "cluster": runtime.cluster.name,
+        "trainingSubnets": platform.subnets,
+        "trainingSecurityGroups": pulumi.Output.all(platform.client_sg).apply(list),
+        "modelApiImage": refs["model-api"],
+        "trainingImage": refs["training"],
+        "scoringImage": refs["scoring"],
+        "monitoringImage": refs["monitoring"],
+        "monitoringJob": monitoring.task.arn_without_revision,
+        "predictionLog": api.prediction_log,
+        "scoringJobQueue": scoring.queue.arn,
+        "scoringJobDefinition": scoring.definition.arn_prefix,
+        "scoringInput": cfg.scoringInput,
+        "scoringOutput": scoring.output,
+        "scoringShards": cfg.scoringShards,
+    }
+
+
+def monitoring_job(
+    cfg: ServicesConfig, platform: Platform, runtime: TaskRuntime, image: pulumi.Input[str],
+    training: ScheduledTask, api: ModelApiService,
+) -> ScheduledTask:  # fmt: skip
+    """Daily: the logged traffic against the champion's reference, its RMSE on the month the
+    scoring job scores; on degraded it starts the training task."""
+    policy = pulumi.Output.all(
+        platform.artifact_bucket, training.task.arn_without_revision,
+        runtime.execution_role.arn, training.role.arn,
+    ).apply(
+        lambda a: monitoring_policy(cfg, a[0] if cfg.predictionLog else None, a[1], [a[2], a[3]])
+    )  # fmt: skip
+    retrain = (
+        pulumi.Output.all(
+            runtime.cluster.name, training.task.arn_without_revision, platform.subnets,
+            platform.client_sg,
+        ).apply(lambda a: [
+            "--retrain", "ecs", "--ecs-cluster", a[0], "--ecs-task-definition", a[1],
+            "--ecs-subnets", ",".join(a[2]), "--ecs-security-groups", a[3],
+        ])
+        if cfg.retrainOnDegraded
+        else []
+    )  # fmt: skip
+    command = pulumi.Output.all(api.prediction_log, retrain).apply(
+        lambda a: [*monitoring_command(cfg, a[0]), *a[1]]
+    )
+    task = Task("monitoring", image, 1024, 4096, more={"command": command})
+    return ScheduledTask(cfg, platform, runtime, task, cfg.monitoringSchedule, "access", policy)

@@ -1,0 +1,61 @@
+"""The four images on AWS: an ECR repository each (scanned on push, encrypted, the newest
+`imagesKept` kept) and the image built from its target of the repository's Dockerfile and pushed
+there (services.deploy.images)."""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_docker_build as docker_build
+
+from services.deploy import images
+from services.deploy.aws.common import NAME, child, tags
+from services.deploy.config import ServicesConfig
+
+
+def lifecycle(kept: int) -> str:
+    """ECR's lifecycle policy: expire all but the `kept` newest images."""
+    return json.dumps({"rules": [{
+        "rulePriority": 1,
+        "description": f"keep the {kept} newest images",
+        "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": kept},
+        "action": {"type": "expire"},
+    }]})  # fmt: skip
+
+
+class Images(pulumi.ComponentResource):
+    refs: dict[str, pulumi.Output[str]]
+    """Image name (model-api, training, scoring, monitoring) -> its pushed reference."""
+
+    def __init__(self, cfg: ServicesConfig, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlops:services:aws:Images", f"{NAME}-images", None, opts)
+        self.refs = {}
+        for image in images.TARGETS:
+            repo = aws.ecr.Repository(
+                f"{NAME}-{image}",
+                image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
+                    scan_on_push=True
+                ),
+                encryption_configurations=[
+                    aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="AES256")
+                ],
+                force_delete=cfg.kind != "prod",
+                tags=tags(cfg.stack),
+                opts=child(self),
+            )
+            aws.ecr.LifecyclePolicy(
+                f"{NAME}-{image}-lifecycle",
+                repository=repo.name,
+                policy=lifecycle(cfg.imagesKept),
+                opts=child(self),
+            )
+            token = aws.ecr.get_authorization_token_output(
+                registry_id=repo.registry_id, opts=pulumi.InvokeOutputOptions(parent=self)
+            )
+            registry = docker_build.RegistryArgs(
+                address=repo.repository_url, username=token.user_name, password=token.password
+            )
+            self.refs[image] = images.build(image, repo.repository_url, registry, child(self))
+        self.register_outputs({})

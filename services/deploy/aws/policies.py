@@ -1,0 +1,128 @@
+"""The AWS service stack's IAM policies and container settings, as plain functions of their
+inputs (tested without Pulumi): who may read or write which objects, start which task, submit
+which job; and the environment each workload's container gets."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlparse
+
+import tracking_ca
+from infra import outputs as platform_out
+from infra.mlflow_server import user_for
+from services.deploy.config import ServicesConfig, batch_job_name, read_prefix
+
+API_PORT = 8000
+# The bucket expires both (platform settings scoringOutputDays, predictionLogDays).
+SCORING_PREFIX = platform_out.SCORING_PREFIX + "{month}/"
+PREDICTIONS = platform_out.PREDICTIONS_PREFIX
+TASK_EXECUTION_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+
+
+def assume(service: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+            ],
+        }
+    )
+
+
+def s3_arn(uri: str) -> str:
+    parsed = urlparse(uri)
+    return f"arn:aws:s3:::{parsed.netloc}{parsed.path}"
+
+
+def policy(*statements: dict) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def allow(actions: list[str], resources: list[str], **condition) -> dict:
+    statement = {"Effect": "Allow", "Action": actions, "Resource": resources}
+    return {**statement, "Condition": condition} if condition else statement
+
+
+def read_statements(uris: list[str], listed: bool = False) -> list[dict]:
+    """GetObject on these keys (a {month} in one: every key where it varies); with `listed`,
+    ListBucket limited to those prefixes too (to find the newest months, or the log's files)."""
+    keys = sorted({s3_arn(read_prefix(u)) for u in uris})
+    statements = [allow(["s3:GetObject"], keys)]
+    if listed:
+        by_bucket: dict[str, list[str]] = {}
+        for uri in uris:
+            parsed = urlparse(read_prefix(uri))
+            by_bucket.setdefault(parsed.netloc, []).append(parsed.path.lstrip("/"))
+        statements += [
+            allow(["s3:ListBucket"], [f"arn:aws:s3:::{bucket}"],
+                  StringLike={"s3:prefix": sorted(prefixes)})
+            for bucket, prefixes in sorted(by_bucket.items())
+        ]  # fmt: skip
+    return statements
+
+
+def data_read_policy(uris: list[str], listed: bool = False) -> str:
+    """Read the training data objects only: GetObject on their keys (and listing, for a prefix)."""
+    return policy(*read_statements(uris, listed))
+
+
+def write_policy(prefix: str) -> str:
+    """Create objects under one prefix (multipart uploads included), nothing else."""
+    return policy(allow(["s3:PutObject", "s3:AbortMultipartUpload"],
+                        [s3_arn(read_prefix(prefix.rstrip("/") + "/{month}"))]))  # fmt: skip
+
+
+def run_task_policy(task_arn_without_revision: str, pass_roles: list[str]) -> str:
+    """Start one task definition (any revision) and hand ECS its roles, nothing else."""
+    return policy(
+        allow(["ecs:RunTask"], [f"{task_arn_without_revision}:*"]),
+        allow(["iam:PassRole"], pass_roles, StringEquals={"iam:PassedToService": "ecs-tasks.amazonaws.com"}),
+    )  # fmt: skip
+
+
+def monitoring_policy(
+    cfg: ServicesConfig, bucket: str | None, training_task: str, pass_roles: list[str]
+) -> str:
+    """Read (and list) the prediction log and the months with actual durations; start training."""
+    reads = [cfg.scoringInput]
+    listed = [f"s3://{bucket}/{PREDICTIONS}{{month}}"] if bucket else []
+    statements = read_statements(reads) + (read_statements(listed, listed=True) if listed else [])
+    if cfg.retrainOnDegraded:
+        statements += json.loads(run_task_policy(training_task, pass_roles))["Statement"]
+    return policy(*statements)
+
+
+def scoring_policy(input_uri: str, output_prefix: str) -> str:
+    """Read the input files (every month where the URI has {month}), write under the output
+    prefix (multipart uploads included), nothing else."""
+    writes = json.loads(write_policy(output_prefix))["Statement"]
+    return policy(*read_statements([input_uri]), *writes)
+
+
+def submit_job_input(cfg: ServicesConfig, queue_arn: str, definition_arn: str) -> dict:
+    """batch:SubmitJob's request, as the scheduler's universal target sends it (SDK names)."""
+    request = {
+        "JobName": batch_job_name(cfg.stack),
+        "JobQueue": queue_arn,
+        "JobDefinition": definition_arn,  # without a revision: the latest active one
+    }
+    if cfg.scoringShards > 1:  # Batch array jobs have 2 to 10,000 children
+        request["ArrayProperties"] = {"Size": cfg.scoringShards}
+    return request
+
+
+def mlflow_env(workload: str, tracking_uri: str, ca_pem: str) -> list[dict]:
+    """Where the tracking server is, how to trust it (the platform's CA: tracking_ca.trust()
+    writes it to a file at start), and who this workload is (its own MLflow user)."""
+    return [
+        {"name": "MLFLOW_TRACKING_URI", "value": tracking_uri},
+        {"name": tracking_ca.CA_PEM_ENV, "value": ca_pem},
+        {"name": "MLFLOW_TRACKING_USERNAME", "value": user_for(workload)},
+    ]
+
+
+def mlflow_secrets(workload: str, password_secrets: dict[str, str]) -> list[dict]:
+    # ECS injects the password from Secrets Manager at start: never in the plain env.
+    arn = password_secrets[user_for(workload)]
+    return [{"name": "MLFLOW_TRACKING_PASSWORD", "valueFrom": arn}]
