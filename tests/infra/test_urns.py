@@ -97,3 +97,18 @@ def write() -> None:
 
 if __name__ == "__main__":
     write()
+
+
+def test_every_service_resource_sits_in_the_component_that_creates_it(services_aws, services_gcp):
+    """The service stacks are a hierarchy, as the platform's is: at the stack's root only the
+    platform's reference and, on GCP, the APIs the stack turns on (infra.gcp.apis)."""
+    for declared in (services_aws, services_gcp):
+        at_root = sorted(
+            r["urn"].split("::")[2] for r in declared.registered
+            if "$" not in r["urn"].split("::")[2]
+        )  # fmt: skip
+        components = {t for t in at_root if t.startswith("mlops:services:")}
+        rest = [t for t in at_root if t not in components]
+        assert set(rest) <= {"pulumi:pulumi:Stack", "pulumi:pulumi:StackReference",
+                             "gcp:projects/service:Service"}, rest  # fmt: skip
+        assert rest.count("pulumi:pulumi:Stack") == 1 and len(components) >= 4

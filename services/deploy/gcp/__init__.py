@@ -1,0 +1,71 @@
+"""The service stack on GCP, one component per piece, each module saying what it creates:
+
+    identities  a service account per workload and for Cloud Scheduler; password grants
+    images      an Artifact Registry repository and the four images built and pushed
+    model_api   the model API: a Cloud Run service with Direct VPC egress
+    jobs        training, monitoring and scoring: Cloud Run jobs on Cloud Scheduler crons
+
+The stack first turns on the APIs it uses (infra.gcp.apis); every resource waits for them.
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+from infra import outputs as platform_out
+from infra.gcp.apis import SERVICES_APIS, enable_apis
+from services.deploy.config import ServicesConfig
+from services.deploy.gcp.common import Platform, account_id
+from services.deploy.gcp.identities import Identities
+from services.deploy.gcp.images import Images
+from services.deploy.gcp.jobs import MonitoringJob, ScoringJob, TrainingJob
+from services.deploy.gcp.model_api import ModelApiService
+from services.deploy.platform_ref import PlatformRef
+
+__all__ = ["account_id", "build"]
+
+
+def platform_of(cfg: ServicesConfig) -> Platform:
+    ref = PlatformRef(cfg)
+    gcp_config = pulumi.Config("gcp")
+    return Platform(
+        tracking_uri=ref.require(platform_out.TRACKING_PRIVATE_URI),
+        network=ref.require(platform_out.VPC_ID),
+        subnet=ref.require(platform_out.PUBLIC_SUBNET_IDS).apply(lambda ids: ids[0]),
+        ca_pem=ref.require(platform_out.TRACKING_CA_CERT),
+        password_secrets={
+            user: ref.require(key) for user, key in platform_out.PASSWORD_SECRETS.items()
+        },
+        artifact_bucket=ref.require(platform_out.ARTIFACT_BUCKET),
+        project=gcp_config.require("project"),
+        region=gcp_config.require("region"),
+    )
+
+
+def build(cfg: ServicesConfig) -> dict[str, object]:
+    enable_apis(SERVICES_APIS)
+    platform = platform_of(cfg)
+    if cfg.prebuilt:
+        refs = {"model-api": cfg.modelApiImage, "training": cfg.trainingImage,
+                "scoring": cfg.scoringImage, "monitoring": cfg.monitoringImage}  # fmt: skip
+    else:
+        refs = Images(cfg, platform).refs
+    ids = Identities(cfg, platform)
+    api = ModelApiService(cfg, platform, ids, refs["model-api"])
+    training = TrainingJob(cfg, platform, ids, refs["training"])
+    monitoring = MonitoringJob(cfg, platform, ids, refs["monitoring"], training, api.prediction_log)
+    scoring = ScoringJob(cfg, platform, ids, refs["scoring"])
+    return {
+        "modelApiUrl": api.url,
+        "trainingJob": platform.job_path(training.job),
+        "modelApiImage": refs["model-api"],
+        "trainingImage": refs["training"],
+        "scoringImage": refs["scoring"],
+        "monitoringImage": refs["monitoring"],
+        "monitoringJob": platform.job_path(monitoring.job),
+        "predictionLog": api.prediction_log,
+        "scoringJob": platform.job_path(scoring.job),
+        "scoringInput": cfg.scoringInput,
+        "scoringOutput": scoring.output,
+        "scoringShards": cfg.scoringShards,
+    }

@@ -1,0 +1,100 @@
+"""What every component of the GCP service stack shares: the platform stack's outputs and the
+project it builds on (typed), the service accounts' names and members, IAM conditions on object
+prefixes, the workloads' MLflow environment, and the options of a child moved into a component
+from the stack's root."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import pulumi
+import pulumi_gcp as gcp
+
+import tracking_ca
+from infra import outputs as platform_out
+from infra.mlflow_server import user_for
+from services.deploy.config import read_prefix
+
+NAME = "mlops"
+"""Every resource's name starts with it, as before the components (their URNs are kept)."""
+API_PORT = 8000
+# The bucket expires both (platform settings scoringOutputDays, predictionLogDays).
+SCORING_PREFIX = platform_out.SCORING_PREFIX + "{month}/"
+PREDICTIONS = platform_out.PREDICTIONS_PREFIX
+
+
+@dataclass(frozen=True)
+class Platform:
+    """The platform stack's outputs the services use (services.deploy.platform_ref), and the
+    project and region they deploy to."""
+
+    tracking_uri: pulumi.Output[str]
+    network: pulumi.Output[str]
+    subnet: pulumi.Output[str]
+    ca_pem: pulumi.Output[str]
+    password_secrets: dict[str, pulumi.Output[str]]
+    """MLflow user -> the Secret Manager secret holding its password."""
+    artifact_bucket: pulumi.Output[str]
+    project: str
+    region: str
+
+    def job_path(self, job: gcp.cloudrunv2.Job) -> pulumi.Output[str]:
+        return pulumi.Output.concat(
+            "projects/", self.project, "/locations/", self.region, "/jobs/", job.name
+        )
+
+    def envs(self, workload: str, args_cls, source_cls, ref_cls) -> list:
+        """Where the tracking server is, how to trust it (tracking_ca.trust() writes the CA to
+        a file at start), and the workload's own MLflow user, its password from Secret Manager."""
+        user = user_for(workload)
+        secret = source_cls(
+            secret_key_ref=ref_cls(secret=self.password_secrets[user], version="latest")
+        )
+        return [
+            args_cls(name="MLFLOW_TRACKING_URI", value=self.tracking_uri),
+            args_cls(name=tracking_ca.CA_PEM_ENV, value=self.ca_pem),
+            args_cls(name="MLFLOW_TRACKING_USERNAME", value=user),
+            args_cls(name="MLFLOW_TRACKING_PASSWORD", value_source=secret),
+        ]
+
+
+def child(parent: pulumi.Resource, **kwargs) -> pulumi.ResourceOptions:
+    """A component's child. Each was created at the stack's root before the stack had
+    components: the alias keeps its URN, so `pulumi up` moves it instead of replacing it."""
+    return pulumi.ResourceOptions(
+        parent=parent, aliases=[pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)], **kwargs
+    )
+
+
+def account_id(stack: str, role: str) -> str:
+    """A service account id (6-30 of a-z, 0-9, -): `mlops-STACK-ROLE`, or for a long stack name
+    a cut of it with a hash, so two roles never share one (scoring/scheduler would when cut)."""
+    full = re.sub(r"[^a-z0-9-]", "-", f"mlops-{stack}-{role}".lower())
+    if len(full) <= 30:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:6]
+    return f"{full[:23].rstrip('-')}-{digest}"
+
+
+def member(sa: gcp.serviceaccount.Account) -> pulumi.Output[str]:
+    return sa.email.apply(lambda e: f"serviceAccount:{e}")
+
+
+def prefix_condition(title: str, bucket: pulumi.Input[str], uri_prefix: str):
+    """An IAM condition limiting a bucket role to object names under a prefix (the bucket must
+    have uniform bucket-level access)."""
+    return gcp.storage.BucketIAMMemberConditionArgs(
+        title=title,
+        expression=pulumi.Output.concat(
+            'resource.name.startsWith("projects/_/buckets/', bucket, "/objects/", uri_prefix, '")'
+        ),
+    )
+
+
+def gs_prefix(uri: str) -> tuple[str, str]:
+    """(bucket, object-name prefix) that covers a gs:// URI where {month} varies."""
+    parsed = urlparse(read_prefix(uri).removesuffix("*"))
+    return parsed.netloc, parsed.path.lstrip("/")
