@@ -32,43 +32,47 @@ from infra.mlflow_server import (
     render,
     site_files,
 )
+from infra.vm_paths import (
+    ACME_DIR,
+    ACME_HOOK_PATH,
+    ACME_HOOK_SOURCE,
+    AUTH_INI_PATH,
+    BACKUP_PATH,
+    BACKUP_SOURCE,
+    BOOTSTRAP_ENV,
+    BOOTSTRAP_LOG,
+    BOOTSTRAP_PATH,
+    BOOTSTRAP_SOURCE,
+    BOOTSTRAP_STATUS,
+    BUNDLE_PREFIX,
+    DB_CA_PATH,
+    FETCH_PATH,
+    FETCH_SOURCE,
+    LAUNCHER_PATH,
+    LAUNCHER_SOURCE,
+    PREFIX,
+    REQUIREMENTS_PATH,
+    SERVER_LOG,
+    SITE_DIR,
+    SPEC_PATH,
+    TLS_CERT_PATH,
+    TLS_KEY_PATH,
+    TRACKING_CA_PATH,
+    VENV,
+)
 from infra.vm_requirements import PYTHON, installer, requirements
+from infra.vm_units import (
+    GC_SERVICE,
+    GC_TIMER,
+    LOGROTATE,
+    REFRESH_SERVICE,
+    REFRESH_TIMER,
+    SYSTEMD_UNIT,
+    TLS_SERVICE,
+    TLS_TIMER,
+    acme_units,
+)
 
-PREFIX = "/opt/mlflow"
-VENV = f"{PREFIX}/venv"
-SPEC_PATH = "/etc/mlflow/server.json"
-LAUNCHER_PATH = f"{PREFIX}/vm_launcher.py"
-BACKUP_PATH = f"{PREFIX}/db_backup.py"
-"""Next to the launcher, which imports it: backups before a migration, and the restore command."""
-FETCH_PATH = f"{PREFIX}/fetch_bundle.py"
-BUNDLE_PREFIX = "server-bundles"
-"""Where in the artifact bucket the server's code bundles go (outside MLflow's artifact root)."""
-SITE_DIR = f"{PREFIX}/site"
-"""The server's MLflow app plugin (mlops_auth and its dist-info), on the server's PYTHONPATH."""
-AUTH_INI_PATH = "/run/mlflow/basic_auth.ini"
-DB_CA_PATH = "/etc/mlflow/db-ca.pem"
-"""The CA that verifies the database's certificate: written from user-data, or fetched at boot."""
-TLS_CERT_PATH = "/run/mlflow/tls.crt"
-TLS_KEY_PATH = "/run/mlflow/tls.key"
-"""What the server presents, written by the launcher at every start onto the runtime tmpfs: the
-stack's certificate with its key from the secret store, or (with a domain) Let's Encrypt's once
-issued."""
-TRACKING_CA_PATH = "/etc/mlflow/tracking-ca.pem"
-"""The stack's CA (public): what the VM's own clients (mlflow gc) verify the server with."""
-ACME_DIR = "/etc/mlflow/acme"
-"""With a domain: Let's Encrypt's chain and key, copied here (owner mlflow, 600) by the hook."""
-ACME_HOOK_PATH = f"{PREFIX}/acme-deploy-hook"
-SERVER_LOG = "/var/log/mlflow/server.log"
-BOOTSTRAP_LOG = "/var/log/cloud-init-output.log"
-BOOTSTRAP_PATH = f"{PREFIX}/bootstrap.sh"
-BOOTSTRAP_ENV = "/etc/mlflow/bootstrap.env"
-BOOTSTRAP_STATUS = f"{PREFIX}/bootstrap.status"
-REQUIREMENTS_PATH = "/etc/mlflow/requirements.txt"
-LAUNCHER_SOURCE = Path(__file__).with_name("vm_launcher.py")
-BACKUP_SOURCE = Path(__file__).with_name("db_backup.py")
-FETCH_SOURCE = Path(__file__).with_name("vm_fetch_bundle.py")
-BOOTSTRAP_SOURCE = Path(__file__).with_name("vm_bootstrap.sh")
-ACME_HOOK_SOURCE = Path(__file__).with_name("acme_deploy_hook.sh")
 USER_DATA_LIMIT = 8 * 1024
 """What the user-data may grow to: half of EC2's 16 KB (raw, before base64), uncompressed, so
 the fetcher keeps its comments and docstrings and the VM runs the repository's text."""
@@ -155,52 +159,6 @@ def allowed_hosts(cfg, public_ip: str) -> tuple[str, ...]:
     )
 
 
-SYSTEMD_UNIT = f"""\
-[Unit]
-Description=MLflow tracking server
-Wants=network-online.target
-After=network-online.target
-
-[Service]
-User=mlflow
-Group=mlflow
-ExecStart={VENV}/bin/python {LAUNCHER_PATH} {SPEC_PATH}
-Restart=always
-RestartSec=5
-# The launcher's "a person must act" (a failed migration, a schema newer than this MLflow):
-# retrying would not help, and each retry would take another backup.
-RestartPreventExitStatus=3
-RuntimeDirectory=mlflow
-RuntimeDirectoryMode=0700
-StateDirectory=mlflow
-LogsDirectory=mlflow
-# A file the log agent ships (the CloudWatch agent does not read the journal).
-StandardOutput=append:{SERVER_LOG}
-StandardError=inherit
-WorkingDirectory=/var/lib/mlflow
-Environment=HOME=/var/lib/mlflow
-NoNewPrivileges=true
-ProtectSystem=strict
-ProtectHome=true
-PrivateTmp=true
-
-[Install]
-WantedBy=multi-user.target
-"""
-
-
-LOGROTATE = f"""\
-{SERVER_LOG} {{
-    daily
-    rotate 7
-    compress
-    missingok
-    notifempty
-    copytruncate
-}}
-"""
-
-
 @dataclass(frozen=True)
 class LogShipping:
     """Where the VM's log agent sends the server's and the bootstrap's logs: CloudWatch log
@@ -247,122 +205,6 @@ CLOUDWATCH_AGENT_DEB = "https://amazoncloudwatch-agent.s3.amazonaws.com/ubuntu/a
 CLOUDWATCH_AGENT_CTL = "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"
 OPS_AGENT_SCRIPT = "https://dl.google.com/cloudagents/add-google-cloud-ops-agent-repo.sh"
 OPS_AGENT_CONFIG = "/etc/google-cloud-ops-agent/config.yaml"
-
-
-REFRESH_SERVICE = f"""\
-[Unit]
-Description=Refresh the MLflow server's database password (rotated by the cloud)
-
-[Service]
-Type=oneshot
-User=mlflow
-Group=mlflow
-ExecStart={VENV}/bin/python {LAUNCHER_PATH} --refresh {SPEC_PATH}
-NoNewPrivileges=true
-ProtectSystem=strict
-ReadWritePaths=/run/mlflow
-"""
-
-TLS_SERVICE = f"""\
-[Unit]
-Description=Restart the MLflow server when the secret store holds a renewed certificate
-After=mlflow.service
-
-[Service]
-Type=oneshot
-# Root: it restarts mlflow.service (seconds) when the certificate changed, nothing else.
-ExecStart={VENV}/bin/python {LAUNCHER_PATH} --tls-check {SPEC_PATH}
-StandardOutput=append:{SERVER_LOG}
-StandardError=inherit
-"""
-
-
-def daily_timer(description: str, at: str) -> str:
-    """A timer firing once a day at `at` UTC (within half an hour after), and at boot when a
-    firing was missed while the VM was off."""
-    return f"""\
-[Unit]
-Description={description}, daily
-
-[Timer]
-OnCalendar=*-*-* {at}:00 UTC
-RandomizedDelaySec=30min
-Persistent=true
-
-[Install]
-WantedBy=timers.target
-"""
-
-
-TLS_TIMER = daily_timer("Look for a renewed MLflow server certificate", "04:15")
-
-GC_SERVICE = f"""\
-[Unit]
-Description=MLflow garbage collection: runs deleted long enough lose their artifacts and rows
-After=mlflow.service
-# Only while the server runs (gc deletes artifacts through it), and never starting it: a
-# server stopped on purpose (a failed migration, a restore) stays stopped.
-Requisite=mlflow.service
-
-[Service]
-Type=oneshot
-User=mlflow
-Group=mlflow
-ExecStart={VENV}/bin/python {LAUNCHER_PATH} --gc {SPEC_PATH}
-StandardOutput=append:{SERVER_LOG}
-StandardError=inherit
-NoNewPrivileges=true
-ProtectSystem=strict
-PrivateTmp=true
-"""
-
-GC_TIMER = daily_timer("MLflow garbage collection", "03:30")
-
-REFRESH_TIMER = """\
-[Unit]
-Description=Refresh the MLflow server's database password every 10 minutes
-
-[Timer]
-OnBootSec=10min
-OnUnitActiveSec=10min
-
-[Install]
-WantedBy=timers.target
-"""
-
-
-def acme_units(domain: str) -> tuple[str, str]:
-    """A oneshot service and its timer that keep a Let's Encrypt certificate for `domain`:
-    certbot's own HTTP-01 listener on port 80 (only while it runs), `--keep-until-expiring` so a
-    run does nothing until the certificate is due, and the deploy hook that hands a new one to
-    the server. Until DNS points the name at the static IP it fails and the timer tries again
-    hourly: Let's Encrypt allows 5 failed validations per name an hour, and pauses a name after
-    1,152 failures in a row (48 days of this). The bootstrap turns Ubuntu's own certbot.timer
-    off: one schedule per certificate."""
-    service = f"""\
-[Unit]
-Description=Let's Encrypt certificate for the MLflow server ({domain})
-Wants=network-online.target
-After=network-online.target
-
-[Service]
-Type=oneshot
-ExecStart=/usr/bin/certbot certonly --standalone --non-interactive --agree-tos \\
-  --register-unsafely-without-email --keep-until-expiring --cert-name mlflow \\
-  --domain {domain} --deploy-hook {ACME_HOOK_PATH}
-"""
-    timer = """\
-[Unit]
-Description=Obtain, then renew, the MLflow server's Let's Encrypt certificate
-
-[Timer]
-OnBootSec=1min
-OnUnitActiveSec=1h
-
-[Install]
-WantedBy=timers.target
-"""
-    return service, timer
 
 
 @dataclass(frozen=True)

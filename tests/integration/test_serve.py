@@ -15,7 +15,7 @@ import pytest
 import requests
 
 import local_platform as c
-from local_platform.measure import connections_per_process, group_pids
+from benchmarks.measure import connections_per_process, group_pids
 
 pytestmark = pytest.mark.integration
 REGISTRY_DOWN = {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "MODEL_API_RETRY_SECONDS": "60"}

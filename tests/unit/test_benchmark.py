@@ -15,8 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from local_platform import free_port, measure
-from scripts import benchmark, loadgen
+from benchmarks import measure, serving, serving_report
+from local_platform import free_port
+from scripts import loadgen
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -101,16 +102,16 @@ def test_report_judges_targets_and_keeps_the_hand_written_text(tmp_path):
     results = {
         "single": {
             "model API": phase(1200, 10, 20),
-            benchmark.LOGGED: phase(1080, 11, 24),
+            serving_report.LOGGED: phase(1080, 11, 24),
             "mlflow models serve": phase(300, 50, 90),
         },
         "batch": {
             "model API": phase(90, 175.0, 400),
-            benchmark.LOGGED: phase(81, 190.0, 450),
+            serving_report.LOGGED: phase(81, 190.0, 450),
             "mlflow models serve": phase(70, 210, 400),
         },
     }
-    verdicts = {name: verdict for name, _, verdict in benchmark.verdicts(results)}
+    verdicts = {name: verdict for name, _, verdict in serving_report.verdicts(results)}
     assert verdicts["single ride: ≥ 3× the req/s of `mlflow models serve`"] == "met"
     assert verdicts["single ride: p99 ≤ 25 ms"] == "met"
     assert verdicts["1,000-ride batch: p50 ≤ 50 ms"] == "**missed** by 125.0 ms (3.5×)"
@@ -121,7 +122,7 @@ def test_report_judges_targets_and_keeps_the_hand_written_text(tmp_path):
     )
     args = Namespace(argv=[], workers=2, concurrency=16, warmup=3, duration=20)
     counts = {"written": 40_000, "in_bucket": 52_000, "dropped": 0, "failed": 0}
-    block = benchmark.render(results, {"model API batch": 0.0}, args, "m v1", 100, counts)
+    block = serving_report.render(results, {"model API batch": 0.0}, args, "m v1", 100, counts)
     measure.write_report(block, report)
     text = report.read_text()
     assert text.startswith("# Benchmarks\n\nintro\n\n<!-- benchmark:start -->")
@@ -179,13 +180,13 @@ Transfer/sec:      1.50MB
 
 
 def test_wrk_output_is_read_with_its_units_and_every_kind_of_error():
-    r = benchmark.parse_wrk(WRK_OUTPUT)
+    r = measure.parse_wrk(WRK_OUTPUT)
     assert r == {"requests_per_s": 7600.25, "p50_ms": 0.85, "p99_ms": 12.34, "errors": 7}
     clean = WRK_OUTPUT.replace("  Socket errors: connect 0, read 2, write 0, timeout 1\n", "")
     clean = clean.replace("  Non-2xx or 3xx responses: 4\n", "").replace(
         "99%   12.34ms", "99% 1.02s"
     )
-    assert benchmark.parse_wrk(clean) == {
+    assert measure.parse_wrk(clean) == {
         "requests_per_s": 7600.25, "p50_ms": 0.85, "p99_ms": 1020.0, "errors": 0
     }  # fmt: skip
 
@@ -195,28 +196,30 @@ def test_the_wrk_phase_alternates_the_servers_and_combines_their_rounds(tmp_path
     the worst p99 and every error, so one slow round can't hide behind two fast ones."""
     calls = []
 
-    def fake_wrk(url, script, args, seconds):
+    def fake_wrk(url, script, concurrency, warmup, seconds):
         calls.append((url, seconds))
         n = len(calls)
         return {"requests_per_s": 100.0 * n, "p50_ms": float(n), "p99_ms": 10.0 * n,
                 "errors": n % 2}  # fmt: skip
 
-    monkeypatch.setattr(benchmark, "wrk", fake_wrk)
+    monkeypatch.setattr(serving, "wrk", fake_wrk)
     servers = {name: Namespace(url=f"http://{name}") for name in
-               (benchmark.BARE, benchmark.LOGGED, benchmark.API)}  # fmt: skip
+               (serving_report.BARE, serving_report.LOGGED, serving_report.API)}  # fmt: skip
     args = Namespace(duration=21.0, warmup=1.0, concurrency=16)
-    rows = benchmark.wrk_phase(servers, {"a": 1}, [{"a": 1}], tmp_path, args)
+    rows = serving.wrk_phase(servers, {"a": 1}, [{"a": 1}], tmp_path, args)
     single = [url for url, _ in calls[:9]]
-    bare, on, off = (f"http://{n}" for n in (benchmark.BARE, benchmark.LOGGED, benchmark.API))
+    bare, on, off = (
+        f"http://{n}" for n in (serving_report.BARE, serving_report.LOGGED, serving_report.API)
+    )
     assert single == [f"{bare}/noop", f"{on}/predict", f"{off}/predict",
                       f"{off}/predict", f"{on}/predict", f"{bare}/noop",
                       f"{bare}/noop", f"{on}/predict", f"{off}/predict"]  # fmt: skip
     assert {s for _, s in calls} == {7.0}  # the duration split between the rounds
-    bare = rows[("single ride", benchmark.BARE)]  # calls 1, 6, 7
+    bare = rows[("single ride", serving_report.BARE)]  # calls 1, 6, 7
     assert bare["rounds"] == [100.0, 600.0, 700.0]
     assert bare["requests_per_s"] == pytest.approx(1400 / 3)
     assert (bare["p50_ms"], bare["p99_ms"], bare["errors"]) == (6.0, 70.0, 2)
-    assert rows[("GET /health", benchmark.BARE)]["path"] == "/health"
+    assert rows[("GET /health", serving_report.BARE)]["path"] == "/health"
     assert len(calls) == 9 + 3 + 6
 
 
@@ -227,16 +230,16 @@ def test_the_ceiling_goals_are_judged_against_the_bare_endpoint():
                 "path": path, "rounds": rounds}  # fmt: skip
 
     wrk_rows = {
-        ("single ride", benchmark.BARE): row(10_000, 1.0, 5.0, "/noop"),
-        ("single ride", benchmark.LOGGED): row(6_500, 2.0, 16.0, "/predict"),
-        ("single ride", benchmark.API): row(6_600, 2.0, 9.0, "/predict"),
-        ("1,000-ride batch", benchmark.LOGGED): row(300, 30.0, 90.0, "/predict/batch"),
-        ("GET /health", benchmark.BARE): row(12_000, 1.0, 4.0, "/health"),
-        ("GET /health", benchmark.LOGGED): row(11_000, 1.1, 4.4, "/health"),
+        ("single ride", serving_report.BARE): row(10_000, 1.0, 5.0, "/noop"),
+        ("single ride", serving_report.LOGGED): row(6_500, 2.0, 16.0, "/predict"),
+        ("single ride", serving_report.API): row(6_600, 2.0, 9.0, "/predict"),
+        ("1,000-ride batch", serving_report.LOGGED): row(300, 30.0, 90.0, "/predict/batch"),
+        ("GET /health", serving_report.BARE): row(12_000, 1.0, 4.0, "/health"),
+        ("GET /health", serving_report.LOGGED): row(11_000, 1.1, 4.4, "/health"),
     }
-    wrk_rows[("single ride", benchmark.LOGGED)]["rounds"] = [6_000, 6_500, 7_000]
-    results = {"batch": {benchmark.LOGGED: {"p50_ms": 60.0}}}
-    text = "\n".join(benchmark.ceiling_rows(wrk_rows, results))
+    wrk_rows[("single ride", serving_report.LOGGED)]["rounds"] = [6_000, 6_500, 7_000]
+    results = {"batch": {serving_report.LOGGED: {"p50_ms": 60.0}}}
+    text = "\n".join(serving_report.ceiling_rows(wrk_rows, results))
     assert (
         "| single ride (log on): ≥ 70% of the bare endpoint's req/s | 65% (rounds: 67%, 65%, 64%)"
         " | **missed** |"
@@ -252,7 +255,7 @@ def test_the_ceiling_goals_are_judged_against_the_bare_endpoint():
 def test_the_tracking_table_judges_auth_against_the_open_server(tmp_path):
     """Each workload's goal: the authenticated server at >= 90% of the unauthenticated one's
     requests/s, with no errors; the block replaces only its own markers' text."""
-    from scripts import benchmark_tracking as bt
+    from benchmarks import tracking as bt
 
     def row(rps, errors=0):
         return {
@@ -292,7 +295,7 @@ def test_the_tracking_table_judges_auth_against_the_open_server(tmp_path):
 
 
 def test_the_flood_goal_is_the_workload_s_median_within_3x_its_median_alone():
-    from scripts import benchmark_tracking as bt
+    from benchmarks import tracking as bt
 
     row = {"rps": 100, "p50": 1.0, "p99": 2.0, "errors": 0, "connections": 9, "rss": 800.0,
            "cpu_ms": 7.5, "splits": "8+8", "round_rps": [100]}  # fmt: skip

@@ -17,7 +17,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = {
-    "scripts": 5, "policy": 5,
+    "scripts": 6, "policy": 6,
+    "benchmarks": 5,
     "services.deploy": 4, "local_platform": 4,
     "infra": 3,
     "training": 2, "services.model_api": 2, "scoring": 2, "monitoring": 2,

@@ -7,6 +7,9 @@ from __future__ import annotations
 import os
 import platform as pyplatform
 import re
+import shutil
+import statistics
+import subprocess
 from importlib.metadata import version
 from pathlib import Path
 
@@ -95,3 +98,67 @@ def write_report(block: str, path: Path = REPORT, start: str = START, end: str =
         text = text.rstrip("\n") + f"\n\n{start}\n{end}\n"
     head, rest = text.split(start, 1)
     path.write_text(head + block + rest.split(end, 1)[1])
+
+
+WRK_THREADS = 2
+
+
+def wrk_script(path: Path, body: str | None) -> Path:
+    """A wrk script that POSTs `body` as JSON (None: wrk's plain GET)."""
+    lua = ""
+    if body is not None:
+        lua = (
+            'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+            f"wrk.body = [==[{body}]==]\n"
+        )
+    path.write_text(lua)
+    return path
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def parse_wrk(text: str) -> dict:
+    """wrk --latency's summary: requests/s, p50/p99 in ms, errors (non-2xx and socket errors)."""
+
+    def latency(pct: str) -> float:
+        value, unit = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M).groups()
+        return float(value) * _UNITS[unit]
+
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
+    )
+    errors = int(non_2xx.group(1)) if non_2xx else 0
+    errors += sum(int(n) for n in sockets.groups()) if sockets else 0
+    return {
+        "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
+        "p50_ms": latency("50"),
+        "p99_ms": latency("99"),
+        "errors": errors,
+    }
+
+
+def wrk(url: str, script: Path, concurrency: int, warmup: float, seconds: float) -> dict:
+    """wrk (Debian's package) against one URL: a warm-up run, then the measured one."""
+    if not shutil.which("wrk"):
+        raise RuntimeError("wrk is not installed: apt-get install -y wrk")
+    base = ["wrk", "--latency", f"--threads={min(WRK_THREADS, concurrency)}",
+            f"--connections={concurrency}", "--timeout=10s", "--script", str(script)]  # fmt: skip
+    subprocess.run([*base, f"--duration={max(1, round(warmup))}s", url],
+                   capture_output=True, check=True)  # fmt: skip
+    out = subprocess.run([*base, f"--duration={max(1, round(seconds))}s", url],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    return parse_wrk(out.stdout)
+
+
+def over_rounds(rounds: list[dict]) -> dict:
+    """One row from a server's rounds of a workload (each as long as the others): the mean
+    requests/s, the median round's p50, the worst round's p99, every error."""
+    return {
+        "requests_per_s": statistics.fmean(r["requests_per_s"] for r in rounds),
+        "p50_ms": statistics.median(r["p50_ms"] for r in rounds),
+        "p99_ms": max(r["p99_ms"] for r in rounds),
+        "errors": sum(r["errors"] for r in rounds),
+        "rounds": [r["requests_per_s"] for r in rounds],
+    }
