@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null)
 UV_RUN := $(if $(UV),uv,python3.11 -m uv)
 
-.PHONY: help install test test-no-servers test-infra test-tools lint format demo demo-down demo-status backup restore benchmark
+.PHONY: help install test test-unit test-no-servers test-infra test-tools lint format demo demo-down demo-status backup restore benchmark
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,9 +38,12 @@ test-tools: ## what only the system provides for the tests (PostgreSQL with SSL)
 	@scripts/ensure-test-tools
 
 test: $(STAMP) test-tools lint ## lint, then the full test suite, real PostgreSQL/moto/MLflow included (what CI runs)
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadgroup
 
-test-no-servers: $(STAMP) test-tools ## all but the integration tests: no PostgreSQL, moto_server or mlflow server (~3.5 min)
+test-unit: $(STAMP) ## tests/unit: in this process only, no interpreter or server started
+	$(PY) -m pytest -n 2 --dist loadgroup tests/unit
+
+test-no-servers: $(STAMP) test-tools ## all but the integration tests: no PostgreSQL, moto_server or mlflow server
 	$(PY) -m pytest -m "not integration"
 
 test-infra: $(STAMP) test-tools ## only the Pulumi program tests (mocks)

@@ -146,3 +146,15 @@ def platform() -> c.Platform:
     """PostgreSQL, moto_server and the MLflow server exactly as rendered for the VM, auth on."""
     with c.throwaway_platform() as platform:
         yield platform
+
+
+def pytest_collection_modifyitems(config, items):
+    """Everything under tests/integration starts processes or servers: marked `integration`.
+    The Pulumi program tests share each stack's run (a session cache per worker): one xdist
+    worker runs them all (`-n 2 --dist loadgroup`), so no stack runs twice."""
+    here = Path(__file__).parent
+    for item in items:
+        if here / "integration" in item.path.parents:
+            item.add_marker(pytest.mark.integration)
+        if here / "infra" in item.path.parents:
+            item.add_marker(pytest.mark.xdist_group("infra"))

@@ -9,7 +9,7 @@ import pytest
 from mlops_auth import sign_in_guard
 from mlops_auth.sign_in_guard import SignInGuard, credentials
 
-from tests.unit.mlops_auth.asgi import Inner, request
+from tests.unit.infra.server_site.mlops_auth.asgi import Inner, request
 
 GOOD, BUDGET = "the-right-password", 3
 

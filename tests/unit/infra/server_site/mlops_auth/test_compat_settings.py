@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from mlops_auth import compat, settings
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[5]
 
 
 def test_only_a_tested_mlflow_version_passes():

@@ -8,7 +8,7 @@ import json
 import pytest
 from mlops_auth.request_guard import JSON, RAW, STREAM, RequestGuard, Routes
 
-from tests.unit.mlops_auth.asgi import Inner, request
+from tests.unit.infra.server_site.mlops_auth.asgi import Inner, request
 
 LIMIT = 4096
 KINDS = {"/upload": STREAM, "/form": RAW}

@@ -1,6 +1,6 @@
-"""scripts/smoke from a runner that cannot reach the tracking server (outside allowedCidrs):
-it waits for the model API, says what it cannot check, and still fails when the API serves
-nothing."""
+"""scripts/smoke against a model API on loopback (a server in a thread), as from a runner that
+cannot reach the tracking server (outside allowedCidrs): it waits for the model API, says what it
+cannot check, and still fails when the API serves nothing; and the tracking VM's console."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from tests.unit.test_predict_path import save_and_load as saved_pyfunc
+from tests.unit.trip_model.test_predict_path import save_and_load as saved_pyfunc
 from training.data import load
 from training.models import Candidate
 from trip_model.features import model_input

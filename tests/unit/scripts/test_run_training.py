@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import boto3
 from botocore.stub import Stubber
 
@@ -51,24 +47,3 @@ def test_aws_run_uses_the_schedules_network_settings(monkeypatch):
     with stubber:
         assert run_training.run_aws(OUTPUTS).endswith("task/mlops-cluster/abc")
     stubber.assert_no_pending_responses()
-
-
-def test_missing_outputs_are_a_one_line_error(tmp_path):
-    (tmp_path / "out.json").write_text(json.dumps({"cloud": "aws"}))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "scripts.run_training",
-            "dev",
-            "--outputs-file",
-            str(tmp_path / "out.json"),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 1
-    assert (
-        result.stderr.strip()
-        == "error: stack dev has no output(s) trainingJob; deploy the services first"
-    )

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import boto3
 import pytest
 from moto import mock_aws
@@ -169,17 +165,3 @@ def test_gcp_runs_the_job_with_overrides(monkeypatch):
 def test_inconsistent_flags_are_errors(argv, message):
     with pytest.raises(run_scoring.RunError, match=message):
         run_scoring.command(AWS_OUTPUTS, args(*argv))
-
-
-def test_missing_outputs_are_a_one_line_error(tmp_path):
-    (tmp_path / "out.json").write_text(json.dumps({"cloud": "aws"}))
-    result = subprocess.run(
-        [sys.executable, "-m", "scripts.run_scoring", "dev", "--month", "2024-01",
-         "--outputs-file", str(tmp_path / "out.json")],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert result.returncode == 1
-    assert result.stderr.strip() == (
-        "error: stack dev has no output(s) scoringJobQueue, scoringJobDefinition, scoringInput, "
-        "scoringOutput, scoringShards; deploy the services first"
-    )
