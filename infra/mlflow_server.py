@@ -92,7 +92,7 @@ def pool_for(max_connections: int, workers: int) -> tuple[int, int]:
         )
     # All of the budget: MLflow's log_batch holds two of a pool's connections at once (a session
     # for the run, another for its metrics), so a pool of n stalls for its 30 s timeout once n
-    # such requests reach one worker (measured: 8 connections, 16 clients, a 30 s request).
+    # such requests reach one worker (seen as 30 s requests; docs/architecture.md).
     pool_size = min(MAX_POOL_SIZE, per_engine - 1)
     return pool_size, min(MAX_OVERFLOW, per_engine - pool_size)
 

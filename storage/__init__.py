@@ -62,8 +62,8 @@ def _cached_filesystem(scheme: str, bucket: str, _settings: tuple):
 
 def _client(scheme: str):
     """The S3 or GCS client, made once per settings and shared by threads (both are thread-safe):
-    making a boto3 client costs ~6 ms of CPU, and the prediction log publishes a file every
-    few seconds under load."""
+    making a boto3 client costs CPU each time, and the prediction log publishes a file every few
+    seconds under load."""
     return _cached_client(scheme, _settings())
 
 

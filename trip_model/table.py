@@ -28,7 +28,8 @@ K_ZERO = float(np.float32(1e-35))
 IDENTITY_OBJECTIVES = {"regression", "regression_l1", "huber", "fair", "quantile", "mape"}
 # Above this many boxes (8 bytes each) the table is not worth its memory; use the booster.
 MAX_CELLS = 40_000_000
-# Working set per block of the table while it is summed (measured: 16 MB beat 1-4 MB and 64 MB+).
+# Working set per block of the table while it is summed: the size that was fastest, smaller and
+# larger blocks both slower (docs/benchmarks.md).
 _CACHE_BYTES = 16 << 20
 # Distance lookup grid: cells of 1/GRID (a thousandth of a mile). TLC distances have two
 # decimals and LightGBM's thresholds fall between them, so nearly every ride lands in a cell with
@@ -98,7 +99,7 @@ class RegionTable:
 
     def predict_one(self, pu: int, do: int, distance: float) -> float:
         """One ride, the same lookups in plain Python: for one ride the dozen NumPy calls of
-        `predict` cost ~19 µs, this ~1 µs (the API's /predict). Equal to `predict` bit for bit
+        `predict` cost far more than the lookups themselves (the API's /predict). Equal to `predict` bit for bit
         (tested over the check set, and checked by trip_model.predict.choose at load)."""
         cell_atom, cell_near, thresholds, pu_class, do_class = self._lists
         _, n_pu, n_do = self.shape

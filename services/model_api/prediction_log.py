@@ -118,8 +118,8 @@ class PredictionLog:
 
     def _write(self, chunks) -> int:
         table = _table(chunks)
-        # The UTC day of every ride at once (a datetime per request held the GIL ~75-125 ms per
-        # 20,000 one-ride requests on the 2-core benchmark machine).
+        # The UTC day of every ride at once: a datetime per request held the GIL long enough to
+        # show in the requests' latency (docs/benchmarks.md).
         days = table.column("timestamp").cast(pa.int64()).to_numpy() // MICROS_PER_DAY
         written, unique = 0, np.unique(days)
         for day in unique:
@@ -144,8 +144,8 @@ class PredictionLog:
 
     def _warm(self) -> None:
         """Pay a first write's one-time costs before requests come, not in the first flush
-        (Arrow's kernels, the parquet writer, the store's client: ~400 ms of a worker's GIL
-        measured in-process, a stall the first flush under load would add to the requests)."""
+        (Arrow's kernels, the parquet writer, the store's client: a long hold of the worker's
+        GIL, a stall the first flush under load would add to the requests)."""
         try:
             now = time.time()
             chunks = [
@@ -191,11 +191,10 @@ def _chunk(when: float, request_id: str, version: str, features: Features, durat
 def _table(chunks) -> pa.Table:
     """The chunks' rides as one table in the order they came, built with array operations: the
     writer shares its worker's interpreter with the requests, and what it does in Python holds
-    the GIL while they wait (a loop per ride held it ~100 ms per 20,000 rides, which showed in
-    the requests' p99). One-ride chunks are kept as Python numbers and taken apart by zip (from
-    20,000 one-element arrays, the table took ~45-55 ms); a request's id and version are
-    converted once per request and repeated by Arrow (from a NumPy object array, 100,000 strings
-    took 20-350 ms, the latter when a collection ran meanwhile)."""
+    the GIL while they wait (a loop per ride showed in the requests' p99). One-ride chunks are
+    kept as Python numbers and taken apart by zip (cheaper than one-element arrays); a request's
+    id and version are converted once per request and repeated by Arrow (not built from a NumPy
+    object array, whose cost grew when a collection ran meanwhile). Figures: docs/benchmarks.md."""
     one = np.fromiter(map(len, chunks), dtype=np.int64, count=len(chunks)) == ONE_RIDE
     ones, many = list(compress(chunks, one.tolist())), list(compress(chunks, (~one).tolist()))
     counts = np.fromiter((len(c[4]) for c in many), dtype=np.int64, count=len(many))

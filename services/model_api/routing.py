@@ -2,8 +2,8 @@
 
 FastAPI's own route handler solves the endpoint's parameters as dependencies and, on the way out,
 validates the returned object against `response_model` and encodes it; on a one-ride prediction
-that machinery cost more than the prediction (measured: 137 µs of app time per request against
-66 µs for a bare no-op endpoint). The API's hot routes already read and validate their body
+that machinery cost more than the prediction itself (figures: docs/benchmarks.md, "Figures moved
+from code comments"). The API's hot routes already read and validate their body
 themselves (routes/predict.py) and build their JSON with the same pydantic models, so they are
 served by this route class, the extension point FastAPI documents ("Custom Request and APIRoute
 class"): the route, its OpenAPI entry, `response_model` and `responses` stay as declared; only the

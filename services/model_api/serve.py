@@ -2,8 +2,8 @@
 
 Each worker process listens on its own SO_REUSEPORT socket, and the kernel spreads new connections
 over them by hashing their addresses. `uvicorn --workers` shares one listening socket instead, and
-a burst of new connections then lands mostly on one worker: measured with 16 keep-alive clients,
-all 16 went to one of two workers, which left a core idle (docs/benchmarks.md).
+a burst of new connections then lands mostly on one worker, which leaves the other cores idle
+(docs/benchmarks.md).
 
 Settings, from the environment under uvicorn's own names: UVICORN_HOST (default 127.0.0.1),
 UVICORN_PORT (8000), UVICORN_WORKERS (1). It refuses to start where anything already listens, and

@@ -41,8 +41,8 @@ M = TypeVar("M", bound=BaseModel)
 
 
 # The request headers the routes read, in one pass over the raw ones: Starlette's
-# `request.headers` decodes and compares every header on each lookup (~5.7 µs for these three,
-# ~8% of the app's time for one ride; ~0.5 µs this way). The first of a repeated header counts,
+# `request.headers` decodes and compares every header on each lookup, a visible share of the
+# app's time for one ride (docs/benchmarks.md). The first of a repeated header counts,
 # as with Starlette's `get`; the server gives the names in lower case (ASGI).
 WANTED = {b"content-type": 0, b"content-length": 1, b"x-request-id": 2}
 
