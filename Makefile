@@ -38,10 +38,10 @@ test-tools: ## what only the system provides for the tests (PostgreSQL with SSL)
 	@scripts/ensure-test-tools
 
 test: $(STAMP) test-tools lint ## lint, then the full test suite, real PostgreSQL/moto/MLflow included (what CI runs)
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2 --dist loadfile
 
 test-unit: $(STAMP) ## tests/unit: in this process only, no interpreter or server started
-	$(PY) -m pytest -n 2 --dist loadgroup tests/unit
+	$(PY) -m pytest -n 2 --dist loadfile tests/unit
 
 test-no-servers: $(STAMP) test-tools ## all but the integration tests: no PostgreSQL, moto_server or mlflow server
 	$(PY) -m pytest -m "not integration"

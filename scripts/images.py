@@ -28,15 +28,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DOCKERFILE = ROOT / "Dockerfile"
-# Each image's build target in DOCKERFILE.
-IMAGES = {
-    "taxi-model-api": "model-api",
-    "taxi-training": "training",
-    "taxi-scoring": "scoring",
-    "taxi-monitoring": "monitoring",
-}
+from services.deploy.images import DOCKERFILE, ROOT, TARGETS
+
+# Each local image's tag and its build target in DOCKERFILE (the same targets the stacks build).
+IMAGES = {f"taxi-{name}": target for name, target in TARGETS.items()}
 BASE = "python:3.11-slim"
 
 

@@ -150,11 +150,9 @@ def platform() -> c.Platform:
 
 def pytest_collection_modifyitems(config, items):
     """Everything under tests/integration starts processes or servers: marked `integration`.
-    The Pulumi program tests share each stack's run (a session cache per worker): one xdist
-    worker runs them all (`-n 2 --dist loadgroup`), so no stack runs twice."""
-    here = Path(__file__).parent
+    (`make test` runs two xdist workers with `--dist loadfile`: a module's tests run on one
+    worker, in order, with its module fixtures once.)"""
+    integration = Path(__file__).parent / "integration"
     for item in items:
-        if here / "integration" in item.path.parents:
+        if integration in item.path.parents:
             item.add_marker(pytest.mark.integration)
-        if here / "infra" in item.path.parents:
-            item.add_marker(pytest.mark.xdist_group("infra"))
