@@ -82,7 +82,8 @@ def test_prod_deletion_protection():
 
 
 def test_a_secret_in_gzipped_base64_user_data_is_found():
-    """EC2 gets the user-data as userDataBase64 (gzipped): the rule reads what cloud-init reads."""
+    """A stack may give EC2 its user-data as userDataBase64, gzipped: the rule reads what
+    cloud-init reads (this platform sends plain userData)."""
     import base64
     import gzip
 
