@@ -62,26 +62,29 @@ def measure(way: str, model_uri: str, source: str, output: str) -> dict:
     import numpy as np
     import pyarrow.parquet as pq
 
+    # Before the model loads: the model puts its own code (a `training` package with the
+    # transforms it ships) on sys.path, which would shadow the repository's packages.
+    from scoring import job
+    from trip_model.features import model_input
+    from trip_model.predict import Scorer, candidates, choose
+
     model = mlflow.pyfunc.load_model(model_uri)
     result: dict = {"way": way}
     if way == "pyfunc":
         import pandas as pd
 
-        from training.data import features
-
         setup_cpu, setup = cpu_seconds(), time.perf_counter()
         columns = ["VendorID", "tpep_pickup_datetime", "tpep_dropoff_datetime", "PULocationID",
                    "DOLocationID", "trip_distance"]  # fmt: skip
         rides = pd.read_parquet(source, columns=columns)
-        predicted = model.predict(features(rides))
+        predicted = model.predict(
+            model_input(rides.PULocationID, rides.DOLocationID, rides.trip_distance)
+        )
         out = rides.assign(predicted_duration=np.asarray(predicted, dtype=np.float64))
         out.to_parquet(Path(output) / "predictions.parquet", index=False)
         rows = len(out)
         result["path"] = "pyfunc"
     else:
-        from scoring import job
-        from trip_model.predict import Scorer, candidates, choose
-
         scorer = choose(model, model_uri.rsplit("/", 1)[-1])
         if way == "booster":
             booster = next(x for x in candidates(model) if x.label == "LightGBM booster")
