@@ -41,7 +41,7 @@ test: $(STAMP) test-tools lint ## lint, then the full test suite, real PostgreSQ
 	$(PY) -m pytest -n 2 --dist loadfile
 
 test-unit: $(STAMP) ## tests/unit: in this process only, no interpreter or server started
-	$(PY) -m pytest -n 2 --dist loadfile tests/unit
+	$(PY) -m pytest -n 2 tests/unit
 
 test-no-servers: $(STAMP) test-tools ## all but the integration tests: no PostgreSQL, moto_server or mlflow server
 	$(PY) -m pytest -m "not integration"
