@@ -1,14 +1,11 @@
-"""What every component of the AWS service stack shares: the platform stack's outputs it builds on
-(typed), its tags, and the options of a child moved into a component from the stack's root."""
+"""What the AWS service stack's components share: the platform stack's outputs they build on
+(typed) and their tags (services.deploy.components: what both clouds share)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import pulumi
-
-NAME = "mlops"
-"""Every resource's name starts with it, as before the components (their URNs are kept)."""
 
 
 @dataclass(frozen=True)
@@ -27,11 +24,3 @@ class Platform:
 
 def tags(stack: str) -> dict[str, str]:
     return {"project": "mlops-services", "stack": stack}
-
-
-def child(parent: pulumi.Resource, **kwargs) -> pulumi.ResourceOptions:
-    """A component's child. Each was created at the stack's root before the stack had
-    components: the alias keeps its URN, so `pulumi up` moves it instead of replacing it."""
-    return pulumi.ResourceOptions(
-        parent=parent, aliases=[pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)], **kwargs
-    )

@@ -11,7 +11,8 @@ import pulumi_aws as aws
 import pulumi_docker_build as docker_build
 
 from services.deploy import images
-from services.deploy.aws.common import NAME, child, tags
+from services.deploy.aws.common import tags
+from services.deploy.components import NAME, child
 from services.deploy.config import ServicesConfig
 
 

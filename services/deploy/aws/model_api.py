@@ -8,9 +8,10 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
-from services.deploy.aws.common import NAME, Platform, child, tags
-from services.deploy.aws.policies import API_PORT, PREDICTIONS, assume, write_policy
+from services.deploy.aws.common import Platform, tags
+from services.deploy.aws.policies import assume, write_policy
 from services.deploy.aws.tasks import Task, TaskRuntime, task_definition
+from services.deploy.components import API_PORT, NAME, PREDICTIONS, child
 from services.deploy.config import ServicesConfig
 
 HEALTH_CHECK = {

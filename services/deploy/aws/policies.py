@@ -8,14 +8,10 @@ import json
 from urllib.parse import urlparse
 
 import tracking_ca
-from infra import outputs as platform_out
 from infra.mlflow_server import user_for
+from services.deploy.components import PREDICTIONS
 from services.deploy.config import ServicesConfig, batch_job_name, read_prefix
 
-API_PORT = 8000
-# The bucket expires both (platform settings scoringOutputDays, predictionLogDays).
-SCORING_PREFIX = platform_out.SCORING_PREFIX + "{month}/"
-PREDICTIONS = platform_out.PREDICTIONS_PREFIX
 TASK_EXECUTION_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 
 

@@ -10,9 +10,8 @@ import json
 import pulumi
 import pulumi_aws as aws
 
-from services.deploy.aws.common import NAME, Platform, child, tags
+from services.deploy.aws.common import Platform, tags
 from services.deploy.aws.policies import (
-    SCORING_PREFIX,
     assume,
     mlflow_env,
     mlflow_secrets,
@@ -20,6 +19,7 @@ from services.deploy.aws.policies import (
     submit_job_input,
 )
 from services.deploy.aws.tasks import TaskRuntime
+from services.deploy.components import NAME, SCORING_PREFIX, child
 from services.deploy.config import ServicesConfig, aws_cron, scoring_command
 
 # A job that can never be placed is cancelled after an hour rather than waiting for ever. Batch

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from services.deploy.aws.common import NAME, Platform, child, tags
+from services.deploy.aws.common import Platform, tags
 from services.deploy.aws.policies import (
     TASK_EXECUTION_POLICY,
     assume,
@@ -20,6 +20,7 @@ from services.deploy.aws.policies import (
     mlflow_secrets,
     run_task_policy,
 )
+from services.deploy.components import NAME, child
 from services.deploy.config import ServicesConfig, aws_cron
 
 WORKLOADS = ("model-api", "training", "scoring", "monitoring")

@@ -1,7 +1,6 @@
-"""What every component of the GCP service stack shares: the platform stack's outputs and the
-project it builds on (typed), the service accounts' names and members, IAM conditions on object
-prefixes, the workloads' MLflow environment, and the options of a child moved into a component
-from the stack's root."""
+"""What the GCP service stack's components share: the platform stack's outputs and the project
+they build on (typed), the service accounts' names, IAM conditions on object prefixes and the
+workloads' MLflow environment (services.deploy.components: what both clouds share)."""
 
 from __future__ import annotations
 
@@ -14,16 +13,8 @@ import pulumi
 import pulumi_gcp as gcp
 
 import tracking_ca
-from infra import outputs as platform_out
 from infra.mlflow_server import user_for
 from services.deploy.config import read_prefix
-
-NAME = "mlops"
-"""Every resource's name starts with it, as before the components (their URNs are kept)."""
-API_PORT = 8000
-# The bucket expires both (platform settings scoringOutputDays, predictionLogDays).
-SCORING_PREFIX = platform_out.SCORING_PREFIX + "{month}/"
-PREDICTIONS = platform_out.PREDICTIONS_PREFIX
 
 
 @dataclass(frozen=True)
@@ -61,14 +52,6 @@ class Platform:
         ]
 
 
-def child(parent: pulumi.Resource, **kwargs) -> pulumi.ResourceOptions:
-    """A component's child. Each was created at the stack's root before the stack had
-    components: the alias keeps its URN, so `pulumi up` moves it instead of replacing it."""
-    return pulumi.ResourceOptions(
-        parent=parent, aliases=[pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)], **kwargs
-    )
-
-
 def account_id(stack: str, role: str) -> str:
     """A service account id (6-30 of a-z, 0-9, -): `mlops-STACK-ROLE`, or for a long stack name
     a cut of it with a hash, so two roles never share one (scoring/scheduler would when cut)."""
@@ -77,10 +60,6 @@ def account_id(stack: str, role: str) -> str:
         return full
     digest = hashlib.sha256(full.encode()).hexdigest()[:6]
     return f"{full[:23].rstrip('-')}-{digest}"
-
-
-def member(sa: gcp.serviceaccount.Account) -> pulumi.Output[str]:
-    return sa.email.apply(lambda e: f"serviceAccount:{e}")
 
 
 def prefix_condition(title: str, bucket: pulumi.Input[str], uri_prefix: str):

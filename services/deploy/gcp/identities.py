@@ -8,8 +8,9 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra.mlflow_server import user_for
+from services.deploy.components import NAME, child
 from services.deploy.config import ServicesConfig
-from services.deploy.gcp.common import NAME, Platform, account_id, child
+from services.deploy.gcp.common import Platform, account_id
 
 WORKLOADS = {"api": "model-api", "training": "training", "scoring": "scoring",
              "monitoring": "monitoring"}  # fmt: skip

@@ -9,8 +9,9 @@ import pulumi_docker_build as docker_build
 import pulumi_gcp as gcp
 
 from services.deploy import images
+from services.deploy.components import NAME, child
 from services.deploy.config import ServicesConfig
-from services.deploy.gcp.common import NAME, Platform, child
+from services.deploy.gcp.common import Platform
 
 IMAGE_DAYS = 30  # an image version older than this goes, unless among the newest imagesKept
 

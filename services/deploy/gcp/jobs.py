@@ -18,15 +18,9 @@ import pulumi
 import pulumi_gcp as gcp
 from pulumi_gcp import cloudrunv2 as run
 
+from services.deploy.components import NAME, SCORING_PREFIX, child
 from services.deploy.config import ServicesConfig, monitoring_command, scoring_command
-from services.deploy.gcp.common import (
-    NAME,
-    SCORING_PREFIX,
-    Platform,
-    child,
-    gs_prefix,
-    prefix_condition,
-)
+from services.deploy.gcp.common import Platform, gs_prefix, prefix_condition
 from services.deploy.gcp.identities import Identities
 
 

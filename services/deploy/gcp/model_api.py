@@ -8,15 +8,9 @@ import pulumi
 import pulumi_gcp as gcp
 from pulumi_gcp import cloudrunv2 as run
 
+from services.deploy.components import API_PORT, NAME, PREDICTIONS, child
 from services.deploy.config import ServicesConfig
-from services.deploy.gcp.common import (
-    API_PORT,
-    NAME,
-    PREDICTIONS,
-    Platform,
-    child,
-    prefix_condition,
-)
+from services.deploy.gcp.common import Platform, prefix_condition
 from services.deploy.gcp.identities import Identities
 
 
