@@ -9,12 +9,17 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from services.model_api.metrics import MetricsMiddleware
-from services.model_api.model import ModelHolder
-from services.model_api.prediction_log import PredictionLog
+from services.model_api.metrics import (
+    PREDICTION_LOG_DROPPED,
+    PREDICTION_LOG_FAILED,
+    PREDICTION_LOG_WRITTEN,
+    MetricsMiddleware,
+)
 from services.model_api.routes import ops, predict
 from services.model_api.schemas import MAX_BATCH
 from services.model_api.settings import Settings, get_settings
+from trip_model.prediction_log import PredictionLog
+from trip_model.serving import ModelHolder
 
 ECHO_CHARS = 64
 
@@ -36,6 +41,9 @@ def create_app(settings: Settings | None = None, holder: ModelHolder | None = No
                 max_rows=settings.prediction_log_max_rows,
                 flush_rows=settings.prediction_log_flush_rows,
                 flush_seconds=settings.prediction_log_flush_seconds,
+                on_written=PREDICTION_LOG_WRITTEN.inc,
+                on_dropped=PREDICTION_LOG_DROPPED.inc,
+                on_failed=PREDICTION_LOG_FAILED.inc,
             )
             app.state.prediction_log.start()
         yield

@@ -5,8 +5,8 @@ import logging
 
 from services.model_api import worker
 from services.model_api.app import create_app
-from services.model_api.model import ModelHolder
 from services.model_api.settings import get_settings
+from trip_model.serving import ModelHolder
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 settings = get_settings()

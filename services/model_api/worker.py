@@ -8,10 +8,10 @@ its process as it found it.
 from __future__ import annotations
 
 import gc
-import os
 import sys
 
 from services.model_api.settings import Settings
+from trip_model.serving import tune_registry_client
 
 SWITCH_INTERVAL_S = 0.001
 """How soon a thread holding the GIL hands it over (CPython's default is 5 ms)."""
@@ -22,11 +22,7 @@ def tune(settings: Settings) -> None:
     # building the table, boto3's request); at the default interval a request that arrives
     # meanwhile waits that long at each of its steps (docs/benchmarks.md: the prediction log).
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    # The registry client's own defaults (7 retries with backoff, 120 s timeouts) would hide an
-    # outage for minutes and hold a fresh instance's first answer as long. A worker talks to the
-    # registry only from the model holder (and the model download), so the settings are its.
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(settings.registry_retries)
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(settings.registry_timeout_seconds)
+    tune_registry_client(settings)
 
 
 def settle_heap() -> None:

@@ -125,6 +125,6 @@ def test_the_check_sees_a_cycle_and_an_upward_import():
     assert cycles({"a.x": {"a.y"}, "a.y": {"a.z"}, "a.z": {"a.x"}, "b": {"a.x"}}) == [
         ["a.x", "a.y", "a.z"]
     ]
-    assert unit_of("services.model_api.model") == "services.model_api"
+    assert unit_of("services.model_api.app") == "services.model_api"
     assert unit_of("infra.server_site.mlops_auth.app") == "infra.server_site"
     assert LAYERS[unit_of("trip_model.predict")] < LAYERS[unit_of("scoring.job")]

@@ -25,7 +25,6 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
 from services.model_api.metrics import predictions
-from services.model_api.model import Loaded, features
 from services.model_api.routing import DirectRoute, json_response
 from services.model_api.schemas import (
     ERROR_RESPONSES,
@@ -35,6 +34,7 @@ from services.model_api.schemas import (
     Ride,
     request_body,
 )
+from trip_model.serving import Loaded, features
 
 router = APIRouter(tags=["predict"], route_class=DirectRoute)
 M = TypeVar("M", bound=BaseModel)

@@ -15,14 +15,14 @@ import pytest
 
 from monitoring import data, drift
 from monitoring.job import Settings, monitor
-from services.model_api.model import features
-from services.model_api.prediction_log import PredictionLog
-from services.model_api.schemas import Ride
 from training import data as training_data
 from training import train as train_module
 from training.generate import write_month
 from training.models import Candidate
 from trip_model.predict import choose
+from trip_model.prediction_log import PredictionLog
+from trip_model.rides import Ride
+from trip_model.serving import features
 
 
 def test_the_cleaning_rule_is_training_s():

@@ -11,12 +11,12 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
-from services.model_api.model import features
-from services.model_api.schemas import Ride
 from training.data import load
 from training.features import split_pair
 from training.models import Candidate
 from trip_model.predict import check_set, choose
+from trip_model.rides import Ride
+from trip_model.serving import features
 
 
 @pytest.fixture(scope="module")

@@ -21,13 +21,13 @@ from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
 from services.model_api.app import create_app
-from services.model_api.model import ModelHolder
 from services.model_api.routes.predict import read_body
 from services.model_api.schemas import MAX_BATCH
 from services.model_api.settings import Settings
 from training import train as train_module
 from training.data import features
 from training.models import Candidate
+from trip_model.serving import ModelHolder
 
 RIDE = {"PULocationID": 43, "DOLocationID": 151, "trip_distance": 1.8}
 

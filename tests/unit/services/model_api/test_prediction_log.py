@@ -15,10 +15,10 @@ from fastapi.testclient import TestClient
 import storage
 from services.model_api import metrics
 from services.model_api.app import create_app
-from services.model_api.model import Loaded, features
-from services.model_api.prediction_log import SCHEMA, PredictionLog
-from services.model_api.schemas import Ride
 from services.model_api.settings import Settings
+from trip_model.prediction_log import SCHEMA, PredictionLog
+from trip_model.rides import Ride
+from trip_model.serving import Loaded, features
 
 RIDE = {"PULocationID": 43, "DOLocationID": 151, "trip_distance": 1.8}
 
@@ -76,7 +76,7 @@ def test_rides_are_written_as_hive_partitioned_parquet(tmp_path):
 def test_one_ride_and_many_ride_requests_come_out_in_order_split_at_midnight(tmp_path, monkeypatch):
     """One-ride requests are kept as Python numbers, the others as arrays; a flush puts their
     rides back in the order the requests came and writes one file per UTC day."""
-    from services.model_api import prediction_log
+    from trip_model import prediction_log
 
     midnight = 20_000 * 86_400.0  # 2024-10-04 00:00 UTC
     clock = iter([midnight - 2.0, midnight - 1.0, midnight - 0.5, midnight + 0.25, midnight + 1])
@@ -105,19 +105,19 @@ def test_one_ride_and_many_ride_requests_come_out_in_order_split_at_midnight(tmp
 
 
 def test_a_full_buffer_drops_whole_requests_and_counts_them(tmp_path):
-    log = PredictionLog(str(tmp_path), max_rows=10)
-    dropped = counter(metrics.PREDICTION_LOG_DROPPED)
+    dropped: list[int] = []
+    log = PredictionLog(str(tmp_path), max_rows=10, on_dropped=dropped.append)
     assert log.record("a", "1", rides(4), [0.0] * 4)
     assert log.record("b", "1", rides(6), [0.0] * 6)
     assert not log.record("c", "1", rides(3), [0.0] * 3)
-    assert counter(metrics.PREDICTION_LOG_DROPPED) - dropped == 3
+    assert dropped == [3]
     assert log.flush() == 10
     assert log.record("d", "1", rides(3), [0.0] * 3)  # room again after the write
 
 
 def test_a_failed_write_is_counted_and_never_raised(tmp_path, monkeypatch):
-    log = PredictionLog(str(tmp_path))
-    failed = counter(metrics.PREDICTION_LOG_FAILED)
+    failed: list[int] = []
+    log = PredictionLog(str(tmp_path), on_failed=failed.append)
 
     def broken(uri):
         raise storage.StorageError(f"{uri}: access denied")
@@ -125,7 +125,7 @@ def test_a_failed_write_is_counted_and_never_raised(tmp_path, monkeypatch):
     monkeypatch.setattr(storage, "publishing", broken)
     log.record("a", "1", rides(5), [0.0] * 5)
     assert log.flush() == 0
-    assert counter(metrics.PREDICTION_LOG_FAILED) - failed == 5
+    assert failed == [5]
 
 
 def test_enough_rides_wake_the_writer_and_closing_writes_the_rest(tmp_path):

@@ -1,4 +1,5 @@
-"""The prediction log: every prediction the API makes, for the monitoring job.
+"""The prediction log: every prediction the services make (the model API, the stream handler),
+for the monitoring job.
 
 Rides are written to the artifact store as Hive-partitioned parquet,
 `PREFIX/date=YYYY-MM-DD/<host>-<pid>-<HHMMSS>-<random>.parquet`, one file per flush and day, with
@@ -6,9 +7,11 @@ the request id, the ride's place in its request, the time (UTC), the model versi
 features and the predicted duration. A request only appends a reference to its rides to an
 in-memory buffer; a background thread turns the buffer into parquet and uploads it every
 `flush_seconds` or once `flush_rows` are waiting. The buffer is bounded: a request that would
-overflow it is not logged, and its rides are counted (model_api_prediction_log_dropped_total). A
-write that fails is logged and counted, never retried, never seen by a request. Closing the log
-(the app's shutdown) flushes what is left.
+overflow it is not logged, and its rides are counted (the service's `on_dropped`: the model
+API's model_api_prediction_log_dropped_total). A write that fails is logged and counted, never
+retried, never seen by a request. Closing the log (the app's shutdown) flushes what is left. A
+caller with no thread between its calls (a Lambda function) does not start the writer and calls
+`flush` itself.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import compress
 
 import numpy as np
@@ -28,16 +31,30 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import storage
-from services.model_api.metrics import (
-    PREDICTION_LOG_DROPPED,
-    PREDICTION_LOG_FAILED,
-    PREDICTION_LOG_WRITTEN,
-)
 
 # A request's rides as the predictors take them: pickup zones, dropoff zones, distances.
 Features = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 log = logging.getLogger(__name__)
+Count = Callable[[int], None]
+
+
+def _uncounted(rides: int) -> None:
+    pass
+
+
+def destination(value: str) -> str:
+    """A service's prediction log setting: an s3:// or gs:// prefix, a folder, or "" (empty or
+    `off`: no log); ValueError saying what is allowed otherwise."""
+    value = value.strip()
+    if value.lower() in ("", "off"):
+        return ""
+    if value.startswith(("s3://", "gs://")) and not value.split("://", 1)[1].strip("/"):
+        raise ValueError("name a bucket, e.g. s3://bucket/predictions/")
+    if "://" in value and not value.startswith(("s3://", "gs://", "file://")):
+        raise ValueError("must be an s3:// or gs:// prefix, a folder, or off")
+    return value
+
 
 ONE_RIDE = 7  # the length of a one-ride chunk (see PredictionLog.record)
 MICROS_PER_DAY = 86_400_000_000
@@ -63,8 +80,14 @@ class PredictionLog:
         max_rows: int = 100_000,
         flush_rows: int = 20_000,
         flush_seconds: float = 60.0,
+        on_written: Count = _uncounted,
+        on_dropped: Count = _uncounted,
+        on_failed: Count = _uncounted,
     ) -> None:
+        """`on_written`, `on_dropped` and `on_failed` are told each count of rides written, not
+        kept (the buffer was full) and not written (the write failed): the service's metrics."""
         self.prefix = prefix
+        self.on_written, self.on_dropped, self.on_failed = on_written, on_dropped, on_failed
         self.max_rows = max_rows
         self.flush_rows = min(flush_rows, max_rows)
         self.flush_seconds = flush_seconds
@@ -97,7 +120,7 @@ class PredictionLog:
                 self._rows += n
                 due = self._rows >= self.flush_rows
         if full:
-            PREDICTION_LOG_DROPPED.inc(n)
+            self.on_dropped(n)
             return False
         if due:
             self._wake.set()
@@ -134,11 +157,11 @@ class PredictionLog:
                 with storage.publishing(uri) as path:
                     pq.write_table(part, path, compression="snappy")
             except Exception as exc:  # the log must never take the API down
-                PREDICTION_LOG_FAILED.inc(part.num_rows)
+                self.on_failed(part.num_rows)
                 log.warning("prediction log: %d rides not written to %s: %s", part.num_rows,
                             uri, exc)  # fmt: skip
                 continue
-            PREDICTION_LOG_WRITTEN.inc(part.num_rows)
+            self.on_written(part.num_rows)
             written += part.num_rows
         return written
 

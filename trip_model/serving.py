@@ -1,4 +1,7 @@
-"""The served model: loaded from the registry alias in the background, swapped in whole.
+"""The served model, for every service that predicts (the model API, the stream handler): loaded
+from the registry alias and swapped in whole, refreshed by a background thread (`start`) or, where
+nothing runs between calls (a Lambda function, frozen between invocations), by the caller
+(`refresh_if_due`).
 
 A `Loaded` value (predict function + version) is replaced by a single reference assignment, so a
 request sees either the old model or the new one, never a half-loaded one. While nothing is
@@ -15,6 +18,7 @@ pyfunc. Rides reach it as three arrays, with no DataFrame in between.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
@@ -22,12 +26,41 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from pydantic import Field
+from pydantic_settings import BaseSettings
 
-from services.model_api.schemas import Ride
-from services.model_api.settings import Settings
 from trip_model.predict import ArrayPredict, choose
+from trip_model.rides import Ride
 
 log = logging.getLogger(__name__)
+
+
+class RegistrySettings(BaseSettings):
+    """Which model a service serves and how it follows the registry; each service's settings add
+    their own and read the environment under their own prefix (MODEL_API_, STREAMING_)."""
+
+    model_name: str = "nyc-taxi-duration"
+    """Registered model to serve."""
+    model_alias: str = "champion"
+    """Registry alias to follow; the service serves whatever version it points at."""
+    refresh_seconds: float = Field(default=30.0, gt=0, le=3600)
+    """How often to check where the alias points once a model is loaded."""
+    retry_seconds: float = Field(default=5.0, gt=0, le=600)
+    """How soon to retry while no model could be loaded yet."""
+    registry_timeout_seconds: int = Field(default=5, ge=1, le=120)
+    """Each registry request's connect/read timeout in seconds (MLflow's default is 120)."""
+    registry_retries: int = Field(default=1, ge=0, le=7)
+    """Retries of a failed registry request within one refresh (MLflow's default is 7, with
+    backoff: minutes before an outage shows)."""
+
+
+def tune_registry_client(settings: RegistrySettings) -> None:
+    """The registry client's own defaults (7 retries with backoff, 120 s timeouts) would hide an
+    outage for minutes and hold a fresh instance's first answer as long. A service process talks
+    to the registry only from its model holder (and the model download), so the settings are its.
+    For the process that serves, once at its start: a test or benchmark leaves its own alone."""
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(settings.registry_retries)
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(settings.registry_timeout_seconds)
 
 
 def features(rides: Sequence[Ride]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -51,7 +84,9 @@ class Loaded:
 
 
 class ModelHolder:
-    def __init__(self, settings: Settings, after_swap: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, settings: RegistrySettings, after_swap: Callable[[], None] | None = None
+    ) -> None:
         self.settings = settings
         # Run once a new model is served and the old one let go (the worker's settle_heap).
         self.after_swap = after_swap
@@ -64,6 +99,7 @@ class ModelHolder:
         # and what the last refresh found: ok, or the code of its failure.
         self.checked_at: float | None = None
         self.last_refresh = "loading"
+        self._tried_at: float | None = None  # monotonic: the last refresh_if_due's refresh
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -108,6 +144,16 @@ class ModelHolder:
         self.last_refresh = "ok"
         log.info("serving %s v%s via %s (was %s)", name, version, path, previous)
         return True
+
+    def refresh_if_due(self) -> None:
+        """Refresh now if the background thread would have by now (refresh_seconds since the
+        registry last answered with a model loaded, retry_seconds since the last try without):
+        for a caller in which no thread runs between calls."""
+        now = time.monotonic()
+        wait = self.settings.refresh_seconds if self.current else self.settings.retry_seconds
+        if self._tried_at is None or now - self._tried_at >= wait:
+            self._tried_at = now
+            self.refresh()
 
     def _failed(self, exc: Exception, code: str) -> bool:
         first_line = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
