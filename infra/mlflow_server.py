@@ -131,7 +131,13 @@ MODEL_API = Identity(
     registered_models={REGISTERED_MODEL: "READ"},
     workloads=("model-api", "scoring"),
 )
-IDENTITIES = (TRAINER, MODEL_API)
+STREAMING = Identity(
+    "streaming",
+    experiments={TRAINING_EXPERIMENT: "READ"},  # the model API's grants: a user of its own
+    registered_models={REGISTERED_MODEL: "READ"},
+    workloads=("streaming",),
+)
+IDENTITIES = (TRAINER, MODEL_API, STREAMING)
 
 
 def user_for(workload: str) -> str:

@@ -25,7 +25,11 @@ TRACKING_CA_CERT = "trackingCaCert"
 """The PEM of the stack's own CA, which signed the tracking server's certificate (public): every
 client verifies the server with it (MLFLOW_TRACKING_SERVER_CERT_PATH). Empty with a `domain`: the
 server's certificate is Let's Encrypt's, which the system's CAs verify."""
-PASSWORD_SECRETS = {"trainer": "trainerPasswordSecret", "model-api": "modelApiPasswordSecret"}
+PASSWORD_SECRETS = {
+    "trainer": "trainerPasswordSecret",
+    "model-api": "modelApiPasswordSecret",
+    "streaming": "streamingPasswordSecret",
+}
 """Per workload user (infra.mlflow_server.IDENTITIES): the ARN (AWS) or secret id (GCP) of the
 secret holding just its password."""
 TRACKING_INSTANCE = "trackingInstance"

@@ -9,6 +9,7 @@ stopped as a process group.
     tls         the local CA and the tracking server's certificate
     tracking    the MLflow tracking server and its users
     model_api   the model API against a tracking server
+    streaming   the Kinesis streams and dead-letter queue on moto, the stream consumer
     throwaway   a whole platform for a test or a benchmark, removed afterwards
     demo        `make demo`'s platform in .local/ (scripts/local_platform.py is its command line)
 
@@ -56,6 +57,7 @@ from local_platform.processes import (
 )
 from local_platform.stores import (
     FAKE_AWS,
+    aws_client,
     ensure_bucket,
     gcs_emulator_start,
     gcs_store_env,
@@ -63,6 +65,7 @@ from local_platform.stores import (
     s3_client,
     s3_store_env,
 )
+from local_platform.streaming import Streams, ensure_streams, stream_consumer_start
 from local_platform.throwaway import Platform, throwaway_platform, workload_users
 from local_platform.tls import TlsFiles, make_tls
 from local_platform.tracking import MlflowCredentials, https_ok, mlflow_start
@@ -70,10 +73,10 @@ from local_platform.tracking import MlflowCredentials, https_ok, mlflow_start
 __all__ = [
     "BIN", "FAKE_AWS", "LOOPBACK", "PG_CHOICES", "PG_CHOICE_ENV", "PG_COPY_PREFIX", "QUIET",
     "STOP_SIGNALS", "ComponentError", "MlflowCredentials", "PgCluster", "PgServer", "Platform",
-    "Proc", "TlsFiles", "blocked_for", "choose_pg", "data_major", "describe", "embedded_pg",
+    "Proc", "Streams", "TlsFiles", "aws_client", "blocked_for", "choose_pg", "data_major", "describe", "embedded_pg",
     "ensure_bucket", "free_port", "gcs_emulator_start", "gcs_store_env", "http_ok", "https_ok",
     "log_tail", "make_tls", "mlflow_start", "model_api_start", "moto_start", "new_password",
     "pg_datadir", "pg_describe", "pg_ensure_databases", "pg_init", "pg_runnable", "pg_server",
-    "pg_start", "pg_user", "pid_alive", "port_is_free", "s3_client", "s3_store_env", "spawn",
-    "stop_pid", "system_pg", "throwaway_platform", "wait_until", "workload_users",
+    "ensure_streams", "pg_start", "pg_user", "pid_alive", "port_is_free", "s3_client",
+    "s3_store_env", "spawn", "stop_pid", "stream_consumer_start", "system_pg", "throwaway_platform", "wait_until", "workload_users",
 ]  # fmt: skip

@@ -37,10 +37,15 @@ def moto_start(port: int, log: Path, recording: Path | None = None) -> Proc:
 
 
 def s3_client(endpoint: str):
+    return aws_client("s3", endpoint)
+
+
+def aws_client(service: str, endpoint: str):
+    """A boto3 client of moto_server's `service` (S3, Kinesis, SQS) at `endpoint`."""
     import boto3
 
     return boto3.client(
-        "s3",
+        service,
         endpoint_url=endpoint,
         aws_access_key_id=FAKE_AWS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=FAKE_AWS["AWS_SECRET_ACCESS_KEY"],

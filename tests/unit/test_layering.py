@@ -5,7 +5,8 @@ count too): no import cycle between modules, and every import between units goes
     5  entry points        scripts, policy
     4  service stacks      services.deploy (the services' Pulumi program)
     3  platform            infra (the platform's Pulumi program)
-    2  services and jobs   training, services.model_api, scoring, monitoring (none imports another)
+    2  services and jobs   training, services.model_api, streaming, scoring, monitoring (none
+                           imports another)
     1  core                trip_model (what a ride is, the predictors)
     0  foundations         storage, tracking_ca, infra.server_site (runs inside the MLflow server)
 """
@@ -21,7 +22,7 @@ LAYERS = {
     "benchmarks": 5,
     "services.deploy": 4, "local_platform": 4,
     "infra": 3,
-    "training": 2, "services.model_api": 2, "scoring": 2, "monitoring": 2,
+    "training": 2, "services.model_api": 2, "scoring": 2, "monitoring": 2, "streaming": 2,
     "trip_model": 1,
     "storage": 0, "tracking_ca": 0, "infra.server_site": 0,
 }  # fmt: skip

@@ -92,7 +92,7 @@ def test_each_workload_user_names_what_the_workloads_use():
     from training import train
 
     by_name = {i.username: i for i in IDENTITIES}
-    assert set(by_name) == {"trainer", "model-api"}
+    assert set(by_name) == {"trainer", "model-api", "streaming"}
     assert by_name["trainer"].experiments == {
         train.EXPERIMENT: "EDIT",
         monitoring.EXPERIMENT: "EDIT",
@@ -100,6 +100,9 @@ def test_each_workload_user_names_what_the_workloads_use():
     assert by_name["trainer"].registered_models == {training.REGISTERED_MODEL: "EDIT"}
     assert by_name["model-api"].experiments == {train.EXPERIMENT: "READ"}
     assert by_name["model-api"].registered_models == {training.REGISTERED_MODEL: "READ"}
+    # The stream handler serves the same champion: the model API's grants, as a user of its own.
+    assert by_name["streaming"].experiments == by_name["model-api"].experiments
+    assert by_name["streaming"].registered_models == by_name["model-api"].registered_models
 
 
 def test_allowed_hosts_workers_and_job_execution():

@@ -1,0 +1,42 @@
+"""A stream handler as a process runs it: the settings checked, the tracking server trusted, the
+registry client tuned, the model holder and the prediction log made (trip_model), and the
+`Handler` on the transport's output and dead-letter destination."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import tracking_ca
+from streaming.handler import DeadLetter, Handler, Output
+from streaming.settings import Settings
+from trip_model.prediction_log import PredictionLog
+from trip_model.serving import ModelHolder, tune_registry_client
+
+log = logging.getLogger(__name__)
+
+
+def password_from_secret(settings: Settings) -> None:
+    """AWS Lambda: the workload's MLflow password from Secrets Manager (its secret holds the
+    password alone), once per process, never in the function's environment."""
+    if not settings.password_secret or os.environ.get("MLFLOW_TRACKING_PASSWORD"):
+        return
+    import boto3
+
+    answer = boto3.client("secretsmanager").get_secret_value(SecretId=settings.password_secret)
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = answer["SecretString"]
+
+
+def handler(settings: Settings, output: Output, dead_letters: DeadLetter) -> Handler:
+    tracking_ca.trust()
+    password_from_secret(settings)
+    tune_registry_client(settings)
+    prediction_log = PredictionLog(settings.prediction_log) if settings.prediction_log else None
+    return Handler(
+        ModelHolder(settings),
+        output,
+        dead_letters,
+        prediction_log,
+        put_attempts=settings.put_attempts,
+        backoff_seconds=settings.put_backoff_seconds,
+    )

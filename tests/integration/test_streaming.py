@@ -1,0 +1,178 @@
+"""Streaming predictions for real: moto_server's Kinesis and SQS, the MLflow server with auth, a
+champion trained by the training CLI, the consumer (`python -m streaming.consumer`, Lambda's event
+source mapping locally) as the `streaming` user, and the model API beside it for comparison."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import requests
+
+import local_platform as c
+from streaming import kinesis
+from streaming.handler import Handler, Record
+from trip_model.serving import ModelHolder, RegistrySettings
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def champion_platform(platform, months):
+    """The session's platform with a champion of nyc-taxi-duration, trained by the CLI."""
+    done = subprocess.run(
+        [sys.executable, "-m", "training", "--train", str(months.train), "--val",
+         str(months.val), "--model", "linear"],
+        env={**os.environ, **platform.env("trainer")}, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return platform
+
+
+def streams(platform) -> c.Streams:
+    suffix = uuid.uuid4().hex[:8]
+    return c.ensure_streams(
+        platform.s3_endpoint, f"events-{suffix}", f"predictions-{suffix}", f"dead-{suffix}"
+    )
+
+
+def put(found: c.Streams, datas: list[bytes]) -> None:
+    client = c.aws_client("kinesis", found.endpoint)
+    for start in range(0, len(datas), 500):
+        chunk = datas[start : start + 500]
+        answer = client.put_records(
+            StreamName=found.events,
+            Records=[{"Data": d, "PartitionKey": str(i)} for i, d in enumerate(chunk)],
+        )
+        assert answer["FailedRecordCount"] == 0
+
+
+def predictions(found: c.Streams, n: int, timeout: float = 90) -> list[dict]:
+    """Every record on the output stream, once at least n are there (and a moment more, to see
+    a duplicate)."""
+    client = c.aws_client("kinesis", found.endpoint)
+    [shard] = client.list_shards(StreamName=found.predictions)["Shards"]
+    iterator = client.get_shard_iterator(
+        StreamName=found.predictions, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    got: list[dict] = []
+    deadline, settle = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        answer = client.get_records(ShardIterator=iterator, Limit=1000)
+        iterator = answer["NextShardIterator"]
+        got += [json.loads(r["Data"]) for r in answer["Records"]]
+        if len(got) >= n:
+            settle = settle or time.monotonic() + 1.0
+            if time.monotonic() > settle:
+                return got
+        time.sleep(0.1)
+    raise AssertionError(f"{len(got)} of {n} predictions in {timeout}s")
+
+
+def dead_letters(found: c.Streams, n: int, timeout: float = 30) -> list[dict]:
+    sqs = c.aws_client("sqs", found.endpoint)
+    got: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < deadline:
+        answer = sqs.receive_message(QueueUrl=found.dead_letter, MaxNumberOfMessages=10,
+                                     WaitTimeSeconds=1)  # fmt: skip
+        got += [json.loads(m["Body"]) for m in answer.get("Messages", [])]
+    return got
+
+
+def ride(i: int) -> dict:
+    return {"PULocationID": 1 + (i * 37) % 265, "DOLocationID": 1 + (i * 91) % 265,
+            "trip_distance": round(0.3 + (i * 1.7) % 25, 2)}  # fmt: skip
+
+
+def test_rides_in_predictions_out_equal_to_the_api_s_and_bad_records_dead_lettered(
+    champion_platform, tmp_path
+):
+    platform = champion_platform
+    found = streams(platform)
+    consumer = c.stream_consumer_start(
+        found, tmp_path / "consumer.log",
+        {**platform.env("streaming"), "STREAMING_PREDICTION_LOG": f"s3://{platform.bucket}/"
+         f"stream-log-{found.events}/"},
+    )  # fmt: skip
+    api = c.model_api_start(c.free_port(), tmp_path / "api.log", platform.env("model-api"))
+    try:
+        c.wait_until(api, c.http_ok(f"{api.url}/ready"), 120, "ready with a model")
+        n = 60
+        events = [json.dumps({"ride_id": f"ride-{i}", "ride": ride(i)}).encode() for i in range(n)]
+        bad = [b"{not json", json.dumps({"ride_id": "bad-zone", "ride": {**ride(0),
+               "PULocationID": 0}}).encode(), json.dumps({"ride": ride(1)}).encode()]  # fmt: skip
+        put(found, events[:30] + bad + events[30:])
+        out = predictions(found, n)
+        by_id = {p["ride_id"]: p for p in out}
+        assert len(out) == n and sorted(by_id) == sorted(f"ride-{i}" for i in range(n))
+        for i in range(n):
+            answer = requests.post(f"{api.url}/predict", json=ride(i), timeout=10).json()
+            assert by_id[f"ride-{i}"]["duration"] == answer["duration"]
+            assert by_id[f"ride-{i}"]["model_version"] == answer["model_version"]
+        letters = dead_letters(found, 3)
+        reasons = sorted(letter["reason"] for letter in letters)
+        assert len(letters) == 3
+        assert any(r.startswith("record: Invalid JSON") for r in reasons)
+        assert "ride.PULocationID: Input should be greater than or equal to 1" in " ".join(reasons)
+        assert "ride_id: Field required (missing)" in reasons
+        assert {letter["source"]["stream"].rsplit("/", 1)[1] for letter in letters} == {
+            found.events
+        }
+        # The same prediction log as the API's: each delivered prediction, by its ride_id.
+        s3 = c.s3_client(platform.s3_endpoint)
+        keys = [o["Key"] for o in s3.list_objects_v2(
+            Bucket=platform.bucket, Prefix=f"stream-log-{found.events}/").get("Contents", [])]  # fmt: skip
+        assert keys and all("/date=" in k and k.endswith(".parquet") for k in keys)
+    finally:
+        consumer.stop(timeout=10)
+        api.stop(timeout=10)
+
+
+class Throttled:
+    """Kinesis as it answers a throttled PutRecords: the first request takes every other record
+    and refuses the rest with ProvisionedThroughputExceededException."""
+
+    def __init__(self, client) -> None:
+        self.client, self.calls = client, 0
+
+    def put_records(self, Records, **target):  # noqa: N803 - boto3's names
+        self.calls += 1
+        if self.calls > 1:
+            return self.client.put_records(Records=Records, **target)
+        answer = self.client.put_records(Records=Records[::2], **target)
+        taken = iter(answer["Records"])
+        refused = {"ErrorCode": "ProvisionedThroughputExceededException",
+                   "ErrorMessage": "Rate exceeded for shard"}  # fmt: skip
+        results = [next(taken) if i % 2 == 0 else refused for i in range(len(Records))]
+        return {"FailedRecordCount": len(Records) // 2, "Records": results}
+
+
+def test_a_throttled_output_is_retried_without_loss_or_duplicates(champion_platform, monkeypatch):
+    platform = champion_platform
+    for key, value in platform.env("streaming").items():
+        monkeypatch.setenv(key, value)
+    holder = ModelHolder(RegistrySettings(registry_timeout_seconds=5))
+    assert holder.refresh(), holder.error
+    found = streams(platform)
+    client = Throttled(c.aws_client("kinesis", found.endpoint))
+    handler = Handler(
+        holder,
+        kinesis.KinesisOutput(client, found.predictions),
+        kinesis.SqsDeadLetter(c.aws_client("sqs", found.endpoint), found.dead_letter),
+        backoff_seconds=0.01,
+    )
+    batch = [
+        Record(str(i), json.dumps({"ride_id": f"t-{i}", "ride": ride(i)}).encode())
+        for i in range(101)
+    ]
+    outcome = handler.handle(batch)
+    assert client.calls == 2 and outcome.retry == [] and outcome.predicted == 101
+    out = predictions(found, 101)
+    assert sorted(p["ride_id"] for p in out) == sorted(f"t-{i}" for i in range(101))
