@@ -1,13 +1,16 @@
-# The four images, one target each; build from the repository root (README, "Images"):
+# The five images, one target each; build from the repository root (README, "Images"):
 #   commit=$(git rev-parse HEAD)
 #   docker build --target model-api  --build-arg GIT_COMMIT=$commit -t taxi-model-api .
 #   docker build --target training   --build-arg GIT_COMMIT=$commit -t taxi-training .
 #   docker build --target scoring    --build-arg GIT_COMMIT=$commit -t taxi-scoring .
 #   docker build --target monitoring --build-arg GIT_COMMIT=$commit -t taxi-monitoring .
+#   docker build --target streaming  --build-arg GIT_COMMIT=$commit -t taxi-streaming .
 # model-api: serves models:/nyc-taxi-duration@champion from the MLflow registry.
 # training: `python -m training --train URI --val URI`.
 # scoring: `python -m scoring --input URI … --output URI [--shard I/N | --shards N]`.
 # monitoring: `python -m monitoring --prediction-log URI [--actuals URI] [--retrain …]`.
+# streaming: the stream handler; as is, an AWS Lambda function (streaming.aws_lambda.handler);
+#   with the command `python -m streaming.push`, the Pub/Sub push service on Cloud Run.
 # Each target copies only the packages it runs (tests/integration/test_entrypoints.py checks it).
 
 # --- base: the OS, the user and the environment every image shares ----------------------------
@@ -122,3 +125,28 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-m", "services.model_api.healthcheck"]
 # One listening socket per worker (SO_REUSEPORT), so connections spread over the workers.
 CMD ["python", "-m", "services.model_api.serve"]
+
+# --- streaming --------------------------------------------------------------------------------
+FROM base AS streaming
+
+# Only this image's dependency group (streaming: the API's, and AWS Lambda's runtime interface
+# client), exactly as locked; the libraries' own test suites are dropped.
+RUN pip install --no-cache-dir uv==0.13.9 \
+    && uv sync --frozen --no-default-groups --group streaming --no-install-project --no-cache \
+    && pip uninstall -y uv \
+    && find /opt/venv/lib -depth -type d -name tests -path "*/site-packages/*" -exec rm -rf {} +
+
+# The handler and what it stands on: the model's core (the registry loader, the predictor, the
+# prediction log), storage, the tracking CA.
+COPY streaming ./streaming
+COPY trip_model ./trip_model
+COPY storage ./storage
+COPY tracking_ca ./tracking_ca
+ARG GIT_COMMIT=unknown
+ENV GIT_COMMIT=$GIT_COMMIT
+
+USER 10001:10001
+# As a Lambda function: the runtime interface client fetches each batch and calls the handler.
+# Cloud Run runs `python -m streaming.push` instead (the service's command).
+ENTRYPOINT ["python", "-m", "awslambdaric"]
+CMD ["streaming.aws_lambda.handler"]

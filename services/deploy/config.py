@@ -83,6 +83,8 @@ class ServicesConfig(BaseModel):
     trainingImage: str | None = None
     scoringImage: str | None = None
     monitoringImage: str | None = None
+    streamingImage: str | None = None
+    """With streaming on, a prebuilt stack names this one too."""
     trainData: str | None = None
     valData: str | None = None
     trainingDataPrefix: str | None = None
@@ -138,6 +140,21 @@ class ServicesConfig(BaseModel):
     maxRmseIncrease: float = Field(default=0.1, gt=0, le=10)
     """Degraded when the realised RMSE exceeds the validation RMSE by more than this share."""
     retrainOnDegraded: bool = True
+    streaming: bool = True
+    """Streaming predictions: ride events on a stream in, their predictions on a stream out (AWS:
+    Kinesis, a Lambda function; GCP: Pub/Sub, a Cloud Run service behind a push subscription)."""
+    streamShards: int | None = Field(default=None, ge=1, le=500)
+    """AWS: the input stream's shards (provisioned mode); unset: on-demand mode."""
+    streamBatchSize: int = Field(default=100, ge=1, le=10_000)
+    """AWS: records per Lambda invocation at most."""
+    streamBatchWindowSeconds: int = Field(default=1, ge=0, le=300)
+    """AWS: how long Lambda gathers records before invoking with fewer than streamBatchSize."""
+    streamMaxAttempts: int = Field(default=5, ge=5, le=100)
+    """Deliveries of a failing record (a batch on AWS, a message on GCP) before it goes to the
+    dead letters: AWS retries (attempts - 1, bisecting the batch) then the SQS queue; GCP's
+    subscription forwards it to the dead-letter topic (Pub/Sub allows 5-100)."""
+    streamMemoryMb: int = Field(default=1024, ge=512, le=10_240)
+    """AWS: the Lambda function's memory (its CPU grows with it); GCP: the Cloud Run service's."""
 
     @field_validator("trainData", "valData")
     @classmethod
@@ -192,12 +209,14 @@ class ServicesConfig(BaseModel):
             raise ConfigError(
                 f"{NAMESPACE}:apiMinTasks ({self.apiMinTasks}) must not exceed apiMaxTasks ({self.apiMaxTasks})"
             )
-        images = ("modelApiImage", "trainingImage", "scoringImage", "monitoringImage")
+        images = self.image_keys
         if len({bool(getattr(self, key)) for key in images}) != 1:
             raise ConfigError(
-                f"{', '.join(f'{NAMESPACE}:{k}' for k in images)}: set all four (prebuilt) "
-                "or none (built here)"
+                f"{', '.join(f'{NAMESPACE}:{k}' for k in images)}: set all {len(images)} "
+                "(prebuilt) or none (built here)"
             )
+        if self.streamingImage and not self.streaming:
+            raise ConfigError(f"{NAMESPACE}:streamingImage: set with streaming off")
         scheme = "s3://" if self.cloud == "aws" else "gs://"
         for key in ("trainData", "valData", "trainingDataPrefix", "scoringInput", "scoringOutput"):
             if getattr(self, key) and not getattr(self, key).startswith(scheme):
@@ -225,8 +244,25 @@ class ServicesConfig(BaseModel):
             )
 
     @property
+    def image_keys(self) -> tuple[str, ...]:
+        """The settings naming the images this stack runs (all prebuilt, or none)."""
+        keys = ("modelApiImage", "trainingImage", "scoringImage", "monitoringImage")
+        return (*keys, "streamingImage") if self.streaming else keys
+
+    @property
+    def images(self) -> tuple[str, ...]:
+        """The images this stack runs (services.deploy.images.TARGETS)."""
+        names = ("model-api", "training", "scoring", "monitoring")
+        return (*names, "streaming") if self.streaming else names
+
+    @property
     def prebuilt(self) -> bool:
         return bool(self.modelApiImage)
+
+    def prebuilt_refs(self) -> dict[str, str]:
+        """Image name -> the prebuilt reference the stack names for it."""
+        return {name: str(getattr(self, key)) for name, key in zip(self.images, self.image_keys,
+                                                                    strict=True)}  # fmt: skip
 
     @property
     def training_command(self) -> list[str]:

@@ -1,4 +1,4 @@
-"""The four images, built from their targets of the repository's Dockerfile and pushed by Pulumi
+"""The images, built from their targets of the repository's Dockerfile and pushed by Pulumi
 (docker-build provider), unless the stack names prebuilt ones."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ TARGETS = {
     "training": "training",
     "scoring": "scoring",
     "monitoring": "monitoring",
+    "streaming": "streaming",
 }
 
 

@@ -45,6 +45,7 @@ PLATFORM_OUTPUTS = {
         "credentialsSecret": "arn:aws:secretsmanager:us-east-1:123456789012:secret:mlflow-credentials-mock",
         "trainerPasswordSecret": "arn:aws:secretsmanager:us-east-1:123456789012:secret:mlflow-trainer-mock",
         "modelApiPasswordSecret": "arn:aws:secretsmanager:us-east-1:123456789012:secret:mlflow-model-api-mock",
+        "streamingPasswordSecret": "arn:aws:secretsmanager:us-east-1:123456789012:secret:mlflow-streaming-mock",
         "adminUsername": "admin",
     },
     "gcp": {
@@ -60,6 +61,7 @@ PLATFORM_OUTPUTS = {
         "credentialsSecret": "mlflow-dev-credentials",
         "trainerPasswordSecret": "mlflow-dev-trainer-password",
         "modelApiPasswordSecret": "mlflow-dev-model-api-password",
+        "streamingPasswordSecret": "mlflow-dev-streaming-password",
         "adminUsername": "admin",
     },
 }
@@ -247,6 +249,13 @@ class Mocks(pulumi.runtime.Mocks):
         if args.token == "gcp:compute/getZones:getZones":
             # As europe-west1 really is: no zone -a.
             return {"names": ["europe-west1-d", "europe-west1-b", "europe-west1-c"], "id": "x"}
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": "123456789012", "arn": "arn:aws:iam::123456789012:user/ci",
+                    "userId": "AIDAMOCK", "id": "123456789012"}  # fmt: skip
+        if args.token == "aws:ec2/getRouteTable:getRouteTable":
+            # The platform's public subnets share one route table (infra/aws/network.py).
+            return {"routeTableId": "rtb-0public", "id": "rtb-0public",
+                    "subnetId": args.args.get("subnetId"), "vpcId": "vpc-0mock"}  # fmt: skip
         if args.token == "aws:index/getRegion:getRegion":
             return {"id": "us-east-1", "name": "us-east-1", "region": "us-east-1"}
         return {}

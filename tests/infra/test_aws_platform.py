@@ -175,8 +175,8 @@ def test_instance_role_is_scoped_to_this_bucket_and_these_secrets(declared):
         if any(a.startswith("s3:") for a in actions):
             assert all(r.startswith(f"arn:aws:s3:::{bucket_arn}") for r in resources), resources
         if any(a.startswith("secretsmanager:") for a in actions):
-            # The database's, the admin's, the TLS key, and the two workload users' passwords.
-            assert actions == ["secretsmanager:GetSecretValue"] and len(resources) == 5
+            # The database's, the admin's, the TLS key, and the three workload users' passwords.
+            assert actions == ["secretsmanager:GetSecretValue"] and len(resources) == 6
             secrets = {r["name"]: r for r in declared.of_type(SECRET)}
             assert set(resources) == {
                 "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db-mock",
@@ -409,11 +409,12 @@ def test_no_private_key_in_user_data_or_plain_outputs_only_in_its_secret(declare
 
 def test_each_workload_user_has_a_password_secret_the_vm_reads(declared):
     spec = json.loads(_written(declared, "/etc/mlflow/server.json"))
-    assert [i["username"] for i in spec["identities"]] == ["trainer", "model-api"]
+    assert [i["username"] for i in spec["identities"]] == ["trainer", "model-api", "streaming"]
     refs = spec["secrets"]["identitySecrets"]
     assert refs == {
         "trainer": "arn:aws:mock:us-east-1:123456789012:mlops-trainer-password",
         "model-api": "arn:aws:mock:us-east-1:123456789012:mlops-model-api-password",
+        "streaming": "arn:aws:mock:us-east-1:123456789012:mlops-streaming-password",
     }
     assert {declared.outputs[out.PASSWORD_SECRETS[u]]["value"] for u in refs} == set(refs.values())
     values = {v["name"]: v["inputs"]["secretString"] for v in declared.of_type(SECRET_VALUE)}

@@ -126,6 +126,7 @@ def test_service_account_reaches_this_bucket_and_these_secrets_only(declared_gcp
         f"mlflow-{stack}-credentials",
         f"mlflow-{stack}-db",
         f"mlflow-{stack}-model-api-password",
+        f"mlflow-{stack}-streaming-password",
         f"mlflow-{stack}-tls-key",
         f"mlflow-{stack}-trainer-password",
     ]
@@ -254,7 +255,7 @@ def test_a_destroy_is_not_blocked_by_what_mlflow_created(declared_gcp):
     assert any(d.endswith(f"{SQL}::mlops-postgres") for d in depends)
     # The launcher reads its secrets at first boot: every secret grant exists before the VM.
     grants = declared_gcp.of_type("gcp:secretmanager/secretIamMember:SecretIamMember")
-    assert len(grants) == 5
+    assert len(grants) == 6
     assert all(any(d.endswith(f"SecretIamMember::{g['name']}") for d in depends) for g in grants)
     # The bootstrap fetches the server's code bundle at first boot with the VM's account: the
     # object and the account's access to the bucket exist before the VM.
@@ -321,7 +322,7 @@ def test_tls_without_a_domain_and_the_key_only_in_secret_manager(declared_gcp):
     assert spec["secrets"]["tlsKeySecret"] == f"projects/mlops-test/secrets/mlflow-{stack}-tls-key"
     assert spec["secrets"]["identitySecrets"] == {
         user: f"projects/mlops-test/secrets/mlflow-{stack}-{user}-password"
-        for user in ("trainer", "model-api")
+        for user in ("trainer", "model-api", "streaming")
     }
     [key] = [v for v in declared_gcp.of_type("gcp:secretmanager/secretVersion:SecretVersion")
              if v["name"] == "mlops-tls-key-value"]  # fmt: skip

@@ -30,6 +30,7 @@ IMAGE_TARGETS = {
     "training-image": "training",
     "scoring-image": "scoring",
     "monitoring-image": "monitoring",
+    "streaming-image": "streaming",
 }
 
 
@@ -153,7 +154,7 @@ def test_aws_tasks_reach_mlflow_through_the_client_group_and_only_the_alb_reache
 
 def test_aws_log_retention_follows_the_stack(services_aws):
     groups = services_aws.of_type("aws:cloudwatch/logGroup:LogGroup")
-    assert len(groups) == 4
+    assert len(groups) == 5  # the four tasks' and the stream handler function's
     assert {g["inputs"]["retentionInDays"] for g in groups} == {
         DEFAULTS[services_aws.stack]["logRetentionDays"]
     }
@@ -161,11 +162,11 @@ def test_aws_log_retention_follows_the_stack(services_aws):
 
 def test_aws_images_scan_on_push_and_expire(services_aws):
     repos = services_aws.of_type("aws:ecr/repository:Repository")
-    assert len(repos) == 4 and all(
+    assert len(repos) == 5 and all(
         r["inputs"]["imageScanningConfiguration"]["scanOnPush"] for r in repos
     )
     policies = services_aws.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")
-    assert len(policies) == 4
+    assert len(policies) == 5
     for policy in policies:  # imagesKept, as on GCP (default 20)
         (rule,) = json.loads(policy["inputs"]["policy"])["rules"]
         assert rule["selection"]["countNumber"] == 20 and rule["action"] == {"type": "expire"}
@@ -671,9 +672,11 @@ def test_prebuilt_images_are_used_and_nothing_is_built(tmp_path):
             "mlops-services:trainingImage": "example.org/train:1",
             "mlops-services:scoringImage": "example.org/score:1",
             "mlops-services:monitoringImage": "example.org/monitor:1",
+            "mlops-services:streamingImage": "example.org/stream:1",
         },
     )
     assert result["error"] is None, result["error"]
+    assert result["outputs"]["streamingImage"]["value"] == "example.org/stream:1"
     assert not [
         r
         for r in result["resources"]
@@ -681,6 +684,21 @@ def test_prebuilt_images_are_used_and_nothing_is_built(tmp_path):
     ]
     assert result["outputs"]["modelApiImage"]["value"] == "example.org/api:1"
     assert result["outputs"]["scoringImage"]["value"] == "example.org/score:1"
+
+
+def test_prebuilt_images_name_the_streaming_one_only_with_streaming_on(tmp_path):
+    four = {
+        f"mlops-services:{key}": "example.org/x:1"
+        for key in ("modelApiImage", "trainingImage", "scoringImage", "monitoringImage")
+    }
+    result = run_services(tmp_path, "dev", four)
+    assert "mlops-services:streamingImage: set all 5 (prebuilt) or none" in result["error"]
+    result = run_services(tmp_path, "dev", {**four, "mlops-services:streaming": "false"})
+    assert result["error"] is None, result["error"]
+    assert "streamingImage" not in result["outputs"]
+    assert not [
+        r for r in result["resources"] if r["type"].startswith(("aws:kinesis", "aws:lambda"))
+    ]
 
 
 def test_a_missing_platform_output_is_an_error_naming_it(tmp_path):

@@ -96,6 +96,8 @@ assert "training" not in sys.modules, "imports training, whose features the mode
          ["monitoring.__main__", "monitoring.job", "monitoring.report", "trip_model.predict"]),
         ("model-api",
          ["services.model_api.serve", "services.model_api.main", "trip_model.prediction_log"]),
+        ("streaming",
+         ["awslambdaric", "streaming.aws_lambda", "streaming.push", "streaming.consumer"]),
     ],
 )  # fmt: skip
 def test_each_image_holds_every_module_its_job_imports(tmp_path, target, modules):
@@ -116,7 +118,7 @@ def test_each_image_holds_every_module_its_job_imports(tmp_path, target, modules
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-TARGETS = ("model-api", "training", "scoring", "monitoring")
+TARGETS = ("model-api", "training", "scoring", "monitoring", "streaming")
 
 
 def test_the_dockerfile_passes_hadolint_and_its_targets_are_the_images_run_as_non_root():
@@ -139,6 +141,7 @@ COPIES = {
     "training": {"trip_model", "storage", "tracking_ca", "training"},
     "scoring": {"trip_model", "storage", "tracking_ca", "scoring"},
     "monitoring": {"trip_model", "storage", "tracking_ca", "monitoring"},
+    "streaming": {"streaming", "trip_model", "storage", "tracking_ca"},
 }  # fmt: skip
 
 

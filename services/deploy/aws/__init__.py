@@ -1,9 +1,10 @@
 """The service stack on AWS, one component per piece, each module saying what it creates:
 
-    images      ECR repositories and the four images built and pushed (unless prebuilt)
+    images      ECR repositories and the images built and pushed (unless prebuilt)
     tasks       the ECS cluster, log groups and execution role; scheduled Fargate tasks
     model_api   the model API: Fargate service, Application Load Balancer, autoscaling
     scoring     the batch scoring job: AWS Batch array job on Fargate, monthly
+    streaming   streaming predictions: Kinesis streams, a Lambda function, SQS dead letters
     policies    the IAM policies and container environment, as plain functions
 
 Training and monitoring run as Fargate tasks on EventBridge Scheduler crons; on `degraded` the
@@ -20,6 +21,7 @@ from services.deploy.aws.images import Images
 from services.deploy.aws.model_api import ModelApiService
 from services.deploy.aws.policies import data_read_policy, monitoring_policy
 from services.deploy.aws.scoring import BatchScoringJob
+from services.deploy.aws.streaming import StreamingService
 from services.deploy.aws.tasks import ScheduledTask, Task, TaskRuntime
 from services.deploy.config import ServicesConfig, monitoring_command
 from services.deploy.platform_ref import PlatformRef
@@ -42,11 +44,7 @@ def platform_of(cfg: ServicesConfig) -> Platform:
 
 def build(cfg: ServicesConfig) -> dict[str, object]:
     platform = platform_of(cfg)
-    if cfg.prebuilt:
-        refs = {"model-api": cfg.modelApiImage, "training": cfg.trainingImage,
-                "scoring": cfg.scoringImage, "monitoring": cfg.monitoringImage}  # fmt: skip
-    else:
-        refs = Images(cfg).refs
+    refs = cfg.prebuilt_refs() if cfg.prebuilt else Images(cfg).refs
     runtime = TaskRuntime(cfg, platform)
     api = ModelApiService(cfg, platform, runtime, refs["model-api"])
     training = ScheduledTask(
@@ -57,7 +55,7 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
     )  # fmt: skip
     monitoring = monitoring_job(cfg, platform, runtime, refs["monitoring"], training, api)
     scoring = BatchScoringJob(cfg, platform, runtime, refs["scoring"])
-    return {
+    outputs = {
         "modelApiUrl": api.url,
         "trainingJob": training.task.arn_without_revision,
         "cluster": runtime.cluster.name,
@@ -75,6 +73,16 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         "scoringOutput": scoring.output,
         "scoringShards": cfg.scoringShards,
     }
+    if cfg.streaming:
+        streaming = StreamingService(cfg, platform, refs["streaming"])
+        outputs |= {
+            "rideEventsStream": streaming.events.name,
+            "ridePredictionsStream": streaming.predictions.name,
+            "streamingDeadLetterQueue": streaming.dead_letters.url,
+            "streamingFunction": streaming.function.name,
+            "streamingImage": refs["streaming"],
+        }
+    return outputs
 
 
 def monitoring_job(

@@ -1,6 +1,7 @@
-"""The four images on AWS: an ECR repository each (scanned on push, encrypted, the newest
-`imagesKept` kept) and the image built from its target of the repository's Dockerfile and pushed
-there (services.deploy.images)."""
+"""The stack's images on AWS (the streaming one with streaming on): an ECR repository each
+(scanned on push, encrypted, the newest `imagesKept` kept) and the image built from its target of
+the repository's Dockerfile and pushed there (services.deploy.images). Lambda pulls the streaming
+image itself: its repository's policy lets the account's functions read it."""
 
 from __future__ import annotations
 
@@ -26,6 +27,24 @@ def lifecycle(kept: int) -> str:
     }]})  # fmt: skip
 
 
+def lambda_pull_policy() -> pulumi.Output[str]:
+    """Lambda may read the image, for this account's functions only (Lambda's documented
+    repository permissions for a function from a container image)."""
+    caller = aws.get_caller_identity_output()
+    region = aws.get_region_output()
+    return pulumi.Output.all(caller.account_id, region.region).apply(
+        lambda a: json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Sid": "LambdaPull",
+            "Effect": "Allow",
+            "Principal": {"Service": "lambda.amazonaws.com"},
+            "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            "Condition": {"StringLike": {
+                "aws:sourceArn": f"arn:aws:lambda:{a[1]}:{a[0]}:function:*"
+            }},
+        }]})
+    )  # fmt: skip
+
+
 class Images(pulumi.ComponentResource):
     refs: dict[str, pulumi.Output[str]]
     """Image name (model-api, training, scoring, monitoring) -> its pushed reference."""
@@ -33,7 +52,7 @@ class Images(pulumi.ComponentResource):
     def __init__(self, cfg: ServicesConfig, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:services:aws:Images", f"{NAME}-images", None, opts)
         self.refs = {}
-        for image in images.TARGETS:
+        for image in cfg.images:
             repo = aws.ecr.Repository(
                 f"{NAME}-{image}",
                 image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
@@ -58,5 +77,12 @@ class Images(pulumi.ComponentResource):
             registry = docker_build.RegistryArgs(
                 address=repo.repository_url, username=token.user_name, password=token.password
             )
+            if image == "streaming":
+                aws.ecr.RepositoryPolicy(
+                    f"{NAME}-{image}-lambda-pull",
+                    repository=repo.name,
+                    policy=lambda_pull_policy(),
+                    opts=child(self),
+                )
             self.refs[image] = images.build(image, repo.repository_url, registry, child(self))
         self.register_outputs({})

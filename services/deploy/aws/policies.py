@@ -122,3 +122,59 @@ def mlflow_secrets(workload: str, password_secrets: dict[str, str]) -> list[dict
     # ECS injects the password from Secrets Manager at start: never in the plain env.
     arn = password_secrets[user_for(workload)]
     return [{"name": "MLFLOW_TRACKING_PASSWORD", "valueFrom": arn}]
+
+
+KINESIS_READ = [
+    "kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords",
+    "kinesis:GetShardIterator", "kinesis:ListShards", "kinesis:SubscribeToShard",
+]  # fmt: skip
+"""What Lambda's event source mapping reads a stream with, as the function's role."""
+LAMBDA_VPC = [
+    "ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+]  # fmt: skip
+"""AWSLambdaVPCAccessExecutionRole's EC2 actions: Lambda makes a function's network interfaces
+with its role. They take no resource narrower than *."""
+
+
+def streaming_policy(
+    input_arn: str, output_arn: str, queue_arn: str, secret_arn: str, log_group_arn: str,
+    prediction_log: str | None,
+) -> str:  # fmt: skip
+    """The stream handler's function: read its input stream, put on its output stream, send to
+    its dead-letter queue (its own letters and Lambda's on-failure records), read its MLflow
+    password, write its log group and, with the log on, objects under the prediction log;
+    its network interfaces."""
+    statements = [
+        allow(KINESIS_READ, [input_arn]),
+        allow(["kinesis:PutRecord", "kinesis:PutRecords"], [output_arn]),
+        allow(["sqs:SendMessage"], [queue_arn]),
+        allow(["secretsmanager:GetSecretValue"], [secret_arn]),
+        allow(["logs:CreateLogStream", "logs:PutLogEvents"], [f"{log_group_arn}:*"]),
+        allow(LAMBDA_VPC, ["*"]),
+    ]
+    if prediction_log:
+        statements += json.loads(write_policy(prediction_log))["Statement"]
+    return policy(*statements)
+
+
+def streaming_env(
+    tracking_uri: str, ca_pem: str, output: str, queue_url: str, secret_arn: str,
+    refresh_seconds: int, prediction_log: str | None,
+) -> dict[str, str]:  # fmt: skip
+    """The function's environment (Lambda's: 4 KB at most, the CA's PEM included): where the
+    tracking server is and how to trust it, its MLflow user and where its password is (read by
+    the function at start, never in the environment), its output and dead letters."""
+    env = {entry["name"]: entry["value"] for entry in mlflow_env("streaming", tracking_uri, ca_pem)}
+    env |= {
+        "STREAMING_OUTPUT": output,
+        "STREAMING_DEAD_LETTER": queue_url,
+        "STREAMING_PASSWORD_SECRET": secret_arn,
+        "STREAMING_REFRESH_SECONDS": str(refresh_seconds),
+        # A function's file system is read-only but /tmp; MLflow's client keeps files in HOME.
+        "HOME": "/tmp",  # noqa: S108 - Lambda's only writable place, the instance's own
+    }
+    if prediction_log:
+        env["STREAMING_PREDICTION_LOG"] = prediction_log
+    return env

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.mlflow_server import user_for
 from services.deploy.aws.common import Platform, tags
 from services.deploy.aws.policies import (
     TASK_EXECUTION_POLICY,
@@ -62,12 +63,13 @@ class TaskRuntime(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{NAME}-execution-secret",
             role=self.execution_role.id,
-            # The workload users' passwords only; the admin's credentials stay with people.
+            # The tasks' workload users' passwords only; the admin's credentials stay with people
+            # (and the stream handler's, which its Lambda function reads itself).
             policy=platform.password_secrets.apply(
                 lambda arns: json.dumps({"Version": "2012-10-17", "Statement": [{
                     "Effect": "Allow",
                     "Action": ["secretsmanager:GetSecretValue"],
-                    "Resource": sorted(arns.values()),
+                    "Resource": sorted({arns[user_for(w)] for w in WORKLOADS}),
                 }]})
             ),
             opts=child(self),

@@ -1,7 +1,7 @@
 """The service stack on GCP, one component per piece, each module saying what it creates:
 
     identities  a service account per workload and for Cloud Scheduler; password grants
-    images      an Artifact Registry repository and the four images built and pushed
+    images      an Artifact Registry repository and the images built and pushed
     model_api   the model API: a Cloud Run service with Direct VPC egress
     jobs        training, monitoring and scoring: Cloud Run jobs on Cloud Scheduler crons
 
@@ -45,11 +45,7 @@ def platform_of(cfg: ServicesConfig) -> Platform:
 def build(cfg: ServicesConfig) -> dict[str, object]:
     enable_apis(SERVICES_APIS)
     platform = platform_of(cfg)
-    if cfg.prebuilt:
-        refs = {"model-api": cfg.modelApiImage, "training": cfg.trainingImage,
-                "scoring": cfg.scoringImage, "monitoring": cfg.monitoringImage}  # fmt: skip
-    else:
-        refs = Images(cfg, platform).refs
+    refs = cfg.prebuilt_refs() if cfg.prebuilt else Images(cfg, platform).refs
     ids = Identities(cfg, platform)
     api = ModelApiService(cfg, platform, ids, refs["model-api"])
     training = TrainingJob(cfg, platform, ids, refs["training"])

@@ -1,6 +1,7 @@
-"""The four images on GCP: an Artifact Registry repository (versions older than IMAGE_DAYS go,
-but for the newest `imagesKept`) and the images built from their targets of the repository's
-Dockerfile and pushed there (services.deploy.images)."""
+"""The stack's images on GCP (the streaming one with streaming on): an Artifact Registry
+repository (versions older than IMAGE_DAYS go, but for the newest `imagesKept`) and the images
+built from their targets of the repository's Dockerfile and pushed there
+(services.deploy.images)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,6 @@ class Images(pulumi.ComponentResource):
             image: images.build(
                 image, base.apply(lambda b, i=image: f"{b}/{i}"), registry, child(self)
             )  # fmt: skip
-            for image in images.TARGETS
+            for image in cfg.images
         }
         self.register_outputs({})

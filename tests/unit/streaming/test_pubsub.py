@@ -80,7 +80,9 @@ def test_a_bad_record_goes_to_the_dead_letter_topic_with_its_reason_and_is_ackno
     assert answer.status_code == 204 and out.posts == []
     [(url, letter, attributes)] = published(dead)
     assert url.endswith("/projects/p/topics/ride-events-dead-letter:publish")
-    assert attributes == {"reason": "ride: Field required (missing)"} == {"reason": letter["reason"]}
+    assert (
+        attributes == {"reason": "ride: Field required (missing)"} == {"reason": letter["reason"]}
+    )
     assert letter["source"]["subscription"] == "projects/p/subscriptions/ride-events-push"
     assert letter["id"] == "m-9"
 
