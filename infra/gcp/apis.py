@@ -26,6 +26,8 @@ SERVICES_APIS = (
     "secretmanager.googleapis.com",
     "iam.googleapis.com",
 )
+STREAMING_API = "pubsub.googleapis.com"
+"""With streaming on: the topics and the push subscription."""
 SERVICE_TYPE = "gcp:projects/service:Service"
 
 

@@ -87,6 +87,14 @@ def find_ami(args: dict) -> dict:
     return {"id": best["id"], "name": best["name"], "architecture": "x86_64"}
 
 
+PUBSUB_AGENT = "service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"
+# Resources whose id is their path, projects/P/<kind>/<name>, as the provider gives it.
+PATH_IDS = {
+    "gcp:pubsub/topic:Topic": "topics",
+    "gcp:pubsub/subscription:Subscription": "subscriptions",
+}
+
+
 def computed(typ: str, name: str, inputs: dict) -> dict:
     """Provider-computed outputs, camelCase as the engine returns them."""
     arn = f"arn:aws:mock:us-east-1:123456789012:{name}"
@@ -141,7 +149,16 @@ def computed(typ: str, name: str, inputs: dict) -> dict:
             "name": f"projects/mlops-test/secrets/{inputs.get('secretId')}"
         },
         "gcp:serviceaccount/account:Account": {
-            "email": f"{inputs.get('accountId')}@mlops-test.iam.gserviceaccount.com"
+            "email": f"{inputs.get('accountId')}@mlops-test.iam.gserviceaccount.com",
+            "name": f"projects/mlops-test/serviceAccounts/{inputs.get('accountId')}"
+            "@mlops-test.iam.gserviceaccount.com",
+        },
+        # Auto-named by the provider; the id is the resource's path.
+        "gcp:pubsub/topic:Topic": {"name": f"{name}-mock"},
+        "gcp:pubsub/subscription:Subscription": {"name": f"{name}-mock"},
+        "gcp:projects/serviceIdentity:ServiceIdentity": {
+            "email": PUBSUB_AGENT,
+            "member": f"serviceAccount:{PUBSUB_AGENT}",
         },
         "gcp:storage/bucket:Bucket": {"name": f"{name}-mock"},
         "gcp:compute/globalAddress:GlobalAddress": {"name": f"{name}-mock"},
@@ -206,7 +223,8 @@ class Mocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = {**args.inputs, **computed(args.typ, args.name, args.inputs)}
         self.resources.append({"type": args.typ, "name": args.name, "inputs": args.inputs})
-        return f"{args.name}-id", state
+        kind = PATH_IDS.get(args.typ)
+        return (f"projects/mlops-test/{kind}/{state['name']}" if kind else f"{args.name}-id"), state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         self.calls.append({"token": args.token, "args": args.args})

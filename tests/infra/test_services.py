@@ -384,13 +384,15 @@ def test_aws_continuous_training_reads_and_lists_its_prefix(tmp_path):
 
 
 def test_gcp_probes_check_the_process(services_gcp):
-    [container] = services_gcp.one(RUN_SERVICE)["inputs"]["template"]["containers"]
+    [container] = services_gcp.named(RUN_SERVICE, "mlops-model-api")["inputs"]["template"][
+        "containers"
+    ]
     assert container["startupProbe"]["httpGet"]["path"] == "/health"
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"
 
 
 def test_gcp_instance_bounds_follow_the_stack(services_gcp):
-    scaling = services_gcp.one(RUN_SERVICE)["inputs"]["template"]["scaling"]
+    scaling = services_gcp.named(RUN_SERVICE, "mlops-model-api")["inputs"]["template"]["scaling"]
     expected = DEFAULTS[services_gcp.stack]
     assert (scaling["minInstanceCount"], scaling["maxInstanceCount"]) == (
         expected["apiMinTasks"],
@@ -400,7 +402,7 @@ def test_gcp_instance_bounds_follow_the_stack(services_gcp):
 
 def run_templates(declared) -> list[dict]:
     """The Cloud Run service's template and each job's task template (one level deeper)."""
-    service = declared.one(RUN_SERVICE)["inputs"]["template"]
+    service = declared.named(RUN_SERVICE, "mlops-model-api")["inputs"]["template"]
     jobs = [j["inputs"]["template"]["template"] for j in declared.of_type(RUN_JOB)]
     assert len(jobs) == 3  # training, scoring, monitoring
     return [service, *jobs]
@@ -416,16 +418,18 @@ def test_gcp_reaches_the_tracking_server_through_direct_vpc_egress(services_gcp)
 GCP_USER_SECRETS = {
     "trainer": PLATFORM_OUTPUTS["gcp"]["trainerPasswordSecret"],
     "model-api": PLATFORM_OUTPUTS["gcp"]["modelApiPasswordSecret"],
+    "streaming": PLATFORM_OUTPUTS["gcp"]["streamingPasswordSecret"],
 }
 
 
 def test_gcp_each_workload_runs_as_its_own_mlflow_user_and_trusts_the_platform_ca(services_gcp):
     users = {"mlops-model-api": "model-api", "mlops-scoring": "model-api",
-             "mlops-training": "trainer", "mlops-monitoring": "trainer"}  # fmt: skip
-    service = services_gcp.one("gcp:cloudrunv2/service:Service")
+             "mlops-training": "trainer", "mlops-monitoring": "trainer",
+             "mlops-streaming": "streaming"}  # fmt: skip
+    services = services_gcp.of_type("gcp:cloudrunv2/service:Service")
     jobs = services_gcp.of_type("gcp:cloudrunv2/job:Job")
-    assert {r["name"] for r in [service, *jobs]} == set(users)
-    for resource in (service, *jobs):
+    assert {r["name"] for r in [*services, *jobs]} == set(users)
+    for resource in (*services, *jobs):
         template = resource["inputs"]["template"]
         template = template.get("template", template)  # a job's task template
         envs = {e["name"]: e for e in template["containers"][0]["envs"]}
@@ -439,11 +443,14 @@ def test_gcp_each_workload_runs_as_its_own_mlflow_user_and_trusts_the_platform_c
 
 
 def test_gcp_service_accounts_are_least_privilege(services_gcp):
-    assert not [r for r in services_gcp.resources if r["type"].startswith("gcp:projects/")
-                and r["type"] != "gcp:projects/service:Service"]  # fmt: skip
+    # No project-wide grant: of the project's resources, the APIs and Pub/Sub's service agent only.
+    assert {r["type"] for r in services_gcp.resources if r["type"].startswith("gcp:projects/")} == {
+        "gcp:projects/service:Service", "gcp:projects/serviceIdentity:ServiceIdentity",
+    }  # fmt: skip
     secrets = services_gcp.of_type("gcp:secretmanager/secretIamMember:SecretIamMember")
-    # api, training, scoring, monitoring: each its own workload user's password only.
+    # api, training, scoring, monitoring, streaming: each its own workload user's password only.
     assert {s["name"]: s["inputs"]["secretId"] for s in secrets} == {
+        "mlops-streaming-password-access": GCP_USER_SECRETS["streaming"],
         "mlops-api-password-access": GCP_USER_SECRETS["model-api"],
         "mlops-scoring-password-access": GCP_USER_SECRETS["model-api"],
         "mlops-training-password-access": GCP_USER_SECRETS["trainer"],
@@ -572,7 +579,7 @@ def test_gcp_a_fresh_project_gets_the_services_apis_first(services_gcp):
 
 
 def test_gcp_the_api_service_waits_for_its_secret_grant(services_gcp):
-    depends = services_gcp.one(RUN_SERVICE)["options"]["dependencies"]
+    depends = services_gcp.named(RUN_SERVICE, "mlops-model-api")["options"]["dependencies"]
     assert any(d.endswith("::mlops-api-password-access") for d in depends)
 
 
@@ -623,7 +630,9 @@ def test_gcp_a_chosen_scoring_output_is_the_one_granted(tmp_path):
 
 def test_gcp_the_api_may_only_create_its_prediction_log(services_gcp):
     bucket = PLATFORM_OUTPUTS["gcp"]["artifactBucket"]
-    [container] = services_gcp.one(RUN_SERVICE)["inputs"]["template"]["containers"]
+    [container] = services_gcp.named(RUN_SERVICE, "mlops-model-api")["inputs"]["template"][
+        "containers"
+    ]
     env = {e["name"]: e.get("value") for e in container["envs"]}
     assert env["MODEL_API_PREDICTION_LOG"] == f"gs://{bucket}/predictions/"
     grant = services_gcp.named(BUCKET_MEMBER, "mlops-api-prediction-log")["inputs"]
@@ -631,7 +640,7 @@ def test_gcp_the_api_may_only_create_its_prediction_log(services_gcp):
     assert grant["condition"]["expression"] == (
         f'resource.name.startsWith("projects/_/buckets/{bucket}/objects/predictions/")'
     )
-    depends = services_gcp.one(RUN_SERVICE)["options"]["dependencies"]
+    depends = services_gcp.named(RUN_SERVICE, "mlops-model-api")["options"]["dependencies"]
     assert any(urn.endswith("::mlops-api-prediction-log") for urn in depends)
 
 
@@ -735,8 +744,10 @@ def test_with_a_platform_domain_every_workload_uses_it_and_the_system_cas(tmp_pa
                 template = resource["inputs"]["template"]
                 template = template.get("template", template)
                 envs.append({e["name"]: e.get("value") for e in template["containers"][0]["envs"]})
+            elif resource["type"] == "aws:lambda/function:Function":
+                envs.append(resource["inputs"]["environment"]["variables"])
         mlflow_envs = [env for env in envs if "MLFLOW_TRACKING_URI" in env]
-        assert len(mlflow_envs) == 4, cloud  # API, training, monitoring, scoring
+        assert len(mlflow_envs) == 5, cloud  # API, training, monitoring, scoring, streaming
         for env in mlflow_envs:
             assert env["MLFLOW_TRACKING_URI"] == domain["trackingPrivateUri"]
             assert env["MLFLOW_TRACKING_CA_PEM"] == ""

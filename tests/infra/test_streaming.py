@@ -148,3 +148,114 @@ def test_aws_lambda_may_pull_the_streaming_image_for_this_account_s_functions(se
     assert statement["Condition"]["StringLike"]["aws:sourceArn"] == (
         "arn:aws:lambda:us-east-1:123456789012:function:*"
     )
+
+
+# --- GCP ---------------------------------------------------------------------------------------
+
+TOPIC = "gcp:pubsub/topic:Topic"
+SUBSCRIPTION = "gcp:pubsub/subscription:Subscription"
+TOPIC_MEMBER = "gcp:pubsub/topicIAMMember:TopicIAMMember"
+RUN_SERVICE = "gcp:cloudrunv2/service:Service"
+GCP = PLATFORM_OUTPUTS["gcp"]
+AGENT = "serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"
+
+
+def account(declared, role: str) -> str:
+    return f"mlops-{declared.stack}-{role}@mlops-test.iam.gserviceaccount.com"
+
+
+def test_gcp_topics_and_a_subscription_for_each_topic_someone_reads(services_gcp):
+    topics = {t["name"] for t in services_gcp.of_type(TOPIC)}
+    assert topics == {
+        "mlops-ride-events",
+        "mlops-ride-predictions",
+        "mlops-ride-events-dead-letter",
+    }
+    readers = {s["name"]: s["inputs"] for s in services_gcp.of_type(SUBSCRIPTION)}
+    for name in ("mlops-ride-predictions", "mlops-ride-events-dead-letter"):
+        assert readers[name]["topic"] == f"projects/mlops-test/topics/{name}-mock"
+        assert readers[name]["expirationPolicy"] == {"ttl": ""}  # never expires when idle
+        assert "pushConfig" not in readers[name]
+    assert services_gcp.outputs["rideEventsTopic"]["value"] == (
+        "projects/mlops-test/topics/mlops-ride-events-mock"
+    )
+    apis = {a["inputs"]["service"] for a in services_gcp.of_type("gcp:projects/service:Service")}
+    assert "pubsub.googleapis.com" in apis
+
+
+def test_gcp_pushes_with_an_oidc_token_retries_boundedly_then_dead_letters(services_gcp):
+    push = services_gcp.named(SUBSCRIPTION, "mlops-ride-events-push")
+    inputs = push["inputs"]
+    uri = "https://mlops-streaming-mock.a.run.app"
+    assert inputs["topic"] == "projects/mlops-test/topics/mlops-ride-events-mock"
+    assert inputs["pushConfig"]["pushEndpoint"] == f"{uri}/pubsub/push"
+    assert inputs["pushConfig"]["oidcToken"] == {
+        "serviceAccountEmail": account(services_gcp, "push"), "audience": uri,
+    }  # fmt: skip
+    assert inputs["deadLetterPolicy"] == {
+        "deadLetterTopic": "projects/mlops-test/topics/mlops-ride-events-dead-letter-mock",
+        "maxDeliveryAttempts": 5,
+    }
+    assert inputs["retryPolicy"] == {"minimumBackoff": "10s", "maximumBackoff": "600s"}
+    assert inputs["ackDeadlineSeconds"] == 120 and inputs["expirationPolicy"] == {"ttl": ""}
+    # Deliveries start only once the push account may invoke, its token can be signed, and the
+    # agent may forward to the dead letters.
+    for grant in ("mlops-streaming-invoker", "mlops-push-token", "mlops-pubsub-agent-dead-letters"):
+        assert depends_on(push, grant), grant
+
+
+def test_gcp_only_the_push_account_invokes_the_internal_service(services_gcp):
+    service = services_gcp.named(RUN_SERVICE, "mlops-streaming")
+    inputs = service["inputs"]
+    assert inputs["ingress"] == "INGRESS_TRAFFIC_INTERNAL_ONLY"
+    assert not inputs.get("invokerIamDisabled")  # Cloud Run checks the token
+    invokers = services_gcp.of_type("gcp:cloudrunv2/serviceIamMember:ServiceIamMember")
+    [invoker] = [i["inputs"] for i in invokers if i["inputs"]["name"] == "mlops-streaming-mock"]
+    assert (invoker["role"], invoker["member"]) == (
+        "roles/run.invoker",
+        f"serviceAccount:{account(services_gcp, 'push')}",
+    )
+    assert not [i for i in invokers if "allUsers" in i["inputs"]["member"]]
+    template = inputs["template"]
+    assert template["serviceAccount"] == account(services_gcp, "streaming")
+    [container] = template["containers"]
+    assert container["commands"] == ["python", "-m", "streaming.push"]
+    envs = {e["name"]: e for e in container["envs"]}
+    assert envs["MLFLOW_TRACKING_USERNAME"]["value"] == "streaming"
+    assert (
+        envs["MLFLOW_TRACKING_PASSWORD"]["valueSource"]["secretKeyRef"]["secret"]
+        == (GCP["streamingPasswordSecret"])
+    )
+    assert envs["STREAMING_OUTPUT"]["value"].endswith("/topics/mlops-ride-predictions-mock")
+    assert envs["STREAMING_DEAD_LETTER"]["value"].endswith(
+        "/topics/mlops-ride-events-dead-letter-mock"
+    )
+    assert template["vpcAccess"]["egress"] == "PRIVATE_RANGES_ONLY"
+    for grant in ("mlops-streaming-password-access", "mlops-streaming-publishes-predictions",
+                  "mlops-streaming-publishes-dead-letters", "mlops-streaming-prediction-log"):  # fmt: skip
+        assert depends_on(service, grant), grant
+
+
+def test_gcp_grants_name_the_topics_subscription_and_prefix_used_only(services_gcp):
+    members = {m["name"]: m["inputs"] for m in services_gcp.of_type(TOPIC_MEMBER)}
+    streaming = f"serviceAccount:{account(services_gcp, 'streaming')}"
+    assert {(m["topic"], m["role"], m["member"]) for m in members.values()} == {
+        ("mlops-ride-predictions-mock", "roles/pubsub.publisher", streaming),
+        ("mlops-ride-events-dead-letter-mock", "roles/pubsub.publisher", streaming),
+        ("mlops-ride-events-dead-letter-mock", "roles/pubsub.publisher", AGENT),
+    }
+    [ack] = services_gcp.of_type("gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember")
+    assert (ack["inputs"]["subscription"], ack["inputs"]["role"], ack["inputs"]["member"]) == (
+        "mlops-ride-events-push-mock", "roles/pubsub.subscriber", AGENT,
+    )  # fmt: skip
+    [token] = services_gcp.of_type("gcp:serviceaccount/iAMMember:IAMMember")
+    assert token["inputs"]["serviceAccountId"].endswith(account(services_gcp, "push"))
+    assert (token["inputs"]["role"], token["inputs"]["member"]) == (
+        "roles/iam.serviceAccountTokenCreator", AGENT,
+    )  # fmt: skip
+    log = services_gcp.named("gcp:storage/bucketIAMMember:BucketIAMMember",
+                             "mlops-streaming-prediction-log")["inputs"]  # fmt: skip
+    assert (log["role"], log["member"]) == ("roles/storage.objectCreator", streaming)
+    assert log["condition"]["expression"] == (
+        f'resource.name.startsWith("projects/_/buckets/{GCP["artifactBucket"]}/objects/predictions/")'
+    )

@@ -4,6 +4,7 @@
     images      an Artifact Registry repository and the images built and pushed
     model_api   the model API: a Cloud Run service with Direct VPC egress
     jobs        training, monitoring and scoring: Cloud Run jobs on Cloud Scheduler crons
+    streaming   streaming predictions: Pub/Sub topics, a push subscription, a Cloud Run service
 
 The stack first turns on the APIs it uses (infra.gcp.apis); every resource waits for them.
 """
@@ -13,13 +14,14 @@ from __future__ import annotations
 import pulumi
 
 from infra import outputs as platform_out
-from infra.gcp.apis import SERVICES_APIS, enable_apis
+from infra.gcp.apis import SERVICES_APIS, STREAMING_API, enable_apis
 from services.deploy.config import ServicesConfig
 from services.deploy.gcp.common import Platform, account_id
 from services.deploy.gcp.identities import Identities
 from services.deploy.gcp.images import Images
 from services.deploy.gcp.jobs import MonitoringJob, ScoringJob, TrainingJob
 from services.deploy.gcp.model_api import ModelApiService
+from services.deploy.gcp.streaming import StreamingService
 from services.deploy.platform_ref import PlatformRef
 
 __all__ = ["account_id", "build"]
@@ -43,7 +45,7 @@ def platform_of(cfg: ServicesConfig) -> Platform:
 
 
 def build(cfg: ServicesConfig) -> dict[str, object]:
-    enable_apis(SERVICES_APIS)
+    enable_apis((*SERVICES_APIS, STREAMING_API) if cfg.streaming else SERVICES_APIS)
     platform = platform_of(cfg)
     refs = cfg.prebuilt_refs() if cfg.prebuilt else Images(cfg, platform).refs
     ids = Identities(cfg, platform)
@@ -51,7 +53,7 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
     training = TrainingJob(cfg, platform, ids, refs["training"])
     monitoring = MonitoringJob(cfg, platform, ids, refs["monitoring"], training, api.prediction_log)
     scoring = ScoringJob(cfg, platform, ids, refs["scoring"])
-    return {
+    outputs = {
         "modelApiUrl": api.url,
         "trainingJob": platform.job_path(training.job),
         "modelApiImage": refs["model-api"],
@@ -65,3 +67,13 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         "scoringOutput": scoring.output,
         "scoringShards": cfg.scoringShards,
     }
+    if cfg.streaming:
+        streaming = StreamingService(cfg, platform, ids, refs["streaming"])
+        outputs |= {
+            "rideEventsTopic": streaming.events.id,
+            "ridePredictionsTopic": streaming.predictions.id,
+            "ridePredictionsSubscription": streaming.readers["ride-predictions"].id,
+            "streamingDeadLetterSubscription": streaming.readers["ride-events-dead-letter"].id,
+            "streamingImage": refs["streaming"],
+        }
+    return outputs

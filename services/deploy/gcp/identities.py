@@ -1,6 +1,7 @@
 """Who each GCP workload is: a service account per workload (the model API, training, scoring,
-monitoring) and one for Cloud Scheduler; each workload's account may read its own MLflow
-password in Secret Manager and no other (the admin's stays with people)."""
+monitoring, and with streaming on the stream handler) and one for Cloud Scheduler (and Pub/Sub's
+push: `push`); each workload's account may read its own MLflow password in Secret Manager and no
+other (the admin's stays with people)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ WORKLOADS = {"api": "model-api", "training": "training", "scoring": "scoring",
 
 class Identities(pulumi.ComponentResource):
     accounts: dict[str, gcp.serviceaccount.Account]
-    """Label (api, training, scoring, monitoring, scheduler) -> its service account."""
+    """Label (api, training, scoring, monitoring, scheduler; streaming, push) -> its account."""
     password_access: dict[str, gcp.secretmanager.SecretIamMember]
     """Label -> the grant to read its password: a workload starts only after it."""
 
@@ -27,6 +28,8 @@ class Identities(pulumi.ComponentResource):
         self, cfg: ServicesConfig, platform: Platform, opts: pulumi.ResourceOptions | None = None
     ):
         super().__init__("mlops:services:gcp:Identities", f"{NAME}-identities", None, opts)
+        workloads = {**WORKLOADS, **({"streaming": "streaming"} if cfg.streaming else {})}
+        roles = (*WORKLOADS, "scheduler", *(("streaming", "push") if cfg.streaming else ()))
         self.accounts = {
             role: gcp.serviceaccount.Account(
                 f"{NAME}-{role}",
@@ -34,7 +37,7 @@ class Identities(pulumi.ComponentResource):
                 display_name=f"MLOps {role} ({cfg.stack})",
                 opts=child(self),
             )
-            for role in (*WORKLOADS, "scheduler")
+            for role in roles
         }
         self.password_access = {
             label: gcp.secretmanager.SecretIamMember(
@@ -44,7 +47,7 @@ class Identities(pulumi.ComponentResource):
                 member=self.member(label),
                 opts=child(self),
             )
-            for label, workload in WORKLOADS.items()
+            for label, workload in workloads.items()
         }
         self.register_outputs({})
 
