@@ -65,7 +65,7 @@ from local_platform.stores import (
     s3_client,
     s3_store_env,
 )
-from local_platform.streaming import Streams, ensure_streams, stream_consumer_start
+from local_platform.streaming import Streams, ensure_streams, round_trip, stream_consumer_start
 from local_platform.throwaway import Platform, throwaway_platform, workload_users
 from local_platform.tls import TlsFiles, make_tls
 from local_platform.tracking import MlflowCredentials, https_ok, mlflow_start
@@ -78,5 +78,5 @@ __all__ = [
     "log_tail", "make_tls", "mlflow_start", "model_api_start", "moto_start", "new_password",
     "pg_datadir", "pg_describe", "pg_ensure_databases", "pg_init", "pg_runnable", "pg_server",
     "ensure_streams", "pg_start", "pg_user", "pid_alive", "port_is_free", "s3_client",
-    "s3_store_env", "spawn", "stop_pid", "stream_consumer_start", "system_pg", "throwaway_platform", "wait_until", "workload_users",
+    "round_trip", "s3_store_env", "spawn", "stop_pid", "stream_consumer_start", "system_pg", "throwaway_platform", "wait_until", "workload_users",
 ]  # fmt: skip

@@ -3,8 +3,10 @@
 `up` starts PostgreSQL (data in .local/pgdata), moto_server as the S3 endpoint (objects kept across
 restarts by replaying its recording), the MLflow server rendered by infra.mlflow_server with auth on
 and HTTPS only (a CA of its own in .local/tls), trains the baseline and then the stronger model on
-generated TLC-shaped data as the `trainer` user, starts the model API as the `model-api` user and
-prints one prediction. Everything keeps running in the background; `down` stops it by pid and
+generated TLC-shaped data as the `trainer` user, starts the model API as the `model-api` user, the
+ride event streams on a moto_server of their own (moto's recording, which keeps the bucket, would
+record every poll) with the stream consumer as the `streaming` user, and prints one prediction of
+each. Everything keeps running in the background; `down` stops it by pid and
 keeps the data. Running `up` again while the platform runs only reports it. `backup` writes both
 databases to the bucket (infra.db_backup) and prints the key; `restore KEY` stops the MLflow
 server, recreates the databases from that backup and starts the server again."""
@@ -42,12 +44,14 @@ BUCKET = "mlflow-artifacts"
 ADMIN_USER = "admin"
 MODEL_NAME = "nyc-taxi-duration"
 # Preferred ports; a taken one is replaced by a free one, and the output says so.
-PORTS = {"postgresql": 5432, "s3": 5001, "tracking": 5000, "model_api": 8000}
+PORTS = {"postgresql": 5432, "s3": 5001, "streams": 5002, "tracking": 5000, "model_api": 8000}
 # What each component's command line contains, so `down` never signals a recycled pid.
 MARKERS = {
+    "stream-consumer": "streaming.consumer",
     "model-api": "services.model_api.serve",
     "mlflow-server": "mlflow",
     "moto_server": "moto_server",
+    "moto-streams": "moto_server",
     "postgresql": "postgres",
 }
 SAMPLE = {"PULocationID": 43, "DOLocationID": 151, "trip_distance": 1.8}
@@ -386,6 +390,23 @@ def up(args: argparse.Namespace) -> int:
         record_pid("model-api", api.pid)
         c.wait_until(api, c.http_ok(f"{api.url}/ready"), 180, "ready with a model")
 
+        say("starting the ride event streams (moto) and the stream consumer")
+        streams_moto = c.moto_start(pick_port("streams"), LOGS / "moto-streams.log")
+        record_pid("moto-streams", streams_moto.pid)
+        streams = c.ensure_streams(streams_moto.url)
+        consumer = c.stream_consumer_start(
+            streams,
+            LOGS / "stream-consumer.log",
+            {
+                **users["streaming"].env(mlflow.url),
+                "STREAMING_REFRESH_SECONDS": "10",
+                "STREAMING_PREDICTION_LOG": PREDICTION_LOG,
+                # The log goes to the bucket's endpoint; the streams are on their own.
+                "AWS_ENDPOINT_URL_S3": moto.url,
+            },
+        )
+        record_pid("stream-consumer", consumer.pid)
+
         say("a new month arrives, unlike the first two; its rides go through the API")
         shifted = ensure_shifted_month()
         s3.upload_file(str(shifted), BUCKET, f"tlc/{shifted.name}")
@@ -405,6 +426,10 @@ def up(args: argparse.Namespace) -> int:
         "s3EndpointUrl": moto.url,
         "artifactBucket": BUCKET,
         "registeredModel": MODEL_NAME,
+        "streamsEndpointUrl": streams.endpoint,
+        "rideEventsStream": streams.events,
+        "ridePredictionsStream": streams.predictions,
+        "rideEventsDeadLetterQueue": streams.dead_letter,
     }
     ENDPOINTS.write_text(json.dumps(endpoints, indent=2) + "\n")
     say(f"up in {time.monotonic() - started:.0f}s")
@@ -414,12 +439,17 @@ def up(args: argparse.Namespace) -> int:
 def report(endpoints: dict[str, str]) -> int:
     api = endpoints["modelApiUrl"]
     resp = requests.post(f"{api}/predict", json=SAMPLE, timeout=10)
+    streams = c.Streams(endpoints["streamsEndpointUrl"], endpoints["rideEventsStream"],
+                        endpoints["ridePredictionsStream"], endpoints["rideEventsDeadLetterQueue"])  # fmt: skip
+    event = {"ride_id": f"demo-{int(time.time())}", "ride": SAMPLE}
+    streamed, _ = c.round_trip(streams, event)
     print(
         f"""
   MLflow tracking server  {endpoints["trackingUri"]}   (user {ADMIN_USER}; password in {MLFLOW_ENV.relative_to(ROOT)}; CA {(TLS / "ca.pem").relative_to(ROOT)})
-  workload users          trainer (training, monitoring), model-api (model API); passwords in {SECRETS.relative_to(ROOT)}/
+  workload users          trainer (training, monitoring), model-api (model API), streaming (stream consumer); passwords in {SECRETS.relative_to(ROOT)}/
   model API               {api}/docs
   S3 endpoint (moto)      {endpoints["s3EndpointUrl"]}   bucket {endpoints["artifactBucket"]} (credentials in {S3_ENV.relative_to(ROOT)})
+  ride event streams      {streams.events} -> {streams.predictions} (Kinesis on {streams.endpoint}; bad records: SQS {streams.dead_letter})
   prediction log          {PREDICTION_LOG}date=YYYY-MM-DD/
   monitoring report       {endpoints.get("monitoringReport", "(none yet)")}  (report.html under Artifacts)
   endpoints               {ENDPOINTS.relative_to(ROOT)}
@@ -429,11 +459,15 @@ def report(endpoints: dict[str, str]) -> int:
        -d '{json.dumps(SAMPLE)}'
   -> {resp.status_code} {resp.text}
 
+  python -m scripts.stream put '{json.dumps(event)}'
+  python -m scripts.stream read --ride-id {event["ride_id"]}
+  -> {json.dumps(streamed) if streamed else "no prediction within 30 s: see " + str((LOGS / "stream-consumer.log").relative_to(ROOT))}
+
   stop with: make demo-down   (data is kept in .local/)
 """,
         flush=True,
     )
-    return 0 if resp.ok else 1
+    return 0 if resp.ok and streamed else 1
 
 
 def down(args: argparse.Namespace | None = None) -> int:
@@ -441,7 +475,8 @@ def down(args: argparse.Namespace | None = None) -> int:
     if not alive:
         say("nothing of the local platform is running")
     # Reverse dependency order: clients before the servers they use.
-    for name in ("model-api", "mlflow-server", "moto_server", "postgresql"):
+    for name in ("stream-consumer", "model-api", "moto-streams", "mlflow-server", "moto_server",
+                 "postgresql"):  # fmt: skip
         if name in alive:
             say(f"stopping {name} (pid {alive[name]})")
             c.stop_pid(alive[name], timeout=30, sig=c.STOP_SIGNALS.get(name, signal.SIGTERM))

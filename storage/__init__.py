@@ -80,7 +80,9 @@ def _cached_client(scheme: str, _settings: tuple):
     if scheme == "s3":
         import boto3
 
-        return boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+        # As boto3 reads them: the S3 endpoint before the one for every service.
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        return boto3.client("s3", endpoint_url=endpoint or None)
     from google.cloud import storage as gcs
 
     return gcs.Client()

@@ -4,6 +4,7 @@ source mapping locally) as the `streaming` user, and the model API beside it for
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import time
 import uuid
 
+import pyarrow.parquet as pq
 import pytest
 import requests
 
@@ -91,48 +93,78 @@ def ride(i: int) -> dict:
             "trip_distance": round(0.3 + (i * 1.7) % 25, 2)}  # fmt: skip
 
 
-def test_rides_in_predictions_out_equal_to_the_api_s_and_bad_records_dead_lettered(
-    champion_platform, tmp_path
-):
+@pytest.fixture(scope="module")
+def live(champion_platform, tmp_path_factory):
+    """Fresh streams with the consumer on them (as the `streaming` user, logging predictions),
+    and the model API (as `model-api`) on the same registry."""
     platform = champion_platform
+    logs = tmp_path_factory.mktemp("streaming")
     found = streams(platform)
     consumer = c.stream_consumer_start(
-        found, tmp_path / "consumer.log",
+        found, logs / "consumer.log",
         {**platform.env("streaming"), "STREAMING_PREDICTION_LOG": f"s3://{platform.bucket}/"
          f"stream-log-{found.events}/"},
     )  # fmt: skip
-    api = c.model_api_start(c.free_port(), tmp_path / "api.log", platform.env("model-api"))
+    api = c.model_api_start(c.free_port(), logs / "api.log", platform.env("model-api"))
     try:
         c.wait_until(api, c.http_ok(f"{api.url}/ready"), 120, "ready with a model")
-        n = 60
-        events = [json.dumps({"ride_id": f"ride-{i}", "ride": ride(i)}).encode() for i in range(n)]
-        bad = [b"{not json", json.dumps({"ride_id": "bad-zone", "ride": {**ride(0),
-               "PULocationID": 0}}).encode(), json.dumps({"ride": ride(1)}).encode()]  # fmt: skip
-        put(found, events[:30] + bad + events[30:])
-        out = predictions(found, n)
-        by_id = {p["ride_id"]: p for p in out}
-        assert len(out) == n and sorted(by_id) == sorted(f"ride-{i}" for i in range(n))
-        for i in range(n):
-            answer = requests.post(f"{api.url}/predict", json=ride(i), timeout=10).json()
-            assert by_id[f"ride-{i}"]["duration"] == answer["duration"]
-            assert by_id[f"ride-{i}"]["model_version"] == answer["model_version"]
-        letters = dead_letters(found, 3)
-        reasons = sorted(letter["reason"] for letter in letters)
-        assert len(letters) == 3
-        assert any(r.startswith("record: Invalid JSON") for r in reasons)
-        assert "ride.PULocationID: Input should be greater than or equal to 1" in " ".join(reasons)
-        assert "ride_id: Field required (missing)" in reasons
-        assert {letter["source"]["stream"].rsplit("/", 1)[1] for letter in letters} == {
-            found.events
-        }
-        # The same prediction log as the API's: each delivered prediction, by its ride_id.
-        s3 = c.s3_client(platform.s3_endpoint)
-        keys = [o["Key"] for o in s3.list_objects_v2(
-            Bucket=platform.bucket, Prefix=f"stream-log-{found.events}/").get("Contents", [])]  # fmt: skip
-        assert keys and all("/date=" in k and k.endswith(".parquet") for k in keys)
+        yield platform, found, api
     finally:
         consumer.stop(timeout=10)
         api.stop(timeout=10)
+
+
+def test_rides_in_predictions_out_equal_to_the_api_s_and_bad_records_dead_lettered(live):
+    platform, found, api = live
+    n = 60
+    events = [json.dumps({"ride_id": f"ride-{i}", "ride": ride(i)}).encode() for i in range(n)]
+    bad = [b"{not json", json.dumps({"ride_id": "bad-zone", "ride": {**ride(0),
+           "PULocationID": 0}}).encode(), json.dumps({"ride": ride(1)}).encode()]  # fmt: skip
+    put(found, events[:30] + bad + events[30:])
+    out = predictions(found, n)
+    by_id = {p["ride_id"]: p for p in out}
+    assert len(out) == n and sorted(by_id) == sorted(f"ride-{i}" for i in range(n))
+    for i in range(n):
+        answer = requests.post(f"{api.url}/predict", json=ride(i), timeout=10).json()
+        assert by_id[f"ride-{i}"]["duration"] == answer["duration"]
+        assert by_id[f"ride-{i}"]["model_version"] == answer["model_version"]
+    letters = dead_letters(found, 3)
+    reasons = sorted(letter["reason"] for letter in letters)
+    assert len(letters) == 3
+    assert any(r.startswith("record: Invalid JSON") for r in reasons)
+    assert "ride.PULocationID: Input should be greater than or equal to 1" in " ".join(reasons)
+    assert "ride_id: Field required (missing)" in reasons
+    assert {letter["source"]["stream"].rsplit("/", 1)[1] for letter in letters} == {found.events}
+    # The same prediction log as the API's: each delivered prediction, by its ride_id.
+    s3 = c.s3_client(platform.s3_endpoint)
+    keys = [o["Key"] for o in s3.list_objects_v2(
+        Bucket=platform.bucket, Prefix=f"stream-log-{found.events}/").get("Contents", [])]  # fmt: skip
+    assert keys and all("/date=" in k and k.endswith(".parquet") for k in keys)
+    logged = [
+        pq.read_table(io.BytesIO(s3.get_object(Bucket=platform.bucket, Key=k)["Body"].read()))
+        for k in keys
+    ]
+    rows = {r["request_id"]: r for t in logged for r in t.to_pylist()}
+    assert set(rows) == set(by_id)
+    assert all(rows[i]["predicted_duration"] == by_id[i]["duration"] for i in rows)
+
+
+def test_the_stream_command_puts_a_ride_and_reads_its_prediction(live, capsys, monkeypatch):
+    from scripts import stream
+
+    platform, found, api = live
+    for key, value in c.FAKE_AWS.items():
+        monkeypatch.setenv(key, value)
+    where = ["--events", found.events, "--predictions", found.predictions,
+             "--endpoint-url", found.endpoint]  # fmt: skip
+    event = {"ride_id": "cli-1", "ride": ride(7)}
+    assert stream.main([*where, "put", json.dumps(event)]) == 0
+    assert stream.main([*where, "read", "--ride-id", "cli-1", "--wait", "30"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    expected = requests.post(f"{api.url}/predict", json=ride(7), timeout=10).json()
+    assert printed == {"ride_id": "cli-1", **expected}
+    assert stream.main([*where, "read", "--ride-id", "never-put", "--wait", "0.5"]) == 1
+    assert "no prediction for never-put" in capsys.readouterr().err
 
 
 class Throttled:
