@@ -76,7 +76,8 @@ restore: $(STAMP) ## restore a backup into the local platform: make restore BACK
 	@test -n "$(BACKUP)" || { echo "usage: make restore BACKUP=<key printed by make backup>" >&2; exit 2; }
 	$(PY) -m scripts.local_platform restore "$(BACKUP)"
 
-benchmark: $(STAMP) ## model API vs `mlflow models serve`, scoring job vs `mlflow.pyfunc`, tracking server with vs without auth; writes docs/benchmarks.md
+benchmark: $(STAMP) ## model API vs `mlflow models serve`, scoring job vs `mlflow.pyfunc`, stream handler vs the course's Lambda, tracking server with vs without auth; writes docs/benchmarks.md
 	$(PY) -m scripts.benchmark
 	$(PY) -m scripts.benchmark_scoring
+	$(PY) -m scripts.benchmark_streaming
 	$(PY) -m scripts.benchmark_tracking
