@@ -4,6 +4,7 @@ source mapping locally) as the `streaming` user, and the model API beside it for
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -208,3 +209,98 @@ def test_a_throttled_output_is_retried_without_loss_or_duplicates(champion_platf
     assert client.calls == 2 and outcome.retry == [] and outcome.predicted == 101
     out = predictions(found, 101)
     assert sorted(p["ride_id"] for p in out) == sorted(f"t-{i}" for i in range(101))
+
+
+class RuntimeApi:
+    """Lambda's Runtime API, as much as a function's runtime client uses: one invocation with
+    `event`, its answer kept (or its error)."""
+
+    def __init__(self, event: dict) -> None:
+        import http.server
+        import threading
+
+        self.answer: dict | None = None
+        self.done = threading.Event()
+        api = self
+        served = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                if served.is_set():  # one invocation only: the next waits until the test ends
+                    api.done.wait(120)
+                served.set()
+                body = json.dumps(event).encode()
+                self.send_response(200)
+                for key, value in (("Lambda-Runtime-Aws-Request-Id", "req-1"),
+                                   ("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 120_000)),
+                                   ("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:123456789012:function:streaming"),
+                                   ("Lambda-Runtime-Trace-Id", "Root=1-0-0"),
+                                   ("Content-Type", "application/json"),
+                                   ("Content-Length", str(len(body)))):  # fmt: skip
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):  # noqa: N802
+                length = int(self.headers.get("Content-Length", 0))
+                api.answer = {
+                    "path": self.path,
+                    "body": json.loads(self.rfile.read(length) or b"null"),
+                }
+                self.send_response(202)
+                self.end_headers()
+                api.done.set()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.done.set()
+        self.server.shutdown()
+
+
+def test_the_image_s_command_answers_a_lambda_kinesis_batch(champion_platform, tmp_path):
+    """`python -m awslambdaric streaming.aws_lambda.handler`, the streaming image's command, as
+    Lambda runs it: the password read from its secret (Secrets Manager on moto), a batch in, the
+    predictions on the output stream, batchItemFailures out."""
+    platform = champion_platform
+    found = streams(platform)
+    env = {**platform.env("streaming"), **c.FAKE_AWS, "AWS_ENDPOINT_URL": found.endpoint}
+    password = env.pop("MLFLOW_TRACKING_PASSWORD")
+    secret = c.aws_client("secretsmanager", found.endpoint).create_secret(
+        Name=f"streaming-{uuid.uuid4().hex[:8]}", SecretString=password
+    )["ARN"]
+    records = [
+        {"kinesis": {"partitionKey": f"l-{i}", "sequenceNumber": str(100 + i),
+                     "data": base64.b64encode(json.dumps({"ride_id": f"l-{i}", "ride": ride(i)})
+                                              .encode()).decode()},
+         "eventID": f"shardId-000000000000:{100 + i}",
+         "eventSourceARN": f"arn:aws:kinesis:us-east-1:123456789012:stream/{found.events}"}
+        for i in range(5)
+    ]  # fmt: skip
+    api = RuntimeApi({"Records": records})
+    env |= {
+        "AWS_LAMBDA_RUNTIME_API": api.address,
+        "STREAMING_OUTPUT": found.predictions,
+        "STREAMING_DEAD_LETTER": found.dead_letter,
+        "STREAMING_PASSWORD_SECRET": secret,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "awslambdaric", "streaming.aws_lambda.handler"],
+        env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_PASSWORD"} | env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert api.done.wait(120), "no answer from the function"
+    finally:
+        api.close()
+        proc.kill()
+        output = proc.communicate(timeout=10)[0]
+    assert api.answer["path"] == "/2018-06-01/runtime/invocation/req-1/response", output[-2000:]
+    assert api.answer["body"] == {"batchItemFailures": []}
+    out = predictions(found, 5)
+    assert sorted(p["ride_id"] for p in out) == [f"l-{i}" for i in range(5)]

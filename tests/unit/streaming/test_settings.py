@@ -29,3 +29,16 @@ def test_a_missing_or_bad_setting_names_the_variable(monkeypatch):
     assert "STREAMING_OUTPUT: Field required" in message
     assert "STREAMING_PUT_ATTEMPTS: Input should be greater than or equal to 1" in message
     assert "STREAMING_PREDICTION_LOG: Value error, must be an s3:// or gs:// prefix" in message
+
+
+def test_the_consumer_and_the_push_service_stop_on_a_bad_setting_with_one_line(
+    monkeypatch, capsys
+):
+    from streaming import consumer, push
+
+    monkeypatch.delenv("STREAMING_OUTPUT", raising=False)
+    monkeypatch.setenv("STREAMING_DEAD_LETTER", "q")
+    assert consumer.main(["--stream", "ride-events"]) == 2
+    assert push.main() == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert errors == ["error: STREAMING_OUTPUT: Field required"] * 2
