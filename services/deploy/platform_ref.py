@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pulumi
 
+from infra import outputs as platform_out
 from services.deploy.config import ServicesConfig
 
 
@@ -29,3 +30,14 @@ class PlatformRef:
             return value
 
         return self.ref.get_output(key).apply(present)
+
+
+def password_secrets(cfg: ServicesConfig) -> dict[str, str]:
+    """MLflow user -> the platform output naming its password's secret, for the users this stack
+    runs workloads as: the stream handler's only with streaming on (a stack without streaming
+    needs no platform that has its user)."""
+    return {
+        user: key
+        for user, key in platform_out.PASSWORD_SECRETS.items()
+        if user != "streaming" or cfg.streaming
+    }

@@ -19,6 +19,16 @@ AWS_SECRETS = PLATFORM_OUTPUTS["aws"]
 CA_PEM_ROOM = 1300
 
 
+def test_lambda_takes_the_image_by_digest_alone():
+    from services.deploy.aws.streaming import lambda_image
+
+    assert lambda_image("1.dkr.ecr.r.amazonaws.com/a/b:latest@sha256:ff") == (
+        "1.dkr.ecr.r.amazonaws.com/a/b@sha256:ff"
+    )
+    assert lambda_image("host:5000/repo@sha256:ff") == "host:5000/repo@sha256:ff"
+    assert lambda_image("host:5000/repo:v1") == "host:5000/repo:v1"
+
+
 def depends_on(resource: dict, name: str) -> bool:
     return any(urn.endswith(f"::{name}") for urn in resource["options"]["dependencies"])
 
@@ -75,8 +85,11 @@ def test_aws_the_function_runs_the_streaming_image_in_the_vpc_as_its_own_user(se
     function = services_aws.one(FUNCTION)
     inputs = function["inputs"]
     assert inputs["packageType"] == "Image"
-    assert inputs["imageUri"] == services_aws.outputs["streamingImage"]["value"]
-    assert inputs["imageUri"].endswith("/mlops-streaming:latest@sha256:0mock")
+    # By digest alone: Lambda takes a tag or a digest, not both as the built reference has them.
+    assert services_aws.outputs["streamingImage"]["value"].endswith(
+        "/mlops-streaming:latest@sha256:0mock"
+    )
+    assert inputs["imageUri"].endswith("/mlops-streaming@sha256:0mock")
     assert inputs["vpcConfig"]["subnetIds"] == AWS_SECRETS["publicSubnetIds"]
     assert AWS_SECRETS["clientSecurityGroupId"] in inputs["vpcConfig"]["securityGroupIds"]
     env = inputs["environment"]["variables"]
@@ -259,3 +272,22 @@ def test_gcp_grants_name_the_topics_subscription_and_prefix_used_only(services_g
     assert log["condition"]["expression"] == (
         f'resource.name.startsWith("projects/_/buckets/{GCP["artifactBucket"]}/objects/predictions/")'
     )
+
+
+def test_gcp_streaming_off_declares_none_of_it(tmp_path):
+    from tests.infra.conftest import SERVICES_GCP_OVERRIDES
+
+    result = run_services(tmp_path, "dev", {
+        **SERVICES_GCP_OVERRIDES, "mlops-services:streaming": "false",
+        "__dropPlatformOutput": "streamingPasswordSecret",
+    })  # fmt: skip
+    assert result["error"] is None, result["error"]
+    types = {r["type"] for r in result["resources"]}
+    assert not {t for t in types if t.startswith("gcp:pubsub")}
+    accounts = {r["name"] for r in result["resources"]
+                if r["type"] == "gcp:serviceaccount/account:Account"}  # fmt: skip
+    assert accounts.isdisjoint({"mlops-streaming", "mlops-push"})
+    apis = {r["inputs"]["service"] for r in result["resources"]
+            if r["type"] == "gcp:projects/service:Service"}  # fmt: skip
+    assert "pubsub.googleapis.com" not in apis
+    assert "rideEventsTopic" not in result["outputs"]

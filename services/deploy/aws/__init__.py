@@ -24,7 +24,7 @@ from services.deploy.aws.scoring import BatchScoringJob
 from services.deploy.aws.streaming import StreamingService
 from services.deploy.aws.tasks import ScheduledTask, Task, TaskRuntime
 from services.deploy.config import ServicesConfig, monitoring_command
-from services.deploy.platform_ref import PlatformRef
+from services.deploy.platform_ref import PlatformRef, password_secrets
 
 
 def platform_of(cfg: ServicesConfig) -> Platform:
@@ -36,7 +36,7 @@ def platform_of(cfg: ServicesConfig) -> Platform:
         client_sg=ref.require(platform_out.CLIENT_SECURITY_GROUP_ID),
         ca_pem=ref.require(platform_out.TRACKING_CA_CERT),
         password_secrets=pulumi.Output.all(
-            **{user: ref.require(key) for user, key in platform_out.PASSWORD_SECRETS.items()}
+            **{user: ref.require(key) for user, key in password_secrets(cfg).items()}
         ),
         artifact_bucket=ref.require(platform_out.ARTIFACT_BUCKET),
     )

@@ -34,6 +34,17 @@ RECORD_AGE_SECONDS = 86_400
 """Records older than the stream keeps them are gone anyway: given up after a day."""
 
 
+def lambda_image(ref: str) -> str:
+    """Lambda names an image by tag or by digest, not both (the docker-build provider's
+    `repo:tag@sha256:…`): the digest, which changes the function when the image changes."""
+    name, at, digest = ref.partition("@")
+    if not at:
+        return ref
+    if ":" in name.rsplit("/", 1)[-1]:
+        name = name.rsplit(":", 1)[0]
+    return f"{name}@{digest}"
+
+
 class StreamingService(pulumi.ComponentResource):
     events: aws.kinesis.Stream
     predictions: aws.kinesis.Stream
@@ -85,7 +96,7 @@ class StreamingService(pulumi.ComponentResource):
         self.function = aws.lambda_.Function(
             f"{NAME}-streaming",
             package_type="Image",
-            image_uri=image,
+            image_uri=pulumi.Output.from_input(image).apply(lambda_image),
             role=role.arn,
             timeout=TIMEOUT_SECONDS,
             memory_size=cfg.streamMemoryMb,

@@ -22,7 +22,7 @@ from services.deploy.gcp.images import Images
 from services.deploy.gcp.jobs import MonitoringJob, ScoringJob, TrainingJob
 from services.deploy.gcp.model_api import ModelApiService
 from services.deploy.gcp.streaming import StreamingService
-from services.deploy.platform_ref import PlatformRef
+from services.deploy.platform_ref import PlatformRef, password_secrets
 
 __all__ = ["account_id", "build"]
 
@@ -35,9 +35,7 @@ def platform_of(cfg: ServicesConfig) -> Platform:
         network=ref.require(platform_out.VPC_ID),
         subnet=ref.require(platform_out.PUBLIC_SUBNET_IDS).apply(lambda ids: ids[0]),
         ca_pem=ref.require(platform_out.TRACKING_CA_CERT),
-        password_secrets={
-            user: ref.require(key) for user, key in platform_out.PASSWORD_SECRETS.items()
-        },
+        password_secrets={user: ref.require(key) for user, key in password_secrets(cfg).items()},
         artifact_bucket=ref.require(platform_out.ARTIFACT_BUCKET),
         project=gcp_config.require("project"),
         region=gcp_config.require("region"),

@@ -31,9 +31,7 @@ def test_a_missing_or_bad_setting_names_the_variable(monkeypatch):
     assert "STREAMING_PREDICTION_LOG: Value error, must be an s3:// or gs:// prefix" in message
 
 
-def test_the_consumer_and_the_push_service_stop_on_a_bad_setting_with_one_line(
-    monkeypatch, capsys
-):
+def test_the_consumer_and_the_push_service_stop_on_a_bad_setting_with_one_line(monkeypatch, capsys):
     from streaming import consumer, push
 
     monkeypatch.delenv("STREAMING_OUTPUT", raising=False)
