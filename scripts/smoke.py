@@ -13,12 +13,15 @@ server is reachable from here: anonymous requests are refused; a run is logged w
 credentials; an artifact is uploaded and read back through the server's proxy; the registered
 model has a champion, the version the API serves. A runner outside the stack's allowedCidrs (a
 GitHub-hosted one) cannot reach the tracking server: it says so and checks through the API only.
-Last, the API predicts.
+Then the API predicts. Last, where the stack streams (docs/streaming.md), a ride event is put on
+the input stream or topic and its prediction read from the output, from the version the API
+serves.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import re
@@ -65,14 +68,23 @@ def outputs(project_dir: Path, stack: str) -> dict:
     return json.loads(result.stdout)
 
 
-def target(args) -> tuple[str, str, str, dict[str, str], str | None]:
-    """(tracking URI, model API URL, registered model, credentials env, tracking VM or None)."""
+def target(args) -> tuple[str, str, str, dict[str, str], str | None, dict | None]:
+    """(tracking URI, model API URL, registered model, credentials env, tracking VM or None,
+    where ride events stream or None)."""
     if args.local:
         endpoints = json.loads((ROOT / ".local/endpoints.json").read_text())
         env = dict(line.split("=", 1) for line in (ROOT / ".local/mlflow.env").read_text().split())
+        stream = None
+        if "rideEventsStream" in endpoints:
+            aws = dict(line.split("=", 1) for line in (ROOT / ".local/s3.env").read_text().split())
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+                os.environ.setdefault(key, aws[key])
+            stream = {"events": endpoints["rideEventsStream"],
+                      "predictions": endpoints["ridePredictionsStream"],
+                      "endpoint": endpoints["streamsEndpointUrl"]}  # fmt: skip
         return (
             endpoints["trackingUri"], endpoints["modelApiUrl"], endpoints["registeredModel"], env,
-            None,
+            None, stream,
         )  # fmt: skip
     if args.stack:
         platform, services = outputs(ROOT, args.stack), outputs(ROOT / "services", args.stack)
@@ -85,7 +97,14 @@ def target(args) -> tuple[str, str, str, dict[str, str], str | None]:
             ca.write_text(platform["trackingCaCert"])
             env["MLFLOW_TRACKING_SERVER_CERT_PATH"] = str(ca)
         vm = platform.get("trackingInstance")
-        return platform["trackingUri"], services["modelApiUrl"], args.model, env, vm
+        stream = None
+        if "rideEventsStream" in services:
+            stream = {"events": services["rideEventsStream"],
+                      "predictions": services["ridePredictionsStream"], "endpoint": None}  # fmt: skip
+        elif "rideEventsTopic" in services:
+            stream = {"topic": services["rideEventsTopic"],
+                      "subscription": services["ridePredictionsSubscription"]}  # fmt: skip
+        return platform["trackingUri"], services["modelApiUrl"], args.model, env, vm, stream
     if not (args.tracking_uri and args.model_api_url):
         raise SmokeFailure("give a STACK, --local, or --tracking-uri and --model-api-url")
     names = (
@@ -94,7 +113,55 @@ def target(args) -> tuple[str, str, str, dict[str, str], str | None]:
         "MLFLOW_TRACKING_SERVER_CERT_PATH",
     )
     env = {k: os.environ[k] for k in names if k in os.environ}
-    return args.tracking_uri, args.model_api_url, args.model, env, None
+    return args.tracking_uri, args.model_api_url, args.model, env, None, None
+
+
+def kinesis_round_trip(stream: dict, event: dict, wait: float) -> dict:
+    """Put `event` on the input stream; its prediction from the output stream (from now on)."""
+    import boto3
+
+    client = boto3.client("kinesis", endpoint_url=stream["endpoint"])
+    name = stream["predictions"]
+    iterators = [
+        client.get_shard_iterator(StreamName=name, ShardId=shard["ShardId"],
+                                  ShardIteratorType="LATEST")["ShardIterator"]
+        for shard in client.list_shards(StreamName=name)["Shards"]
+    ]  # fmt: skip
+    client.put_record(StreamName=stream["events"], Data=json.dumps(event).encode(),
+                      PartitionKey=event["ride_id"])  # fmt: skip
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        for i, iterator in enumerate(iterators):
+            answer = client.get_records(ShardIterator=iterator, Limit=1000)
+            iterators[i] = answer["NextShardIterator"]
+            for record in answer["Records"]:
+                prediction = json.loads(record["Data"])
+                if prediction.get("ride_id") == event["ride_id"]:
+                    return prediction
+        time.sleep(0.5)
+    raise SmokeFailure(f"no prediction for {event['ride_id']} on {name} within {wait:.0f}s")
+
+
+def pubsub_round_trip(stream: dict, event: dict, wait: float) -> dict:
+    """Publish `event` to the events topic; its prediction from the predictions subscription
+    (only that message is acknowledged: the subscription's other readers keep theirs)."""
+    from streaming.pubsub import Topic
+
+    topic = Topic(stream["topic"])
+    topic.publish([{"data": base64.b64encode(json.dumps(event).encode()).decode()}])
+    url = topic.url.rsplit("/v1/", 1)[0] + f"/v1/{stream['subscription']}"
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        answer = topic.session.post(f"{url}:pull", json={"maxMessages": 100}, timeout=30)
+        for received in answer.json().get("receivedMessages", []):
+            prediction = json.loads(base64.b64decode(received["message"]["data"]))
+            if prediction.get("ride_id") == event["ride_id"]:
+                topic.session.post(f"{url}:acknowledge", json={"ackIds": [received["ackId"]]},
+                                   timeout=30)  # fmt: skip
+                return prediction
+        time.sleep(1)
+    raise SmokeFailure(f"no prediction for {event['ride_id']} on {stream['subscription']} "
+                       f"within {wait:.0f}s")  # fmt: skip
 
 
 def bootstrap_verdict(console: str) -> str | None:
@@ -160,6 +227,7 @@ def run(
     model_name: str,
     env: dict[str, str],
     instance: str | None,
+    stream: dict | None,
     wait: float,
 ) -> None:
     os.environ.update(env)
@@ -266,6 +334,18 @@ def run(
             flush=True,
         )
     check("model API predicts", predicts)
+
+    def streams():
+        event = {"ride_id": f"smoke-{uuid.uuid4().hex[:8]}", "ride": RIDE}
+        round_trip = kinesis_round_trip if "events" in stream else pubsub_round_trip
+        # A first batch may start a function or an instance, which loads the model first.
+        prediction = round_trip(stream, event, min(wait, 300))
+        if prediction.get("model_version") != state["served"] or not prediction["duration"] > 0:
+            raise SmokeFailure(f"{event['ride_id']}: {prediction}")
+        return f"{prediction['duration']:.2f} min from v{prediction['model_version']}"
+
+    if stream:
+        check("a ride event streams in and its prediction out", streams)
 
 
 def main(argv: list[str] | None = None) -> int:

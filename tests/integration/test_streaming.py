@@ -168,6 +168,18 @@ def test_the_stream_command_puts_a_ride_and_reads_its_prediction(live, capsys, m
     assert "no prediction for never-put" in capsys.readouterr().err
 
 
+def test_the_smoke_test_s_stream_check_round_trips_a_ride(live, monkeypatch):
+    from scripts import smoke
+
+    platform, found, api = live
+    for key, value in c.FAKE_AWS.items():
+        monkeypatch.setenv(key, value)
+    spec = {"events": found.events, "predictions": found.predictions, "endpoint": found.endpoint}
+    prediction = smoke.kinesis_round_trip(spec, {"ride_id": "smoke-1", "ride": ride(3)}, 30)
+    expected = requests.post(f"{api.url}/predict", json=ride(3), timeout=10).json()
+    assert prediction == {"ride_id": "smoke-1", **expected}
+
+
 class Throttled:
     """Kinesis as it answers a throttled PutRecords: the first request takes every other record
     and refuses the rest with ProvisionedThroughputExceededException."""
