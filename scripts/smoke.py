@@ -227,8 +227,8 @@ def run(
     model_name: str,
     env: dict[str, str],
     instance: str | None,
-    stream: dict | None,
-    wait: float,
+    stream: dict | None = None,
+    wait: float = 600,
 ) -> None:
     os.environ.update(env)
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri

@@ -155,6 +155,9 @@ def test_aws_the_function_s_grants_name_its_streams_queue_secret_and_prefix_only
 
 def test_aws_lambda_may_pull_the_streaming_image_for_this_account_s_functions(services_aws):
     [policy] = services_aws.of_type("aws:ecr/repositoryPolicy:RepositoryPolicy")
+    # Before the function exists: its image (whose reference it is created from) waits for it.
+    image = services_aws.named("docker-build:index:Image", "streaming-image")
+    assert depends_on(image, "mlops-streaming-lambda-pull")
     [statement] = json.loads(policy["inputs"]["policy"])["Statement"]
     assert statement["Principal"] == {"Service": "lambda.amazonaws.com"}
     assert statement["Action"] == ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
@@ -215,6 +218,14 @@ def test_gcp_pushes_with_an_oidc_token_retries_boundedly_then_dead_letters(servi
     # agent may forward to the dead letters.
     for grant in ("mlops-streaming-invoker", "mlops-push-token", "mlops-pubsub-agent-dead-letters"):
         assert depends_on(push, grant), grant
+
+
+def test_gcp_cloud_run_gets_the_cpus_its_memory_needs():
+    from services.deploy.gcp.streaming import cpus_for
+
+    assert [cpus_for(m) for m in (512, 4096, 4097, 8192, 8193, 10_240)] == [
+        "1", "1", "2", "2", "4", "4",
+    ]  # fmt: skip
 
 
 def test_gcp_only_the_push_account_invokes_the_internal_service(services_gcp):

@@ -141,7 +141,7 @@ def test_a_stack_s_ca_is_trusted_and_a_domain_uses_the_system_cas(monkeypatch, c
         return {**PLATFORM, "trackingCaCert": ca}
 
     monkeypatch.setattr(smoke, "outputs", outputs)
-    uri, api_url, _, env, _ = smoke.target(SimpleNamespace(local=False, stack="dev", model="m"))
+    uri, api_url, _, env, _, _ = smoke.target(SimpleNamespace(local=False, stack="dev", model="m"))
     assert (uri, api_url) == (PLATFORM["trackingUri"], "http://api.example")
     if ca:
         with open(env["MLFLOW_TRACKING_SERVER_CERT_PATH"]) as fh:

@@ -77,12 +77,17 @@ class Images(pulumi.ComponentResource):
             registry = docker_build.RegistryArgs(
                 address=repo.repository_url, username=token.user_name, password=token.password
             )
+            after = []
             if image == "streaming":
-                aws.ecr.RepositoryPolicy(
+                after.append(aws.ecr.RepositoryPolicy(
                     f"{NAME}-{image}-lambda-pull",
                     repository=repo.name,
                     policy=lambda_pull_policy(),
                     opts=child(self),
-                )
-            self.refs[image] = images.build(image, repo.repository_url, registry, child(self))
+                ))  # fmt: skip
+            # The function is created from this reference: Lambda may pull it by then (without
+            # the policy, creating it needs the deployer to be allowed to set one).
+            self.refs[image] = images.build(
+                image, repo.repository_url, registry, child(self, depends_on=after)
+            )
         self.register_outputs({})

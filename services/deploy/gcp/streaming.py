@@ -35,6 +35,12 @@ ACK_DEADLINE_SECONDS = 120
 """Also the push request's timeout: the first request of a new instance loads the model."""
 
 
+def cpus_for(memory_mb: int) -> str:
+    """The fewest CPUs Cloud Run allows with this memory: more than 4 GiB takes 2, more than
+    8 GiB takes 4."""
+    return "1" if memory_mb <= 4096 else "2" if memory_mb <= 8192 else "4"
+
+
 class StreamingService(pulumi.ComponentResource):
     events: gcp.pubsub.Topic
     predictions: gcp.pubsub.Topic
@@ -105,7 +111,7 @@ class StreamingService(pulumi.ComponentResource):
             ports=run.ServiceTemplateContainerPortsArgs(container_port=PORT),
             envs=envs,
             resources=run.ServiceTemplateContainerResourcesArgs(
-                limits={"cpu": "1", "memory": f"{cfg.streamMemoryMb}Mi"}
+                limits={"cpu": cpus_for(cfg.streamMemoryMb), "memory": f"{cfg.streamMemoryMb}Mi"}
             ),
             startup_probe=run.ServiceTemplateContainerStartupProbeArgs(
                 http_get=health, period_seconds=5, failure_threshold=24

@@ -37,7 +37,8 @@ def test_each_image_installs_only_its_group_from_the_lock(image):
     [sync] = [line for line in text.splitlines() if "uv sync" in line]
     assert "--frozen" in sync and "--no-default-groups" in sync and "--no-install-project" in sync
     groups = re.findall(r"--group (\S+)", sync)
-    assert groups == (["api"] if image == "taxi-model-api" else ["runtime"])
+    own = {"taxi-model-api": "api", "taxi-streaming": "streaming"}
+    assert groups == [own.get(image, "runtime")]
     names = {pin.name for group in groups for pin in Lock().group(group)}
     assert "mlflow-skinny" in names and "lightgbm" in names
     assert not names & set(NEVER), names & set(NEVER)  # no deploy tooling, server or dev tools

@@ -93,7 +93,7 @@ def test_crons_eventbridge_cannot_run_are_errors(cron, message):
             "mlops-services:logRetentionDays: 10: allowed: 1, 3, 5, 7",
         ),
         ({"cloud": "gcp", **DATA}, "mlops-services:trainData: on gcp the data must be at gs://"),
-        ({"cloud": "aws", **DATA, "modelApiImage": "x/y:1"}, "set all four (prebuilt) or none"),
+        ({"cloud": "aws", **DATA, "modelApiImage": "x/y:1"}, "set all 5 (prebuilt) or none"),
         (
             {"cloud": "aws", "trainData": "s3://b/train.parquet", "valData": "s3://b/v.parquet"},
             "mlops-services:scoringInput is required (no trainData with a YYYY-MM",
