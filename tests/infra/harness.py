@@ -270,6 +270,19 @@ class Mocks(pulumi.runtime.Mocks):
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": "123456789012", "arn": "arn:aws:iam::123456789012:user/ci",
                     "userId": "AIDAMOCK", "id": "123456789012"}  # fmt: skip
+        if args.token == "aws:ec2/getVpcEndpointService:getVpcEndpointService":
+            # As in some regions: an endpoint service missing from one of the zones.
+            zones = ["us-east-1a", "us-east-1c"] if args.args["service"] == "sqs" else [
+                "us-east-1a", "us-east-1b", "us-east-1c"]  # fmt: skip
+            return {"availabilityZones": zones, "service": args.args["service"],
+                    "serviceName": f"com.amazonaws.us-east-1.{args.args['service']}",
+                    "id": "x"}  # fmt: skip
+        if args.token == "aws:ec2/getSubnets:getSubnets":
+            # The platform's public subnets: -a in us-east-1a, -b in us-east-1b.
+            given = {f["name"]: f["values"] for f in args.args["filters"]}
+            zone = {"subnet-pub-a": "us-east-1a", "subnet-pub-b": "us-east-1b"}
+            ids = [i for i in given["subnet-id"] if zone.get(i) in given["availability-zone"]]
+            return {"ids": ids, "id": "x"}
         if args.token == "aws:ec2/getRouteTable:getRouteTable":
             # The platform's public subnets share one route table (infra/aws/network.py).
             return {"routeTableId": "rtb-0public", "id": "rtb-0public",

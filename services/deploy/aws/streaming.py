@@ -149,6 +149,33 @@ class StreamingService(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
+    def offered(self, platform: Platform, service: str) -> pulumi.Output[list[str]]:
+        """The platform's subnets in zones where AWS offers `service`'s endpoint (not every zone
+        has every one; an endpoint in a subnet of another zone fails to create). Clients in the
+        other zones reach it across zones."""
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        zones = aws.ec2.get_vpc_endpoint_service_output(
+            service=service, service_type="Interface", opts=invoke
+        ).availability_zones
+        found = aws.ec2.get_subnets_output(
+            filters=[
+                aws.ec2.GetSubnetsFilterArgs(name="subnet-id", values=platform.subnets),
+                aws.ec2.GetSubnetsFilterArgs(name="availability-zone", values=zones),
+            ],
+            opts=invoke,
+        ).ids
+
+        def some(ids: list[str]) -> list[str]:
+            if not ids:
+                raise ValueError(
+                    f"streaming: no subnet of the platform is in a zone that offers {service} "
+                    "endpoints; set mlops-services:streaming false, or the platform's vpcCidr "
+                    "zones elsewhere"
+                )
+            return sorted(ids)
+
+        return found.apply(some)
+
     def network(
         self, cfg: ServicesConfig, platform: Platform
     ) -> tuple[aws.ec2.SecurityGroup, list[aws.ec2.VpcEndpoint]]:
@@ -182,7 +209,7 @@ class StreamingService(pulumi.ComponentResource):
                 service_name=pulumi.Output.concat("com.amazonaws.", region, f".{service}"),
                 vpc_endpoint_type="Interface",
                 private_dns_enabled=True,  # the SDK's default names resolve to it
-                subnet_ids=platform.subnets,
+                subnet_ids=self.offered(platform, service),
                 security_group_ids=[endpoint_sg.id],
                 tags=tags(cfg.stack),
                 opts=pulumi.ResourceOptions(parent=self),
