@@ -20,7 +20,6 @@ from typing import Any
 
 from streaming import kinesis, service
 from streaming.handler import Handler, NoModel
-from streaming.settings import SettingsError, load
 
 log = logging.getLogger("streaming.consumer")
 MAX_BACKOFF_SECONDS = 5.0
@@ -146,11 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll-seconds", type=float, default=0.1,
                         help="wait between reads of an idle shard (default 0.1)")  # fmt: skip
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        settings = load()
-    except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    settings = service.settings_at_start()
+    if settings is None:
         return 2
     import boto3
 

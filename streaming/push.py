@@ -72,13 +72,9 @@ def main() -> int:
     import uvicorn
 
     from streaming import service
-    from streaming.settings import SettingsError, load
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        settings = load()
-    except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    settings = service.settings_at_start()
+    if settings is None:
         return 2
     handler = service.handler(
         settings, pubsub.Topic(settings.output), pubsub.Topic(settings.dead_letter)

@@ -6,14 +6,26 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 import tracking_ca
 from streaming.handler import DeadLetter, Handler, Output
-from streaming.settings import Settings
+from streaming.settings import Settings, SettingsError, load
 from trip_model.prediction_log import PredictionLog
 from trip_model.serving import ModelHolder, tune_registry_client
 
 log = logging.getLogger(__name__)
+
+
+def settings_at_start() -> Settings | None:
+    """A process's start (the consumer's, the push service's): its log lines' format, and its
+    settings, or None once a bad one is said in one line on stderr."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return load()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
 
 
 def password_from_secret(settings: Settings) -> None:
