@@ -1,5 +1,5 @@
 """CLI: python -m monitoring [--prediction-log URI [--days N | --since D --until D]]
-[--actuals URI [--month M]] [--retrain ...]."""
+[--actuals URI [--month M]] [--retrain ...] [--metrics cloudwatch|cloud-monitoring --metrics-stack S]."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import requests
 
 import storage
 import tracking_ca
-from monitoring import EXPERIMENT
+from monitoring import EXPERIMENT, metrics
 from monitoring.data import MonitoringError
 from monitoring.job import Settings, monitor
 from monitoring.retrain import CloudRunJob, Command, EcsTask
@@ -69,6 +69,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cloud-run-job", help="with --retrain cloud-run: projects/P/locations/L/jobs/J"
     )
+    p.add_argument("--metrics", choices=metrics.BACKENDS,
+                   help="publish the decision and figures as metrics (monitoring/metrics.py)")  # fmt: skip
+    p.add_argument("--metrics-stack", help="with --metrics: the Stack dimension (the stack's name)")
     return p
 
 
@@ -147,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("give --prediction-log and/or --actuals: nothing to monitor")
         if not os.environ.get("MLFLOW_TRACKING_URI"):
             raise UsageError("MLFLOW_TRACKING_URI is not set")
+        if args.metrics and not args.metrics_stack:
+            raise UsageError("--metrics needs --metrics-stack (the alarms' Stack dimension)")
         tracking_ca.trust()
         trigger = trigger_of(args)
         outcome = monitor(settings, trigger.start if trigger else None)
@@ -166,6 +171,16 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return 1
     print(outcome.summary(settings))
+    if args.metrics:
+        try:
+            where = metrics.publish(
+                args.metrics, metrics.figures(outcome),
+                metrics.dimensions(args.metrics_stack, settings.model_name),
+            )  # fmt: skip
+        except metrics.MetricsError as exc:
+            print(f"error: metrics not published: {exc}", file=sys.stderr)
+            return 1
+        print(f"metrics: {where}")
     return 0
 
 

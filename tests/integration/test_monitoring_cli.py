@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 
 import pytest
@@ -56,3 +57,59 @@ def test_cli_errors_are_one_line(champion, local_store, args, code, message):
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: ") and message in lines[-1]
     assert "Traceback" not in result.stderr
+
+
+def test_a_degraded_run_publishes_the_metric_the_alarm_watches(
+    champion, tlc, local_store, tmp_path
+):
+    """The CLI as the stacks run it, with --metrics cloudwatch, against CloudWatch on moto_server:
+    Degraded = 1 under the namespace and dimensions the AWS alarm names (tests/infra: the alarm
+    is built from the same monitoring.metrics)."""
+    import local_platform as c
+    from monitoring import metrics
+
+    moto = c.moto_start(c.free_port(), tmp_path / "moto.log")
+    try:
+        prediction_log, today = log_traffic(tmp_path / "log", tlc["shifted"], champion.version)
+        env = {"MLFLOW_TRACKING_URI": local_store, **c.FAKE_AWS, "AWS_ENDPOINT_URL": moto.url}
+        result = cli(env, "--prediction-log", prediction_log, "--since", str(today),
+                     "--actuals", str(tlc["shifted"]), "--metrics", "cloudwatch",
+                     "--metrics-stack", "dev")  # fmt: skip
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert (
+            ": degraded;" in result.stdout
+            and "metrics: CloudWatch MLOps/Monitoring" in result.stdout
+        )
+        cloudwatch = c.aws_client("cloudwatch", moto.url)
+        dims = [{"Name": "Stack", "Value": "dev"}, {"Name": "Model", "Value": "nyc-taxi-duration"}]
+        values = {}
+        for name in ("degraded", "drift", "realised_rmse", "rmse_ratio"):
+            stats = cloudwatch.get_metric_statistics(
+                Namespace=metrics.NAMESPACE, MetricName=metrics.METRICS[name], Dimensions=dims,
+                StartTime=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1),
+                EndTime=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5), Period=60,
+                Statistics=["Maximum"],
+            )  # fmt: skip
+            values[name] = max(p["Maximum"] for p in stats["Datapoints"])
+        assert values["degraded"] == 1.0 and values["drift"] == 1.0
+        assert values["rmse_ratio"] > 1.1
+    finally:
+        moto.stop()
+
+
+def test_metrics_not_published_fail_the_run_with_one_line(champion, tlc, local_store, tmp_path):
+    import local_platform as c
+
+    prediction_log, today = log_traffic(tmp_path / "log", tlc["plain"], champion.version)
+    closed = f"http://127.0.0.1:{c.free_port()}"  # nothing listens: CloudWatch unreachable
+    env = {"MLFLOW_TRACKING_URI": local_store, **c.FAKE_AWS, "AWS_ENDPOINT_URL": closed,
+           "AWS_MAX_ATTEMPTS": "1"}  # fmt: skip
+    result = cli(env, "--prediction-log", prediction_log, "--since", str(today),
+                 "--metrics", "cloudwatch", "--metrics-stack", "dev")  # fmt: skip
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: metrics not published: cloudwatch: EndpointConnectionError")
+    )
+    assert cli(env, "--prediction-log", prediction_log, "--metrics", "cloudwatch").returncode == 2
