@@ -25,6 +25,7 @@ SERVICES_APIS = (
     "cloudscheduler.googleapis.com",
     "secretmanager.googleapis.com",
     "iam.googleapis.com",
+    "monitoring.googleapis.com",  # the monitor's metrics, the alert policies
 )
 STREAMING_API = "pubsub.googleapis.com"
 """With streaming on: the topics and the push subscription."""

@@ -140,6 +140,12 @@ class ServicesConfig(BaseModel):
     maxRmseIncrease: float = Field(default=0.1, gt=0, le=10)
     """Degraded when the realised RMSE exceeds the validation RMSE by more than this share."""
     retrainOnDegraded: bool = True
+    alertEmail: str | None = None
+    """Where alerts go: an email address (AWS: an SNS subscription to confirm from the mail; GCP:
+    a notification channel). Neither this nor alertWebhook: no alerts (said at `pulumi up`)."""
+    alertWebhook: str | None = None
+    """Where alerts go, also or instead: an https:// URL (AWS: an SNS subscription, which the
+    endpoint confirms; GCP: a webhook notification channel)."""
     streaming: bool = True
     """Streaming predictions: ride events on a stream in, their predictions on a stream out (AWS:
     Kinesis, a Lambda function; GCP: Pub/Sub, a Cloud Run service behind a push subscription)."""
@@ -197,6 +203,20 @@ class ServicesConfig(BaseModel):
             raise ValueError(f"{value!r}: {exc}") from None
         return value
 
+    @field_validator("alertEmail")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+            raise ValueError(f"{value!r}: must be an email address, like oncall@example.com")
+        return value
+
+    @field_validator("alertWebhook")
+    @classmethod
+    def _webhook(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https://[^\s/]+\S*", value):
+            raise ValueError(f"{value!r}: must be an https:// URL")
+        return value
+
     @field_validator("logRetentionDays")
     @classmethod
     def _retention(cls, value: int) -> int:
@@ -244,6 +264,10 @@ class ServicesConfig(BaseModel):
             )
 
     @property
+    def alerting(self) -> bool:
+        return bool(self.alertEmail or self.alertWebhook)
+
+    @property
     def image_keys(self) -> tuple[str, ...]:
         """The settings naming the images this stack runs (all prebuilt, or none)."""
         keys = ("modelApiImage", "trainingImage", "scoringImage", "monitoringImage")
@@ -286,8 +310,11 @@ class ServicesConfig(BaseModel):
 
 def monitoring_command(cfg: ServicesConfig, prediction_log: str | None) -> list[str]:
     """The scheduled monitor's arguments, but for how it starts training (a deploy-time value):
-    the last monitoringDays of traffic, and the month the scoring job scores for quality."""
+    the last monitoringDays of traffic, the month the scoring job scores for quality, and its
+    decision and figures published as metrics (monitoring.metrics) for the alerts."""
     args = ["--prediction-log", prediction_log] if prediction_log else []
+    args += ["--metrics", "cloudwatch" if cfg.cloud == "aws" else "cloud-monitoring",
+             "--metrics-stack", cfg.stack]  # fmt: skip
     args += [
         "--days", str(cfg.monitoringDays),
         "--actuals", cfg.scoringInput,

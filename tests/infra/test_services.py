@@ -315,7 +315,8 @@ def test_aws_the_monitor_runs_daily_and_retrains_through_the_training_task(servi
     command = containers(services_aws, "mlops-monitoring")["command"]
     bucket = PLATFORM_OUTPUTS["aws"]["artifactBucket"]
     training = "arn:aws:mock:us-east-1:123456789012:mlops-training"
-    assert command[:2] == ["--prediction-log", f"s3://{bucket}/predictions/"]
+    assert command[:6] == ["--prediction-log", f"s3://{bucket}/predictions/", "--metrics",
+                           "cloudwatch", "--metrics-stack", services_aws.stack]  # fmt: skip
     assert command[command.index("--retrain") :] == [
         "--retrain", "ecs", "--ecs-cluster", "mlops-cluster", "--ecs-task-definition", training,
         "--ecs-subnets", "subnet-pub-a,subnet-pub-b", "--ecs-security-groups", "sg-0clients",
@@ -329,8 +330,13 @@ def test_aws_the_monitor_may_read_the_log_and_start_training_only(services_aws):
     statements = policy(services_aws, "mlops-monitoring-access")["Statement"]
     by_action = {tuple(s["Action"]): s for s in statements}
     assert set(by_action) == {
-        ("s3:GetObject",), ("s3:ListBucket",), ("ecs:RunTask",), ("iam:PassRole",)
+        ("s3:GetObject",), ("s3:ListBucket",), ("ecs:RunTask",), ("iam:PassRole",),
+        ("cloudwatch:PutMetricData",),
     }  # fmt: skip
+    # Its metrics: PutMetricData takes no resource, so its namespace only, by condition.
+    assert by_action[("cloudwatch:PutMetricData",)]["Condition"] == {
+        "StringEquals": {"cloudwatch:namespace": "MLOps/Monitoring"}
+    }
     reads = [r for s in statements if s["Action"] == ["s3:GetObject"] for r in s["Resource"]]
     assert sorted(reads) == sorted(
         ["arn:aws:s3:::my-tlc-data/green/green_tripdata_*", f"arn:aws:s3:::{bucket}/predictions/*"]
@@ -377,7 +383,7 @@ def test_aws_continuous_training_reads_and_lists_its_prefix(tmp_path):
     [monitor] = json.loads(tasks["mlops-monitoring"]["inputs"]["containerDefinitions"])
     assert "--prediction-log" not in monitor["command"] and "--retrain" not in monitor["command"]
     access = json.loads(by_name["mlops-monitoring-access"]["inputs"]["policy"])["Statement"]
-    assert [s["Action"] for s in access] == [["s3:GetObject"]]
+    assert [s["Action"] for s in access] == [["s3:GetObject"], ["cloudwatch:PutMetricData"]]
 
 
 # --- GCP ---------------------------------------------------------------------------------------
@@ -443,10 +449,15 @@ def test_gcp_each_workload_runs_as_its_own_mlflow_user_and_trusts_the_platform_c
 
 
 def test_gcp_service_accounts_are_least_privilege(services_gcp):
-    # No project-wide grant: of the project's resources, the APIs and Pub/Sub's service agent only.
+    # Of the project's resources, the APIs and Pub/Sub's service agent, and one project-wide
+    # grant: the monitor may write metrics (time series are granted per project only).
     assert {r["type"] for r in services_gcp.resources if r["type"].startswith("gcp:projects/")} == {
         "gcp:projects/service:Service", "gcp:projects/serviceIdentity:ServiceIdentity",
+        "gcp:projects/iAMMember:IAMMember",
     }  # fmt: skip
+    [project_grant] = services_gcp.of_type("gcp:projects/iAMMember:IAMMember")
+    assert project_grant["inputs"]["role"] == "roles/monitoring.metricWriter"
+    assert "-monitoring@" in project_grant["inputs"]["member"]
     secrets = services_gcp.of_type("gcp:secretmanager/secretIamMember:SecretIamMember")
     # api, training, scoring, monitoring, streaming: each its own workload user's password only.
     assert {s["name"]: s["inputs"]["secretId"] for s in secrets} == {

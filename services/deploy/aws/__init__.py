@@ -5,6 +5,7 @@
     model_api   the model API: Fargate service, Application Load Balancer, autoscaling
     scoring     the batch scoring job: AWS Batch array job on Fargate, monthly
     streaming   streaming predictions: Kinesis streams, a Lambda function, SQS dead letters
+    alerts      an SNS topic for alertEmail/alertWebhook and the CloudWatch alarms
     policies    the IAM policies and container environment, as plain functions
 
 Training and monitoring run as Fargate tasks on EventBridge Scheduler crons; on `degraded` the
@@ -16,6 +17,7 @@ from __future__ import annotations
 import pulumi
 
 from infra import outputs as platform_out
+from services.deploy.aws.alerts import stack_alerts
 from services.deploy.aws.common import Platform
 from services.deploy.aws.images import Images
 from services.deploy.aws.model_api import ModelApiService
@@ -73,6 +75,9 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         "scoringOutput": scoring.output,
         "scoringShards": cfg.scoringShards,
     }
+    alerting = stack_alerts(cfg)
+    if alerting is not None:
+        outputs["alertsTopic"] = alerting.topic.arn
     if cfg.streaming:
         streaming = StreamingService(cfg, platform, refs["streaming"])
         outputs |= {

@@ -9,6 +9,7 @@ from urllib.parse import urlparse
 
 import tracking_ca
 from infra.mlflow_server import user_for
+from monitoring import metrics
 from services.deploy.components import PREDICTIONS
 from services.deploy.config import ServicesConfig, batch_job_name, read_prefix
 
@@ -80,10 +81,13 @@ def run_task_policy(task_arn_without_revision: str, pass_roles: list[str]) -> st
 def monitoring_policy(
     cfg: ServicesConfig, bucket: str | None, training_task: str, pass_roles: list[str]
 ) -> str:
-    """Read (and list) the prediction log and the months with actual durations; start training."""
+    """Read (and list) the prediction log and the months with actual durations; publish its
+    metrics (PutMetricData takes no resource: its namespace only, by condition); start training."""
     reads = [cfg.scoringInput]
     listed = [f"s3://{bucket}/{PREDICTIONS}{{month}}"] if bucket else []
     statements = read_statements(reads) + (read_statements(listed, listed=True) if listed else [])
+    statements.append(allow(["cloudwatch:PutMetricData"], ["*"],
+                            StringEquals={"cloudwatch:namespace": metrics.NAMESPACE}))  # fmt: skip
     if cfg.retrainOnDegraded:
         statements += json.loads(run_task_policy(training_task, pass_roles))["Statement"]
     return policy(*statements)

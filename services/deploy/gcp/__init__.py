@@ -5,6 +5,7 @@
     model_api   the model API: a Cloud Run service with Direct VPC egress
     jobs        training, monitoring and scoring: Cloud Run jobs on Cloud Scheduler crons
     streaming   streaming predictions: Pub/Sub topics, a push subscription, a Cloud Run service
+    alerts      the monitor's metrics, notification channels, alert policies
 
 The stack first turns on the APIs it uses (infra.gcp.apis); every resource waits for them.
 """
@@ -16,6 +17,7 @@ import pulumi
 from infra import outputs as platform_out
 from infra.gcp.apis import SERVICES_APIS, STREAMING_API, enable_apis
 from services.deploy.config import ServicesConfig
+from services.deploy.gcp.alerts import stack_alerts
 from services.deploy.gcp.common import Platform, account_id
 from services.deploy.gcp.identities import Identities
 from services.deploy.gcp.images import Images
@@ -49,6 +51,7 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
     ids = Identities(cfg, platform)
     api = ModelApiService(cfg, platform, ids, refs["model-api"])
     training = TrainingJob(cfg, platform, ids, refs["training"])
+    stack_alerts(cfg)
     monitoring = MonitoringJob(cfg, platform, ids, refs["monitoring"], training, api.prediction_log)
     scoring = ScoringJob(cfg, platform, ids, refs["scoring"])
     outputs = {

@@ -150,6 +150,11 @@ class MonitoringJob(pulumi.ComponentResource):
                 opts=child(self),
             ),
         ]  # fmt: skip
+        # Its metrics (monitoring.metrics): writing time series is granted per project only.
+        grants.append(gcp.projects.IAMMember(
+            f"{NAME}-monitoring-metrics", project=platform.project,
+            role="roles/monitoring.metricWriter", member=me, opts=child(self),
+        ))  # fmt: skip
         retrain: pulumi.Input[list[str]] = []
         if cfg.retrainOnDegraded:
             grants.append(run.JobIamMember(

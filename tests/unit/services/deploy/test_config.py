@@ -168,6 +168,7 @@ def test_continuous_training_replaces_the_fixed_months():
     assert cfg.training_command == ["--data-prefix", "s3://b/green/", "--months", "2"]
     assert cfg.training_data == ["s3://b/green/{month}"]
     assert monitoring_command(cfg, None) == [
+        "--metrics", "cloudwatch", "--metrics-stack", "dev",
         "--days", "7", "--actuals", "s3://b/green/green_tripdata_{month}.parquet",
         "--drift-threshold", "0.1", "--drift-share", "0.5", "--max-rmse-increase", "0.1",
         "--month=-2",

@@ -1,0 +1,131 @@
+"""Alerts in the service stacks, under mocks: where they go (alertEmail, alertWebhook), none
+without either (and `pulumi up` says so), and each alert watching the metric the code emits
+(monitoring.metrics: the names, the namespace or prefix, the dimensions the monitor's command
+gives)."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.mlflow_server import REGISTERED_MODEL
+from monitoring import metrics
+from services.deploy.aws.alerts import MONITOR_ALARMS
+from services.deploy.config import load
+from services.deploy.gcp.alerts import MONITOR_ALERTS, metric_filter
+from tests.infra.conftest import SERVICES_GCP_OVERRIDES, run_services
+
+ALERTS = {"mlops-services:alertEmail": "oncall@example.com",
+          "mlops-services:alertWebhook": "https://hooks.example.com/mlops"}  # fmt: skip
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+POLICY = "gcp:monitoring/alertPolicy:AlertPolicy"
+
+
+@pytest.fixture(scope="module")
+def aws_alerting(tmp_path_factory):
+    result = run_services(tmp_path_factory.mktemp("alerts-aws"), "dev", ALERTS)
+    assert result["error"] is None, result["error"]
+    return result
+
+
+@pytest.fixture(scope="module")
+def gcp_alerting(tmp_path_factory):
+    result = run_services(tmp_path_factory.mktemp("alerts-gcp"), "dev",
+                          {**SERVICES_GCP_OVERRIDES, **ALERTS})  # fmt: skip
+    assert result["error"] is None, result["error"]
+    return result
+
+
+def of_type(result: dict, typ: str) -> list[dict]:
+    return [r for r in result["resources"] if r["type"] == typ]
+
+
+def monitor_command(result: dict) -> list[str]:
+    import json
+
+    for r in result["resources"]:
+        if r["type"] == "aws:ecs/taskDefinition:TaskDefinition" and r["name"] == "mlops-monitoring":
+            return json.loads(r["inputs"]["containerDefinitions"])[0]["command"]
+        if r["type"] == "gcp:cloudrunv2/job:Job" and r["name"] == "mlops-monitoring":
+            return r["inputs"]["template"]["template"]["containers"][0]["args"]
+    raise AssertionError("no monitoring job")
+
+
+def emitted(command: list[str]) -> dict[str, str]:
+    """The dimensions the monitor publishes with, as its command gives them."""
+    return metrics.dimensions(command[command.index("--metrics-stack") + 1], REGISTERED_MODEL)
+
+
+def test_aws_alerts_go_to_the_topic_and_its_email_and_webhook(aws_alerting):
+    [topic] = of_type(aws_alerting, "aws:sns/topic:Topic")
+    subs = {s["inputs"]["protocol"]: s["inputs"] for s in
+            of_type(aws_alerting, "aws:sns/topicSubscription:TopicSubscription")}  # fmt: skip
+    assert subs["email"]["endpoint"] == "oncall@example.com"
+    assert subs["https"]["endpoint"] == "https://hooks.example.com/mlops"
+    assert all(s["topic"].endswith(":mlops-alerts") for s in subs.values())
+    assert aws_alerting["outputs"]["alertsTopic"]["value"].endswith(":mlops-alerts")
+
+
+def test_aws_each_alarm_watches_what_the_monitor_emits(aws_alerting):
+    command = monitor_command(aws_alerting)
+    assert command[command.index("--metrics") + 1] == "cloudwatch"
+    alarms = {a["name"]: a["inputs"] for a in of_type(aws_alerting, ALARM)}
+    assert set(alarms) == {f"mlops-{name}" for name in MONITOR_ALARMS}
+    for name, (metric, _) in MONITOR_ALARMS.items():
+        alarm = alarms[f"mlops-{name}"]
+        assert (alarm["namespace"], alarm["metricName"]) == (
+            metrics.NAMESPACE,
+            metrics.METRICS[metric],
+        )
+        assert alarm["dimensions"] == emitted(command)
+        assert (alarm["comparisonOperator"], alarm["threshold"]) == (
+            "GreaterThanOrEqualToThreshold",
+            1,
+        )
+        assert alarm["alarmActions"] == [aws_alerting["outputs"]["alertsTopic"]["value"]]
+        assert alarm["treatMissingData"] == "notBreaching"
+
+
+def test_gcp_each_policy_watches_what_the_monitor_emits(gcp_alerting):
+    command = monitor_command(gcp_alerting)
+    assert command[command.index("--metrics") + 1] == "cloud-monitoring"
+    dims = emitted(command)
+    descriptors = {d["inputs"]["type"] for d in
+                   of_type(gcp_alerting, "gcp:monitoring/metricDescriptor:MetricDescriptor")}  # fmt: skip
+    assert descriptors == {metrics.PREFIX + m for m in metrics.METRICS}
+    channels = {c["inputs"]["type"]: c["inputs"]["labels"] for c in
+                of_type(gcp_alerting, "gcp:monitoring/notificationChannel:NotificationChannel")}  # fmt: skip
+    assert channels == {"email": {"email_address": "oncall@example.com"},
+                        "webhook_tokenauth": {"url": "https://hooks.example.com/mlops"}}  # fmt: skip
+    policies = {p["name"]: p for p in of_type(gcp_alerting, POLICY)}
+    assert set(policies) == {f"mlops-{name}" for name in MONITOR_ALERTS}
+    for name, (metric, _) in MONITOR_ALERTS.items():
+        policy = policies[f"mlops-{name}"]
+        [condition] = policy["inputs"]["conditions"]
+        expected = metric_filter(metric, dims["Stack"])
+        assert condition["conditionThreshold"]["filter"] == expected
+        assert f'metric.label.model = "{dims["Model"]}"' in expected
+        assert len(policy["inputs"]["notificationChannels"]) == 2
+        # A policy on a metric nobody wrote yet is refused: the descriptors come first.
+        deps = policy["options"]["dependencies"]
+        assert sum("MetricDescriptor::mlops-metric-" in d for d in deps) == len(metrics.METRICS)
+
+
+def test_without_a_destination_there_are_no_alerts_and_up_says_so(
+    services_aws, services_gcp, capsys
+):
+    assert not [r for r in services_aws.resources if r["type"].startswith(("aws:sns", ALARM))]
+    assert not [r for r in services_gcp.resources if r["type"] in (
+        POLICY, "gcp:monitoring/notificationChannel:NotificationChannel")]  # fmt: skip
+    from services.deploy.aws.alerts import stack_alerts
+
+    data = {"trainData": "s3://b/k/green_tripdata_2024-01.parquet",
+            "valData": "s3://b/k/green_tripdata_2024-02.parquet"}  # fmt: skip
+    assert stack_alerts(load({"cloud": "aws", **data}, "dev")) is None
+    assert "no alerts: set mlops-services:alertEmail" in capsys.readouterr().err
+
+
+def test_a_bad_alert_destination_names_the_key(tmp_path):
+    result = run_services(tmp_path, "dev", {"mlops-services:alertEmail": "not-an-address"})
+    assert "mlops-services:alertEmail" in result["error"]
+    result = run_services(tmp_path, "dev", {"mlops-services:alertWebhook": "http://plain"})
+    assert "mlops-services:alertWebhook" in result["error"]
