@@ -146,6 +146,10 @@ class ServicesConfig(BaseModel):
     alertWebhook: str | None = None
     """Where alerts go, also or instead: an https:// URL (AWS: an SNS subscription, which the
     endpoint confirms; GCP: a webhook notification channel)."""
+    alertApi5xxPercent: float = Field(default=1.0, gt=0, le=100)
+    """Alert when more than this share (%) of the model API's answers in 5 minutes are 5xx."""
+    alertApiP95Ms: int = Field(default=500, ge=1, le=60_000)
+    """Alert when the model API's p95 latency over 5 minutes exceeds this (ms)."""
     streaming: bool = True
     """Streaming predictions: ride events on a stream in, their predictions on a stream out (AWS:
     Kinesis, a Lambda function; GCP: Pub/Sub, a Cloud Run service behind a push subscription)."""

@@ -127,6 +127,8 @@ def computed(typ: str, name: str, inputs: dict) -> dict:
             "arn": f"arn:aws:logs:us-east-1:123456789012:log-group:{inputs.get('name', name)}"
         },
         "aws:iam/role:Role": {"name": f"{name}-mock"},
+        # CloudWatch names a target group (and a load balancer, below) by its ARN's suffix.
+        "aws:lb/targetGroup:TargetGroup": {"arnSuffix": f"targetgroup/{name}/0mock"},
         "aws:iam/instanceProfile:InstanceProfile": {"name": f"{name}-mock"},
         "gcp:compute/address:Address": {
             "address": "10.40.0.5" if inputs.get("addressType") == "INTERNAL" else "203.0.113.50"
@@ -193,7 +195,8 @@ def computed(typ: str, name: str, inputs: dict) -> dict:
     if typ == "gcp:cloudrunv2/job:Job":
         return {"name": f"{name}-mock"}
     if typ == "aws:lb/loadBalancer:LoadBalancer":
-        return {"arn": arn, "dnsName": f"{name}-mock.us-east-1.elb.amazonaws.com"}
+        return {"arn": arn, "dnsName": f"{name}-mock.us-east-1.elb.amazonaws.com",
+                "arnSuffix": f"app/{name}/0mock"}  # fmt: skip
     if typ == "aws:ecs/taskDefinition:TaskDefinition":
         return {"arn": f"{arn}:1", "arnWithoutRevision": arn}
     batch = "arn:aws:batch:us-east-1:123456789012"

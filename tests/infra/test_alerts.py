@@ -69,7 +69,9 @@ def test_aws_each_alarm_watches_what_the_monitor_emits(aws_alerting):
     command = monitor_command(aws_alerting)
     assert command[command.index("--metrics") + 1] == "cloudwatch"
     alarms = {a["name"]: a["inputs"] for a in of_type(aws_alerting, ALARM)}
-    assert set(alarms) == {f"mlops-{name}" for name in MONITOR_ALARMS}
+    assert set(alarms) == {f"mlops-{name}" for name in MONITOR_ALARMS} | {
+        "mlops-api-5xx", "mlops-api-latency", "mlops-streaming-errors", "mlops-dead-letters",
+    }  # fmt: skip
     for name, (metric, _) in MONITOR_ALARMS.items():
         alarm = alarms[f"mlops-{name}"]
         assert (alarm["namespace"], alarm["metricName"]) == (
@@ -120,7 +122,7 @@ def test_without_a_destination_there_are_no_alerts_and_up_says_so(
 
     data = {"trainData": "s3://b/k/green_tripdata_2024-01.parquet",
             "valData": "s3://b/k/green_tripdata_2024-02.parquet"}  # fmt: skip
-    assert stack_alerts(load({"cloud": "aws", **data}, "dev")) is None
+    assert stack_alerts(load({"cloud": "aws", **data}, "dev"), None) is None
     assert "no alerts: set mlops-services:alertEmail" in capsys.readouterr().err
 
 
@@ -129,3 +131,61 @@ def test_a_bad_alert_destination_names_the_key(tmp_path):
     assert "mlops-services:alertEmail" in result["error"]
     result = run_services(tmp_path, "dev", {"mlops-services:alertWebhook": "http://plain"})
     assert "mlops-services:alertWebhook" in result["error"]
+
+
+def test_aws_the_api_alarms_on_its_5xx_share_and_p95_at_the_stack_s_thresholds(tmp_path):
+    result = run_services(tmp_path, "dev", {**ALERTS, "mlops-services:alertApi5xxPercent": "2.5",
+                                            "mlops-services:alertApiP95Ms": "250"})  # fmt: skip
+    assert result["error"] is None, result["error"]
+    alarms = {a["name"]: a["inputs"] for a in of_type(result, ALARM)}
+    share = alarms["mlops-api-5xx"]
+    assert (share["comparisonOperator"], share["threshold"]) == ("GreaterThanThreshold", 2.5)
+    queries = {q["id"]: q for q in share["metricQueries"]}
+    lb, tg = "app/mlops-api/0mock", "targetgroup/mlops-api/0mock"
+    assert queries["target5xx"]["metric"]["metricName"] == "HTTPCode_Target_5XX_Count"
+    assert queries["target5xx"]["metric"]["dimensions"] == {"LoadBalancer": lb, "TargetGroup": tg}
+    assert queries["lb5xx"]["metric"]["dimensions"] == {"LoadBalancer": lb}
+    assert queries["requests"]["metric"]["metricName"] == "RequestCount"
+    assert [q["id"] for q in share["metricQueries"] if q.get("returnData")] == ["share"]
+    assert {q["metric"]["period"] for q in queries.values() if "metric" in q} == {300}
+    latency = alarms["mlops-api-latency"]
+    assert (latency["metricName"], latency["extendedStatistic"]) == ("TargetResponseTime", "p95")
+    assert latency["threshold"] == 0.25 and latency["dimensions"] == {
+        "LoadBalancer": lb,
+        "TargetGroup": tg,
+    }
+
+
+def test_aws_failed_jobs_and_the_stream_handler_s_failures_alert(aws_alerting):
+    import json
+
+    alarms = {a["name"]: a["inputs"] for a in of_type(aws_alerting, ALARM)}
+    assert alarms["mlops-streaming-errors"]["dimensions"] == {"FunctionName": "mlops-streaming"}
+    assert alarms["mlops-dead-letters"]["dimensions"] == {
+        "QueueName": "mlops-ride-events-dead-letter"
+    }
+    rules = {r["name"]: json.loads(r["inputs"]["eventPattern"])
+             for r in of_type(aws_alerting, "aws:cloudwatch/eventRule:EventRule")}  # fmt: skip
+    tasks = rules["mlops-tasks-failed"]["detail"]
+    assert tasks["lastStatus"] == ["STOPPED"]
+    assert tasks["taskDefinitionArn"] == [
+        {"prefix": "arn:aws:mock:us-east-1:123456789012:mlops-training:"},
+        {"prefix": "arn:aws:mock:us-east-1:123456789012:mlops-monitoring:"},
+    ]
+    assert tasks["$or"] == [{"stopCode": ["TaskFailedToStart"]},
+                            {"containers": {"exitCode": [{"anything-but": 0}]}}]  # fmt: skip
+    assert rules["mlops-scoring-failed"]["detail"] == {
+        "status": ["FAILED"],
+        "jobQueue": ["arn:aws:batch:us-east-1:123456789012:job-queue/mlops-scoring-mock"],
+    }
+    targets = of_type(aws_alerting, "aws:cloudwatch/eventTarget:EventTarget")
+    assert {t["inputs"]["arn"] for t in targets} == {
+        aws_alerting["outputs"]["alertsTopic"]["value"]
+    }
+    [policy] = of_type(aws_alerting, "aws:sns/topicPolicy:TopicPolicy")
+    statements = {s["Sid"]: s for s in json.loads(policy["inputs"]["policy"])["Statement"]}
+    assert statements["Alarms"]["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert statements["Rules"]["Condition"]["ArnEquals"]["aws:SourceArn"] == [
+        "arn:aws:mock:us-east-1:123456789012:mlops-tasks-failed",
+        "arn:aws:mock:us-east-1:123456789012:mlops-scoring-failed",
+    ]

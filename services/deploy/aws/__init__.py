@@ -17,7 +17,7 @@ from __future__ import annotations
 import pulumi
 
 from infra import outputs as platform_out
-from services.deploy.aws.alerts import stack_alerts
+from services.deploy.aws.alerts import Watched, stack_alerts
 from services.deploy.aws.common import Platform
 from services.deploy.aws.images import Images
 from services.deploy.aws.model_api import ModelApiService
@@ -75,11 +75,20 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         "scoringOutput": scoring.output,
         "scoringShards": cfg.scoringShards,
     }
-    alerting = stack_alerts(cfg)
+    streaming = StreamingService(cfg, platform, refs["streaming"]) if cfg.streaming else None
+    watched = Watched(
+        cluster=runtime.cluster.arn,
+        tasks=[training.task.arn_without_revision, monitoring.task.arn_without_revision],
+        scoring_queue=scoring.queue.arn,
+        load_balancer=api.alb.arn_suffix,
+        target_group=api.target_group.arn_suffix,
+        function=streaming.function.name if streaming else None,
+        dead_letters=streaming.dead_letters.name if streaming else None,
+    )
+    alerting = stack_alerts(cfg, watched)
     if alerting is not None:
         outputs["alertsTopic"] = alerting.topic.arn
-    if cfg.streaming:
-        streaming = StreamingService(cfg, platform, refs["streaming"])
+    if streaming is not None:
         outputs |= {
             "rideEventsStream": streaming.events.name,
             "ridePredictionsStream": streaming.predictions.name,

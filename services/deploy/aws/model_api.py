@@ -54,6 +54,7 @@ class ModelApiService(pulumi.ComponentResource):
         task = Task("model-api", image, cfg.apiCpu, cfg.apiMemoryMb, env, more)
         definition = task_definition(cfg, platform, runtime, task, role, self)
         target_group, listener = self.load_balancer(cfg, platform)
+        self.target_group = target_group
         self.service(cfg, platform, runtime, definition, target_group, listener)
         self.register_outputs({"url": self.url})
 
@@ -78,7 +79,7 @@ class ModelApiService(pulumi.ComponentResource):
             tags=tags(cfg.stack),
             opts=child(self),
         )  # fmt: skip
-        alb = aws.lb.LoadBalancer(
+        self.alb = alb = aws.lb.LoadBalancer(
             f"{NAME}-api",
             load_balancer_type="application",
             security_groups=[self.alb_sg.id],
