@@ -99,7 +99,9 @@ def test_gcp_each_policy_watches_what_the_monitor_emits(gcp_alerting):
     assert channels == {"email": {"email_address": "oncall@example.com"},
                         "webhook_tokenauth": {"url": "https://hooks.example.com/mlops"}}  # fmt: skip
     policies = {p["name"]: p for p in of_type(gcp_alerting, POLICY)}
-    assert set(policies) == {f"mlops-{name}" for name in MONITOR_ALERTS}
+    assert set(policies) == {f"mlops-{name}" for name in MONITOR_ALERTS} | {
+        "mlops-api-5xx", "mlops-api-latency", "mlops-job-failed", "mlops-dead-letters",
+    }  # fmt: skip
     for name, (metric, _) in MONITOR_ALERTS.items():
         policy = policies[f"mlops-{name}"]
         [condition] = policy["inputs"]["conditions"]
@@ -189,3 +191,36 @@ def test_aws_failed_jobs_and_the_stream_handler_s_failures_alert(aws_alerting):
         "arn:aws:mock:us-east-1:123456789012:mlops-tasks-failed",
         "arn:aws:mock:us-east-1:123456789012:mlops-scoring-failed",
     ]
+
+
+def test_gcp_the_api_jobs_and_dead_letters_alert_on_cloud_run_s_and_pub_sub_s_metrics(gcp_alerting):
+    policies = {p["name"]: p["inputs"] for p in of_type(gcp_alerting, POLICY)}
+
+    def threshold(name: str) -> dict:
+        [condition] = policies[name]["conditions"]
+        return condition["conditionThreshold"]
+
+    api = ('resource.type = "cloud_run_revision" AND resource.label.service_name = '
+           '"mlops-model-api-mock" AND metric.type = "run.googleapis.com/request_count"')  # fmt: skip
+    share = threshold("mlops-api-5xx")
+    assert share["filter"] == api + ' AND metric.label.response_code_class = "5xx"'
+    assert share["denominatorFilter"] == api
+    assert share["thresholdValue"] == 0.01  # alertApi5xxPercent 1
+    for aggregations in (share["aggregations"], share["denominatorAggregations"]):
+        assert aggregations == [{"alignmentPeriod": "300s", "perSeriesAligner": "ALIGN_RATE",
+                                 "crossSeriesReducer": "REDUCE_SUM"}]  # fmt: skip
+    latency = threshold("mlops-api-latency")
+    assert "run.googleapis.com/request_latencies" in latency["filter"]
+    assert latency["aggregations"][0]["perSeriesAligner"] == "ALIGN_PERCENTILE_95"
+    assert latency["thresholdValue"] == 500
+    jobs = threshold("mlops-job-failed")
+    assert ('resource.label.job_name = one_of("mlops-training-mock", "mlops-monitoring-mock", '
+            '"mlops-scoring-mock")') in jobs["filter"]  # fmt: skip
+    assert 'metric.label.result = "failed"' in jobs["filter"]
+    assert "run.googleapis.com/job/completed_execution_count" in jobs["filter"]
+    letters = threshold("mlops-dead-letters")
+    assert (
+        'resource.label.subscription_id = "mlops-ride-events-dead-letter-mock"'
+        in (letters["filter"])
+    )
+    assert all(len(p["notificationChannels"]) == 2 for p in policies.values())

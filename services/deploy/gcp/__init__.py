@@ -17,7 +17,7 @@ import pulumi
 from infra import outputs as platform_out
 from infra.gcp.apis import SERVICES_APIS, STREAMING_API, enable_apis
 from services.deploy.config import ServicesConfig
-from services.deploy.gcp.alerts import stack_alerts
+from services.deploy.gcp.alerts import Watched, stack_alerts
 from services.deploy.gcp.common import Platform, account_id
 from services.deploy.gcp.identities import Identities
 from services.deploy.gcp.images import Images
@@ -51,7 +51,6 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
     ids = Identities(cfg, platform)
     api = ModelApiService(cfg, platform, ids, refs["model-api"])
     training = TrainingJob(cfg, platform, ids, refs["training"])
-    stack_alerts(cfg)
     monitoring = MonitoringJob(cfg, platform, ids, refs["monitoring"], training, api.prediction_log)
     scoring = ScoringJob(cfg, platform, ids, refs["scoring"])
     outputs = {
@@ -68,8 +67,13 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         "scoringOutput": scoring.output,
         "scoringShards": cfg.scoringShards,
     }
-    if cfg.streaming:
-        streaming = StreamingService(cfg, platform, ids, refs["streaming"])
+    streaming = StreamingService(cfg, platform, ids, refs["streaming"]) if cfg.streaming else None
+    stack_alerts(cfg, Watched(
+        api_service=api.service.name,
+        jobs=[training.job.name, monitoring.job.name, scoring.job.name],
+        dead_letters=streaming.readers["ride-events-dead-letter"].name if streaming else None,
+    ))  # fmt: skip
+    if streaming is not None:
         outputs |= {
             "rideEventsTopic": streaming.events.id,
             "ridePredictionsTopic": streaming.predictions.id,

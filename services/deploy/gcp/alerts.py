@@ -7,9 +7,16 @@ setting no channel or policy is made, and `pulumi up` says so; the metrics are s
 
     monitor-degraded   the monitor decided `degraded`
     monitor-drift      the monitor found the traffic drifted from the training reference
+    api-5xx            over alertApi5xxPercent of the model API's requests in 5 minutes are 5xx
+    api-latency        the API's p95 over 5 minutes is above alertApiP95Ms
+    job-failed         an execution of the training, monitoring or scoring job failed
+    dead-letters       the stream's dead-letter subscription holds a message (streaming on)
 """
 
 from __future__ import annotations
+
+import json
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_gcp as gcp
@@ -28,6 +35,21 @@ MONITOR_ALERTS = {
 """Alert policy -> (the monitoring.metrics metric it watches, what it means)."""
 
 
+@dataclass(frozen=True)
+class Watched:
+    """What the alerts watch, from the stack's other components (names as Cloud Monitoring's
+    resource labels give them)."""
+
+    api_service: pulumi.Output[str]
+    jobs: list[pulumi.Output[str]]
+    """The training, monitoring and scoring jobs' names."""
+    dead_letters: pulumi.Output[str] | None = None
+    """The dead-letter topic's pull subscription's name (streaming on)."""
+
+
+FIVE_MINUTES = "300s"
+
+
 def metric_filter(metric: str, stack: str) -> str:
     """The series of one monitor metric of this stack and model, as a monitoring filter."""
     return (
@@ -40,7 +62,9 @@ class Alerts(pulumi.ComponentResource):
     descriptors: dict[str, gcp.monitoring.MetricDescriptor]
     channels: list[gcp.monitoring.NotificationChannel]
 
-    def __init__(self, cfg: ServicesConfig, opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self, cfg: ServicesConfig, watched: Watched, opts: pulumi.ResourceOptions | None = None
+    ):
         super().__init__("mlops:services:gcp:Alerts", f"{NAME}-alerts", None, opts)
         mine = pulumi.ResourceOptions(parent=self)
         labels = [gcp.monitoring.MetricDescriptorLabelArgs(key=k.lower(), value_type="STRING")
@@ -71,20 +95,75 @@ class Alerts(pulumi.ComponentResource):
                 opts=mine,
             ))  # fmt: skip
         if self.channels:
+            self.cfg = cfg
             for name, (metric, meaning) in MONITOR_ALERTS.items():
-                self.policy(cfg, name, metric, meaning)
+                self.policy(name, meaning, gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
+                    filter=metric_filter(metric, cfg.stack),
+                    comparison="COMPARISON_GT",
+                    threshold_value=0.5,  # the metric is 0 or 1
+                    duration="0s",
+                    aggregations=[aligned("ALIGN_MAX")],
+                ), auto_close="86400s")  # fmt: skip
+            self.services(watched)
         self.register_outputs({})
 
-    def policy(self, cfg: ServicesConfig, name: str, metric: str, meaning: str) -> None:
-        threshold = gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
-            filter=metric_filter(metric, cfg.stack),
-            comparison="COMPARISON_GT",
-            threshold_value=0.5,  # the metric is 0 or 1
-            duration="0s",
-            aggregations=[gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
-                alignment_period="300s", per_series_aligner="ALIGN_MAX"
-            )],
+    def services(self, watched: Watched) -> None:
+        """The model API's 5xx share and p95, the jobs' failed executions, the dead letters."""
+        cfg = self.cfg
+        api = watched.api_service.apply(
+            lambda n: f'resource.type = "cloud_run_revision" AND resource.label.service_name = "{n}"'
+            ' AND metric.type = "run.googleapis.com/request_count"'
         )  # fmt: skip
+        summed = aligned("ALIGN_RATE", "REDUCE_SUM")
+        self.policy("api-5xx", f"over {cfg.alertApi5xxPercent:g}% of the model API's requests "
+                    "in 5 minutes were 5xx",
+                    gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
+                        filter=api.apply(lambda f: f + ' AND metric.label.response_code_class = "5xx"'),
+                        denominator_filter=api, aggregations=[summed],
+                        denominator_aggregations=[summed], comparison="COMPARISON_GT",
+                        threshold_value=cfg.alertApi5xxPercent / 100, duration="0s",
+                    ))  # fmt: skip
+        latency = watched.api_service.apply(
+            lambda n: f'resource.type = "cloud_run_revision" AND resource.label.service_name = "{n}"'
+            ' AND metric.type = "run.googleapis.com/request_latencies"'
+        )  # fmt: skip
+        self.policy("api-latency", f"the model API's p95 over 5 minutes was above "
+                    f"{cfg.alertApiP95Ms} ms",
+                    gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
+                        filter=latency, aggregations=[aligned("ALIGN_PERCENTILE_95", "REDUCE_MAX")],
+                        comparison="COMPARISON_GT", threshold_value=cfg.alertApiP95Ms,
+                        duration="0s",
+                    ))  # fmt: skip
+        jobs = pulumi.Output.all(*watched.jobs).apply(
+            lambda names: 'resource.type = "cloud_run_job" AND '
+            f"resource.label.job_name = one_of({', '.join(json.dumps(n) for n in names)})"
+            ' AND metric.type = "run.googleapis.com/job/completed_execution_count"'
+            ' AND metric.label.result = "failed"'
+        )  # fmt: skip
+        self.policy("job-failed", "an execution of the training, monitoring or scoring job failed",
+                    gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
+                        filter=jobs, aggregations=[aligned("ALIGN_DELTA")],
+                        comparison="COMPARISON_GT", threshold_value=0, duration="0s",
+                    ))  # fmt: skip
+        if watched.dead_letters is not None:
+            letters = watched.dead_letters.apply(
+                lambda n: 'resource.type = "pubsub_subscription" AND '
+                f'resource.label.subscription_id = "{n}" AND '
+                'metric.type = "pubsub.googleapis.com/subscription/num_undelivered_messages"'
+            )  # fmt: skip
+            self.policy("dead-letters", "the stream's dead-letter topic holds a bad record or a "
+                        "message Pub/Sub gave up on",
+                        gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
+                            filter=letters, aggregations=[aligned("ALIGN_MAX")],
+                            comparison="COMPARISON_GT", threshold_value=0, duration="0s",
+                        ))  # fmt: skip
+
+    def policy(
+        self, name: str, meaning: str,
+        threshold: gcp.monitoring.AlertPolicyConditionConditionThresholdArgs,
+        auto_close: str | None = None,
+    ) -> None:  # fmt: skip
+        cfg = self.cfg
         gcp.monitoring.AlertPolicy(
             f"{NAME}-{name}",
             display_name=f"MLOps {cfg.stack}: {name}",
@@ -96,16 +175,24 @@ class Alerts(pulumi.ComponentResource):
             documentation=gcp.monitoring.AlertPolicyDocumentationArgs(
                 content=f"{cfg.stack}: {meaning}", mime_type="text/markdown"
             ),
-            # The monitor writes one point a day: the incident closes itself after a day.
-            alert_strategy=gcp.monitoring.AlertPolicyAlertStrategyArgs(auto_close="86400s"),
+            # The monitor writes one point a day: its incidents close themselves after a day.
+            alert_strategy=gcp.monitoring.AlertPolicyAlertStrategyArgs(auto_close=auto_close)
+            if auto_close else None,
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.descriptors.values())),
         )  # fmt: skip
 
 
-def stack_alerts(cfg: ServicesConfig) -> Alerts:
+def aligned(aligner: str, reducer: str | None = None):
+    """Five-minute windows, each series by `aligner`, then summed or maxed across series."""
+    return gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
+        alignment_period=FIVE_MINUTES, per_series_aligner=aligner, cross_series_reducer=reducer
+    )
+
+
+def stack_alerts(cfg: ServicesConfig, watched: Watched) -> Alerts:
     if not cfg.alerting:
         pulumi.log.warn(
-            "no alerts: set mlops-services:alertEmail (or alertWebhook) to be told when the "
-            "monitor decides degraded or finds drift"
+            "no alerts: set mlops-services:alertEmail (or alertWebhook) to be told when a job "
+            "fails, the model API errs or slows, or the monitor decides degraded"
         )
-    return Alerts(cfg)
+    return Alerts(cfg, watched)

@@ -78,7 +78,7 @@ class ModelApiService(pulumi.ComponentResource):
             )],
             egress="PRIVATE_RANGES_ONLY",
         )  # fmt: skip
-        service = run.Service(
+        self.service = service = run.Service(
             f"{NAME}-model-api",
             location=platform.region,
             deletion_protection=False,
