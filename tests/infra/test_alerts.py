@@ -94,6 +94,11 @@ def test_gcp_each_policy_watches_what_the_monitor_emits(gcp_alerting):
     descriptors = {d["inputs"]["type"] for d in
                    of_type(gcp_alerting, "gcp:monitoring/metricDescriptor:MetricDescriptor")}  # fmt: skip
     assert descriptors == {metrics.PREFIX + m for m in metrics.METRICS}
+    # Shared by every stack of the project: a destroy leaves them.
+    assert {
+        d["inputs"]["deletionPolicy"]
+        for d in of_type(gcp_alerting, "gcp:monitoring/metricDescriptor:MetricDescriptor")
+    } == {"ABANDON"}
     channels = {c["inputs"]["type"]: c["inputs"]["labels"] for c in
                 of_type(gcp_alerting, "gcp:monitoring/notificationChannel:NotificationChannel")}  # fmt: skip
     assert channels == {"email": {"email_address": "oncall@example.com"},

@@ -78,6 +78,10 @@ class Alerts(pulumi.ComponentResource):
                 labels=labels,
                 display_name=f"MLOps monitor: {metric}",
                 description="Published by each monitoring run (monitoring/metrics.py).",
+                # A metric type is the project's: every stack in it shares it (the stack label
+                # tells them apart), and creating it again updates it. A destroy leaves it, with
+                # the other stacks' points.
+                deletion_policy="ABANDON",
                 opts=mine,
             )
             for metric in metrics.METRICS
