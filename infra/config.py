@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from infra import alerting
+
 NAMESPACE = "mlops-platform"
 # Read as a Pulumi secret by the program, never validated or held here.
 SECRET_KEYS = ("adminPassword",)
@@ -210,6 +212,13 @@ class PlatformConfig(BaseModel):
     parameter group or database flag of yours), or for a class not in infra.config's table. The
     tracking server's connection pools are sized to fit it."""
     mlflowPort: int = Field(default=5000, ge=1024, le=65535)
+    alertEmail: str | None = None
+    """Where the platform's alerts go (the database's CPU and storage): an email address (AWS: an
+    SNS subscription to confirm from the mail; GCP: a notification channel). Neither this nor
+    alertWebhook: no alerts (said at `pulumi up`)."""
+    alertWebhook: str | None = None
+    """Also or instead: an https:// URL (an SNS subscription the endpoint confirms; a webhook
+    notification channel)."""
     adminUsername: str = Field(default="admin", pattern=r"^[a-z][a-z0-9_-]{2,31}$")
     domain: str | None = None
     """A DNS name of yours for the tracking server (e.g. mlflow.example.com): a Let's Encrypt
@@ -240,6 +249,9 @@ class PlatformConfig(BaseModel):
                     "list the networks of your team and CI instead"
                 )
         return value
+
+    _alert_email = field_validator("alertEmail")(staticmethod(alerting.email))
+    _alert_webhook = field_validator("alertWebhook")(staticmethod(alerting.webhook))
 
     @field_validator("adminUsername")
     @classmethod

@@ -38,6 +38,8 @@ its serial console for the bootstrap's verdict)."""
 TRACKING_CERT_EXPIRY = "trackingCertExpiry"
 """When the stack's server certificate ends (RFC 3339); renewed automatically 30 days before
 (infra/tls.py). With a domain, Let's Encrypt's own certificate renews on the VM."""
+ALERTS_TOPIC = "alertsTopic"
+"""AWS, with alertEmail or alertWebhook set: the SNS topic the platform's alarms publish to."""
 ADMIN_USERNAME = "adminUsername"
 ADMIN_PASSWORD = "adminPassword"
 """Exported only as a Pulumi secret."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 
 from infra import outputs as out
+from infra.aws.alerts import platform_alerts
 from infra.aws.bucket import ArtifactBucket
 from infra.aws.database import Database
 from infra.aws.network import Network
@@ -34,7 +35,9 @@ def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dic
         vpc_id=network.vpc_id,
         admin_password=admin_password,
     )
+    alerts = platform_alerts(name, cfg, database.identifier)
     return {
+        **({out.ALERTS_TOPIC: alerts.topic.arn} if alerts else {}),
         **tracking_endpoints(cfg, server.public_ip, server.private_ip, server.ca_cert_pem),
         out.TRACKING_INSTANCE: server.instance_ref,
         out.TRACKING_CERT_EXPIRY: server.cert_expiry,

@@ -25,15 +25,20 @@ SERVICES_APIS = (
     "cloudscheduler.googleapis.com",
     "secretmanager.googleapis.com",
     "iam.googleapis.com",
-    "monitoring.googleapis.com",  # the monitor's metrics, the alert policies
+    "monitoring.googleapis.com",  # the monitor's metrics, the alert policies (MONITORING_API)
 )
 STREAMING_API = "pubsub.googleapis.com"
 """With streaming on: the topics and the push subscription."""
 SERVICE_TYPE = "gcp:projects/service:Service"
 
 
+MONITORING_API = "monitoring.googleapis.com"
+"""With alertEmail or alertWebhook: the notification channels and alert policies."""
+
+
 def platform_apis(cfg) -> tuple[str, ...]:
-    return (*PLATFORM_APIS, DNS_API) if cfg.domain else PLATFORM_APIS
+    apis = (*PLATFORM_APIS, DNS_API) if cfg.domain else PLATFORM_APIS
+    return (*apis, MONITORING_API) if cfg.alertEmail or cfg.alertWebhook else apis
 
 
 def enable_apis(apis: tuple[str, ...]) -> list[gcp.projects.Service]:

@@ -6,6 +6,7 @@ import pulumi
 
 from infra import outputs as out
 from infra.config import PlatformConfig
+from infra.gcp.alerts import platform_alerts
 from infra.gcp.apis import enable_apis, platform_apis
 from infra.gcp.bucket import ArtifactBucket
 from infra.gcp.database import Database
@@ -34,6 +35,7 @@ def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dic
         admin_password=admin_password,
         apis=apis,
     )
+    platform_alerts(name, cfg, database.instance)
     return {
         **tracking_endpoints(cfg, server.public_ip, server.private_ip, server.ca_cert_pem),
         out.TRACKING_INSTANCE: server.instance_ref,

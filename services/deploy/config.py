@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from infra import alerting
 from infra.config import ConfigError, decode, explain, stack_kind
 
 NAMESPACE = "mlops-services"
@@ -207,19 +208,8 @@ class ServicesConfig(BaseModel):
             raise ValueError(f"{value!r}: {exc}") from None
         return value
 
-    @field_validator("alertEmail")
-    @classmethod
-    def _email(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
-            raise ValueError(f"{value!r}: must be an email address, like oncall@example.com")
-        return value
-
-    @field_validator("alertWebhook")
-    @classmethod
-    def _webhook(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"https://[^\s/]+\S*", value):
-            raise ValueError(f"{value!r}: must be an https:// URL")
-        return value
+    _alert_email = field_validator("alertEmail")(staticmethod(alerting.email))
+    _alert_webhook = field_validator("alertWebhook")(staticmethod(alerting.webhook))
 
     @field_validator("logRetentionDays")
     @classmethod
@@ -268,7 +258,7 @@ class ServicesConfig(BaseModel):
             )
 
     @property
-    def alerting(self) -> bool:
+    def alerts_on(self) -> bool:
         return bool(self.alertEmail or self.alertWebhook)
 
     @property

@@ -229,3 +229,64 @@ def test_gcp_the_api_jobs_and_dead_letters_alert_on_cloud_run_s_and_pub_sub_s_me
         in (letters["filter"])
     )
     assert all(len(p["notificationChannels"]) == 2 for p in policies.values())
+
+
+# --- the platform ------------------------------------------------------------------------------
+
+PLATFORM_ALERTS = {"mlops-platform:alertEmail": "dba@example.com"}
+
+
+def test_aws_the_platform_alarms_on_the_database_s_cpu_and_storage(tmp_path):
+    from tests.infra.conftest import ROOT, run_stack
+
+    result = run_stack(tmp_path, ROOT / "Pulumi.dev.yaml", PLATFORM_ALERTS)
+    assert result["error"] is None, result["error"]
+    [sub] = of_type(result, "aws:sns/topicSubscription:TopicSubscription")
+    assert (sub["inputs"]["protocol"], sub["inputs"]["endpoint"]) == ("email", "dba@example.com")
+    alarms = {a["name"]: a["inputs"] for a in of_type(result, ALARM)}
+    assert set(alarms) == {"mlops-db-cpu", "mlops-db-storage"}
+    [db] = of_type(result, "aws:rds/instance:Instance")
+    for alarm in alarms.values():
+        assert alarm["namespace"] == "AWS/RDS"
+        assert alarm["dimensions"] == {"DBInstanceIdentifier": f"{db['name']}-mock"}
+        assert alarm["alarmActions"] == [result["outputs"]["alertsTopic"]["value"]]
+    cpu, storage = alarms["mlops-db-cpu"], alarms["mlops-db-storage"]
+    assert (cpu["metricName"], cpu["threshold"], cpu["evaluationPeriods"]) == (
+        "CPUUtilization",
+        80,
+        3,
+    )
+    assert storage["metricName"] == "FreeStorageSpace"
+    assert storage["comparisonOperator"] == "LessThanThreshold"
+    assert storage["threshold"] == 0.2 * 20 * 1024**3  # 20% of dev's 20 GB
+
+
+def test_gcp_the_platform_alerts_on_cloud_sql_cpu_and_disk(tmp_path):
+    from tests.infra.conftest import GCP_OVERRIDES, ROOT, run_stack
+
+    result = run_stack(tmp_path, ROOT / "Pulumi.dev.yaml", {**GCP_OVERRIDES, **PLATFORM_ALERTS})
+    assert result["error"] is None, result["error"]
+    policies = {p["name"]: p["inputs"] for p in of_type(result, POLICY)}
+    assert set(policies) == {"mlops-db-cpu", "mlops-db-storage"}
+    [db] = of_type(result, "gcp:sql/databaseInstance:DatabaseInstance")
+    for name, metric in (
+        ("mlops-db-cpu", "cpu/utilization"),
+        ("mlops-db-storage", "disk/utilization"),
+    ):
+        [condition] = policies[name]["conditions"]
+        threshold = condition["conditionThreshold"]
+        assert threshold["filter"] == (
+            f'resource.type = "cloudsql_database" AND resource.label.database_id = '
+            f'"mlops-test:{db["name"]}-mock" AND '
+            f'metric.type = "cloudsql.googleapis.com/database/{metric}"'
+        )
+        assert threshold["thresholdValue"] == 0.8
+        assert len(policies[name]["notificationChannels"]) == 1
+    apis = {a["inputs"]["service"] for a in of_type(result, "gcp:projects/service:Service")}
+    assert "monitoring.googleapis.com" in apis
+
+
+def test_the_platform_without_a_destination_has_no_alerts(declared, declared_gcp):
+    assert not declared.of_type(ALARM) and not declared.of_type("aws:sns/topic:Topic")
+    assert not declared_gcp.of_type(POLICY)
+    assert "alertsTopic" not in declared.outputs

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.aws.alerts import alert_topic
 from infra.mlflow_server import REGISTERED_MODEL
 from monitoring import metrics
 from services.deploy.aws.common import tags
@@ -102,13 +103,8 @@ class Alerts(pulumi.ComponentResource):
         super().__init__("mlops:services:aws:Alerts", f"{NAME}-alerts", None, opts)
         self.cfg = cfg
         mine = pulumi.ResourceOptions(parent=self)
-        self.topic = aws.sns.Topic(f"{NAME}-alerts", tags=tags(cfg.stack), opts=mine)
-        for protocol, endpoint in (("email", cfg.alertEmail), ("https", cfg.alertWebhook)):
-            if endpoint:
-                aws.sns.TopicSubscription(
-                    f"{NAME}-alerts-{'webhook' if protocol == 'https' else protocol}",
-                    topic=self.topic.arn, protocol=protocol, endpoint=endpoint, opts=mine,
-                )  # fmt: skip
+        self.topic = alert_topic(f"{NAME}-alerts", cfg.alertEmail, cfg.alertWebhook,
+                                 tags(cfg.stack), self)  # fmt: skip
         dims = metrics.dimensions(cfg.stack, REGISTERED_MODEL)  # the model the monitor watches
         for name, (metric, meaning) in MONITOR_ALARMS.items():
             self.alarm(name, meaning, metrics.NAMESPACE, metrics.METRICS[metric], dims, DAY,
@@ -223,7 +219,7 @@ class Alerts(pulumi.ComponentResource):
 
 def stack_alerts(cfg: ServicesConfig, watched: Watched) -> Alerts | None:
     """The stack's alerts, or None (said at `pulumi up`) without a place to send them."""
-    if not cfg.alerting:
+    if not cfg.alerts_on:
         pulumi.log.warn(
             "no alerts: set mlops-services:alertEmail (or alertWebhook) to be told when a job "
             "fails, the model API errs or slows, or the monitor decides degraded"

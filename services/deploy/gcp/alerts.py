@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.gcp.alerts import notification_channels
 from infra.mlflow_server import REGISTERED_MODEL
 from monitoring import metrics
 from services.deploy.components import NAME
@@ -86,18 +87,9 @@ class Alerts(pulumi.ComponentResource):
             )
             for metric in metrics.METRICS
         }
-        self.channels = []
-        if cfg.alertEmail:
-            self.channels.append(gcp.monitoring.NotificationChannel(
-                f"{NAME}-alerts-email", type="email", display_name=f"MLOps {cfg.stack} email",
-                labels={"email_address": cfg.alertEmail}, opts=mine,
-            ))  # fmt: skip
-        if cfg.alertWebhook:
-            self.channels.append(gcp.monitoring.NotificationChannel(
-                f"{NAME}-alerts-webhook", type="webhook_tokenauth",
-                display_name=f"MLOps {cfg.stack} webhook", labels={"url": cfg.alertWebhook},
-                opts=mine,
-            ))  # fmt: skip
+        self.channels = notification_channels(
+            f"{NAME}-alerts", cfg.stack, cfg.alertEmail, cfg.alertWebhook, self
+        )
         if self.channels:
             self.cfg = cfg
             for name, (metric, meaning) in MONITOR_ALERTS.items():
@@ -194,7 +186,7 @@ def aligned(aligner: str, reducer: str | None = None):
 
 
 def stack_alerts(cfg: ServicesConfig, watched: Watched) -> Alerts:
-    if not cfg.alerting:
+    if not cfg.alerts_on:
         pulumi.log.warn(
             "no alerts: set mlops-services:alertEmail (or alertWebhook) to be told when a job "
             "fails, the model API errs or slows, or the monitor decides degraded"

@@ -1,0 +1,86 @@
+"""Alerts on AWS: an SNS topic with a stack's alertEmail and alertWebhook subscribed (both
+projects make theirs with `alert_topic`), and the platform's own alarms on its database.
+
+    db-cpu       the database's CPU above 80% on average for 15 minutes
+    db-storage   the database's free storage below 20% of the size it started with (storage
+                 autoscaling grows it at 10% free, up to dbMaxAllocatedStorageGb: this says
+                 the data is growing into it)
+
+The topic is not encrypted with a KMS key: CloudWatch cannot publish to a topic under the AWS
+managed key (alias/aws/sns), and an alert says nothing secret.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.config import PlatformConfig
+
+FIVE_MINUTES = 300
+
+
+def alert_topic(
+    name: str, email: str | None, webhook: str | None, topic_tags: dict[str, str],
+    parent: pulumi.Resource,
+) -> aws.sns.Topic:  # fmt: skip
+    """`name`'s topic, with the email address and the https:// URL subscribed (each confirms
+    its subscription: the mail's link, the endpoint's answer)."""
+    mine = pulumi.ResourceOptions(parent=parent)
+    topic = aws.sns.Topic(name, tags=topic_tags, opts=mine)
+    for label, protocol, endpoint in (("email", "email", email), ("webhook", "https", webhook)):
+        if endpoint:
+            aws.sns.TopicSubscription(
+                f"{name}-{label}", topic=topic.arn, protocol=protocol, endpoint=endpoint, opts=mine
+            )
+    return topic
+
+
+class PlatformAlerts(pulumi.ComponentResource):
+    topic: aws.sns.Topic
+
+    def __init__(
+        self, name: str, cfg: PlatformConfig, db_identifier: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ):  # fmt: skip
+        super().__init__("mlops:aws:PlatformAlerts", f"{name}-alerts", None, opts)
+        topic_tags = {"Name": f"{name}-alerts", "project": "mlops-platform", "stack": cfg.stack}
+        self.topic = alert_topic(f"{name}-alerts", cfg.alertEmail, cfg.alertWebhook, topic_tags,
+                                 self)  # fmt: skip
+        dims = {"DBInstanceIdentifier": db_identifier}
+        low = 0.2 * cfg.dbAllocatedStorageGb * 1024**3  # bytes
+        for alarm, metric, operator, threshold, periods, meaning in (
+            ("db-cpu", "CPUUtilization", "GreaterThanThreshold", 80, 3,
+             "the database's CPU was above 80% for 15 minutes"),
+            ("db-storage", "FreeStorageSpace", "LessThanThreshold", low, 1,
+             f"the database's free storage fell below 20% of {cfg.dbAllocatedStorageGb} GB"),
+        ):  # fmt: skip
+            aws.cloudwatch.MetricAlarm(
+                f"{name}-{alarm}",
+                alarm_description=f"{cfg.stack}: {meaning}",
+                namespace="AWS/RDS",
+                metric_name=metric,
+                dimensions=dims,
+                statistic="Average" if metric == "CPUUtilization" else "Minimum",
+                period=FIVE_MINUTES,
+                evaluation_periods=periods,
+                comparison_operator=operator,
+                threshold=threshold,
+                treat_missing_data="missing",
+                alarm_actions=[self.topic.arn],
+                tags=topic_tags,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        self.register_outputs({"topic": self.topic.arn})
+
+
+def platform_alerts(
+    name: str, cfg: PlatformConfig, db_identifier: pulumi.Input[str]
+) -> PlatformAlerts | None:
+    if not (cfg.alertEmail or cfg.alertWebhook):
+        pulumi.log.warn(
+            "no alerts: set mlops-platform:alertEmail (or alertWebhook) to be told when the "
+            "database's CPU or storage runs high"
+        )
+        return None
+    return PlatformAlerts(name, cfg, db_identifier)
