@@ -219,6 +219,14 @@ class PlatformConfig(BaseModel):
     alertWebhook: str | None = None
     """Also or instead: an https:// URL (an SNS subscription the endpoint confirms; a webhook
     notification channel)."""
+    monthlyBudget: float | None = Field(default=None, gt=0, le=1_000_000)
+    """A monthly budget in USD for everything tagged (AWS) or in the project (GCP) of this stack,
+    alerting at 80% and 100% of it, actual and forecast (by alertEmail; on GCP also the
+    billing account's admins)."""
+    billingAccount: str | None = Field(
+        default=None, pattern=r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$"
+    )
+    """GCP: the billing account (XXXXXX-XXXXXX-XXXXXX) a monthlyBudget is made on."""
     adminUsername: str = Field(default="admin", pattern=r"^[a-z][a-z0-9_-]{2,31}$")
     domain: str | None = None
     """A DNS name of yours for the tracking server (e.g. mlflow.example.com): a Let's Encrypt
@@ -327,6 +335,13 @@ class PlatformConfig(BaseModel):
             raise ConfigError(
                 f"{NAMESPACE}:zone applies to gcp only; on aws the zones are looked up"
             )
+        if self.monthlyBudget and self.cloud == "gcp" and not self.billingAccount:
+            raise ConfigError(
+                f"{NAMESPACE}:billingAccount is required with monthlyBudget on gcp: the billing "
+                "account the budget is made on (XXXXXX-XXXXXX-XXXXXX)"
+            )
+        if self.billingAccount and self.cloud == "aws":
+            raise ConfigError(f"{NAMESPACE}:billingAccount applies to gcp only")
 
     @property
     def max_connections(self) -> int:

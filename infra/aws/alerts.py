@@ -6,6 +6,11 @@ projects make theirs with `alert_topic`), and the platform's own alarms on its d
                  autoscaling grows it at 10% free, up to dbMaxAllocatedStorageGb: this says
                  the data is growing into it)
 
+With monthlyBudget, an AWS Budgets cost budget on what carries this stack's `stack` tag (both
+projects tag everything with it), emailing alertEmail at 80% and 100%, actual and forecast. AWS
+counts a tag only once it is activated as a cost allocation tag (Billing, Cost allocation tags:
+`stack`), which it offers a day after the tag first appears in the bill.
+
 The topic is not encrypted with a KMS key: CloudWatch cannot publish to a topic under the AWS
 managed key (alias/aws/sns), and an alert says nothing secret.
 """
@@ -77,6 +82,9 @@ class PlatformAlerts(pulumi.ComponentResource):
 def platform_alerts(
     name: str, cfg: PlatformConfig, db_identifier: pulumi.Input[str]
 ) -> PlatformAlerts | None:
+    """The platform's alarms and its budget (with monthlyBudget); None without a place to send
+    alerts (said at `pulumi up`)."""
+    budget(name, cfg)
     if not (cfg.alertEmail or cfg.alertWebhook):
         pulumi.log.warn(
             "no alerts: set mlops-platform:alertEmail (or alertWebhook) to be told when the "
@@ -84,3 +92,34 @@ def platform_alerts(
         )
         return None
     return PlatformAlerts(name, cfg, db_identifier)
+
+
+def budget(name: str, cfg: PlatformConfig) -> aws.budgets.Budget | None:
+    """The stack's monthly budget (monthlyBudget), or None without one."""
+    if not cfg.monthlyBudget:
+        return None
+    if not cfg.alertEmail:
+        pulumi.log.warn(
+            "monthlyBudget without alertEmail: the budget is kept but tells no one; set "
+            "mlops-platform:alertEmail"
+        )
+    notify = [
+        aws.budgets.BudgetNotificationArgs(
+            comparison_operator="GREATER_THAN", threshold=percent, threshold_type="PERCENTAGE",
+            notification_type=kind, subscriber_email_addresses=[cfg.alertEmail],
+        )
+        for percent in (80, 100)
+        for kind in ("ACTUAL", "FORECASTED")
+    ] if cfg.alertEmail else []  # fmt: skip
+    return aws.budgets.Budget(
+        f"{name}-budget",
+        name=f"mlops-{cfg.stack}",
+        budget_type="COST",
+        limit_amount=f"{cfg.monthlyBudget:.2f}",
+        limit_unit="USD",
+        time_unit="MONTHLY",
+        cost_filters=[aws.budgets.BudgetCostFilterArgs(
+            name="TagKeyValue", values=[f"user:stack${cfg.stack}"]
+        )],
+        notifications=notify,
+    )  # fmt: skip

@@ -3,6 +3,10 @@ make theirs with `notification_channels`), and the platform's own alert policies
 
     db-cpu       the Cloud SQL instance's CPU above 80% for 15 minutes
     db-storage   its disk above 80% full (autoresize grows it, up to dbMaxAllocatedStorageGb)
+
+With monthlyBudget, a billing budget on billingAccount for this project's costs, at 80% and 100%,
+actual and forecast, to the notification channels and the billing account's admins (the deployer
+needs the billing account's costsManager role, and the Billing Budget API is turned on).
 """
 
 from __future__ import annotations
@@ -80,10 +84,45 @@ class PlatformAlerts(pulumi.ComponentResource):
 def platform_alerts(
     name: str, cfg: PlatformConfig, database: gcp.sql.DatabaseInstance
 ) -> PlatformAlerts | None:
-    if not (cfg.alertEmail or cfg.alertWebhook):
+    """The platform's alerts and its budget (with monthlyBudget); None without a place to send
+    alerts (said at `pulumi up`)."""
+    alerts = None
+    if cfg.alertEmail or cfg.alertWebhook:
+        alerts = PlatformAlerts(name, cfg, database)
+    else:
         pulumi.log.warn(
             "no alerts: set mlops-platform:alertEmail (or alertWebhook) to be told when the "
             "database's CPU or storage runs high"
         )
+    budget(name, cfg, alerts.channels if alerts else [])
+    return alerts
+
+
+def budget(
+    name: str, cfg: PlatformConfig, channels: list[gcp.monitoring.NotificationChannel]
+) -> gcp.billing.Budget | None:
+    """The project's monthly budget (monthlyBudget on billingAccount), or None without one."""
+    if not cfg.monthlyBudget:
         return None
-    return PlatformAlerts(name, cfg, database)
+    project = gcp.organizations.get_project_output()
+    return gcp.billing.Budget(
+        f"{name}-budget",
+        billing_account=cfg.billingAccount,
+        display_name=f"mlops-{cfg.stack}",
+        budget_filter=gcp.billing.BudgetBudgetFilterArgs(
+            projects=[project.number.apply(lambda n: f"projects/{n}")]
+        ),
+        amount=gcp.billing.BudgetAmountArgs(
+            specified_amount=gcp.billing.BudgetAmountSpecifiedAmountArgs(
+                currency_code="USD", units=str(round(cfg.monthlyBudget))
+            )
+        ),
+        threshold_rules=[
+            gcp.billing.BudgetThresholdRuleArgs(threshold_percent=share, spend_basis=basis)
+            for share in (0.8, 1.0)
+            for basis in ("CURRENT_SPEND", "FORECASTED_SPEND")
+        ],
+        all_updates_rule=gcp.billing.BudgetAllUpdatesRuleArgs(
+            monitoring_notification_channels=[c.id for c in channels]
+        ),
+    )

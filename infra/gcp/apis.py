@@ -36,9 +36,15 @@ MONITORING_API = "monitoring.googleapis.com"
 """With alertEmail or alertWebhook: the notification channels and alert policies."""
 
 
+BUDGET_API = "billingbudgets.googleapis.com"
+"""With monthlyBudget: the billing budget."""
+
+
 def platform_apis(cfg) -> tuple[str, ...]:
     apis = (*PLATFORM_APIS, DNS_API) if cfg.domain else PLATFORM_APIS
-    return (*apis, MONITORING_API) if cfg.alertEmail or cfg.alertWebhook else apis
+    if cfg.alertEmail or cfg.alertWebhook:
+        apis = (*apis, MONITORING_API)
+    return (*apis, BUDGET_API) if cfg.monthlyBudget else apis
 
 
 def enable_apis(apis: tuple[str, ...]) -> list[gcp.projects.Service]:

@@ -262,6 +262,8 @@ class Mocks(pulumi.runtime.Mocks):
                 "region": "europe-west1",
                 "id": "x",
             }
+        if args.token == "gcp:organizations/getProject:getProject":
+            return {"projectId": "mlops-test", "number": "123456789012", "id": "x"}
         if args.token == "gcp:compute/getImage:getImage":
             return {
                 "selfLink": "projects/ubuntu-os-cloud/global/images/ubuntu-2404-noble-amd64-mock",

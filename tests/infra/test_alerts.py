@@ -290,3 +290,46 @@ def test_the_platform_without_a_destination_has_no_alerts(declared, declared_gcp
     assert not declared.of_type(ALARM) and not declared.of_type("aws:sns/topic:Topic")
     assert not declared_gcp.of_type(POLICY)
     assert "alertsTopic" not in declared.outputs
+
+
+def test_aws_a_monthly_budget_on_the_stack_s_tag_emails_at_80_and_100_percent(tmp_path):
+    from tests.infra.conftest import ROOT, run_stack
+
+    result = run_stack(tmp_path, ROOT / "Pulumi.dev.yaml",
+                       {**PLATFORM_ALERTS, "mlops-platform:monthlyBudget": "150"})  # fmt: skip
+    assert result["error"] is None, result["error"]
+    [budget] = of_type(result, "aws:budgets/budget:Budget")
+    inputs = budget["inputs"]
+    assert (inputs["limitAmount"], inputs["limitUnit"], inputs["timeUnit"]) == (
+        "150.00",
+        "USD",
+        "MONTHLY",
+    )
+    assert inputs["costFilters"] == [{"name": "TagKeyValue", "values": ["user:stack$dev"]}]
+    rules = {(n["threshold"], n["notificationType"]) for n in inputs["notifications"]}
+    assert rules == {(80, "ACTUAL"), (80, "FORECASTED"), (100, "ACTUAL"), (100, "FORECASTED")}
+    assert all(n["subscriberEmailAddresses"] == ["dba@example.com"]
+               for n in inputs["notifications"])  # fmt: skip
+
+
+def test_gcp_a_monthly_budget_needs_its_billing_account_and_watches_the_project(tmp_path):
+    from tests.infra.conftest import GCP_OVERRIDES, ROOT, run_stack
+
+    overrides = {**GCP_OVERRIDES, **PLATFORM_ALERTS, "mlops-platform:monthlyBudget": "150"}
+    missing = run_stack(tmp_path, ROOT / "Pulumi.dev.yaml", overrides)
+    assert "mlops-platform:billingAccount is required with monthlyBudget" in missing["error"]
+    result = run_stack(tmp_path, ROOT / "Pulumi.dev.yaml",
+                       {**overrides, "mlops-platform:billingAccount": "01ABCD-23EF45-6789AB"})  # fmt: skip
+    assert result["error"] is None, result["error"]
+    [budget] = of_type(result, "gcp:billing/budget:Budget")
+    inputs = budget["inputs"]
+    assert inputs["billingAccount"] == "01ABCD-23EF45-6789AB"
+    assert inputs["budgetFilter"]["projects"] == ["projects/123456789012"]
+    assert inputs["amount"]["specifiedAmount"] == {"currencyCode": "USD", "units": "150"}
+    assert {(r["thresholdPercent"], r["spendBasis"]) for r in inputs["thresholdRules"]} == {
+        (0.8, "CURRENT_SPEND"), (0.8, "FORECASTED_SPEND"),
+        (1.0, "CURRENT_SPEND"), (1.0, "FORECASTED_SPEND"),
+    }  # fmt: skip
+    assert len(inputs["allUpdatesRule"]["monitoringNotificationChannels"]) == 1
+    apis = {a["inputs"]["service"] for a in of_type(result, "gcp:projects/service:Service")}
+    assert "billingbudgets.googleapis.com" in apis
