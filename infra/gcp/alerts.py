@@ -35,6 +35,30 @@ def notification_channels(
     return channels
 
 
+def alert_policy(
+    resource_name: str, stack: str, alert: str, meaning: str,
+    threshold: gcp.monitoring.AlertPolicyConditionConditionThresholdArgs,
+    channels: list[gcp.monitoring.NotificationChannel], opts: pulumi.ResourceOptions,
+    auto_close: str | None = None,
+) -> gcp.monitoring.AlertPolicy:  # fmt: skip
+    """One condition's policy, to the channels, saying what it means (both projects')."""
+    return gcp.monitoring.AlertPolicy(
+        resource_name,
+        display_name=f"MLOps {stack}: {alert}",
+        combiner="OR",
+        conditions=[gcp.monitoring.AlertPolicyConditionArgs(
+            display_name=alert, condition_threshold=threshold
+        )],
+        notification_channels=[c.id for c in channels],
+        documentation=gcp.monitoring.AlertPolicyDocumentationArgs(
+            content=f"{stack}: {meaning}", mime_type="text/markdown"
+        ),
+        alert_strategy=gcp.monitoring.AlertPolicyAlertStrategyArgs(auto_close=auto_close)
+        if auto_close else None,
+        opts=opts,
+    )  # fmt: skip
+
+
 class PlatformAlerts(pulumi.ComponentResource):
     def __init__(
         self, name: str, cfg: PlatformConfig, database: gcp.sql.DatabaseInstance,
@@ -65,19 +89,8 @@ class PlatformAlerts(pulumi.ComponentResource):
                     alignment_period="300s", per_series_aligner="ALIGN_MEAN"
                 )],
             )  # fmt: skip
-            gcp.monitoring.AlertPolicy(
-                f"{name}-{alert}",
-                display_name=f"MLOps {cfg.stack}: {alert}",
-                combiner="OR",
-                conditions=[gcp.monitoring.AlertPolicyConditionArgs(
-                    display_name=alert, condition_threshold=condition
-                )],
-                notification_channels=[c.id for c in self.channels],
-                documentation=gcp.monitoring.AlertPolicyDocumentationArgs(
-                    content=f"{cfg.stack}: {meaning}", mime_type="text/markdown"
-                ),
-                opts=pulumi.ResourceOptions(parent=self),
-            )  # fmt: skip
+            alert_policy(f"{name}-{alert}", cfg.stack, alert, meaning, condition, self.channels,
+                         pulumi.ResourceOptions(parent=self))  # fmt: skip
         self.register_outputs({})
 
 

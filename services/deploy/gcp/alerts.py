@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.gcp.alerts import notification_channels
+from infra.gcp.alerts import alert_policy, notification_channels
 from infra.mlflow_server import REGISTERED_MODEL
 from monitoring import metrics
 from services.deploy.components import NAME
@@ -159,23 +159,10 @@ class Alerts(pulumi.ComponentResource):
         threshold: gcp.monitoring.AlertPolicyConditionConditionThresholdArgs,
         auto_close: str | None = None,
     ) -> None:  # fmt: skip
-        cfg = self.cfg
-        gcp.monitoring.AlertPolicy(
-            f"{NAME}-{name}",
-            display_name=f"MLOps {cfg.stack}: {name}",
-            combiner="OR",
-            conditions=[gcp.monitoring.AlertPolicyConditionArgs(
-                display_name=name, condition_threshold=threshold
-            )],
-            notification_channels=[c.id for c in self.channels],
-            documentation=gcp.monitoring.AlertPolicyDocumentationArgs(
-                content=f"{cfg.stack}: {meaning}", mime_type="text/markdown"
-            ),
-            # The monitor writes one point a day: its incidents close themselves after a day.
-            alert_strategy=gcp.monitoring.AlertPolicyAlertStrategyArgs(auto_close=auto_close)
-            if auto_close else None,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.descriptors.values())),
-        )  # fmt: skip
+        # After the monitor's metrics' descriptors: a policy on an unknown metric is refused.
+        opts = pulumi.ResourceOptions(parent=self, depends_on=list(self.descriptors.values()))
+        alert_policy(f"{NAME}-{name}", self.cfg.stack, name, meaning, threshold, self.channels,
+                     opts, auto_close)  # fmt: skip
 
 
 def aligned(aligner: str, reducer: str | None = None):
