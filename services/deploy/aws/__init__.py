@@ -5,7 +5,8 @@
     model_api   the model API: Fargate service, Application Load Balancer, autoscaling
     scoring     the batch scoring job: AWS Batch array job on Fargate, monthly
     streaming   streaming predictions: Kinesis streams, a Lambda function, SQS dead letters
-    alerts      an SNS topic for alertEmail/alertWebhook and the CloudWatch alarms
+    alerts      an SNS topic for alertEmail/alertWebhook, CloudWatch alarms, EventBridge rules
+    dashboard   one CloudWatch dashboard per stack
     policies    the IAM policies and container environment, as plain functions
 
 Training and monitoring run as Fargate tasks on EventBridge Scheduler crons; on `degraded` the
@@ -19,6 +20,7 @@ import pulumi
 from infra import outputs as platform_out
 from services.deploy.aws.alerts import Watched, stack_alerts
 from services.deploy.aws.common import Platform
+from services.deploy.aws.dashboard import Charted, Dashboard
 from services.deploy.aws.images import Images
 from services.deploy.aws.model_api import ModelApiService
 from services.deploy.aws.policies import data_read_policy, monitoring_policy
@@ -41,6 +43,8 @@ def platform_of(cfg: ServicesConfig) -> Platform:
             **{user: ref.require(key) for user, key in password_secrets(cfg).items()}
         ),
         artifact_bucket=ref.require(platform_out.ARTIFACT_BUCKET),
+        tracking_instance=ref.require(platform_out.TRACKING_INSTANCE),
+        db_endpoint=ref.require(platform_out.DB_ENDPOINT),
     )
 
 
@@ -88,6 +92,13 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
     alerting = stack_alerts(cfg, watched)
     if alerting is not None:
         outputs["alertsTopic"] = alerting.topic.arn
+    dashboard = Dashboard(cfg.stack, Charted(
+        load_balancer=api.alb.arn_suffix, target_group=api.target_group.arn_suffix,
+        tracking_instance=platform.tracking_instance, db_endpoint=platform.db_endpoint,
+        failure_rules=[r.name for r in alerting.rules] if alerting else [],
+        function=watched.function, events_stream=streaming.events.name if streaming else None,
+    ))  # fmt: skip
+    outputs["dashboard"] = dashboard.dashboard.dashboard_name
     if streaming is not None:
         outputs |= {
             "rideEventsStream": streaming.events.name,

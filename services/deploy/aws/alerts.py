@@ -118,7 +118,7 @@ class Alerts(pulumi.ComponentResource):
             self.alarm("dead-letters", "the stream's dead-letter queue holds a bad record or a "
                        "batch Lambda gave up on", "AWS/SQS", "ApproximateNumberOfMessagesVisible",
                        {"QueueName": watched.dead_letters}, FIVE_MINUTES)  # fmt: skip
-        rules = [
+        self.rules = rules = [
             self.rule("tasks-failed", "a training or monitoring task failed",
                       pulumi.Output.all(watched.cluster, *watched.tasks).apply(
                           lambda a: failed_task_pattern(a[0], list(a[1:])))),

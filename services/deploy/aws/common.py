@@ -20,6 +20,10 @@ class Platform:
     password_secrets: pulumi.Output[dict[str, str]]
     """MLflow user -> the ARN of the secret holding its password."""
     artifact_bucket: pulumi.Output[str]
+    tracking_instance: pulumi.Output[str]
+    """The tracking VM's ARN."""
+    db_endpoint: pulumi.Output[str]
+    """The database's address:port."""
 
 
 def tags(stack: str) -> dict[str, str]:

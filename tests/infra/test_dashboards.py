@@ -1,0 +1,49 @@
+"""One dashboard per stack, under mocks: it charts the metrics the code and the clouds emit, by
+the names the alerts use (monitoring.metrics for the monitor's)."""
+
+from __future__ import annotations
+
+import json
+
+from monitoring import metrics
+from tests.infra.conftest import run_services
+from tests.infra.test_alerts import ALERTS, of_type
+
+
+def charted(body: dict) -> dict[str, list]:
+    return {w["properties"]["title"]: w["properties"]["metrics"] for w in body["widgets"]}
+
+
+def test_aws_the_dashboard_charts_the_api_monitor_server_database_jobs_and_stream(tmp_path):
+    result = run_services(tmp_path, "dev", ALERTS)
+    assert result["error"] is None, result["error"]
+    [dashboard] = of_type(result, "aws:cloudwatch/dashboard:Dashboard")
+    assert dashboard["inputs"]["dashboardName"] == "mlops-dev"
+    assert result["outputs"]["dashboard"]["value"] == "mlops-dev"
+    charts = charted(json.loads(dashboard["inputs"]["dashboardBody"]))
+    api = ["LoadBalancer", "app/mlops-api/0mock", "TargetGroup", "targetgroup/mlops-api/0mock"]
+    assert ["AWS/ApplicationELB", "RequestCount", *api] in charts[
+        "Model API: requests and 5xx (5 min)"
+    ]
+    monitor = charts["Monitor: drift share, realised RMSE, RMSE / validation"]
+    dims = ["Stack", "dev", "Model", "nyc-taxi-duration"]
+    assert monitor == [[metrics.NAMESPACE, metrics.METRICS[m], *dims]
+                       for m in ("drift_share", "realised_rmse", "rmse_ratio")]  # fmt: skip
+    assert charts["Tracking server: CPU %"] == [
+        ["AWS/EC2", "CPUUtilization", "InstanceId", "i-0mock"]
+    ]
+    assert charts["Database: connections"] == [
+        ["AWS/RDS", "DatabaseConnections", "DBInstanceIdentifier", "mlops-postgres-0mock"]
+    ]
+    assert charts["Jobs failed"] == [
+        ["AWS/Events", "MatchedEvents", "RuleName", "mlops-tasks-failed"],
+        ["AWS/Events", "MatchedEvents", "RuleName", "mlops-scoring-failed"],
+    ]
+    assert ["AWS/Lambda", "Errors", "FunctionName", "mlops-streaming"] in charts[
+        "Stream handler: records in, invocations, errors"
+    ]
+
+
+def test_aws_without_alerts_the_dashboard_has_no_failed_jobs_chart(services_aws):
+    [dashboard] = services_aws.of_type("aws:cloudwatch/dashboard:Dashboard")
+    assert "Jobs failed" not in charted(json.loads(dashboard["inputs"]["dashboardBody"]))
