@@ -47,3 +47,27 @@ def test_aws_the_dashboard_charts_the_api_monitor_server_database_jobs_and_strea
 def test_aws_without_alerts_the_dashboard_has_no_failed_jobs_chart(services_aws):
     [dashboard] = services_aws.of_type("aws:cloudwatch/dashboard:Dashboard")
     assert "Jobs failed" not in charted(json.loads(dashboard["inputs"]["dashboardBody"]))
+
+
+def test_gcp_the_dashboard_charts_the_api_jobs_monitor_server_and_stream(services_gcp):
+    [dashboard] = services_gcp.of_type("gcp:monitoring/dashboard:Dashboard")
+    body = json.loads(dashboard["inputs"]["dashboardJson"])
+    assert body["displayName"] == f"MLOps {services_gcp.stack}"
+    charts = {w["title"]: [d["timeSeriesQuery"]["timeSeriesFilter"]["filter"]
+                           for d in w["xyChart"]["dataSets"]]
+              for w in body["gridLayout"]["widgets"]}  # fmt: skip
+    [requests] = charts["Model API: requests/s by response class"]
+    assert 'resource.label.service_name = "mlops-model-api-mock"' in requests
+    [jobs] = charts["Jobs: executions by result"]
+    assert 'one_of("mlops-training-mock", "mlops-monitoring-mock", "mlops-scoring-mock")' in jobs
+    monitor = charts["Monitor: drift share, realised RMSE, RMSE / validation"]
+    assert [f.rsplit('metric.type = "', 1)[1].rstrip('"') for f in monitor] == [
+        metrics.PREFIX + m for m in ("drift_share", "realised_rmse", "rmse_ratio")
+    ]
+    assert all(f'metric.label.stack = "{services_gcp.stack}"' in f for f in monitor)
+    cpu, memory = charts["Tracking server: CPU, memory used"]
+    assert 'metadata.system_labels.name = "mlops-vm-0mock"' in cpu
+    assert "agent.googleapis.com/memory/percent_used" in memory
+    backlog, letters = charts["Stream: backlog, dead letters"]
+    assert '"mlops-ride-events-push-mock"' in backlog
+    assert '"mlops-ride-events-dead-letter-mock"' in letters

@@ -6,6 +6,7 @@
     jobs        training, monitoring and scoring: Cloud Run jobs on Cloud Scheduler crons
     streaming   streaming predictions: Pub/Sub topics, a push subscription, a Cloud Run service
     alerts      the monitor's metrics, notification channels, alert policies
+    dashboard   one Cloud Monitoring dashboard per stack
 
 The stack first turns on the APIs it uses (infra.gcp.apis); every resource waits for them.
 """
@@ -19,6 +20,7 @@ from infra.gcp.apis import SERVICES_APIS, STREAMING_API, enable_apis
 from services.deploy.config import ServicesConfig
 from services.deploy.gcp.alerts import Watched, stack_alerts
 from services.deploy.gcp.common import Platform, account_id
+from services.deploy.gcp.dashboard import Charted, Dashboard
 from services.deploy.gcp.identities import Identities
 from services.deploy.gcp.images import Images
 from services.deploy.gcp.jobs import MonitoringJob, ScoringJob, TrainingJob
@@ -39,6 +41,7 @@ def platform_of(cfg: ServicesConfig) -> Platform:
         ca_pem=ref.require(platform_out.TRACKING_CA_CERT),
         password_secrets={user: ref.require(key) for user, key in password_secrets(cfg).items()},
         artifact_bucket=ref.require(platform_out.ARTIFACT_BUCKET),
+        tracking_instance=ref.require(platform_out.TRACKING_INSTANCE),
         project=gcp_config.require("project"),
         region=gcp_config.require("region"),
     )
@@ -68,6 +71,13 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         "scoringShards": cfg.scoringShards,
     }
     streaming = StreamingService(cfg, platform, ids, refs["streaming"]) if cfg.streaming else None
+    Dashboard(cfg.stack, Charted(
+        api_service=api.service.name,
+        jobs=[training.job.name, monitoring.job.name, scoring.job.name],
+        tracking_instance=platform.tracking_instance,
+        push_subscription=streaming.push.name if streaming else None,
+        dead_letters=streaming.readers["ride-events-dead-letter"].name if streaming else None,
+    ))  # fmt: skip
     stack_alerts(cfg, Watched(
         api_service=api.service.name,
         jobs=[training.job.name, monitoring.job.name, scoring.job.name],

@@ -29,6 +29,8 @@ class Platform:
     password_secrets: dict[str, pulumi.Output[str]]
     """MLflow user -> the Secret Manager secret holding its password."""
     artifact_bucket: pulumi.Output[str]
+    tracking_instance: pulumi.Output[str]
+    """projects/P/zones/Z/instances/N: the tracking VM."""
     project: str
     region: str
 
