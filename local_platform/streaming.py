@@ -65,28 +65,9 @@ def stream_consumer_start(streams: Streams, log: Path, env: dict[str, str]) -> P
 
 
 def round_trip(streams: Streams, event: dict, timeout: float = 30.0) -> tuple[dict | None, float]:
-    """Put one ride event on the input stream and wait for its prediction on the output stream:
-    (the prediction or None, seconds from put to readable)."""
-    import json
-    import time
+    """Put one ride event on the local input stream and wait for its prediction on the output
+    stream: (the prediction or None, seconds from put to readable)."""
+    from streaming import kinesis
 
-    kinesis = aws_client("kinesis", streams.endpoint)
-    iterators = {
-        s["ShardId"]: kinesis.get_shard_iterator(
-            StreamName=streams.predictions, ShardId=s["ShardId"], ShardIteratorType="LATEST"
-        )["ShardIterator"]
-        for s in kinesis.list_shards(StreamName=streams.predictions)["Shards"]
-    }
-    started = time.perf_counter()
-    kinesis.put_record(StreamName=streams.events, Data=json.dumps(event).encode(),
-                       PartitionKey=str(event.get("ride_id")))  # fmt: skip
-    while time.perf_counter() - started < timeout:
-        for shard, iterator in iterators.items():
-            answer = kinesis.get_records(ShardIterator=iterator, Limit=1000)
-            iterators[shard] = answer["NextShardIterator"]
-            for record in answer["Records"]:
-                prediction = json.loads(record["Data"])
-                if prediction.get("ride_id") == event.get("ride_id"):
-                    return prediction, time.perf_counter() - started
-        time.sleep(0.01)
-    return None, time.perf_counter() - started
+    client = aws_client("kinesis", streams.endpoint)
+    return kinesis.round_trip(client, streams.events, streams.predictions, event, timeout)

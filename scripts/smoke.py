@@ -120,26 +120,17 @@ def kinesis_round_trip(stream: dict, event: dict, wait: float) -> dict:
     """Put `event` on the input stream; its prediction from the output stream (from now on)."""
     import boto3
 
+    from streaming import kinesis
+
     client = boto3.client("kinesis", endpoint_url=stream["endpoint"])
-    name = stream["predictions"]
-    iterators = [
-        client.get_shard_iterator(StreamName=name, ShardId=shard["ShardId"],
-                                  ShardIteratorType="LATEST")["ShardIterator"]
-        for shard in client.list_shards(StreamName=name)["Shards"]
-    ]  # fmt: skip
-    client.put_record(StreamName=stream["events"], Data=json.dumps(event).encode(),
-                      PartitionKey=event["ride_id"])  # fmt: skip
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        for i, iterator in enumerate(iterators):
-            answer = client.get_records(ShardIterator=iterator, Limit=1000)
-            iterators[i] = answer["NextShardIterator"]
-            for record in answer["Records"]:
-                prediction = json.loads(record["Data"])
-                if prediction.get("ride_id") == event["ride_id"]:
-                    return prediction
-        time.sleep(0.5)
-    raise SmokeFailure(f"no prediction for {event['ride_id']} on {name} within {wait:.0f}s")
+    prediction, _ = kinesis.round_trip(
+        client, stream["events"], stream["predictions"], event, wait, poll_seconds=0.5
+    )
+    if prediction is None:
+        raise SmokeFailure(
+            f"no prediction for {event['ride_id']} on {stream['predictions']} within {wait:.0f}s"
+        )
+    return prediction
 
 
 def pubsub_round_trip(stream: dict, event: dict, wait: float) -> dict:

@@ -75,3 +75,31 @@ class SqsDeadLetter:
                 log.warning("dead letter %s not sent: %s", letter.get("id"), exc)
                 failed.append(i)
         return failed
+
+
+def round_trip(
+    client, events: str, predictions: str, event: dict[str, Any], timeout: float,
+    poll_seconds: float = 0.01,
+) -> tuple[dict[str, Any] | None, float]:  # fmt: skip
+    """Put one ride event on the input stream and wait for its prediction on the output stream
+    (read from now on): the prediction, or None after `timeout`; and the seconds from the put."""
+    import time
+
+    iterators = [
+        client.get_shard_iterator(StreamName=predictions, ShardId=shard["ShardId"],
+                                  ShardIteratorType="LATEST")["ShardIterator"]
+        for shard in client.list_shards(StreamName=predictions)["Shards"]
+    ]  # fmt: skip
+    started = time.perf_counter()
+    client.put_record(StreamName=events, Data=json.dumps(event).encode(),
+                      PartitionKey=str(event.get("ride_id")))  # fmt: skip
+    while time.perf_counter() - started < timeout:
+        for i, iterator in enumerate(iterators):
+            answer = client.get_records(ShardIterator=iterator, Limit=1000)
+            iterators[i] = answer["NextShardIterator"]
+            for record in answer["Records"]:
+                prediction = json.loads(record["Data"])
+                if prediction.get("ride_id") == event.get("ride_id"):
+                    return prediction, time.perf_counter() - started
+        time.sleep(poll_seconds)
+    return None, time.perf_counter() - started

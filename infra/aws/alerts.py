@@ -41,6 +41,31 @@ def alert_topic(
     return topic
 
 
+def metric_alarm(
+    resource_name: str, description: str, namespace: str, metric: str, dims: dict,
+    period: int, topic: aws.sns.Topic, alarm_tags: dict[str, str], parent: pulumi.Resource,
+    statistic: str = "Maximum", operator: str = "GreaterThanOrEqualToThreshold",
+    threshold: float = 1, periods: int = 1, treat_missing_data: str = "notBreaching",
+) -> aws.cloudwatch.MetricAlarm:  # fmt: skip
+    """One metric's alarm, to the topic (both projects' alarms on a single metric)."""
+    return aws.cloudwatch.MetricAlarm(
+        resource_name,
+        alarm_description=description,
+        namespace=namespace,
+        metric_name=metric,
+        dimensions=dims,
+        statistic=statistic,
+        period=period,
+        evaluation_periods=periods,
+        comparison_operator=operator,
+        threshold=threshold,
+        treat_missing_data=treat_missing_data,
+        alarm_actions=[topic.arn],
+        tags=alarm_tags,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
 class PlatformAlerts(pulumi.ComponentResource):
     topic: aws.sns.Topic
 
@@ -60,22 +85,12 @@ class PlatformAlerts(pulumi.ComponentResource):
             ("db-storage", "FreeStorageSpace", "LessThanThreshold", low, 1,
              f"the database's free storage fell below 20% of {cfg.dbAllocatedStorageGb} GB"),
         ):  # fmt: skip
-            aws.cloudwatch.MetricAlarm(
-                f"{name}-{alarm}",
-                alarm_description=f"{cfg.stack}: {meaning}",
-                namespace="AWS/RDS",
-                metric_name=metric,
-                dimensions=dims,
+            metric_alarm(
+                f"{name}-{alarm}", f"{cfg.stack}: {meaning}", "AWS/RDS", metric, dims,
+                FIVE_MINUTES, self.topic, topic_tags, self, operator=operator,
+                threshold=threshold, periods=periods, treat_missing_data="missing",
                 statistic="Average" if metric == "CPUUtilization" else "Minimum",
-                period=FIVE_MINUTES,
-                evaluation_periods=periods,
-                comparison_operator=operator,
-                threshold=threshold,
-                treat_missing_data="missing",
-                alarm_actions=[self.topic.arn],
-                tags=topic_tags,
-                opts=pulumi.ResourceOptions(parent=self),
-            )
+            )  # fmt: skip
         self.register_outputs({"topic": self.topic.arn})
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from infra.aws.alerts import alert_topic
+from infra.aws.alerts import alert_topic, metric_alarm
 from infra.mlflow_server import REGISTERED_MODEL
 from monitoring import metrics
 from services.deploy.aws.common import tags
@@ -137,25 +137,13 @@ class Alerts(pulumi.ComponentResource):
 
     def alarm(
         self, name: str, meaning: str, namespace: str, metric: str, dims: dict, period: int,
-        statistic: str = "Maximum", threshold: float = 1,
-        treat_missing_data: str = "notBreaching",
+        statistic: str = "Maximum", treat_missing_data: str = "notBreaching",
     ) -> aws.cloudwatch.MetricAlarm:  # fmt: skip
-        return aws.cloudwatch.MetricAlarm(
-            f"{NAME}-{name}",
-            alarm_description=f"{self.cfg.stack}: {meaning}",
-            namespace=namespace,
-            metric_name=metric,
-            dimensions=dims,
-            statistic=statistic,
-            period=period,
-            evaluation_periods=1,
-            comparison_operator="GreaterThanOrEqualToThreshold",
-            threshold=threshold,
+        return metric_alarm(
+            f"{NAME}-{name}", f"{self.cfg.stack}: {meaning}", namespace, metric, dims, period,
+            self.topic, tags(self.cfg.stack), self, statistic=statistic,
             treat_missing_data=treat_missing_data,
-            alarm_actions=[self.topic.arn],
-            tags=tags(self.cfg.stack),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        )  # fmt: skip
 
     def api(self, watched: Watched) -> None:
         """The model API's 5xx share (its tasks' and the load balancer's own) and p95 latency."""
