@@ -1,5 +1,7 @@
 """Alerts on AWS: an SNS topic with a stack's alertEmail and alertWebhook subscribed (both
-projects make theirs with `alert_topic`), and the platform's own alarms on its database.
+projects make theirs with `alert_topic`), and the platform's own alarms on its database and, by
+the outside probe (infra.aws.probe, to the same topic), on the tracking server's health and
+certificate.
 
     db-cpu       the database's CPU above 80% on average for 15 minutes
     db-storage   the database's free storage below 20% of the size it started with (storage
@@ -46,8 +48,10 @@ def metric_alarm(
     period: int, topic: aws.sns.Topic, alarm_tags: dict[str, str], parent: pulumi.Resource,
     statistic: str = "Maximum", operator: str = "GreaterThanOrEqualToThreshold",
     threshold: float = 1, periods: int = 1, treat_missing_data: str = "notBreaching",
+    datapoints: int | None = None,
 ) -> aws.cloudwatch.MetricAlarm:  # fmt: skip
-    """One metric's alarm, to the topic (both projects' alarms on a single metric)."""
+    """One metric's alarm, to the topic (both projects' alarms on a single metric): breaching in
+    `datapoints` (all, unless given) of the last `periods` periods."""
     return aws.cloudwatch.MetricAlarm(
         resource_name,
         alarm_description=description,
@@ -57,6 +61,7 @@ def metric_alarm(
         statistic=statistic,
         period=period,
         evaluation_periods=periods,
+        datapoints_to_alarm=datapoints,
         comparison_operator=operator,
         threshold=threshold,
         treat_missing_data=treat_missing_data,
@@ -103,7 +108,7 @@ def platform_alerts(
     if not (cfg.alertEmail or cfg.alertWebhook):
         pulumi.log.warn(
             "no alerts: set mlops-platform:alertEmail (or alertWebhook) to be told when the "
-            "database's CPU or storage runs high"
+            "database's CPU or storage runs high, or the tracking server is down"
         )
         return None
     return PlatformAlerts(name, cfg, db_identifier)

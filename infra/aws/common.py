@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import pulumi
+
+LAMBDA_VPC = [
+    "ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+]  # fmt: skip
+"""AWSLambdaVPCAccessExecutionRole's EC2 actions: Lambda makes a function's network interfaces
+with its role. They take no resource narrower than *."""
 
 
 def tags(cfg_stack: str, name: str) -> dict[str, str]:
@@ -11,3 +21,15 @@ def tags(cfg_stack: str, name: str) -> dict[str, str]:
 
 def child(parent: pulumi.Resource, **kwargs) -> pulumi.ResourceOptions:
     return pulumi.ResourceOptions(parent=parent, **kwargs)
+
+
+def assume(service: str) -> str:
+    """A role's trust policy: `service` may assume it."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+            ],
+        }
+    )

@@ -9,6 +9,7 @@ from infra.aws.alerts import platform_alerts
 from infra.aws.bucket import ArtifactBucket
 from infra.aws.database import Database
 from infra.aws.network import Network
+from infra.aws.probe import TrackingProbe
 from infra.aws.tracking_server import TrackingServer
 from infra.config import PlatformConfig
 from infra.outputs import tracking_endpoints
@@ -35,10 +36,17 @@ def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dic
         vpc_id=network.vpc_id,
         admin_password=admin_password,
     )
+    endpoints = tracking_endpoints(cfg, server.public_ip, server.private_ip, server.ca_cert_pem)
     alerts = platform_alerts(name, cfg, database.identifier)
+    if alerts:
+        TrackingProbe(
+            name, cfg, endpoints[out.TRACKING_PRIVATE_URI], endpoints[out.TRACKING_CA_CERT],
+            network.private_subnet_ids, network.client_sg_id, alerts.topic,
+            opts=pulumi.ResourceOptions(parent=alerts),
+        )  # fmt: skip
     return {
         **({out.ALERTS_TOPIC: alerts.topic.arn} if alerts else {}),
-        **tracking_endpoints(cfg, server.public_ip, server.private_ip, server.ca_cert_pem),
+        **endpoints,
         out.TRACKING_INSTANCE: server.instance_ref,
         out.TRACKING_CERT_EXPIRY: server.cert_expiry,
         out.STATIC_IP: server.public_ip,

@@ -10,7 +10,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
-from infra.aws.common import child, tags
+from infra.aws.common import assume, child, tags
 from infra.aws.database import rds_ca_bundle_url
 from infra.config import PlatformConfig
 from infra.mlflow_server import IDENTITIES, ServerSettings
@@ -214,18 +214,7 @@ class TrackingServer(pulumi.ComponentResource):
 
         role = aws.iam.Role(
             f"{name}-role",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "ec2.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
+            assume_role_policy=assume("ec2.amazonaws.com"),
             tags=tags(cfg.stack, f"{name}-role"),
             opts=child(self),
         )

@@ -1,5 +1,7 @@
 """Alerts on GCP: notification channels for a stack's alertEmail and alertWebhook (both projects
-make theirs with `notification_channels`), and the platform's own alert policies on its database.
+make theirs with `notification_channels`), and the platform's own alert policies on its database
+and, by a private uptime check (infra.gcp.probe, to the same channels), on the tracking server's
+health and certificate.
 
     db-cpu       the Cloud SQL instance's CPU above 80% for 15 minutes
     db-storage   its disk above 80% full (autoresize grows it, up to dbMaxAllocatedStorageGb)
@@ -105,7 +107,7 @@ def platform_alerts(
     else:
         pulumi.log.warn(
             "no alerts: set mlops-platform:alertEmail (or alertWebhook) to be told when the "
-            "database's CPU or storage runs high"
+            "database's CPU or storage runs high, or the tracking server is down"
         )
     budget(name, cfg, alerts.channels if alerts else [])
     return alerts

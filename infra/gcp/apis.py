@@ -34,6 +34,8 @@ SERVICE_TYPE = "gcp:projects/service:Service"
 
 MONITORING_API = "monitoring.googleapis.com"
 """With alertEmail or alertWebhook: the notification channels and alert policies."""
+SERVICE_DIRECTORY_API = "servicedirectory.googleapis.com"
+"""With alerts: where the private uptime check finds the tracking server (infra.gcp.probe)."""
 
 
 BUDGET_API = "billingbudgets.googleapis.com"
@@ -43,7 +45,7 @@ BUDGET_API = "billingbudgets.googleapis.com"
 def platform_apis(cfg) -> tuple[str, ...]:
     apis = (*PLATFORM_APIS, DNS_API) if cfg.domain else PLATFORM_APIS
     if cfg.alertEmail or cfg.alertWebhook:
-        apis = (*apis, MONITORING_API)
+        apis = (*apis, MONITORING_API, SERVICE_DIRECTORY_API)
     return (*apis, BUDGET_API) if cfg.monthlyBudget else apis
 
 

@@ -11,6 +11,7 @@ from infra.gcp.apis import enable_apis, platform_apis
 from infra.gcp.bucket import ArtifactBucket
 from infra.gcp.database import Database
 from infra.gcp.network import Network
+from infra.gcp.probe import TrackingProbe
 from infra.gcp.tracking_server import TrackingServer
 from infra.outputs import tracking_endpoints
 
@@ -35,7 +36,10 @@ def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dic
         admin_password=admin_password,
         apis=apis,
     )
-    platform_alerts(name, cfg, database.instance)
+    alerts = platform_alerts(name, cfg, database.instance)
+    if alerts:
+        TrackingProbe(name, cfg, server.private_ip, network.network_id, alerts.channels,
+                      pulumi.ResourceOptions(parent=alerts))  # fmt: skip
     return {
         **tracking_endpoints(cfg, server.public_ip, server.private_ip, server.ca_cert_pem),
         out.TRACKING_INSTANCE: server.instance_ref,

@@ -90,6 +90,16 @@ def find_ami(args: dict) -> dict:
 
 
 PUBSUB_AGENT = "service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"
+MONITORING_AGENT = "service-123456789012@gcp-sa-monitoring-notification.iam.gserviceaccount.com"
+AGENTS = {"pubsub.googleapis.com": PUBSUB_AGENT, "monitoring.googleapis.com": MONITORING_AGENT}
+
+
+def agent(service: str | None) -> str:
+    """A Google service agent's address, as ServiceIdentity gives it."""
+    short = (service or "none").split(".")[0]
+    return AGENTS.get(service, f"service-123456789012@gcp-sa-{short}.iam.gserviceaccount.com")
+
+
 # Resources whose id is their path, projects/P/<kind>/<name>, as the provider gives it.
 PATH_IDS = {
     "gcp:pubsub/topic:Topic": "topics",
@@ -161,8 +171,12 @@ def computed(typ: str, name: str, inputs: dict) -> dict:
         "gcp:pubsub/topic:Topic": {"name": f"{name}-mock"},
         "gcp:pubsub/subscription:Subscription": {"name": f"{name}-mock"},
         "gcp:projects/serviceIdentity:ServiceIdentity": {
-            "email": PUBSUB_AGENT,
-            "member": f"serviceAccount:{PUBSUB_AGENT}",
+            "email": agent(inputs.get("service")),
+            "member": f"serviceAccount:{agent(inputs.get('service'))}",
+        },
+        "gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig": {
+            "uptimeCheckId": f"{name}-0mock",
+            "name": f"projects/mlops-test/uptimeCheckConfigs/{name}-0mock",
         },
         "gcp:storage/bucket:Bucket": {"name": f"{name}-mock"},
         "gcp:compute/globalAddress:GlobalAddress": {"name": f"{name}-mock"},
@@ -227,9 +241,12 @@ class Mocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = {**args.inputs, **computed(args.typ, args.name, args.inputs)}
-        self.resources.append({"type": args.typ, "name": args.name, "inputs": args.inputs})
         kind = PATH_IDS.get(args.typ)
-        return (f"projects/mlops-test/{kind}/{state['name']}" if kind else f"{args.name}-id"), state
+        rid = f"projects/mlops-test/{kind}/{state['name']}" if kind else f"{args.name}-id"
+        # What the engine would hold: the outputs other resources read, and the id.
+        self.resources.append({"type": args.typ, "name": args.name, "inputs": args.inputs,
+                               "state": {**state, "id": rid}})  # fmt: skip
+        return rid, state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         self.calls.append({"token": args.token, "args": args.args})

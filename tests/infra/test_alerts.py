@@ -5,8 +5,12 @@ gives)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from infra.aws import probe
+from infra.aws.common import LAMBDA_VPC
 from infra.mlflow_server import REGISTERED_MODEL
 from monitoring import metrics
 from services.deploy.aws.alerts import MONITOR_ALARMS
@@ -37,6 +41,13 @@ def gcp_alerting(tmp_path_factory):
 
 def of_type(result: dict, typ: str) -> list[dict]:
     return [r for r in result["resources"] if r["type"] == typ]
+
+
+def depends_on(resource: dict, other: dict) -> bool:
+    """Whether the engine gets `other` among `resource`'s dependencies (by type and name: the
+    URNs the SDK sends name the nearest component only)."""
+    me = f"{other['type']}::{other['name']}"
+    return any(urn.endswith(me) for urn in resource["options"]["dependencies"])
 
 
 def monitor_command(result: dict) -> list[str]:
@@ -236,15 +247,24 @@ def test_gcp_the_api_jobs_and_dead_letters_alert_on_cloud_run_s_and_pub_sub_s_me
 PLATFORM_ALERTS = {"mlops-platform:alertEmail": "dba@example.com"}
 
 
-def test_aws_the_platform_alarms_on_the_database_s_cpu_and_storage(tmp_path):
+@pytest.fixture(scope="module")
+def aws_platform_alerting(tmp_path_factory):
     from tests.infra.conftest import ROOT, run_stack
 
-    result = run_stack(tmp_path, ROOT / "Pulumi.dev.yaml", PLATFORM_ALERTS)
+    result = run_stack(tmp_path_factory.mktemp("platform-alerts-aws"), ROOT / "Pulumi.dev.yaml",
+                       PLATFORM_ALERTS)  # fmt: skip
     assert result["error"] is None, result["error"]
+    return result
+
+
+def test_aws_the_platform_alarms_on_the_database_s_cpu_and_storage(aws_platform_alerting):
+    result = aws_platform_alerting
     [sub] = of_type(result, "aws:sns/topicSubscription:TopicSubscription")
     assert (sub["inputs"]["protocol"], sub["inputs"]["endpoint"]) == ("email", "dba@example.com")
     alarms = {a["name"]: a["inputs"] for a in of_type(result, ALARM)}
-    assert set(alarms) == {"mlops-db-cpu", "mlops-db-storage"}
+    assert set(alarms) == {"mlops-db-cpu", "mlops-db-storage", "mlops-tracking-health",
+                           "mlops-tracking-certificate"}  # fmt: skip
+    alarms = {name: alarms[name] for name in ("mlops-db-cpu", "mlops-db-storage")}
     [db] = of_type(result, "aws:rds/instance:Instance")
     for alarm in alarms.values():
         assert alarm["namespace"] == "AWS/RDS"
@@ -261,13 +281,80 @@ def test_aws_the_platform_alarms_on_the_database_s_cpu_and_storage(tmp_path):
     assert storage["threshold"] == 0.2 * 20 * 1024**3  # 20% of dev's 20 GB
 
 
-def test_gcp_the_platform_alerts_on_cloud_sql_cpu_and_disk(tmp_path):
+def test_aws_a_probe_outside_the_vm_checks_health_and_the_certificate_every_minute(
+    aws_platform_alerting,
+):
+    result, outputs = aws_platform_alerting, aws_platform_alerting["outputs"]
+    [function] = of_type(result, "aws:lambda/function:Function")
+    inputs = function["inputs"]
+    assert (inputs["runtime"], inputs["handler"]) == (probe.RUNTIME, "tracking_probe.handler")
+    assert inputs["environment"]["variables"] == {
+        "TRACKING_PROBE_URI": outputs["trackingPrivateUri"]["value"],
+        "TRACKING_PROBE_CA": outputs["trackingCaCert"]["value"],
+        "TRACKING_PROBE_STACK": "dev",
+    }
+    assert inputs["vpcConfig"]["subnetIds"] == outputs["privateSubnetIds"]["value"]
+    assert inputs["vpcConfig"]["securityGroupIds"] == [outputs["clientSecurityGroupId"]["value"]]
+    # Lambda makes the function's network interfaces with its role: the grant comes first.
+    [grant] = [p for p in of_type(result, "aws:iam/rolePolicy:RolePolicy")
+               if p["name"] == "mlops-tracking-probe"]  # fmt: skip
+    assert depends_on(function, grant)
+    statements = json.loads(grant["inputs"]["policy"])["Statement"]
+    assert [s["Action"] for s in statements if s["Resource"] == "*"] == [LAMBDA_VPC]
+    [rule] = of_type(result, "aws:cloudwatch/eventRule:EventRule")
+    assert rule["inputs"]["scheduleExpression"] == "rate(1 minute)"
+    [target] = of_type(result, "aws:cloudwatch/eventTarget:EventTarget")
+    [permission] = of_type(result, "aws:lambda/permission:Permission")
+    assert target["inputs"]["arn"] == function["state"]["arn"]
+    assert permission["inputs"]["sourceArn"] == rule["state"]["arn"]
+    assert permission["inputs"]["principal"] == "events.amazonaws.com"
+    assert depends_on(target, permission)
+
+    [logs] = [g for g in of_type(result, "aws:cloudwatch/logGroup:LogGroup")
+              if g["name"] == "mlops-tracking-probe"]  # fmt: skip
+    assert inputs["loggingConfig"]["logGroup"] == logs["state"]["name"]
+    filters = {f["inputs"]["metricTransformation"]["name"]: f["inputs"]
+               for f in of_type(result, "aws:cloudwatch/logMetricFilter:LogMetricFilter")}  # fmt: skip
+    assert set(filters) == {probe.HEALTHY, probe.DAYS_LEFT}
+    for metric, flt in filters.items():
+        assert flt["logGroupName"] == logs["state"]["name"]
+        assert flt["metricTransformation"]["namespace"] == probe.NAMESPACE
+        assert flt["metricTransformation"]["dimensions"] == {"Stack": "$.stack"}
+        assert flt["metricTransformation"]["value"] == probe.FILTERS[metric][1]
+
+    alarms = {a["name"]: a["inputs"] for a in of_type(result, ALARM)}
+    health, certificate = alarms["mlops-tracking-health"], alarms["mlops-tracking-certificate"]
+    for alarm, metric in ((health, probe.HEALTHY), (certificate, probe.DAYS_LEFT)):
+        assert (alarm["namespace"], alarm["metricName"]) == (probe.NAMESPACE, metric)
+        assert alarm["dimensions"] == {"Stack": "dev"}  # what "$.stack" reads in the line
+        assert alarm["alarmActions"] == [outputs["alertsTopic"]["value"]]
+        assert alarm["statistic"] == "Minimum"
+        assert alarm["comparisonOperator"] == "LessThanThreshold"
+    # Failing (or not running: missing) in 2 of the last 3 minutes.
+    assert (health["period"], health["evaluationPeriods"], health["datapointsToAlarm"]) == (
+        60,
+        3,
+        2,
+    )
+    assert (health["threshold"], health["treatMissingData"]) == (1, "breaching")
+    assert certificate["threshold"] == 21
+
+
+@pytest.fixture(scope="module")
+def gcp_platform_alerting(tmp_path_factory):
     from tests.infra.conftest import GCP_OVERRIDES, ROOT, run_stack
 
-    result = run_stack(tmp_path, ROOT / "Pulumi.dev.yaml", {**GCP_OVERRIDES, **PLATFORM_ALERTS})
+    result = run_stack(tmp_path_factory.mktemp("platform-alerts-gcp"), ROOT / "Pulumi.dev.yaml",
+                       {**GCP_OVERRIDES, **PLATFORM_ALERTS})  # fmt: skip
     assert result["error"] is None, result["error"]
+    return result
+
+
+def test_gcp_the_platform_alerts_on_cloud_sql_cpu_and_disk(gcp_platform_alerting):
+    result = gcp_platform_alerting
     policies = {p["name"]: p["inputs"] for p in of_type(result, POLICY)}
-    assert set(policies) == {"mlops-db-cpu", "mlops-db-storage"}
+    assert set(policies) == {"mlops-db-cpu", "mlops-db-storage", "mlops-tracking-health",
+                             "mlops-tracking-certificate"}  # fmt: skip
     [db] = of_type(result, "gcp:sql/databaseInstance:DatabaseInstance")
     for name, metric in (
         ("mlops-db-cpu", "cpu/utilization"),
@@ -284,6 +371,71 @@ def test_gcp_the_platform_alerts_on_cloud_sql_cpu_and_disk(tmp_path):
         assert len(policies[name]["notificationChannels"]) == 1
     apis = {a["inputs"]["service"] for a in of_type(result, "gcp:projects/service:Service")}
     assert "monitoring.googleapis.com" in apis
+
+
+def test_gcp_a_private_uptime_check_reaches_the_vm_s_health_every_minute(gcp_platform_alerting):
+    from tests.infra.harness import MONITORING_AGENT
+
+    result = gcp_platform_alerting
+    [vm] = of_type(result, "gcp:compute/instance:Instance")
+    [namespace] = of_type(result, "gcp:servicedirectory/namespace:Namespace")
+    [service] = of_type(result, "gcp:servicedirectory/service:Service")
+    [endpoint] = of_type(result, "gcp:servicedirectory/endpoint:Endpoint")
+    [vpc] = of_type(result, "gcp:compute/network:Network")
+    assert namespace["inputs"]["location"] == "europe-west1"
+    assert service["inputs"]["namespace"] == namespace["state"]["id"]
+    assert endpoint["inputs"]["service"] == service["state"]["id"]
+    # The address the workloads use, the MLflow port, the network by project number and name.
+    [address] = [a for a in of_type(result, "gcp:compute/address:Address")
+                 if a["inputs"].get("addressType") == "INTERNAL"]  # fmt: skip
+    assert endpoint["inputs"]["address"] == address["state"]["address"]
+    assert endpoint["inputs"]["port"] == 5000
+    assert endpoint["inputs"]["network"] == (
+        f"projects/123456789012/locations/global/networks/{vpc['state']['id'].split('/')[-1]}"
+    )
+    [rule] = [f for f in of_type(result, "gcp:compute/firewall:Firewall")
+              if f["name"] == "mlops-tracking-probe"]  # fmt: skip
+    assert rule["inputs"]["sourceRanges"] == ["35.199.192.0/19"]
+    assert rule["inputs"]["allows"] == [{"protocol": "tcp", "ports": ["5000"]}]
+    assert rule["inputs"]["targetTags"] == vm["inputs"]["tags"]
+    grants = of_type(result, "gcp:servicedirectory/namespaceIamMember:NamespaceIamMember")
+    assert {(g["inputs"]["role"], g["inputs"]["member"], g["inputs"]["name"]) for g in grants} == {
+        (role, f"serviceAccount:{MONITORING_AGENT}", namespace["state"]["id"])
+        for role in ("roles/servicedirectory.viewer", "roles/servicedirectory.pscAuthorizedService")
+    }
+    [check] = of_type(result, "gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig")
+    inputs = check["inputs"]
+    assert (inputs["checkerType"], inputs["period"]) == ("VPC_CHECKERS", "60s")
+    assert inputs["monitoredResource"] == {
+        "type": "servicedirectory_service",
+        "labels": {"project_id": "mlops-test", "location": "europe-west1",
+                   "namespace_name": namespace["inputs"]["namespaceId"],
+                   "service_name": "tracking"},
+    }  # fmt: skip
+    assert inputs["httpCheck"] == {"path": "/health", "port": 5000, "useSsl": True,
+                                   "validateSsl": False}  # fmt: skip
+    # The check starts at once: the endpoint, the firewall rule and the grants come first.
+    for needed in (endpoint, rule, *grants):
+        assert depends_on(check, needed)
+    policies = {p["name"]: p["inputs"] for p in of_type(result, POLICY)}
+    check_id = check["state"]["uptimeCheckId"]
+    [health] = policies["mlops-tracking-health"]["conditions"]
+    threshold = health["conditionThreshold"]
+    assert threshold["filter"] == (
+        'metric.type = "monitoring.googleapis.com/uptime_check/check_passed" AND '
+        f'metric.label.check_id = "{check_id}"'
+    )
+    assert threshold["duration"] == "120s"
+    assert threshold["aggregations"][0]["crossSeriesReducer"] == "REDUCE_COUNT_FALSE"
+    [certificate] = policies["mlops-tracking-certificate"]["conditions"]
+    threshold = certificate["conditionThreshold"]
+    assert "uptime_check/time_until_ssl_cert_expires" in threshold["filter"]
+    assert check_id in threshold["filter"]
+    assert (threshold["comparison"], threshold["thresholdValue"]) == ("COMPARISON_LT", 21)
+    for policy in ("mlops-tracking-health", "mlops-tracking-certificate"):
+        assert len(policies[policy]["notificationChannels"]) == 1
+    apis = {a["inputs"]["service"] for a in of_type(result, "gcp:projects/service:Service")}
+    assert "servicedirectory.googleapis.com" in apis
 
 
 def test_the_platform_without_a_destination_has_no_alerts(declared, declared_gcp):

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 
-from services.deploy.aws.policies import KINESIS_READ, LAMBDA_VPC
+from infra.aws.common import LAMBDA_VPC
+from services.deploy.aws.policies import KINESIS_READ
 from tests.infra.conftest import run_services
 from tests.infra.harness import PLATFORM_OUTPUTS
 

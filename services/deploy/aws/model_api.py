@@ -8,8 +8,9 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
+from infra.aws.common import assume
 from services.deploy.aws.common import Platform, tags
-from services.deploy.aws.policies import assume, write_policy
+from services.deploy.aws.policies import write_policy
 from services.deploy.aws.tasks import Task, TaskRuntime, task_definition
 from services.deploy.components import API_PORT, NAME, PREDICTIONS, child
 from services.deploy.config import ServicesConfig

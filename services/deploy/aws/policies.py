@@ -8,23 +8,13 @@ import json
 from urllib.parse import urlparse
 
 import tracking_ca
+from infra.aws.common import LAMBDA_VPC
 from infra.mlflow_server import user_for
 from monitoring import metrics
 from services.deploy.components import PREDICTIONS
 from services.deploy.config import ServicesConfig, batch_job_name, read_prefix
 
 TASK_EXECUTION_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
-
-
-def assume(service: str) -> str:
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
-            ],
-        }
-    )
 
 
 def s3_arn(uri: str) -> str:
@@ -133,13 +123,6 @@ KINESIS_READ = [
     "kinesis:GetShardIterator", "kinesis:ListShards", "kinesis:SubscribeToShard",
 ]  # fmt: skip
 """What Lambda's event source mapping reads a stream with, as the function's role."""
-LAMBDA_VPC = [
-    "ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
-    "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses",
-    "ec2:UnassignPrivateIpAddresses",
-]  # fmt: skip
-"""AWSLambdaVPCAccessExecutionRole's EC2 actions: Lambda makes a function's network interfaces
-with its role. They take no resource narrower than *."""
 
 
 def streaming_policy(

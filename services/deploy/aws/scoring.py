@@ -10,9 +10,9 @@ import json
 import pulumi
 import pulumi_aws as aws
 
+from infra.aws.common import assume
 from services.deploy.aws.common import Platform, tags
 from services.deploy.aws.policies import (
-    assume,
     mlflow_env,
     mlflow_secrets,
     scoring_policy,

@@ -22,8 +22,9 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
+from infra.aws.common import assume
 from services.deploy.aws.common import Platform, tags
-from services.deploy.aws.policies import assume, streaming_env, streaming_policy
+from services.deploy.aws.policies import streaming_env, streaming_policy
 from services.deploy.components import NAME, PREDICTIONS
 from services.deploy.config import ServicesConfig
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.aws.common import assume
 from infra.mlflow_server import user_for
 from services.deploy.aws.common import Platform, tags
 from services.deploy.aws.policies import (
     TASK_EXECUTION_POLICY,
-    assume,
     mlflow_env,
     mlflow_secrets,
     run_task_policy,
