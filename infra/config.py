@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from infra import alerting
+from infra.sleep import SleepSchedule
 
 NAMESPACE = "mlops-platform"
 # Read as a Pulumi secret by the program, never validated or held here.
@@ -227,6 +228,12 @@ class PlatformConfig(BaseModel):
         default=None, pattern=r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$"
     )
     """GCP: the billing account (XXXXXX-XXXXXX-XXXXXX) a monthlyBudget is made on."""
+    sleepSchedule: SleepSchedule | None = None
+    """dev and staging: stop the tracking VM and the database at night, start them in the
+    morning (infra.sleep; set it alike on the service stack)."""
+    schedulerRegion: str | None = Field(default=None, pattern=r"^[a-z]+-[a-z]+[0-9]+$")
+    """gcp, with sleepSchedule: where its Cloud Scheduler jobs live (default: gcp:region; Cloud
+    Scheduler is not offered in every region)."""
     adminUsername: str = Field(default="admin", pattern=r"^[a-z][a-z0-9_-]{2,31}$")
     domain: str | None = None
     """A DNS name of yours for the tracking server (e.g. mlflow.example.com): a Let's Encrypt
@@ -342,6 +349,8 @@ class PlatformConfig(BaseModel):
             )
         if self.billingAccount and self.cloud == "aws":
             raise ConfigError(f"{NAMESPACE}:billingAccount applies to gcp only")
+        if self.schedulerRegion and self.cloud == "aws":
+            raise ConfigError(f"{NAMESPACE}:schedulerRegion applies to gcp only")
 
     @property
     def max_connections(self) -> int:
@@ -387,6 +396,10 @@ class PlatformConfig(BaseModel):
         )
 
     def check_protection(self) -> None:
+        if self.kind == "prod" and self.sleepSchedule:
+            raise ConfigError(
+                f"{NAMESPACE}:sleepSchedule: prod stacks stay up; allowed on dev and staging"
+            )
         if self.kind == "prod" and not self.protect:
             raise ConfigError(
                 f"{NAMESPACE}:protect: prod stacks must keep protection on (got false); "

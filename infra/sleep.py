@@ -123,14 +123,13 @@ class SleepSchedule(BaseModel):
             if not self.listening <= clock < self.sleep:
                 return (
                     f"runs at {hour.zfill(2)}:{minute.zfill(2)} UTC, {clock} {self.timeZone} in "
-                    f"{'winter' if month == 1 else 'summer'}, outside {self.listening}-{self.sleep}"
-                    " (wake, plus the database's start, to sleep)"
+                    f"{'winter' if month == 1 else 'summer'}"
                 )
             if self.days == "weekdays":
                 shift = (local.date() - utc.date()).days
                 days = days_of_week(dow) if dom == "*" else None
                 if days is None or any((d + shift) % 7 not in WEEKDAYS for d in days):
-                    return "may run on a weekend, when the stack sleeps (days: weekdays)"
+                    return "may run on a weekend"
         return None
 
 

@@ -10,6 +10,7 @@ from infra.aws.bucket import ArtifactBucket
 from infra.aws.database import Database
 from infra.aws.network import Network
 from infra.aws.probe import TrackingProbe
+from infra.aws.sleep import platform_night
 from infra.aws.tracking_server import TrackingServer
 from infra.config import PlatformConfig
 from infra.outputs import tracking_endpoints
@@ -38,12 +39,15 @@ def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dic
     )
     endpoints = tracking_endpoints(cfg, server.public_ip, server.private_ip, server.ca_cert_pem)
     alerts = platform_alerts(name, cfg, database.identifier)
+    probe = None
     if alerts:
-        TrackingProbe(
+        probe = TrackingProbe(
             name, cfg, endpoints[out.TRACKING_PRIVATE_URI], endpoints[out.TRACKING_CA_CERT],
             network.private_subnet_ids, network.client_sg_id, alerts.topic,
             opts=pulumi.ResourceOptions(parent=alerts),
         )  # fmt: skip
+    platform_night(name, cfg, server.instance_ref, database.arn, database.identifier,
+                   probe.health_alarm if probe else None)  # fmt: skip
     return {
         **({out.ALERTS_TOPIC: alerts.topic.arn} if alerts else {}),
         **endpoints,
@@ -58,6 +62,7 @@ def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dic
         out.CLIENT_SECURITY_GROUP_ID: network.client_sg_id,
         out.CREDENTIALS_SECRET: server.credentials_secret_arn,
         **{out.PASSWORD_SECRETS[user]: arn for user, arn in server.password_secret_arns.items()},
+        **({out.SLEEP_SCHEDULE: cfg.sleepSchedule.model_dump()} if cfg.sleepSchedule else {}),
         out.ADMIN_USERNAME: cfg.adminUsername,
         out.ADMIN_PASSWORD: server.admin_password,
     }

@@ -61,6 +61,8 @@ def probe_policy(log_group_arn: str) -> str:
 
 class TrackingProbe(pulumi.ComponentResource):
     function: aws.lambda_.Function
+    health_alarm: aws.cloudwatch.MetricAlarm
+    """Muted at night with a sleepSchedule (infra.aws.sleep)."""
 
     def __init__(
         self, name: str, cfg: PlatformConfig, private_uri: pulumi.Input[str],
@@ -136,7 +138,7 @@ class TrackingProbe(pulumi.ComponentResource):
                 opts=child(self),
             )
         dims = {"Stack": cfg.stack}
-        metric_alarm(
+        self.health_alarm = metric_alarm(
             f"{name}-tracking-health",
             f"{cfg.stack}: the tracking server's /health failed from outside its VM for 2 of "
             "the last 3 minutes",

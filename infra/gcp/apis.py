@@ -40,12 +40,16 @@ SERVICE_DIRECTORY_API = "servicedirectory.googleapis.com"
 
 BUDGET_API = "billingbudgets.googleapis.com"
 """With monthlyBudget: the billing budget."""
+SCHEDULER_API = "cloudscheduler.googleapis.com"
+"""With sleepSchedule: the jobs that stop and start the database (infra.gcp.sleep)."""
 
 
 def platform_apis(cfg) -> tuple[str, ...]:
     apis = (*PLATFORM_APIS, DNS_API) if cfg.domain else PLATFORM_APIS
     if cfg.alertEmail or cfg.alertWebhook:
         apis = (*apis, MONITORING_API, SERVICE_DIRECTORY_API)
+    if cfg.sleepSchedule:
+        apis = (*apis, SCHEDULER_API)
     return (*apis, BUDGET_API) if cfg.monthlyBudget else apis
 
 

@@ -64,12 +64,14 @@ class Database(pulumi.ComponentResource):
                 ),
             ),
             # disk_size is the starting size: autoresize grows it, and without this the next
-            # `pulumi up` would shrink it back, which Cloud SQL refuses.
+            # `pulumi up` would shrink it back, which Cloud SQL refuses. With a sleepSchedule the
+            # night's jobs own the activation policy: an `up --refresh` at night leaves it asleep.
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[peering],
                 protect=cfg.protect,
-                ignore_changes=["settings.diskSize"],
+                ignore_changes=["settings.diskSize"]
+                + (["settings.activationPolicy"] if cfg.sleepSchedule else []),
             ),
         )
         self.instance = instance

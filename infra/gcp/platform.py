@@ -12,6 +12,7 @@ from infra.gcp.bucket import ArtifactBucket
 from infra.gcp.database import Database
 from infra.gcp.network import Network
 from infra.gcp.probe import TrackingProbe
+from infra.gcp.sleep import platform_night, vm_schedule
 from infra.gcp.tracking_server import TrackingServer
 from infra.outputs import tracking_endpoints
 
@@ -22,6 +23,7 @@ def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dic
     network = Network(name, cfg)
     database = Database(name, cfg, network.network_id, network.peering)
     bucket = ArtifactBucket(name, cfg)
+    schedule = vm_schedule(name, cfg) if cfg.sleepSchedule else None
     server = TrackingServer(
         name,
         cfg,
@@ -35,11 +37,14 @@ def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dic
         db_secret_id=database.secret_id,
         admin_password=admin_password,
         apis=apis,
+        schedule=schedule,
     )
     alerts = platform_alerts(name, cfg, database.instance)
+    probe = None
     if alerts:
-        TrackingProbe(name, cfg, server.private_ip, network.network_id, alerts.channels,
-                      pulumi.ResourceOptions(parent=alerts))  # fmt: skip
+        probe = TrackingProbe(name, cfg, server.private_ip, network.network_id, alerts.channels,
+                              pulumi.ResourceOptions(parent=alerts))  # fmt: skip
+    platform_night(name, cfg, database.instance, probe.health if probe else None)
     return {
         **tracking_endpoints(cfg, server.public_ip, server.private_ip, server.ca_cert_pem),
         out.TRACKING_INSTANCE: server.instance_ref,
@@ -54,6 +59,7 @@ def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dic
         out.PRIVATE_SUBNET_IDS: [network.subnet_id],
         out.CREDENTIALS_SECRET: server.credentials_secret_id,
         **{out.PASSWORD_SECRETS[user]: ref for user, ref in server.password_secret_ids.items()},
+        **({out.SLEEP_SCHEDULE: cfg.sleepSchedule.model_dump()} if cfg.sleepSchedule else {}),
         out.ADMIN_USERNAME: cfg.adminUsername,
         out.ADMIN_PASSWORD: server.admin_password,
     }

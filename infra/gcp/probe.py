@@ -34,6 +34,8 @@ AGENT_ROLES = ("roles/servicedirectory.viewer", "roles/servicedirectory.pscAutho
 
 class TrackingProbe(pulumi.ComponentResource):
     check: gcp.monitoring.UptimeCheckConfig
+    health: gcp.monitoring.AlertPolicy
+    """Disabled at night with a sleepSchedule (infra.gcp.sleep)."""
 
     def __init__(
         self, name: str, cfg: PlatformConfig, private_ip: pulumi.Input[str],
@@ -117,7 +119,7 @@ class TrackingProbe(pulumi.ComponentResource):
                 cross_series_reducer="REDUCE_COUNT_FALSE", group_by_fields=["resource.label.*"],
             )],
         )  # fmt: skip
-        alert_policy(
+        self.health = alert_policy(
             f"{name}-tracking-health", cfg.stack, "tracking-health",
             "the tracking server's /health failed from more than one checker for 2 minutes",
             health, channels, mine,

@@ -56,8 +56,11 @@ class TrackingServer(pulumi.ComponentResource):
         db_secret_id: pulumi.Input[str],
         admin_password: pulumi.Input[str] | None = None,
         apis: list[pulumi.Resource] | None = None,
+        schedule: tuple[gcp.compute.ResourcePolicy, pulumi.Resource] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
+        """`schedule`: the night's instance schedule and the grant it needs first
+        (infra.gcp.sleep.vm_schedule)."""
         super().__init__("mlops:gcp:TrackingServer", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
@@ -293,6 +296,7 @@ class TrackingServer(pulumi.ComponentResource):
                 "enable-oslogin": "TRUE",
             },
             allow_stopping_for_update=True,
+            resource_policies=schedule[0].self_link if schedule else None,
             # cloud-init runs once per instance: a changed bootstrap means a new VM, as on AWS.
             # The new VM needs the old one's static addresses, which two VMs cannot hold at once:
             # the old one goes first (minutes of downtime, addresses kept). Explicitly after the
@@ -303,7 +307,13 @@ class TrackingServer(pulumi.ComponentResource):
                 delete_before_replace=True,
                 # The bootstrap fetches the bundle and the launcher its secrets at first boot: the
                 # bundle and the grants come first.
-                depends_on=[database, bundle_object, bucket_access, *secret_grants],
+                depends_on=[
+                    database,
+                    bundle_object,
+                    bucket_access,
+                    *secret_grants,
+                    *(schedule[1:] if schedule else []),
+                ],
             ),
         )
         self.public_ip = address.address

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from infra import alerting
 from infra.config import ConfigError, decode, explain, stack_kind
+from infra.sleep import SleepSchedule
 
 NAMESPACE = "mlops-services"
 
@@ -104,6 +105,10 @@ class ServicesConfig(BaseModel):
     apiPublic: bool = True
     """GCP: allow unauthenticated invocation of the model API (Cloud Run's invoker check off: no
     allUsers binding, which an organisation restricting member domains refuses)."""
+    sleepSchedule: SleepSchedule | None = None
+    """dev and staging: the model API has no task at night, its alerts are muted, and no job may
+    be scheduled then (infra.sleep; set it as on the platform stack, which stops the tracking
+    server)."""
     schedulerRegion: str | None = Field(default=None, pattern=r"^[a-z]+-[a-z]+[0-9]+$")
     """GCP: where the Cloud Scheduler jobs live (default: gcp:region). Cloud Scheduler is not
     offered in every region Cloud Run is (its locations page); a job calls its Cloud Run job's
@@ -243,6 +248,7 @@ class ServicesConfig(BaseModel):
                     aws_cron(getattr(self, key))
                 except CronError as exc:
                     raise ConfigError(f"{NAMESPACE}:{key}: {exc}") from None
+        self.check_sleep()
         if self.cloud == "aws" and self.scoringMemoryMb not in FARGATE_MEMORY[self.scoringCpu]:
             allowed = FARGATE_MEMORY[self.scoringCpu]
             raise ConfigError(
@@ -256,6 +262,31 @@ class ServicesConfig(BaseModel):
                 f"{NAMESPACE}:scoringMemoryMb: {self.scoringMemoryMb} with scoringCpu "
                 f"{self.scoringCpu}: Cloud Run allows {low}-{4096 * self.scoringCpu}"
             )
+
+    def check_sleep(self) -> None:
+        """No job scheduled while the stack (and its platform) sleeps: it would fail."""
+        night = self.sleepSchedule
+        if night and self.kind == "prod":
+            raise ConfigError(
+                f"{NAMESPACE}:sleepSchedule: prod stacks stay up; allowed on dev and staging"
+            )
+        if night and self.streaming:
+            # Events in the night would fail for want of the model and, retried, end in the
+            # dead letters: the stream handler needs the tracking server awake.
+            raise ConfigError(
+                f"{NAMESPACE}:sleepSchedule: a stack that sleeps cannot stream (rides arriving "
+                "at night would end in the dead letters); set mlops-services:streaming: false"
+            )
+        for key in ("trainingSchedule", "scoringSchedule", "monitoringSchedule"):
+            why = night.conflict(getattr(self, key)) if night else None
+            if why:
+                raise ConfigError(
+                    f"{NAMESPACE}:{key}: {getattr(self, key)!r} {why}, when the platform "
+                    f"sleeps or is starting (sleepSchedule: {night.describe()}): schedule it "
+                    f"between {night.listening} and {night.sleep} {night.timeZone}"
+                    + (" on weekdays, or set sleepSchedule days: daily" if "weekend" in why
+                       else "")
+                )  # fmt: skip
 
     @property
     def alerts_on(self) -> bool:

@@ -31,6 +31,20 @@ class PlatformRef:
 
         return self.ref.get_output(key).apply(present)
 
+    def compare_nights(self, cfg: ServicesConfig) -> None:
+        """Warn at `pulumi up` when this stack's sleepSchedule is not its platform's: the API
+        would wait (or sleep) while the tracking server does otherwise."""
+        mine = cfg.sleepSchedule.model_dump() if cfg.sleepSchedule else None
+
+        def compare(theirs):
+            if (theirs or None) != mine:
+                pulumi.log.warn(
+                    f"mlops-services:sleepSchedule is {mine or 'unset'} but platform stack "
+                    f"{self.name} has {theirs or 'none'}: set them alike (infra/sleep.py)"
+                )
+
+        self.ref.get_output(platform_out.SLEEP_SCHEDULE).apply(compare)
+
 
 def password_secrets(cfg: ServicesConfig) -> dict[str, str]:
     """MLflow user -> the platform output naming its password's secret, for the users this stack

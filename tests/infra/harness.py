@@ -174,6 +174,10 @@ def computed(typ: str, name: str, inputs: dict) -> dict:
             "email": agent(inputs.get("service")),
             "member": f"serviceAccount:{agent(inputs.get('service'))}",
         },
+        "gcp:compute/resourcePolicy:ResourcePolicy": {
+            "selfLink": f"https://www.googleapis.com/compute/v1/projects/mlops-test/regions/"
+            f"{inputs.get('region')}/resourcePolicies/{name}-mock"
+        },
         "gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig": {
             "uptimeCheckId": f"{name}-0mock",
             "name": f"projects/mlops-test/uptimeCheckConfigs/{name}-0mock",
@@ -406,7 +410,9 @@ def main(project_dir: str, stack_file: str, out_path: str, overrides: str | None
 
     exported: dict[str, object] = {}
     pulumi.export = lambda name, value: exported.__setitem__(name, value)
-    result: dict = {"outputs": {}, "error": None, "invokes": []}
+    result: dict = {"outputs": {}, "error": None, "invokes": [], "warnings": []}
+    # What `pulumi up` would print as warnings.
+    pulumi.log.warn = lambda message, *_, **__: result["warnings"].append(message)
     # What each output invoke was told to wait for (InvokeOutputOptions.depends_on): the engine
     # gets no dependency list for an invoke, the SDK waits before it asks.
     waits: list[tuple[str, list]] = []

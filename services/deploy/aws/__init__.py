@@ -7,6 +7,7 @@
     streaming   streaming predictions: Kinesis streams, a Lambda function, SQS dead letters
     alerts      an SNS topic for alertEmail/alertWebhook, CloudWatch alarms, EventBridge rules
     dashboard   one CloudWatch dashboard per stack
+    night       with a sleepSchedule: the model API at zero tasks at night, its alarms muted
     policies    the IAM policies and container environment, as plain functions
 
 Training and monitoring run as Fargate tasks on EventBridge Scheduler crons; on `degraded` the
@@ -23,6 +24,7 @@ from services.deploy.aws.common import Platform
 from services.deploy.aws.dashboard import Charted, Dashboard
 from services.deploy.aws.images import Images
 from services.deploy.aws.model_api import ModelApiService
+from services.deploy.aws.night import stack_night
 from services.deploy.aws.policies import data_read_policy, monitoring_policy
 from services.deploy.aws.scoring import BatchScoringJob
 from services.deploy.aws.streaming import StreamingService
@@ -33,6 +35,7 @@ from services.deploy.platform_ref import PlatformRef, password_secrets
 
 def platform_of(cfg: ServicesConfig) -> Platform:
     ref = PlatformRef(cfg)
+    ref.compare_nights(cfg)
     return Platform(
         tracking_uri=ref.require(platform_out.TRACKING_PRIVATE_URI),
         vpc_id=ref.require(platform_out.VPC_ID),
@@ -92,6 +95,7 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
     alerting = stack_alerts(cfg, watched)
     if alerting is not None:
         outputs["alertsTopic"] = alerting.topic.arn
+    stack_night(cfg, api, alerting)
     dashboard = Dashboard(cfg.stack, Charted(
         load_balancer=api.alb.arn_suffix, target_group=api.target_group.arn_suffix,
         tracking_instance=platform.tracking_instance, db_endpoint=platform.db_endpoint,

@@ -102,6 +102,8 @@ class Alerts(pulumi.ComponentResource):
     ):
         super().__init__("mlops:services:aws:Alerts", f"{NAME}-alerts", None, opts)
         self.cfg = cfg
+        self.api_alarms: dict[str, aws.cloudwatch.MetricAlarm] = {}
+        """Muted at night with a sleepSchedule (services.deploy.aws.night)."""
         mine = pulumi.ResourceOptions(parent=self)
         self.topic = alert_topic(f"{NAME}-alerts", cfg.alertEmail, cfg.alertWebhook,
                                  tags(cfg.stack), self)  # fmt: skip
@@ -156,7 +158,7 @@ class Alerts(pulumi.ComponentResource):
             )  # fmt: skip
 
         query = aws.cloudwatch.MetricAlarmMetricQueryArgs
-        aws.cloudwatch.MetricAlarm(
+        self.api_alarms["api-5xx"] = aws.cloudwatch.MetricAlarm(
             f"{NAME}-api-5xx",
             alarm_description=f"{self.cfg.stack}: over {self.cfg.alertApi5xxPercent:g}% of the "
             "model API's answers in 5 minutes were 5xx",
@@ -177,7 +179,7 @@ class Alerts(pulumi.ComponentResource):
             tags=tags(self.cfg.stack),
             opts=pulumi.ResourceOptions(parent=self),
         )  # fmt: skip
-        aws.cloudwatch.MetricAlarm(
+        self.api_alarms["api-latency"] = aws.cloudwatch.MetricAlarm(
             f"{NAME}-api-latency",
             alarm_description=f"{self.cfg.stack}: the model API's p95 over 5 minutes was above "
             f"{self.cfg.alertApiP95Ms} ms",

@@ -183,15 +183,18 @@ class ModelApiService(pulumi.ComponentResource):
             # Autoscaling owns the task count after creation.
             opts=child(self, depends_on=[listener], ignore_changes=["desiredCount"]),
         )  # fmt: skip
-        scaling = aws.appautoscaling.Target(
+        self.scaling = scaling = aws.appautoscaling.Target(
             f"{NAME}-api-scaling",
             min_capacity=cfg.apiMinTasks,
             max_capacity=cfg.apiMaxTasks,
             resource_id=pulumi.Output.concat("service/", runtime.cluster.name, "/", service.name),
             scalable_dimension="ecs:service:DesiredCount",
             service_namespace="ecs",
-            opts=child(self),
-        )
+            # With a sleepSchedule the night's scheduled actions own the bounds (they set these
+            # every morning): an `up --refresh` at night leaves the API asleep.
+            opts=child(self, ignore_changes=["minCapacity", "maxCapacity"] if cfg.sleepSchedule
+                       else None),
+        )  # fmt: skip
         metric = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs(
             predefined_metric_type="ECSServiceAverageCPUUtilization"
         )  # fmt: skip

@@ -16,15 +16,17 @@ from __future__ import annotations
 import pulumi
 
 from infra import outputs as platform_out
+from infra.gcp.accounts import account_id
 from infra.gcp.apis import SERVICES_APIS, STREAMING_API, enable_apis
 from services.deploy.config import ServicesConfig
 from services.deploy.gcp.alerts import Watched, stack_alerts
-from services.deploy.gcp.common import Platform, account_id
+from services.deploy.gcp.common import Platform
 from services.deploy.gcp.dashboard import Charted, Dashboard
 from services.deploy.gcp.identities import Identities
 from services.deploy.gcp.images import Images
 from services.deploy.gcp.jobs import MonitoringJob, ScoringJob, TrainingJob
 from services.deploy.gcp.model_api import ModelApiService
+from services.deploy.gcp.night import stack_night
 from services.deploy.gcp.streaming import StreamingService
 from services.deploy.platform_ref import PlatformRef, password_secrets
 
@@ -33,6 +35,7 @@ __all__ = ["account_id", "build"]
 
 def platform_of(cfg: ServicesConfig) -> Platform:
     ref = PlatformRef(cfg)
+    ref.compare_nights(cfg)
     gcp_config = pulumi.Config("gcp")
     return Platform(
         tracking_uri=ref.require(platform_out.TRACKING_PRIVATE_URI),
@@ -78,11 +81,12 @@ def build(cfg: ServicesConfig) -> dict[str, object]:
         push_subscription=streaming.push.name if streaming else None,
         dead_letters=streaming.readers["ride-events-dead-letter"].name if streaming else None,
     ))  # fmt: skip
-    stack_alerts(cfg, Watched(
+    alerting = stack_alerts(cfg, Watched(
         api_service=api.service.name,
         jobs=[training.job.name, monitoring.job.name, scoring.job.name],
         dead_letters=streaming.readers["ride-events-dead-letter"].name if streaming else None,
     ))  # fmt: skip
+    stack_night(cfg, platform, alerting)
     if streaming is not None:
         outputs |= {
             "rideEventsTopic": streaming.events.id,

@@ -68,6 +68,8 @@ class Alerts(pulumi.ComponentResource):
     ):
         super().__init__("mlops:services:gcp:Alerts", f"{NAME}-alerts", None, opts)
         mine = pulumi.ResourceOptions(parent=self)
+        self.api_policies: dict[str, gcp.monitoring.AlertPolicy] = {}
+        """Off at night with a sleepSchedule (services.deploy.gcp.night)."""
         labels = [gcp.monitoring.MetricDescriptorLabelArgs(key=k.lower(), value_type="STRING")
                   for k in metrics.DIMENSIONS]  # fmt: skip
         self.descriptors = {
@@ -158,11 +160,14 @@ class Alerts(pulumi.ComponentResource):
         self, name: str, meaning: str,
         threshold: gcp.monitoring.AlertPolicyConditionConditionThresholdArgs,
         auto_close: str | None = None,
-    ) -> None:  # fmt: skip
+    ) -> gcp.monitoring.AlertPolicy:  # fmt: skip
         # After the monitor's metrics' descriptors: a policy on an unknown metric is refused.
         opts = pulumi.ResourceOptions(parent=self, depends_on=list(self.descriptors.values()))
-        alert_policy(f"{NAME}-{name}", self.cfg.stack, name, meaning, threshold, self.channels,
-                     opts, auto_close)  # fmt: skip
+        made = alert_policy(f"{NAME}-{name}", self.cfg.stack, name, meaning, threshold,
+                            self.channels, opts, auto_close)  # fmt: skip
+        if name.startswith("api-"):
+            self.api_policies[name] = made
+        return made
 
 
 def aligned(aligner: str, reducer: str | None = None):

@@ -4,8 +4,6 @@ workloads' MLflow environment (services.deploy.components: what both clouds shar
 
 from __future__ import annotations
 
-import hashlib
-import re
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -52,16 +50,6 @@ class Platform:
             args_cls(name="MLFLOW_TRACKING_USERNAME", value=user),
             args_cls(name="MLFLOW_TRACKING_PASSWORD", value_source=secret),
         ]
-
-
-def account_id(stack: str, role: str) -> str:
-    """A service account id (6-30 of a-z, 0-9, -): `mlops-STACK-ROLE`, or for a long stack name
-    a cut of it with a hash, so two roles never share one (scoring/scheduler would when cut)."""
-    full = re.sub(r"[^a-z0-9-]", "-", f"mlops-{stack}-{role}".lower())
-    if len(full) <= 30:
-        return full
-    digest = hashlib.sha256(full.encode()).hexdigest()[:6]
-    return f"{full[:23].rstrip('-')}-{digest}"
 
 
 def prefix_condition(title: str, bucket: pulumi.Input[str], uri_prefix: str):

@@ -8,10 +8,11 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.gcp.accounts import account_id
 from infra.mlflow_server import user_for
 from services.deploy.components import NAME, child
 from services.deploy.config import ServicesConfig
-from services.deploy.gcp.common import Platform, account_id
+from services.deploy.gcp.common import Platform
 
 WORKLOADS = {"api": "model-api", "training": "training", "scoring": "scoring",
              "monitoring": "monitoring"}  # fmt: skip

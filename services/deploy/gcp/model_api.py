@@ -89,7 +89,11 @@ class ModelApiService(pulumi.ComponentResource):
             template=run.ServiceTemplateArgs(
                 service_account=ids.accounts["api"].email,
                 scaling=run.ServiceTemplateScalingArgs(
-                    min_instance_count=cfg.apiMinTasks, max_instance_count=cfg.apiMaxTasks
+                    # A stack that sleeps keeps no instance warm: Cloud Run charges nothing
+                    # while none runs, day or night (the first request after a pause waits
+                    # for one to start).
+                    min_instance_count=0 if cfg.sleepSchedule else cfg.apiMinTasks,
+                    max_instance_count=cfg.apiMaxTasks,
                 ),
                 vpc_access=egress,
                 containers=[container(cfg, platform, image, self.prediction_log)],

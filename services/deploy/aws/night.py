@@ -1,0 +1,51 @@
+"""The service stack's night on AWS (sleepSchedule, infra.sleep): the model API has no task from
+sleep until the stack listens again (wake + the database's start), by two Application Auto
+Scaling scheduled actions in the schedule's time zone; its alarms are muted for the night and set
+to OK once listening (infra.aws.sleep.muting), so a request in the night (answered 503 by the
+load balancer) pages no one."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.aws.sleep import Night, muting
+from services.deploy.aws.alerts import Alerts
+from services.deploy.aws.model_api import ModelApiService
+from services.deploy.components import NAME, child
+from services.deploy.config import ServicesConfig
+
+
+def stack_night(cfg: ServicesConfig, api: ModelApiService, alerting: Alerts | None) -> None:
+    night = cfg.sleepSchedule
+    if not night:
+        return
+    target = api.scaling
+    asleep = aws.appautoscaling.ScheduledAction(
+        f"{NAME}-api-sleep",
+        resource_id=target.resource_id,
+        scalable_dimension=target.scalable_dimension,
+        service_namespace=target.service_namespace,
+        schedule=night.aws_cron(night.sleep),
+        timezone=night.timeZone,
+        scalable_target_action=aws.appautoscaling.ScheduledActionScalableTargetActionArgs(
+            min_capacity=0, max_capacity=0
+        ),
+        opts=child(api),
+    )
+    aws.appautoscaling.ScheduledAction(
+        f"{NAME}-api-wake",
+        resource_id=target.resource_id,
+        scalable_dimension=target.scalable_dimension,
+        service_namespace=target.service_namespace,
+        schedule=night.aws_cron(night.listening),
+        timezone=night.timeZone,
+        scalable_target_action=aws.appautoscaling.ScheduledActionScalableTargetActionArgs(
+            min_capacity=cfg.apiMinTasks, max_capacity=cfg.apiMaxTasks
+        ),
+        # One target's scheduled actions made at once collide (ConcurrentUpdateException).
+        opts=child(api, depends_on=[asleep]),
+    )
+    if alerting is not None:
+        Night(NAME, cfg.stack, night, muting(night, alerting.api_alarms), "mlops-services",
+              pulumi.ResourceOptions(parent=alerting))  # fmt: skip
