@@ -21,31 +21,24 @@ def stack_night(cfg: ServicesConfig, api: ModelApiService, alerting: Alerts | No
     if not night:
         return
     target = api.scaling
-    asleep = aws.appautoscaling.ScheduledAction(
-        f"{NAME}-api-sleep",
-        resource_id=target.resource_id,
-        scalable_dimension=target.scalable_dimension,
-        service_namespace=target.service_namespace,
-        schedule=night.aws_cron(night.sleep),
-        timezone=night.timeZone,
-        scalable_target_action=aws.appautoscaling.ScheduledActionScalableTargetActionArgs(
-            min_capacity=0, max_capacity=0
-        ),
-        opts=child(api),
-    )
-    aws.appautoscaling.ScheduledAction(
-        f"{NAME}-api-wake",
-        resource_id=target.resource_id,
-        scalable_dimension=target.scalable_dimension,
-        service_namespace=target.service_namespace,
-        schedule=night.aws_cron(night.listening),
-        timezone=night.timeZone,
-        scalable_target_action=aws.appautoscaling.ScheduledActionScalableTargetActionArgs(
-            min_capacity=cfg.apiMinTasks, max_capacity=cfg.apiMaxTasks
-        ),
-        # One target's scheduled actions made at once collide (ConcurrentUpdateException).
-        opts=child(api, depends_on=[asleep]),
-    )
+
+    def bounds(label: str, at: str, low: int, high: int, after: list) -> pulumi.Resource:
+        return aws.appautoscaling.ScheduledAction(
+            f"{NAME}-api-{label}",
+            resource_id=target.resource_id,
+            scalable_dimension=target.scalable_dimension,
+            service_namespace=target.service_namespace,
+            schedule=night.aws_cron(at),
+            timezone=night.timeZone,
+            scalable_target_action=aws.appautoscaling.ScheduledActionScalableTargetActionArgs(
+                min_capacity=low, max_capacity=high
+            ),
+            # One target's scheduled actions made at once collide (ConcurrentUpdateException).
+            opts=child(api, depends_on=after),
+        )
+
+    asleep = bounds("sleep", night.sleep, 0, 0, [])
+    bounds("wake", night.listening, cfg.apiMinTasks, cfg.apiMaxTasks, [asleep])
     if alerting is not None:
         Night(NAME, cfg.stack, night, muting(night, alerting.api_alarms), "mlops-services",
               pulumi.ResourceOptions(parent=alerting))  # fmt: skip
