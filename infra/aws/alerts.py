@@ -48,7 +48,7 @@ def metric_alarm(
     period: int, topic: aws.sns.Topic, alarm_tags: dict[str, str], parent: pulumi.Resource,
     statistic: str = "Maximum", operator: str = "GreaterThanOrEqualToThreshold",
     threshold: float = 1, periods: int = 1, treat_missing_data: str = "notBreaching",
-    datapoints: int | None = None,
+    datapoints: int | None = None, muted_at_night: bool = False,
 ) -> aws.cloudwatch.MetricAlarm:  # fmt: skip
     """One metric's alarm, to the topic (both projects' alarms on a single metric): breaching in
     `datapoints` (all, unless given) of the last `periods` periods."""
@@ -67,7 +67,11 @@ def metric_alarm(
         treat_missing_data=treat_missing_data,
         alarm_actions=[topic.arn],
         tags=alarm_tags,
-        opts=pulumi.ResourceOptions(parent=parent),
+        # Muted at night (infra.aws.sleep): the night's schedules own actionsEnabled, and an
+        # `up --refresh` at night leaves it off.
+        opts=pulumi.ResourceOptions(
+            parent=parent, ignore_changes=["actionsEnabled"] if muted_at_night else None
+        ),
     )
 
 

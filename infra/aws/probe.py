@@ -144,7 +144,7 @@ class TrackingProbe(pulumi.ComponentResource):
             "the last 3 minutes",
             NAMESPACE, HEALTHY, dims, 60, topic, probe_tags, self, statistic="Minimum",
             operator="LessThanThreshold", threshold=1, periods=3, datapoints=2,
-            treat_missing_data="breaching",
+            treat_missing_data="breaching", muted_at_night=bool(cfg.sleepSchedule),
         )  # fmt: skip
         metric_alarm(
             f"{name}-tracking-certificate",

@@ -3,7 +3,8 @@ Monitoring's checkers reach the VM's private address through Service Directory (
 service and endpoint naming the address, the MLflow port and the network) and GET /health over
 HTTPS every minute, so the server stays closed to the internet. They come from Google's range
 for private checks, which a firewall rule lets in on the MLflow port only; the Monitoring
-service agent may read and reach that namespace only.
+service agent may read Service Directory and reach the project's networks through it (the two
+roles Google documents, on the project).
 
     tracking-health       the check failing from more than one checker for 2 minutes
     tracking-certificate  the days left of the certificate the check reads
@@ -74,14 +75,22 @@ class TrackingProbe(pulumi.ComponentResource):
             description="MLflow /health from Cloud Monitoring's private uptime checkers",
             opts=mine,
         )
+        # The Monitoring service agent, made if it is not yet (its address is fixed: the
+        # identity's own answer may leave it empty); it reads the namespace and reaches the
+        # network, both granted on the project, where Google documents them.
         agent = gcp.projects.ServiceIdentity(label, service="monitoring.googleapis.com", opts=mine)
+        member = project.number.apply(
+            lambda n: (
+                f"serviceAccount:service-{n}@gcp-sa-monitoring-notification.iam.gserviceaccount.com"
+            )
+        )
         grants = [
-            gcp.servicedirectory.NamespaceIamMember(
+            gcp.projects.IAMMember(
                 f"{label}-{role.split('.')[-1]}",
-                name=namespace.id,
+                project=project.project_id,
                 role=role,
-                member=agent.member,
-                opts=mine,
+                member=member,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[agent]),
             )  # fmt: skip
             for role in AGENT_ROLES
         ]
@@ -119,10 +128,13 @@ class TrackingProbe(pulumi.ComponentResource):
                 cross_series_reducer="REDUCE_COUNT_FALSE", group_by_fields=["resource.label.*"],
             )],
         )  # fmt: skip
+        # With a sleepSchedule the night's jobs own `enabled`: an `up --refresh` at night
+        # leaves it off.
         self.health = alert_policy(
             f"{name}-tracking-health", cfg.stack, "tracking-health",
             "the tracking server's /health failed from more than one checker for 2 minutes",
-            health, channels, mine,
+            health, channels, pulumi.ResourceOptions(
+                parent=self, ignore_changes=["enabled"] if cfg.sleepSchedule else None),
         )  # fmt: skip
         certificate = gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
             filter=check_id.apply(

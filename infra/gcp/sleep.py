@@ -80,6 +80,10 @@ class Night(pulumi.ComponentResource):
                 description=f"{stack}: {label} ({night.describe()})",
                 schedule=night.unix_cron(at),
                 time_zone=night.timeZone,
+                # A call refused for a passing state (a backup, maintenance) is tried again.
+                retry_config=gcp.cloudscheduler.JobRetryConfigArgs(
+                    retry_count=5, min_backoff_duration="60s", max_backoff_duration="600s"
+                ),
                 http_target=gcp.cloudscheduler.JobHttpTargetArgs(
                     http_method=method,
                     uri=uri,
@@ -134,7 +138,10 @@ def platform_night(
             condition=gcp.projects.IAMMemberConditionArgs(
                 title="the tracking database only",
                 expression=database.name.apply(
-                    lambda n: f'resource.name == "projects/{project}/instances/{n}"'
+                    lambda n: (
+                        f'resource.name == "projects/{project}/instances/{n}" && '
+                        'resource.service == "sqladmin.googleapis.com"'
+                    )
                 ),
             ),
         )

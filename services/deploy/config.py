@@ -270,6 +270,13 @@ class ServicesConfig(BaseModel):
             raise ConfigError(
                 f"{NAMESPACE}:sleepSchedule: prod stacks stay up; allowed on dev and staging"
             )
+        if night and self.cloud == "aws" and self.apiMinTasks < 1:
+            # With no task there is no CPU for target tracking to scale on: the morning's
+            # bounds are what bring the API back.
+            raise ConfigError(
+                f"{NAMESPACE}:apiMinTasks: 0 with a sleepSchedule would leave the model API "
+                "without a task after the night; allowed: 1 or more"
+            )
         if night and self.streaming:
             # Events in the night would fail for want of the model and, retried, end in the
             # dead letters: the stream handler needs the tracking server awake.

@@ -398,11 +398,19 @@ def test_gcp_a_private_uptime_check_reaches_the_vm_s_health_every_minute(gcp_pla
     assert rule["inputs"]["sourceRanges"] == ["35.199.192.0/19"]
     assert rule["inputs"]["allows"] == [{"protocol": "tcp", "ports": ["5000"]}]
     assert rule["inputs"]["targetTags"] == vm["inputs"]["tags"]
-    grants = of_type(result, "gcp:servicedirectory/namespaceIamMember:NamespaceIamMember")
-    assert {(g["inputs"]["role"], g["inputs"]["member"], g["inputs"]["name"]) for g in grants} == {
-        (role, f"serviceAccount:{MONITORING_AGENT}", namespace["state"]["id"])
+    # Google documents both roles on the project (the network's, for pscAuthorizedService); the
+    # agent's address is built from the project number, the identity made first.
+    grants = [g for g in of_type(result, "gcp:projects/iAMMember:IAMMember")
+              if g["name"].startswith("mlops-tracking-probe-")]  # fmt: skip
+    assert {
+        (g["inputs"]["role"], g["inputs"]["member"], g["inputs"]["project"]) for g in grants
+    } == {
+        (role, f"serviceAccount:{MONITORING_AGENT}", "mlops-test")
         for role in ("roles/servicedirectory.viewer", "roles/servicedirectory.pscAuthorizedService")
     }
+    [identity] = of_type(result, "gcp:projects/serviceIdentity:ServiceIdentity")
+    assert identity["inputs"]["service"] == "monitoring.googleapis.com"
+    assert all(depends_on(g, identity) for g in grants)
     [check] = of_type(result, "gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig")
     inputs = check["inputs"]
     assert (inputs["checkerType"], inputs["period"]) == ("VPC_CHECKERS", "60s")

@@ -101,6 +101,10 @@ def test_aws_the_health_alarm_sleeps_too_and_listens_again_after_the_database_st
         f"{SDK}:cloudwatch:enableAlarmActions",
     )
     assert json.loads(mute["target"]["input"]) == {"AlarmNames": [name]}
+    # The schedules own the alarm's actions: an `up --refresh` at night leaves them off.
+    health = {a["name"]: a for a in of_type(aws_night, "aws:cloudwatch/metricAlarm:MetricAlarm")}
+    assert health["mlops-tracking-health"]["options"]["ignoreChanges"] == ["actionsEnabled"]
+    assert health["mlops-db-cpu"]["options"]["ignoreChanges"] == []
     assert json.loads(unmute["target"]["input"]) == {"AlarmNames": [name]}
     # A minute after it listens: OK, so a server still down alarms (and notifies) again.
     assert reset["scheduleExpression"] == "cron(16 7 ? * MON-FRI *)"
@@ -176,8 +180,11 @@ def test_gcp_the_database_sleeps_by_cloud_scheduler_as_an_account_allowed_only_t
     database = grants["mlops-night-database"]
     assert database["role"] == "roles/cloudsql.editor"
     assert database["condition"]["expression"] == (
-        f'resource.name == "projects/mlops-test/instances/{db["state"]["name"]}"'
+        f'resource.name == "projects/mlops-test/instances/{db["state"]["name"]}" && '
+        'resource.service == "sqladmin.googleapis.com"'
     )
+    # A call refused for a passing state (a backup, maintenance) is tried again.
+    assert all(j["retryConfig"]["retryCount"] == 5 for j in jobs.values())
     assert grants["mlops-night-alerts"]["role"] == "roles/monitoring.alertPolicyEditor"
     assert set(grants) == {"mlops-night-database", "mlops-night-alerts"}
     # The night's jobs own the activation policy: an `up --refresh` at night leaves it.
@@ -200,6 +207,8 @@ def test_gcp_the_health_policy_is_off_at_night_and_on_once_the_stack_listens(gcp
         assert jobs[name]["schedule"] == cron
         assert (target["httpMethod"], target["uri"]) == ("PATCH", uri)
         assert json.loads(base64.b64decode(target["body"])) == {"enabled": enabled}
+    # The jobs own `enabled`: an `up --refresh` at night leaves the policy off.
+    assert health["options"]["ignoreChanges"] == ["enabled"]
 
 
 SERVICES_NIGHT = {
@@ -237,7 +246,13 @@ def test_aws_the_api_has_no_task_from_sleep_until_the_stack_listens(aws_services
     for action in (asleep, awake):
         assert action["inputs"]["resourceId"] == target["state"]["resourceId"]
         assert action["inputs"]["scalableDimension"] == "ecs:service:DesiredCount"
-    assert depends_on(awake, asleep)  # one target's actions made at once collide
+    assert depends_on(awake, asleep)  # one target's updates made at once collide
+    [policy] = of_type(aws_services_night, "aws:appautoscaling/policy:Policy")
+    assert depends_on(asleep, policy)
+    alarms_ = {a["name"]: a for a in
+               of_type(aws_services_night, "aws:cloudwatch/metricAlarm:MetricAlarm")}  # fmt: skip
+    for muted in ("mlops-api-5xx", "mlops-api-latency"):
+        assert alarms_[muted]["options"]["ignoreChanges"] == ["actionsEnabled"]
     # The night's actions own the bounds: an `up --refresh` at night leaves the API asleep.
     assert target["options"]["ignoreChanges"] == ["minCapacity", "maxCapacity"]
     schedules = {s["name"]: s["inputs"] for s in of_type(aws_services_night, SCHEDULE)}
@@ -279,6 +294,9 @@ def test_gcp_the_api_keeps_no_warm_instance_and_its_policies_are_off_at_night(tm
     [grant] = [m for m in of_type(result, "gcp:projects/iAMMember:IAMMember")
                if m["name"] == "mlops-night-alerts"]  # fmt: skip
     assert grant["inputs"]["role"] == "roles/monitoring.alertPolicyEditor"
+    for policy in of_type(result, "gcp:monitoring/alertPolicy:AlertPolicy"):
+        muted = policy["name"] in ("mlops-api-5xx", "mlops-api-latency")
+        assert policy["options"]["ignoreChanges"] == (["enabled"] if muted else [])
 
 
 def test_a_service_stack_whose_night_is_not_its_platform_s_is_warned(tmp_path):

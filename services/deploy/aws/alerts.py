@@ -177,7 +177,7 @@ class Alerts(pulumi.ComponentResource):
             treat_missing_data="notBreaching",
             alarm_actions=[self.topic.arn],
             tags=tags(self.cfg.stack),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.muted_at_night(),
         )  # fmt: skip
         self.api_alarms["api-latency"] = aws.cloudwatch.MetricAlarm(
             f"{NAME}-api-latency",
@@ -194,8 +194,14 @@ class Alerts(pulumi.ComponentResource):
             treat_missing_data="notBreaching",
             alarm_actions=[self.topic.arn],
             tags=tags(self.cfg.stack),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.muted_at_night(),
         )
+
+    def muted_at_night(self) -> pulumi.ResourceOptions:
+        """The API's alarms are muted at night with a sleepSchedule (services.deploy.aws.night):
+        its schedules own actionsEnabled, which an `up --refresh` at night leaves off."""
+        night = ["actionsEnabled"] if self.cfg.sleepSchedule else None
+        return pulumi.ResourceOptions(parent=self, ignore_changes=night)
 
     def rule(self, name: str, meaning: str, pattern: pulumi.Input[str]) -> aws.cloudwatch.EventRule:
         mine = pulumi.ResourceOptions(parent=self)

@@ -198,7 +198,7 @@ class ModelApiService(pulumi.ComponentResource):
         metric = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs(
             predefined_metric_type="ECSServiceAverageCPUUtilization"
         )  # fmt: skip
-        aws.appautoscaling.Policy(
+        self.scaling_policy = aws.appautoscaling.Policy(
             f"{NAME}-api-cpu",
             policy_type="TargetTrackingScaling",
             resource_id=scaling.resource_id,

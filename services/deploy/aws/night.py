@@ -33,11 +33,12 @@ def stack_night(cfg: ServicesConfig, api: ModelApiService, alerting: Alerts | No
             scalable_target_action=aws.appautoscaling.ScheduledActionScalableTargetActionArgs(
                 min_capacity=low, max_capacity=high
             ),
-            # One target's scheduled actions made at once collide (ConcurrentUpdateException).
+            # One target's updates made at once collide (ConcurrentUpdateException): after its
+            # scaling policy, one action after the other.
             opts=child(api, depends_on=after),
         )
 
-    asleep = bounds("sleep", night.sleep, 0, 0, [])
+    asleep = bounds("sleep", night.sleep, 0, 0, [api.scaling_policy])
     bounds("wake", night.listening, cfg.apiMinTasks, cfg.apiMaxTasks, [asleep])
     if alerting is not None:
         Night(NAME, cfg.stack, night, muting(night, alerting.api_alarms), "mlops-services",

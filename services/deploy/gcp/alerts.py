@@ -162,7 +162,11 @@ class Alerts(pulumi.ComponentResource):
         auto_close: str | None = None,
     ) -> gcp.monitoring.AlertPolicy:  # fmt: skip
         # After the monitor's metrics' descriptors: a policy on an unknown metric is refused.
-        opts = pulumi.ResourceOptions(parent=self, depends_on=list(self.descriptors.values()))
+        # The API's are off at night with a sleepSchedule (services.deploy.gcp.night): its jobs own
+        # `enabled`, which an `up --refresh` at night leaves off.
+        night = ["enabled"] if name.startswith("api-") and self.cfg.sleepSchedule else None
+        opts = pulumi.ResourceOptions(parent=self, depends_on=list(self.descriptors.values()),
+                                      ignore_changes=night)  # fmt: skip
         made = alert_policy(f"{NAME}-{name}", self.cfg.stack, name, meaning, threshold,
                             self.channels, opts, auto_close)  # fmt: skip
         if name.startswith("api-"):

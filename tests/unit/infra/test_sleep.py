@@ -145,3 +145,14 @@ def test_the_dev_stack_files_commented_nights_load_as_they_are():
     )
     assert platform.sleepSchedule is not None
     assert platform.sleepSchedule == services.sleepSchedule
+
+
+def test_on_aws_a_stack_that_sleeps_keeps_a_task_by_day():
+    night = json.dumps({"wake": "07:00", "sleep": "20:00"})
+    fine = {**SERVICES, "sleepSchedule": night, "trainingSchedule": "0 9 * * 1",
+            "monitoringSchedule": "0 10 * * 1-5", "scoringSchedule": "0 11 * * 3"}  # fmt: skip
+    with pytest.raises(ConfigError, match="apiMinTasks: 0 with a sleepSchedule would leave"):
+        load_services({**fine, "apiMinTasks": "0"}, "dev")
+    gcp = {**fine, "cloud": "gcp", "apiMinTasks": "0", "trainData": "gs://b/g_2024-01.parquet",
+           "valData": "gs://b/g_2024-02.parquet", "scoringInput": "gs://b/g_{month}.parquet"}  # fmt: skip
+    assert load_services(gcp, "dev").apiMinTasks == 0  # no warm instance there anyway
