@@ -51,6 +51,7 @@ def mlflow_start(
     db_max_connections: int = 100,
     auth: bool = True,
     backups: str | None = None,
+    behind: int | None = None,
 ) -> Proc:
     """Start `mlflow server` exactly as infra.mlflow_server renders it for the VM, on loopback:
     HTTPS with `tls`, the workload users of infra.mlflow_server.IDENTITIES (passwords in `users`)
@@ -60,7 +61,9 @@ def mlflow_start(
     the GCS emulator for gs://. `auth=False` (for the benchmark's comparison only) starts the same
     rendering with MLflow's app without auth (the plugin's mlops-open): anyone may do anything.
     `backups` (s3://bucket or gs://bucket): where the launcher backs the databases up before it
-    migrates a schema that is behind (none: such a database stops the start)."""
+    migrates a schema that is behind (none: such a database stops the start). `behind`: the
+    port of the load balancer in front of it (local_platform.balancer), whose address clients
+    use: the server accepts that Host too."""
     from infra.mlflow_server import IDENTITIES, database_uri
 
     settings = ServerSettings(
@@ -72,7 +75,11 @@ def mlflow_start(
         port=port,
         workers=workers,
         db_max_connections=db_max_connections,  # PostgreSQL's default, as the local server runs
-        allowed_hosts=(f"{LOOPBACK}:{port}", f"localhost:{port}"),
+        allowed_hosts=tuple(
+            f"{host}:{p}"
+            for p in (port, *([behind] if behind else []))
+            for host in (LOOPBACK, "localhost")
+        ),  # fmt: skip
         tls_certfile=str(tls.cert),
         tls_keyfile=str(tls.key),
         mlflow_bin=str(BIN / "mlflow"),
