@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null)
 UV_RUN := $(if $(UV),uv,python3.11 -m uv)
 
-.PHONY: help install test test-unit test-no-servers test-infra test-tools lint format demo demo-down demo-status backup restore benchmark
+.PHONY: help install test test-unit test-no-servers test-infra test-tools lint format demo demo-roll demo-down demo-status backup restore benchmark
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,7 +34,7 @@ install: ## create .venv with every dependency, pinned by uv.lock (the other tar
 $(STAMP): pyproject.toml uv.lock
 	$(install_venv)
 
-test-tools: ## what only the system provides for the tests (PostgreSQL with SSL): apt as root, else the command to run
+test-tools: ## what only the system provides for the tests (PostgreSQL with SSL, HAProxy): apt as root, else the command to run
 	@scripts/ensure-test-tools
 
 test: $(STAMP) test-tools lint ## lint, then the full test suite, real PostgreSQL/moto/MLflow included (what CI runs)
@@ -60,8 +60,12 @@ format: $(STAMP) ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-demo: $(STAMP) ## the whole platform on this machine; prints URLs and a sample prediction
-	$(PY) -m scripts.local_platform up
+TRACKING_REPLICAS ?= 1
+demo: $(STAMP) ## the whole platform on this machine; prints URLs and a sample prediction (TRACKING_REPLICAS=2: two servers behind HAProxy)
+	$(PY) -m scripts.local_platform up --replicas $(TRACKING_REPLICAS)
+
+demo-roll: $(STAMP) ## replace the replicated tracking servers one at a time, as the clouds do (after make demo TRACKING_REPLICAS=2)
+	$(PY) -m scripts.local_platform roll
 
 demo-down: $(STAMP) ## stop every process `make demo` started; keep the data in .local/
 	$(PY) -m scripts.local_platform down

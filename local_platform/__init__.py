@@ -16,6 +16,7 @@ stopped as a process group.
 Its public names are re-exported here: `import local_platform as lp; lp.free_port()`.
 """
 
+from local_platform.balancer import Balancer, balancer_start, roll
 from local_platform.model_api import model_api_start
 from local_platform.postgres import (
     PG_CHOICE_ENV,
@@ -72,7 +73,7 @@ from local_platform.tracking import MlflowCredentials, https_ok, mlflow_start
 
 __all__ = [
     "BIN", "FAKE_AWS", "LOOPBACK", "PG_CHOICES", "PG_CHOICE_ENV", "PG_COPY_PREFIX", "QUIET",
-    "STOP_SIGNALS", "ComponentError", "MlflowCredentials", "PgCluster", "PgServer", "Platform",
+    "STOP_SIGNALS", "Balancer", "ComponentError", "balancer_start", "roll", "MlflowCredentials", "PgCluster", "PgServer", "Platform",
     "Proc", "Streams", "TlsFiles", "aws_client", "blocked_for", "choose_pg", "data_major", "describe", "embedded_pg",
     "ensure_bucket", "free_port", "gcs_emulator_start", "gcs_store_env", "http_ok", "https_ok",
     "log_tail", "make_tls", "mlflow_start", "model_api_start", "moto_start", "new_password",

@@ -54,6 +54,8 @@ MARKERS = {
     "moto-streams": "moto_server",
     "postgresql": "postgres",
 }
+BALANCER = "tracking-balancer"
+"""With replicas: HAProxy on the tracking port, the servers as mlflow-server@<slot>."""
 SAMPLE = {"PULocationID": 43, "DOLocationID": 151, "trip_distance": 1.8}
 
 
@@ -89,6 +91,11 @@ def write_private(path: Path, text: str) -> None:
     path.chmod(0o600)
 
 
+def marker(name: str) -> str:
+    """What the component's command line contains (a replica by its kind's)."""
+    return "haproxy" if name == BALANCER else MARKERS.get(name.split("@")[0], name)
+
+
 def running() -> dict[str, int]:
     """Components from pids.json whose process is still alive (and still ours)."""
     if not PIDS.exists():
@@ -99,9 +106,18 @@ def running() -> dict[str, int]:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if c.pid_alive(pid) and MARKERS.get(name, name) in cmdline:
+        if c.pid_alive(pid) and marker(name) in cmdline:
             alive[name] = pid
     return alive
+
+
+def expected() -> set[str]:
+    """The components `up` started: with replicas, the balancer and a server per slot."""
+    tracking = json.loads(TRACKING.read_text()) if TRACKING.exists() else {}
+    if tracking.get("replicas", 1) < 2:
+        return set(MARKERS)
+    servers = {f"mlflow-server@{slot}" for slot in tracking["servers"]}
+    return (set(MARKERS) - {"mlflow-server"}) | servers | {BALANCER}
 
 
 def record_pid(name: str, pid: int) -> None:
@@ -241,12 +257,14 @@ def credentials() -> tuple[c.MlflowCredentials, dict[str, c.MlflowCredentials]]:
     return admin, c.workload_users(lambda name: secret(f"mlflow-{name}"), tls.ca_cert)
 
 
-def start_tracking(tracking: dict) -> c.Proc:
+def start_tracking(tracking: dict, port: int | None = None) -> c.Proc:
     """The MLflow server as `up` starts it (TRACKING says where its pieces are); its launcher
-    backs the databases up to the bucket before migrating a schema that is behind."""
+    backs the databases up to the bucket before migrating a schema that is behind. With
+    replicas, one of them on `port`, behind the balancer on the tracking port."""
     admin, users = credentials()
+    replicated = port is not None
     return c.mlflow_start(
-        port=tracking["port"],
+        port=port if replicated else tracking["port"],
         db_port=tracking["dbPort"],
         db_password=secret("mlflow-db"),
         admin=admin,
@@ -256,10 +274,75 @@ def start_tracking(tracking: dict) -> c.Proc:
         store_env=c.s3_store_env(tracking["s3"]),
         tls=c.make_tls(TLS),
         workdir=LOCAL / "mlflow",
-        log=LOGS / "mlflow-server.log",
+        log=LOGS / (f"mlflow-server-{port}.log" if replicated else "mlflow-server.log"),
         workers=tracking["workers"],
         backups=f"s3://{BUCKET}",
+        behind=tracking["port"] if replicated else None,
     )
+
+
+def start_replicas(tracking: dict) -> c.Proc:
+    """`replicas` servers behind HAProxy on the tracking port (local_platform.balancer); the
+    balancer's Proc, whose url clients use."""
+    balancer = c.balancer_start(tracking["port"], tracking["replicas"], TLS / "ca.pem",
+                                LOCAL / "balancer", LOGS / "balancer.log")  # fmt: skip
+    record_pid(BALANCER, balancer.proc.pid)
+    tracking["balancer"] = {"socket": str(balancer.sock), "slots": balancer.slots}
+    tracking["servers"] = {}
+    for slot in balancer.slots[: tracking["replicas"]]:
+        server = start_tracking(tracking, c.free_port())
+        record_pid(f"mlflow-server@{slot}", server.pid)
+        balancer.enter(slot, int(server.url.rsplit(":", 1)[1]))
+        tracking["servers"][slot] = server.url
+    write_private(TRACKING, json.dumps(tracking))
+    return balancer.proc
+
+
+class Started:
+    """A server another `scripts.local_platform` run started: stopped by its pid."""
+
+    def __init__(self, pid: int, url: str) -> None:
+        self.pid, self.url = pid, url
+
+    def stop(self, timeout: float = 20.0) -> None:
+        c.stop_pid(self.pid, timeout=timeout)
+
+
+def roll_tracking(args: argparse.Namespace) -> int:
+    """Replace the replicated tracking servers one at a time, as the clouds do: a new one, wait
+    until the balancer finds it healthy, drain the old one, stop it."""
+    tracking = json.loads(TRACKING.read_text()) if TRACKING.exists() else {}
+    alive = running()
+    if tracking.get("replicas", 1) < 2 or BALANCER not in alive:
+        print("error: the local platform runs no replicated tracking servers: "
+              "make demo TRACKING_REPLICAS=2 first", file=sys.stderr)  # fmt: skip
+        return 1
+    balancer = c.Balancer(Path(tracking["balancer"]["socket"]), tracking["balancer"]["slots"])
+    servers = {slot: Started(alive[f"mlflow-server@{slot}"], url)
+               for slot, url in tracking["servers"].items()
+               if f"mlflow-server@{slot}" in alive}  # fmt: skip
+    started = time.monotonic()
+
+    def start() -> c.Proc:
+        return start_tracking(tracking, c.free_port())
+
+    try:
+        now = c.roll(balancer, servers, start, lambda msg: say(
+            f"{time.monotonic() - started:4.0f}s {msg}"))  # fmt: skip
+    except c.ComponentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    pids = json.loads(PIDS.read_text())
+    for slot in servers:
+        pids.pop(f"mlflow-server@{slot}", None)
+    for slot, server in now.items():
+        pids[f"mlflow-server@{slot}"] = server.pid
+    PIDS.write_text(json.dumps(pids, indent=2))
+    tracking["servers"] = {slot: server.url for slot, server in now.items()}
+    write_private(TRACKING, json.dumps(tracking))
+    say(f"rolled {len(now)} tracking servers in {time.monotonic() - started:.0f}s; clients "
+        f"kept {c.LOOPBACK}:{tracking['port']} throughout")  # fmt: skip
+    return 0
 
 
 def backup_context() -> tuple[dict, dict[str, str], object]:
@@ -303,6 +386,10 @@ def restore(args: argparse.Namespace) -> int:
 
     try:
         uris, env, bucket = backup_context()
+        if json.loads(TRACKING.read_text()).get("replicas", 1) > 1:
+            raise c.ComponentError(
+                "restore works on one tracking server: make demo-down, then make demo"
+            )
         alive = running()
         if "mlflow-server" in alive:
             say(f"stopping mlflow-server (pid {alive['mlflow-server']})")
@@ -322,12 +409,10 @@ def restore(args: argparse.Namespace) -> int:
 def up(args: argparse.Namespace) -> int:
     alive = running()
     if alive and ENDPOINTS.exists():
-        if set(alive) == set(MARKERS):
+        if set(alive) == expected():
             say("the local platform is already running")
             return report(json.loads(ENDPOINTS.read_text()))
-        say(
-            f"some components are down ({', '.join(sorted(set(MARKERS) - set(alive)))}); restarting"
-        )
+        say(f"some components are down ({', '.join(sorted(expected() - set(alive)))}); restarting")
         down(args)
     LOGS.mkdir(parents=True, exist_ok=True)
     PIDS.unlink(missing_ok=True)
@@ -359,10 +444,14 @@ def up(args: argparse.Namespace) -> int:
         )
         admin, users = credentials()
         tracking = {"port": pick_port("tracking"), "dbPort": pg.extra["port"],
-                    "s3": moto.url, "workers": args.workers}  # fmt: skip
+                    "s3": moto.url, "workers": args.workers, "replicas": args.replicas}  # fmt: skip
         write_private(TRACKING, json.dumps(tracking))
-        mlflow = start_tracking(tracking)
-        record_pid("mlflow-server", mlflow.pid)
+        if args.replicas > 1:
+            say(f"{args.replicas} MLflow servers behind HAProxy on the tracking port")
+            mlflow = start_replicas(tracking)
+        else:
+            mlflow = start_tracking(tracking)
+            record_pid("mlflow-server", mlflow.pid)
         # A person works as the admin; each workload as its own user (infra.mlflow_server).
         write_private(MLFLOW_ENV, "".join(f"{k}={v}\n" for k, v in admin.env(mlflow.url).items()))
         trainer_env = users["trainer"].env(mlflow.url)
@@ -421,6 +510,7 @@ def up(args: argparse.Namespace) -> int:
     endpoints = {
         "monitoringReport": report_url,
         "trackingUri": mlflow.url,
+        "trackingReplicas": args.replicas,
         "trackingCaCert": str(TLS / "ca.pem"),
         "modelApiUrl": api.url,
         "s3EndpointUrl": moto.url,
@@ -443,9 +533,12 @@ def report(endpoints: dict[str, str]) -> int:
                         endpoints["ridePredictionsStream"], endpoints["rideEventsDeadLetterQueue"])  # fmt: skip
     event = {"ride_id": f"demo-{int(time.time())}", "ride": SAMPLE}
     streamed, _ = c.round_trip(streams, event)
+    count = endpoints.get("trackingReplicas", 1)
+    replicas = (f"\n                          {count} servers behind HAProxy; make demo-roll replaces "
+                "them one at a time") if count > 1 else ""  # fmt: skip
     print(
         f"""
-  MLflow tracking server  {endpoints["trackingUri"]}   (user {ADMIN_USER}; password in {MLFLOW_ENV.relative_to(ROOT)}; CA {(TLS / "ca.pem").relative_to(ROOT)})
+  MLflow tracking server  {endpoints["trackingUri"]}   (user {ADMIN_USER}; password in {MLFLOW_ENV.relative_to(ROOT)}; CA {(TLS / "ca.pem").relative_to(ROOT)}){replicas}
   workload users          trainer (training, monitoring), model-api (model API), streaming (stream consumer); passwords in {SECRETS.relative_to(ROOT)}/
   model API               {api}/docs
   S3 endpoint (moto)      {endpoints["s3EndpointUrl"]}   bucket {endpoints["artifactBucket"]} (credentials in {S3_ENV.relative_to(ROOT)})
@@ -475,8 +568,9 @@ def down(args: argparse.Namespace | None = None) -> int:
     if not alive:
         say("nothing of the local platform is running")
     # Reverse dependency order: clients before the servers they use.
-    for name in ("stream-consumer", "model-api", "moto-streams", "mlflow-server", "moto_server",
-                 "postgresql"):  # fmt: skip
+    replicas = sorted(name for name in alive if name.startswith("mlflow-server@"))
+    for name in ("stream-consumer", "model-api", "moto-streams", BALANCER, *replicas,
+                 "mlflow-server", "moto_server", "postgresql"):  # fmt: skip
         if name in alive:
             say(f"stopping {name} (pid {alive[name]})")
             c.stop_pid(alive[name], timeout=30, sig=c.STOP_SIGNALS.get(name, signal.SIGTERM))
@@ -490,13 +584,13 @@ def down(args: argparse.Namespace | None = None) -> int:
 
 def status(args: argparse.Namespace) -> int:
     alive = running()
-    for name in MARKERS:
+    for name in sorted(expected(), key=lambda n: (n not in MARKERS, n)):
         line = f"running, pid {alive[name]}" if name in alive else "stopped"
         if name == "postgresql" and name in alive:  # which server: the system's or the embedded
             argv0 = Path(f"/proc/{alive[name]}/cmdline").read_bytes().split(b"\0")[0].decode()
             line += f": {c.pg_describe(argv0)}"
-        print(f"{name:14} {line}")
-    return 0 if set(alive) == set(MARKERS) else 3
+        print(f"{name:17} {line}")
+    return 0 if set(alive) == expected() else 3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -507,6 +601,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_up = sub.add_parser("up", help="start everything, train, serve, print a prediction")
     p_up.add_argument("--workers", type=int, default=2, help="MLflow server workers (default 2)")
+    p_up.add_argument("--replicas", type=int, default=1, choices=range(1, 5), metavar="1-4",
+                      help="MLflow servers; 2 or more run behind HAProxy on the tracking port, "
+                      "as trackingReplicas does on the clouds (default 1)")  # fmt: skip
+    sub.add_parser("roll", help="replace the replicated tracking servers one at a time, as the "
+                   "clouds' rolling updates do (after up --replicas 2)")  # fmt: skip
     sub.add_parser("down", help="stop every process `up` started; keep the data")
     sub.add_parser("status", help="which components are running")
     sub.add_parser("backup", help="dump both databases into the bucket; prints the key")
@@ -514,5 +613,6 @@ def main(argv: list[str] | None = None) -> int:
         "restore", help="stop the MLflow server, restore a backup, start the server again"
     ).add_argument("backup", help="the key `backup` printed (backups/<time>-<reason>)")
     args = parser.parse_args(argv)
-    commands = {"up": up, "down": down, "status": status, "backup": backup, "restore": restore}
+    commands = {"up": up, "down": down, "status": status, "backup": backup, "restore": restore,
+                "roll": roll_tracking}  # fmt: skip
     return commands[args.command](args)
