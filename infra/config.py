@@ -213,6 +213,10 @@ class PlatformConfig(BaseModel):
     parameter group or database flag of yours), or for a class not in infra.config's table. The
     tracking server's connection pools are sized to fit it."""
     mlflowPort: int = Field(default=5000, ge=1024, le=65535)
+    trackingReplicas: int = Field(default=1, ge=1, le=10)
+    """Tracking servers. 1: one VM holding the static address (a change replaces it: minutes
+    down). 2 or more: replicas behind a network load balancer holding the address, replaced one
+    at a time (docs/operations.md#replicas)."""
     alertEmail: str | None = None
     """Where the platform's alerts go (the database's CPU and storage): an email address (AWS: an
     SNS subscription to confirm from the mail; GCP: a notification channel). Neither this nor
@@ -369,11 +373,21 @@ class PlatformConfig(BaseModel):
         from infra.mlflow_server import ServerConfigError, pool_for
 
         try:
-            pool_for(self.max_connections, self.mlflowWorkers)
+            pool_for(self.max_connections, self.mlflowWorkers, self.servers_at_once)
         except ServerConfigError as exc:
+            replicas = (
+                f", trackingReplicas {self.trackingReplicas}" if self.trackingReplicas > 1 else ""
+            )
             raise ConfigError(
-                f"{NAMESPACE}:mlflowWorkers: {exc} (dbInstanceClass {self.dbInstanceClass})"
+                f"{NAMESPACE}:mlflowWorkers: {exc} (dbInstanceClass {self.dbInstanceClass}"
+                f"{replicas})"
             ) from None
+
+    @property
+    def servers_at_once(self) -> int:
+        """Servers sharing the database at worst: one (replaced after the old one is gone), or
+        the replicas and the one a rolling update adds before it removes one."""
+        return 1 if self.trackingReplicas == 1 else self.trackingReplicas + 1
 
     def check_memory(self) -> None:
         """The server's workers fit the VM (measured per worker; types not in the table are not

@@ -80,15 +80,19 @@ def request_threads(pool_size: int, max_overflow: int) -> int:
     return max(1, (pool_size + max_overflow) // 2)
 
 
-def pool_for(max_connections: int, workers: int) -> tuple[int, int]:
-    """(pool_size, max_overflow) per engine so the server's worst case fits the database's
-    max_connections with RESERVED_CONNECTIONS to spare."""
-    per_engine = (max_connections - RESERVED_CONNECTIONS) // ((workers + 1) * ENGINES_PER_PROCESS)
+def pool_for(max_connections: int, workers: int, servers: int = 1) -> tuple[int, int]:
+    """(pool_size, max_overflow) per engine so the worst case of `servers` servers at once (the
+    replicas, and during a rolling update one more) fits the database's max_connections with
+    RESERVED_CONNECTIONS to spare."""
+    processes = servers * (workers + 1)
+    per_engine = (max_connections - RESERVED_CONNECTIONS) // (processes * ENGINES_PER_PROCESS)
     if per_engine < 2:
+        on = f"{servers} servers x " if servers > 1 else ""
         raise ServerConfigError(
             f"workers={workers}: the database allows {max_connections} connections, too few for "
-            f"{workers + 1} processes x {ENGINES_PER_PROCESS} pools of 2 with "
-            f"{RESERVED_CONNECTIONS} reserved; use fewer workers or a larger database"
+            f"{on}{workers + 1} processes x {ENGINES_PER_PROCESS} pools of 2 with "
+            f"{RESERVED_CONNECTIONS} reserved; use fewer workers{', fewer replicas' if servers > 1 else ''} "
+            "or a larger database"
         )
     # All of the budget: MLflow's log_batch holds two of a pool's connections at once (a session
     # for the run, another for its metrics), so a pool of n stalls for its 30 s timeout once n
@@ -195,6 +199,9 @@ class ServerSettings:
     db_max_connections: int = 100
     """The database's max_connections (PostgreSQL's default is 100; see infra.config for the
     managed databases'): the server's pools are sized to fit it (pool_for)."""
+    servers: int = 1
+    """How many servers share the database at once: the replicas and, while a rolling update
+    runs, one more (infra.config.PlatformConfig.servers_at_once)."""
     mlflow_bin: str = "mlflow"
     site_dir: str = str(LOCAL_SITE_DIR)
     """The directory holding the plugin (mlops_auth and its dist-info), put on the server's
@@ -229,7 +236,7 @@ class ServerSettings:
             raise ServerConfigError(
                 f"max_body_bytes must be 1024-{1024**3}, got {self.max_body_bytes}"
             )
-        pool_for(self.db_max_connections, self.workers)  # raises if the database is too small
+        pool_for(self.db_max_connections, self.workers, self.servers)  # raises if too small
         if self.default_permission not in PERMISSIONS:
             raise ServerConfigError(
                 f"default_permission must be one of {', '.join(PERMISSIONS)}, "
@@ -297,7 +304,7 @@ def render(s: ServerSettings) -> ServerCommand:
         "--allowed-hosts", ",".join(s.allowed_hosts),
         "--uvicorn-opts", f"--ssl-certfile {s.tls_certfile} --ssl-keyfile {s.tls_keyfile}",
     ]  # fmt: skip
-    pool_size, max_overflow = pool_for(s.db_max_connections, s.workers)
+    pool_size, max_overflow = pool_for(s.db_max_connections, s.workers, s.servers)
     env = {
         "MLFLOW_AUTH_CONFIG_PATH": s.auth_config_path,
         # The job runner adds worker processes a small VM cannot afford; this bundle uses no jobs.

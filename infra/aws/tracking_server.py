@@ -296,6 +296,7 @@ class TrackingServer(pulumi.ComponentResource):
                 port=cfg.mlflowPort,
                 workers=cfg.mlflowWorkers,
                 db_max_connections=cfg.max_connections,
+                servers=cfg.servers_at_once,
                 auth_cache_seconds=cfg.authCacheSeconds,
                 max_body_bytes=cfg.maxRequestBytes,
                 ai_gateway=cfg.aiGateway,

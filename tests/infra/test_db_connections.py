@@ -16,6 +16,17 @@ from tests.infra.test_gcp_platform import SQL
 RDS = "aws:rds/instance:Instance"
 
 
+def servers_at_once(declared) -> int:
+    """From the stack file: its trackingReplicas, and during a rolling update one more."""
+    import yaml
+
+    from tests.infra.conftest import ROOT
+
+    config = yaml.safe_load((ROOT / f"Pulumi.{declared.stack}.yaml").read_text())["config"]
+    replicas = int(config.get("mlops-platform:trackingReplicas", 1))
+    return 1 if replicas == 1 else replicas + 1
+
+
 def server_spec(declared) -> dict:
     return json.loads(declared.vm_files()["/etc/mlflow/server.json"])
 
@@ -58,27 +69,34 @@ def test_gcp_workers_never_run_a_pool_dry(declared_gcp):
 def test_aws_server_fits_its_rds_instance(declared):
     limit = default_max_connections("aws", declared.one(RDS)["inputs"]["instanceClass"])
     assert limit is not None
-    assert worst_case(server_spec(declared)) <= limit - RESERVED_CONNECTIONS
+    assert (
+        worst_case(server_spec(declared)) * servers_at_once(declared)
+        <= limit - RESERVED_CONNECTIONS
+    )
 
 
 def test_gcp_server_fits_its_cloud_sql_tier(declared_gcp):
     limit = default_max_connections("gcp", declared_gcp.one(SQL)["inputs"]["settings"]["tier"])
     assert limit is not None
-    assert worst_case(server_spec(declared_gcp)) <= limit - RESERVED_CONNECTIONS
+    servers = servers_at_once(declared_gcp)
+    assert worst_case(server_spec(declared_gcp)) * servers <= limit - RESERVED_CONNECTIONS
 
 
 @pytest.mark.parametrize("max_connections", [25, 50, 84, 100, 400, 5000])
 @pytest.mark.parametrize("workers", [1, 2, 4, 8])
-def test_pools_fit_whatever_the_size_or_say_why_not(max_connections, workers):
+@pytest.mark.parametrize("servers", [1, 3, 4])
+def test_pools_fit_whatever_the_size_or_say_why_not(max_connections, workers, servers):
+    """`servers`: the replicas and the one a rolling update adds (trackingReplicas 2, 3)."""
+    processes = servers * (workers + 1)
     try:
-        pool_size, overflow = pool_for(max_connections, workers)
+        pool_size, overflow = pool_for(max_connections, workers, servers)
     except ValueError as exc:
         assert f"the database allows {max_connections} connections" in str(exc)
-        assert (max_connections - RESERVED_CONNECTIONS) // ((workers + 1) * 3) < 2
+        assert (max_connections - RESERVED_CONNECTIONS) // (processes * 3) < 2
         return
     assert pool_size >= 1 and 1 <= overflow <= 10
-    total = (workers + 1) * ENGINES_PER_PROCESS * (pool_size + overflow)
+    total = processes * ENGINES_PER_PROCESS * (pool_size + overflow)
     assert total <= max_connections - RESERVED_CONNECTIONS
     # and no less than that allows (up to SQLAlchemy's 5 + 10): a log_batch takes two at once
-    budget = (max_connections - RESERVED_CONNECTIONS) // ((workers + 1) * ENGINES_PER_PROCESS)
+    budget = (max_connections - RESERVED_CONNECTIONS) // (processes * ENGINES_PER_PROCESS)
     assert pool_size + overflow == min(budget, 15)

@@ -252,3 +252,25 @@ def test_the_vm_image_is_pinned_per_cloud_and_one_image_never_a_pattern():
             load({**raw, "vmImage": image}, "dev")
         assert f"mlops-platform:vmImage: {image!r} is not one {cloud} image" in str(err.value)
         assert "no wildcards" in str(err.value)
+
+
+def test_replicas_share_the_database_with_one_more_during_a_roll():
+    from infra.config import load as load_config
+    from infra.mlflow_server import pool_for
+
+    one = load_config({"cloud": "aws"}, "dev")
+    assert (one.trackingReplicas, one.servers_at_once) == (1, 1)
+    two = load_config({"cloud": "aws", "trackingReplicas": "2", "dbInstanceClass": "db.t4g.medium"},
+                      "dev")  # fmt: skip
+    assert two.servers_at_once == 3
+    # Three servers' pools fit where one server's were sized alone.
+    assert pool_for(two.max_connections, 2, 3) < pool_for(two.max_connections, 2, 1)
+    with pytest.raises(ConfigError) as err:
+        load_config({"cloud": "aws", "trackingReplicas": "5"}, "dev")  # db.t4g.micro: 84
+    assert str(err.value) == (
+        "mlops-platform:mlflowWorkers: workers=2: the database allows 84 connections, too few "
+        "for 6 servers x 3 processes x 3 pools of 2 with 10 reserved; use fewer workers, fewer "
+        "replicas or a larger database (dbInstanceClass db.t4g.micro, trackingReplicas 5)"
+    )
+    with pytest.raises(ConfigError, match="trackingReplicas: Input should be less than or equal"):
+        load_config({"cloud": "aws", "trackingReplicas": "11"}, "dev")
