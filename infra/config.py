@@ -353,6 +353,14 @@ class PlatformConfig(BaseModel):
             )
         if self.billingAccount and self.cloud == "aws":
             raise ConfigError(f"{NAMESPACE}:billingAccount applies to gcp only")
+        if self.domain and self.trackingReplicas > 1:
+            # Each VM obtains Let's Encrypt's certificate for itself, by an HTTP-01 challenge a
+            # load balancer would send to any one of them.
+            raise ConfigError(
+                f"{NAMESPACE}:trackingReplicas: {self.trackingReplicas} with a domain is not "
+                "supported (each server obtains its Let's Encrypt certificate itself); allowed "
+                "with a domain: 1"
+            )
         if self.schedulerRegion and self.cloud == "aws":
             raise ConfigError(f"{NAMESPACE}:schedulerRegion applies to gcp only")
 

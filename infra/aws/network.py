@@ -47,6 +47,10 @@ def usable_zones(cfg: PlatformConfig, opts: pulumi.InvokeOptions) -> list[str]:
 
 
 class Network(pulumi.ComponentResource):
+    lb_sg_ids: dict[str, pulumi.Output[str]]
+    """With trackingReplicas > 1: the load balancers' security groups (public, internal), which
+    clients reach and which alone reach the servers."""
+
     vpc_id: pulumi.Output[str]
     public_subnet_ids: list[pulumi.Output[str]]
     private_subnet_ids: list[pulumi.Output[str]]
@@ -134,25 +138,7 @@ class Network(pulumi.ComponentResource):
             tags=tags(cfg.stack, f"{name}-mlflow-clients"),
             opts=child(self),
         )
-        ingress = [
-            aws.ec2.SecurityGroupIngressArgs(
-                protocol="tcp",
-                from_port=cfg.mlflowPort,
-                to_port=cfg.mlflowPort,
-                security_groups=[client_sg.id],
-                description="MLflow from the services",
-            )
-        ]
-        if cfg.allowedCidrs:
-            ingress.append(
-                aws.ec2.SecurityGroupIngressArgs(
-                    protocol="tcp",
-                    from_port=cfg.mlflowPort,
-                    to_port=cfg.mlflowPort,
-                    cidr_blocks=list(cfg.allowedCidrs),
-                    description="MLflow from allowedCidrs",
-                )
-            )
+        ingress = self.mlflow_ingress(name, cfg, vpc.id, client_sg.id, egress_all)
         if cfg.domain:
             # Let's Encrypt's HTTP-01 check comes from addresses it does not publish; only
             # certbot's own listener answers there, and only while it runs (infra/vm.py).
@@ -193,6 +179,7 @@ class Network(pulumi.ComponentResource):
         )
         self.vpc_id = vpc.id
         self.server_sg_id, self.client_sg_id, self.db_sg_id = server_sg.id, client_sg.id, db_sg.id
+        self.server_private_cidr = str(blocks[0])
         self.register_outputs(
             {
                 "vpcId": vpc.id,
@@ -201,3 +188,45 @@ class Network(pulumi.ComponentResource):
                 "clientSecurityGroupId": client_sg.id,
             }
         )
+
+    def mlflow_ingress(
+        self, name: str, cfg: PlatformConfig, vpc_id: pulumi.Input[str],
+        client_sg_id: pulumi.Input[str], egress: list,
+    ) -> list[aws.ec2.SecurityGroupIngressArgs]:  # fmt: skip
+        """Who reaches the servers' MLflow port: the services' group and allowedCidrs, or with
+        replicas the two load balancers, which those reach instead (a load balancer with a
+        group of its own: a rule naming the clients' group matches only there)."""
+
+        def port(description: str, **source) -> aws.ec2.SecurityGroupIngressArgs:
+            return aws.ec2.SecurityGroupIngressArgs(
+                protocol="tcp", from_port=cfg.mlflowPort, to_port=cfg.mlflowPort,
+                description=description, **source,
+            )  # fmt: skip
+
+        from_clients = [port("MLflow from the services", security_groups=[client_sg_id])]
+        if cfg.allowedCidrs:
+            from_clients.append(
+                port("MLflow from allowedCidrs", cidr_blocks=list(cfg.allowedCidrs))
+            )
+        self.lb_sg_ids = {}
+        if cfg.trackingReplicas == 1:
+            return from_clients
+        groups = {
+            "public": ("MLflow's internet-facing load balancer: allowedCidrs",
+                       from_clients[1:]),
+            "internal": ("MLflow's internal load balancer: the services", from_clients[:1]),
+        }  # fmt: skip
+        for label, (description, rules) in groups.items():
+            group = aws.ec2.SecurityGroup(
+                f"{name}-mlflow-{label}-lb",
+                vpc_id=vpc_id,
+                description=description,
+                ingress=rules,
+                egress=egress,
+                tags=tags(cfg.stack, f"{name}-mlflow-{label}-lb"),
+                opts=child(self),
+            )
+            self.lb_sg_ids[label] = group.id
+        # The servers: the load balancers' traffic and their health checks.
+        return [port("MLflow through its load balancers",
+                     security_groups=list(self.lb_sg_ids.values()))]  # fmt: skip

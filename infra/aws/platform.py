@@ -24,7 +24,8 @@ def build(cfg: PlatformConfig, admin_password: pulumi.Output[str] | None) -> dic
     server = TrackingServer(
         name,
         cfg,
-        subnet_id=network.public_subnet_ids[0],
+        subnet_ids=network.public_subnet_ids,
+        lb_sg_ids=network.lb_sg_ids,
         private_ip=network.server_private_ip,
         security_group_id=network.server_sg_id,
         bucket_name=bucket.name,

@@ -12,6 +12,7 @@ import pulumi_random as random
 
 from infra.aws.common import assume, child, tags
 from infra.aws.database import rds_ca_bundle_url
+from infra.aws.replicas import ReplicatedServers
 from infra.config import PlatformConfig
 from infra.mlflow_server import IDENTITIES, ServerSettings
 from infra.tls import tracking_tls
@@ -139,9 +140,10 @@ class TrackingServer(pulumi.ComponentResource):
         name: str,
         cfg: PlatformConfig,
         *,
-        subnet_id: pulumi.Input[str],
+        subnet_ids: list[pulumi.Input[str]],
         private_ip: str,
         security_group_id: pulumi.Input[str],
+        lb_sg_ids: dict[str, pulumi.Input[str]] | None = None,
         bucket_name: pulumi.Input[str],
         bucket_arn: pulumi.Input[str],
         bucket_configured: list[pulumi.Resource] | None = None,
@@ -339,6 +341,38 @@ class TrackingServer(pulumi.ComponentResource):
             opts=child(self, depends_on=bucket_configured or []),
         )
 
+        vm_user_data = pulumi.Output.all(bucket_name, bundle).apply(
+            lambda a: user_data(f"s3://{a[0]}", a[1].key, a[1].sha256, region)
+        )
+        if cfg.trackingReplicas > 1:
+            servers = ReplicatedServers(
+                name, cfg, ami_id=ami_id, profile_name=profile.name,
+                server_sg_id=security_group_id, user_data=vm_user_data, subnet_ids=subnet_ids,
+                private_ip=private_ip, vpc_id=vpc_id, eip_allocation_id=eip.allocation_id,
+                lb_sg_ids=lb_sg_ids or {}, ready=[access, bundle_object], opts=child(self),
+            )  # fmt: skip
+            self.instance_ref = servers.group.arn
+        else:
+            self.instance_ref = self.single_vm(
+                name, cfg, ami_id, subnet_ids[0], private_ip, security_group_id, profile,
+                vm_user_data, eip, [access, bundle_object],
+            )  # fmt: skip
+        self.public_ip = eip.public_ip
+        self.private_ip = pulumi.Output.from_input(private_ip)
+        self.credentials_secret_arn = secret.arn
+        self.password_secret_arns = {user: s.arn for user, s in password_secrets.items()}
+        self.ca_cert_pem = server_tls.ca_cert_pem
+        self.cert_expiry = server_tls.expiry
+        self.admin_password = pulumi.Output.secret(admin_password)
+        self.register_outputs({"publicIp": eip.public_ip, "credentialsSecretArn": secret.arn})
+
+    def single_vm(
+        self, name: str, cfg: PlatformConfig, ami_id: pulumi.Input[str],
+        subnet_id: pulumi.Input[str], private_ip: str, security_group_id: pulumi.Input[str],
+        profile: aws.iam.InstanceProfile, vm_user_data: pulumi.Output[str], eip: aws.ec2.Eip,
+        ready: list[pulumi.Resource],
+    ) -> pulumi.Output[str]:  # fmt: skip
+        """trackingReplicas 1: one instance holding the private address and the Elastic IP."""
         instance = aws.ec2.Instance(
             f"{name}-vm",
             ami=ami_id,
@@ -351,9 +385,7 @@ class TrackingServer(pulumi.ComponentResource):
             vpc_security_group_ids=[security_group_id],
             iam_instance_profile=profile.name,
             # The fetcher and the bundle's name: a changed bundle is a changed user-data.
-            user_data=pulumi.Output.all(bucket_name, bundle).apply(
-                lambda a: user_data(f"s3://{a[0]}", a[1].key, a[1].sha256, region)
-            ),
+            user_data=vm_user_data,
             user_data_replace_on_change=True,
             metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
                 http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1
@@ -366,9 +398,7 @@ class TrackingServer(pulumi.ComponentResource):
             # address and Elastic IP: the old one must go first (minutes of downtime).
             # After its role may read the secrets and the bundle is in the bucket: the bootstrap
             # and the launcher fetch them at first boot.
-            opts=pulumi.ResourceOptions(
-                parent=self, delete_before_replace=True, depends_on=[access, bundle_object]
-            ),
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True, depends_on=ready),
         )
         aws.ec2.EipAssociation(
             f"{name}-eip-association",
@@ -376,12 +406,4 @@ class TrackingServer(pulumi.ComponentResource):
             allocation_id=eip.allocation_id,
             opts=child(self),
         )
-        self.public_ip = eip.public_ip
-        self.private_ip = pulumi.Output.from_input(private_ip)
-        self.instance_ref = instance.arn
-        self.credentials_secret_arn = secret.arn
-        self.password_secret_arns = {user: s.arn for user, s in password_secrets.items()}
-        self.ca_cert_pem = server_tls.ca_cert_pem
-        self.cert_expiry = server_tls.expiry
-        self.admin_password = pulumi.Output.secret(admin_password)
-        self.register_outputs({"publicIp": eip.public_ip, "credentialsSecretArn": secret.arn})
+        return instance.arn

@@ -174,6 +174,7 @@ def computed(typ: str, name: str, inputs: dict) -> dict:
             "email": agent(inputs.get("service")),
             "member": f"serviceAccount:{agent(inputs.get('service'))}",
         },
+        "aws:ec2/launchTemplate:LaunchTemplate": {"latestVersion": 3},
         "gcp:compute/resourcePolicy:ResourcePolicy": {
             "selfLink": f"https://www.googleapis.com/compute/v1/projects/mlops-test/regions/"
             f"{inputs.get('region')}/resourcePolicies/{name}-mock"

@@ -71,3 +71,15 @@ def test_gcp_the_dashboard_charts_the_api_jobs_monitor_server_and_stream(service
     backlog, letters = charts["Stream: backlog, dead letters"]
     assert '"mlops-ride-events-push-mock"' in backlog
     assert '"mlops-ride-events-dead-letter-mock"' in letters
+
+
+def test_aws_replicated_servers_are_charted_by_their_group(tmp_path):
+    group = ("arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:0mock:"
+             "autoScalingGroupName/mlops-servers-0mock")  # fmt: skip
+    result = run_services(tmp_path, "dev", {"__platformOutputs": {"trackingInstance": group}})
+    assert result["error"] is None, result["error"]
+    [dashboard] = of_type(result, "aws:cloudwatch/dashboard:Dashboard")
+    charts = charted(json.loads(dashboard["inputs"]["dashboardBody"]))
+    assert charts["Tracking server: CPU %"] == [
+        ["AWS/EC2", "CPUUtilization", "AutoScalingGroupName", "mlops-servers-0mock"]
+    ]

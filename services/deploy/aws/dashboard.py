@@ -63,7 +63,10 @@ def body(stack: str, region: str, a: dict) -> str:
             for m in ("drift_share", "realised_rmse", "rmse_ratio")
         ], "Maximum", DAY),
         ("Tracking server: CPU %", [
-            ["AWS/EC2", "CPUUtilization", "InstanceId", a["tracking_instance"].rsplit("/", 1)[-1]],
+            # One VM (an instance ARN), or replicas (their Auto Scaling group's ARN): by group.
+            ["AWS/EC2", "CPUUtilization",
+             "AutoScalingGroupName" if ":autoScalingGroup:" in a["tracking_instance"]
+             else "InstanceId", a["tracking_instance"].rsplit("/", 1)[-1]],
         ], "Average", FIVE_MINUTES),
         ("Database: connections", [
             ["AWS/RDS", "DatabaseConnections", "DBInstanceIdentifier",
