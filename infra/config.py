@@ -361,6 +361,11 @@ class PlatformConfig(BaseModel):
                 "supported (each server obtains its Let's Encrypt certificate itself); allowed "
                 "with a domain: 1"
             )
+        if self.sleepSchedule and self.trackingReplicas > 1:
+            raise ConfigError(
+                f"{NAMESPACE}:sleepSchedule: a night for replicated servers is not supported "
+                "(it stops one VM); allowed with trackingReplicas: 1"
+            )
         if self.schedulerRegion and self.cloud == "aws":
             raise ConfigError(f"{NAMESPACE}:schedulerRegion applies to gcp only")
 
@@ -394,8 +399,11 @@ class PlatformConfig(BaseModel):
     @property
     def servers_at_once(self) -> int:
         """Servers sharing the database at worst: one (replaced after the old one is gone), or
-        the replicas and the one a rolling update adds before it removes one."""
-        return 1 if self.trackingReplicas == 1 else self.trackingReplicas + 1
+        the replicas and those a rolling update adds before it removes one: one on AWS, one per
+        zone (two) on GCP, a regional group's least surge."""
+        if self.trackingReplicas == 1:
+            return 1
+        return self.trackingReplicas + (2 if self.cloud == "gcp" else 1)
 
     def check_memory(self) -> None:
         """The server's workers fit the VM (measured per worker; types not in the table are not

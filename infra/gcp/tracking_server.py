@@ -11,6 +11,7 @@ import pulumi_random as random
 
 from infra.config import PlatformConfig
 from infra.gcp.network import SERVER_TAG
+from infra.gcp.replicas import ReplicatedServers
 from infra.gcp.secrets import stored_secret
 from infra.mlflow_server import IDENTITIES, ServerSettings
 from infra.tls import tracking_tls
@@ -263,7 +264,49 @@ class TrackingServer(pulumi.ComponentResource):
             opts=child,
         )
 
-        self.instance = gcp.compute.Instance(
+        metadata = {
+            # The fetcher and the bundle's name: a changed bundle is a changed user-data.
+            "user-data": pulumi.Output.all(bucket_name, bundle).apply(
+                lambda a: user_data(f"gs://{a[0]}", a[1].key, a[1].sha256, None)
+            ),
+            "block-project-ssh-keys": "true",
+            "enable-oslogin": "TRUE",
+        }
+        ready = [database, bundle_object, bucket_access, *secret_grants]
+        if cfg.trackingReplicas > 1:
+            zones = gcp.compute.get_zones_output(
+                region=cfg.gcpRegion, status="UP", opts=after_apis
+            ).names
+            servers = ReplicatedServers(
+                name, cfg,
+                instance={"image": image, "service_account": account.email, "metadata": metadata},
+                zones=zones, network_id=network_id, subnet_id=subnet_id,
+                public_address=address, private_address=private_address, ready=ready,
+                opts=pulumi.ResourceOptions(parent=self),
+            )  # fmt: skip
+            self.instance_ref = servers.group.id
+        else:
+            self.instance_ref = self.single_vm(
+                name, cfg, zone, image, subnet_id, private_address, address, account, metadata,
+                schedule, ready,
+            )  # fmt: skip
+        self.public_ip = address.address
+        self.private_ip = private_address.address
+        self.credentials_secret_id = secret.secret_id
+        self.password_secret_ids = {user: s.secret_id for user, s in password_secrets.items()}
+        self.ca_cert_pem = server_tls.ca_cert_pem
+        self.cert_expiry = server_tls.expiry
+        self.admin_password = pulumi.Output.secret(admin_password)
+        self.register_outputs({"publicIp": address.address, "credentialsSecret": secret.secret_id})
+
+    def single_vm(
+        self, name: str, cfg: PlatformConfig, zone: pulumi.Input[str], image: str,
+        subnet_id: pulumi.Input[str], private_address: gcp.compute.Address,
+        address: gcp.compute.Address, account: gcp.serviceaccount.Account, metadata: dict,
+        schedule: tuple | None, ready: list[pulumi.Resource],
+    ) -> pulumi.Output[str]:  # fmt: skip
+        """trackingReplicas 1: one VM holding the static and the private address."""
+        instance = gcp.compute.Instance(
             f"{name}-vm",
             zone=zone,
             machine_type=cfg.instanceType,
@@ -288,14 +331,7 @@ class TrackingServer(pulumi.ComponentResource):
             shielded_instance_config=gcp.compute.InstanceShieldedInstanceConfigArgs(
                 enable_secure_boot=True, enable_vtpm=True, enable_integrity_monitoring=True
             ),
-            metadata={
-                # The fetcher and the bundle's name: a changed bundle is a changed user-data.
-                "user-data": pulumi.Output.all(bucket_name, bundle).apply(
-                    lambda a: user_data(f"gs://{a[0]}", a[1].key, a[1].sha256, None)
-                ),
-                "block-project-ssh-keys": "true",
-                "enable-oslogin": "TRUE",
-            },
+            metadata=metadata,
             allow_stopping_for_update=True,
             resource_policies=schedule[0].self_link if schedule else None,
             # cloud-init runs once per instance: a changed bootstrap means a new VM, as on AWS.
@@ -308,24 +344,9 @@ class TrackingServer(pulumi.ComponentResource):
                 delete_before_replace=True,
                 # The bootstrap fetches the bundle and the launcher its secrets at first boot: the
                 # bundle and the grants come first.
-                depends_on=[
-                    database,
-                    bundle_object,
-                    bucket_access,
-                    *secret_grants,
-                    *(schedule[1:] if schedule else []),
-                ],
+                depends_on=[*ready, *(schedule[1:] if schedule else [])],
             ),
         )
-        self.public_ip = address.address
-        self.private_ip = private_address.address
-        self.instance_ref = pulumi.Output.concat(
-            "projects/", self.instance.project, "/zones/", self.instance.zone,
-            "/instances/", self.instance.name,
+        return pulumi.Output.concat(
+            "projects/", instance.project, "/zones/", instance.zone, "/instances/", instance.name,
         )  # fmt: skip
-        self.credentials_secret_id = secret.secret_id
-        self.password_secret_ids = {user: s.secret_id for user, s in password_secrets.items()}
-        self.ca_cert_pem = server_tls.ca_cert_pem
-        self.cert_expiry = server_tls.expiry
-        self.admin_password = pulumi.Output.secret(admin_password)
-        self.register_outputs({"publicIp": address.address, "credentialsSecret": secret.secret_id})

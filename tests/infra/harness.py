@@ -175,6 +175,12 @@ def computed(typ: str, name: str, inputs: dict) -> dict:
             "member": f"serviceAccount:{agent(inputs.get('service'))}",
         },
         "aws:ec2/launchTemplate:LaunchTemplate": {"latestVersion": 3},
+        "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate": {
+            "selfLink": f"projects/mlops-test/regions/europe-west1/instanceTemplates/{name}-0mock"
+        },
+        "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager": {
+            "instanceGroup": f"projects/mlops-test/regions/europe-west1/instanceGroups/{name}-0mock"
+        },
         "gcp:compute/resourcePolicy:ResourcePolicy": {
             "selfLink": f"https://www.googleapis.com/compute/v1/projects/mlops-test/regions/"
             f"{inputs.get('region')}/resourcePolicies/{name}-mock"

@@ -83,3 +83,15 @@ def test_aws_replicated_servers_are_charted_by_their_group(tmp_path):
     assert charts["Tracking server: CPU %"] == [
         ["AWS/EC2", "CPUUtilization", "AutoScalingGroupName", "mlops-servers-0mock"]
     ]
+
+
+def test_gcp_replicated_servers_are_charted_by_their_group_s_names(tmp_path):
+    from tests.infra.conftest import SERVICES_GCP_OVERRIDES
+
+    group = "projects/mlops-test/regions/europe-west1/instanceGroupManagers/mlflow-dev"
+    result = run_services(tmp_path, "dev", {**SERVICES_GCP_OVERRIDES,
+                                            "__platformOutputs": {"trackingInstance": group}})  # fmt: skip
+    assert result["error"] is None, result["error"]
+    [dashboard] = of_type(result, "gcp:monitoring/dashboard:Dashboard")
+    body = dashboard["inputs"]["dashboardJson"]
+    assert 'metadata.system_labels.name = starts_with(\\"mlflow-dev-\\")' in body

@@ -122,3 +122,82 @@ def test_one_replica_is_today_s_single_vm(declared):
     assert len(declared.of_type("aws:ec2/instance:Instance")) == 1
     assert not declared.of_type("aws:autoscaling/group:Group")
     assert not declared.of_type(NLB)
+
+
+@pytest.fixture(scope="module")
+def gcp_replicas(tmp_path_factory):
+    from tests.infra.conftest import GCP_OVERRIDES
+
+    overrides = {**GCP_OVERRIDES, "mlops-platform:trackingReplicas": "2",
+                 "mlops-platform:dbInstanceClass": "db-custom-1-3840"}  # fmt: skip
+    result = run_stack(tmp_path_factory.mktemp("replicas-gcp"), ROOT / "Pulumi.dev.yaml", overrides)
+    assert result["error"] is None, result["error"]
+    return result
+
+
+def test_gcp_replicas_are_a_regional_group_rolled_with_no_server_unavailable(gcp_replicas):
+    assert not of_type(gcp_replicas, "gcp:compute/instance:Instance")
+    [template] = of_type(gcp_replicas, "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate")
+    [group] = of_type(gcp_replicas,
+                      "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager")  # fmt: skip
+    [health] = of_type(gcp_replicas, "gcp:compute/regionHealthCheck:RegionHealthCheck")
+    inputs = group["inputs"]
+    assert inputs["targetSize"] == 2
+    assert len(inputs["distributionPolicyZones"]) == 2
+    assert inputs["versions"] == [{"instanceTemplate": template["state"]["selfLink"],
+                                   "name": "server"}]  # fmt: skip
+    policy = inputs["updatePolicy"]
+    assert (policy["type"], policy["minimalAction"], policy["maxUnavailableFixed"]) == (
+        "PROACTIVE",
+        "REPLACE",
+        0,
+    )
+    assert policy["maxSurgeFixed"] == 2  # one per zone: a regional group's least
+    assert inputs["autoHealingPolicies"]["healthCheck"] == health["state"]["id"]
+    check = health["inputs"]["httpsHealthCheck"]
+    assert (check["requestPath"], check["port"]) == ("/health", 5000)
+    # The template is the single VM's: user-data, tag, account, shielded boot.
+    metadata = template["inputs"]["metadata"]
+    assert metadata["user-data"].startswith("#!") and metadata["enable-oslogin"] == "TRUE"
+    assert template["inputs"]["tags"] == ["mlflow-server"]
+    bundle = of_type(gcp_replicas, "gcp:storage/bucketObject:BucketObject")[0]
+    assert depends_on(template, bundle)
+    assert gcp_replicas["outputs"]["trackingInstance"]["value"] == group["state"]["id"]
+
+
+@pytest.mark.parametrize(("label", "scheme"), [("external", "EXTERNAL"), ("internal", "INTERNAL")])
+def test_gcp_passthrough_load_balancers_hold_the_reserved_addresses(gcp_replicas, label, scheme):
+    outputs = gcp_replicas["outputs"]
+    rule = named(gcp_replicas, "gcp:compute/forwardingRule:ForwardingRule", f"mlops-{label}")
+    backend = named(gcp_replicas, "gcp:compute/regionBackendService:RegionBackendService",
+                    f"mlops-{label}")  # fmt: skip
+    [group] = of_type(gcp_replicas,
+                      "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager")  # fmt: skip
+    [health] = of_type(gcp_replicas, "gcp:compute/regionHealthCheck:RegionHealthCheck")
+    address = outputs["staticIp" if label == "external" else "trackingPrivateUri"]["value"]
+    assert rule["inputs"]["ipAddress"] == address.split("//")[-1].split(":")[0]
+    assert (rule["inputs"]["loadBalancingScheme"], rule["inputs"]["ports"]) == (scheme, ["5000"])
+    assert rule["inputs"]["backendService"] == backend["state"]["id"]
+    assert backend["inputs"]["loadBalancingScheme"] == scheme
+    assert backend["inputs"]["protocol"] == "TCP"  # TLS passes through
+    assert backend["inputs"]["healthChecks"] == health["state"]["id"]
+    [server_group] = backend["inputs"]["backends"]
+    assert server_group["group"] == group["state"]["instanceGroup"]
+
+
+def test_gcp_health_checks_reach_the_servers(gcp_replicas):
+    rule = named(gcp_replicas, "gcp:compute/firewall:Firewall", "mlops-health-checks")
+    assert "35.191.0.0/16" in rule["inputs"]["sourceRanges"]
+    assert rule["inputs"]["targetTags"] == ["mlflow-server"]
+    assert rule["inputs"]["allows"] == [{"protocol": "tcp", "ports": ["5000"]}]
+
+
+def test_replicas_with_a_domain_or_a_night_are_refused():
+    from infra.config import ConfigError, load
+
+    with pytest.raises(ConfigError, match="trackingReplicas: 2 with a domain is not supported"):
+        load({"cloud": "aws", "trackingReplicas": "2", "domain": "mlflow.example.com",
+              "dbInstanceClass": "db.t4g.small"}, "dev")  # fmt: skip
+    with pytest.raises(ConfigError, match="sleepSchedule: a night for replicated servers"):
+        load({"cloud": "aws", "trackingReplicas": "2", "dbInstanceClass": "db.t4g.small",
+              "sleepSchedule": '{"wake": "07:00", "sleep": "20:00"}'}, "dev")  # fmt: skip

@@ -46,7 +46,7 @@ def chart(title: str, *data_sets: dict) -> dict:
 def body(stack: str, a: dict) -> str:
     run = f'resource.type = "cloud_run_revision" AND resource.label.service_name = "{a["api"]}"'
     jobs = ", ".join(json.dumps(j) for j in a["jobs"])
-    vm = f'resource.type = "gce_instance" AND metadata.system_labels.name = "{a["vm"]}"'
+    vm = f'resource.type = "gce_instance" AND metadata.system_labels.name = {a["vm"]}'
     monitor = (f'resource.type = "global" AND metric.label.stack = "{stack}" AND '
                f'metric.label.model = "{REGISTERED_MODEL}"')  # fmt: skip
     widgets = [
@@ -88,7 +88,7 @@ class Dashboard(pulumi.ComponentResource):
         super().__init__("mlops:services:gcp:Dashboard", f"{NAME}-dashboard", None, opts)
         names = pulumi.Output.all(
             api=charted.api_service, jobs=pulumi.Output.all(*charted.jobs),
-            vm=charted.tracking_instance.apply(lambda path: path.rsplit("/", 1)[-1]),
+            vm=charted.tracking_instance.apply(vm_names),
             push=charted.push_subscription, letters=charted.dead_letters,
         )  # fmt: skip
         self.dashboard = gcp.monitoring.Dashboard(
@@ -97,3 +97,11 @@ class Dashboard(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.register_outputs({})
+
+
+def vm_names(path: str) -> str:
+    """The tracking server's instance name in a Monitoring filter: one VM's
+    (projects/P/zones/Z/instances/N), or a regional group's replicas, named after it
+    (projects/P/regions/R/instanceGroupManagers/N: N-xxxx)."""
+    name = path.rsplit("/", 1)[-1]
+    return f'starts_with("{name}-")' if "/instanceGroupManagers/" in path else f'"{name}"'
