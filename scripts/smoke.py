@@ -164,6 +164,10 @@ def bootstrap_verdict(console: str) -> str | None:
 def vm_says(instance: str) -> str:
     """The tracking VM's bootstrap verdict from its console, or why there is none (diagnostics:
     the model API's /ready stays the check)."""
+    if ":autoScalingGroup:" in instance or "/instanceGroupManagers/" in instance:
+        return (
+            "replicated servers (trackingReplicas): no one console; the load balancers check them"
+        )
     try:
         return bootstrap_verdict(read_console(instance)) or "no bootstrap verdict on its console"
     except Exception as exc:
