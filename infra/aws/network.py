@@ -179,6 +179,8 @@ class Network(pulumi.ComponentResource):
         )
         self.vpc_id = vpc.id
         self.server_sg_id, self.client_sg_id, self.db_sg_id = server_sg.id, client_sg.id, db_sg.id
+        if self.lb_sg_ids:
+            self.internal_lb_rules(name, cfg, client_sg.id, server_sg.id)
         self.server_private_cidr = str(blocks[0])
         self.register_outputs(
             {
@@ -211,17 +213,19 @@ class Network(pulumi.ComponentResource):
         self.lb_sg_ids = {}
         if cfg.trackingReplicas == 1:
             return from_clients
+        # The internal one's rules are made apart (internal_lb_rules): they name the servers'
+        # group, which names this one.
         groups = {
             "public": ("MLflow's internet-facing load balancer: allowedCidrs",
                        from_clients[1:]),
-            "internal": ("MLflow's internal load balancer: the services", from_clients[:1]),
+            "internal": ("MLflow's internal load balancer: the services and the servers", None),
         }  # fmt: skip
         for label, (description, rules) in groups.items():
             group = aws.ec2.SecurityGroup(
                 f"{name}-mlflow-{label}-lb",
                 vpc_id=vpc_id,
                 description=description,
-                ingress=rules,
+                **({"ingress": rules} if rules is not None else {}),
                 egress=egress,
                 tags=tags(cfg.stack, f"{name}-mlflow-{label}-lb"),
                 opts=child(self),
@@ -230,3 +234,25 @@ class Network(pulumi.ComponentResource):
         # The servers: the load balancers' traffic and their health checks.
         return [port("MLflow through its load balancers",
                      security_groups=list(self.lb_sg_ids.values()))]  # fmt: skip
+
+    def internal_lb_rules(
+        self, name: str, cfg: PlatformConfig, client_sg_id: pulumi.Input[str],
+        server_sg_id: pulumi.Input[str],
+    ) -> None:  # fmt: skip
+        """Who reaches the internal load balancer: the services, and the servers themselves
+        (the daily `mlflow gc` calls the server through it). Rules of their own, not inline:
+        the servers' group names this one."""
+        for label, source, description in (
+            ("services", client_sg_id, "MLflow from the services"),
+            ("servers", server_sg_id, "MLflow from the servers themselves"),
+        ):
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-mlflow-internal-lb-from-{label}",
+                security_group_id=self.lb_sg_ids["internal"],
+                referenced_security_group_id=source,
+                ip_protocol="tcp",
+                from_port=cfg.mlflowPort,
+                to_port=cfg.mlflowPort,
+                description=description,
+                opts=child(self),
+            )

@@ -9,15 +9,16 @@ the platform's two public subnets, and two network load balancers passing TLS th
 
 Both check each server's /health over HTTPS (the load balancer does not verify the certificate,
 which names the addresses clients use) and balance across zones. A changed launch template (a new
-bootstrap, certificate or MLflow version) starts an instance refresh that launches the new
-instances before it terminates the old ones (minimum healthy 100%, maximum 200%): every healthy
-server stays in service until its replacement passes its checks; then the old one is drained
-(DEREGISTRATION_SECONDS) and terminated.
+bootstrap, certificate or MLflow version) starts an instance refresh that launches a new
+instance before it terminates an old one (minimum healthy 100%, one more at a time): every
+healthy server stays in service until its replacement passes its checks; then the old one is
+drained (DEREGISTRATION_SECONDS) and terminated. `pulumi up` returns once the refresh started.
 """
 
 from __future__ import annotations
 
 import base64
+import math
 
 import pulumi
 import pulumi_aws as aws
@@ -44,15 +45,24 @@ class ReplicatedServers(pulumi.ComponentResource):
     ):  # fmt: skip
         super().__init__("mlops:aws:ReplicatedServers", f"{name}-servers", None, opts)
         port = cfg.mlflowPort
+        # A zone a load balancer is not in sends its targets nothing: both are in both subnets.
+        # The addresses clients use are the first subnet's; the second's is AWS's to choose.
         mappings = {
-            "public": aws.lb.LoadBalancerSubnetMappingArgs(
-                subnet_id=subnet_ids[0], allocation_id=eip_allocation_id
-            ),
-            "internal": aws.lb.LoadBalancerSubnetMappingArgs(
-                subnet_id=subnet_ids[0], private_ipv4_address=private_ip
-            ),
+            "public": [
+                aws.lb.LoadBalancerSubnetMappingArgs(
+                    subnet_id=subnet_ids[0], allocation_id=eip_allocation_id
+                ),
+                aws.lb.LoadBalancerSubnetMappingArgs(subnet_id=subnet_ids[1]),
+            ],
+            "internal": [
+                aws.lb.LoadBalancerSubnetMappingArgs(
+                    subnet_id=subnet_ids[0], private_ipv4_address=private_ip
+                ),
+                aws.lb.LoadBalancerSubnetMappingArgs(subnet_id=subnet_ids[1]),
+            ],
         }
         self.target_groups = {}
+        made: list[pulumi.Resource] = []
         for label, mapping in mappings.items():
             target_group = aws.lb.TargetGroup(
                 f"{name}-{label}",
@@ -61,6 +71,10 @@ class ReplicatedServers(pulumi.ComponentResource):
                 target_type="instance",
                 vpc_id=vpc_id,
                 deregistration_delay=DEREGISTRATION_SECONDS,
+                # Inside the network the servers call themselves through it too (the daily
+                # `mlflow gc`): with the client's address kept, a server's own request would
+                # come back to it and fail.
+                preserve_client_ip="false" if label == "internal" else "true",
                 health_check=aws.lb.TargetGroupHealthCheckArgs(
                     protocol="HTTPS",
                     path="/health",
@@ -78,14 +92,14 @@ class ReplicatedServers(pulumi.ComponentResource):
                 f"{name}-{label}",
                 load_balancer_type="network",
                 internal=label == "internal",
-                subnet_mappings=[mapping],
+                subnet_mappings=mapping,
                 security_groups=[lb_sg_ids[label]],
                 enable_cross_zone_load_balancing=True,
                 enable_deletion_protection=cfg.protect,
                 tags=tags(cfg.stack, f"{name}-{label}"),
                 opts=child(self),
             )
-            aws.lb.Listener(
+            listener = aws.lb.Listener(
                 f"{name}-{label}",
                 load_balancer_arn=balancer.arn,
                 port=port,
@@ -96,6 +110,7 @@ class ReplicatedServers(pulumi.ComponentResource):
                 opts=child(self),
             )  # fmt: skip
             self.target_groups[label] = target_group
+            made += [balancer, listener]
         template = aws.ec2.LaunchTemplate(
             f"{name}-server",
             image_id=ami_id,
@@ -144,13 +159,17 @@ class ReplicatedServers(pulumi.ComponentResource):
                 strategy="Rolling",
                 preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(
                     min_healthy_percentage=100,
-                    max_healthy_percentage=200,
+                    # One server more at a time, whatever max_size allows: the database's
+                    # connection budget counts one (infra.config.servers_at_once).
+                    max_healthy_percentage=100 + math.ceil(100 / cfg.trackingReplicas),
                     instance_warmup=str(BOOT_SECONDS),
                 ),
             ),
             tags=[aws.autoscaling.GroupTagArgs(key=k, value=v, propagate_at_launch=False)
                   for k, v in tags(cfg.stack, f"{name}-servers").items()],
-            # The bootstrap reads the bundle and the secrets at first boot: they come first.
-            opts=child(self, depends_on=ready),
+            # The bootstrap reads the bundle and the secrets at first boot: they come first; and
+            # the internal load balancer, which must take the fixed private address before an
+            # instance could be given it.
+            opts=child(self, depends_on=[*ready, *made]),
         )  # fmt: skip
         self.register_outputs({"group": self.group.name})

@@ -109,10 +109,18 @@ class ReplicatedServers(pulumi.ComponentResource):
                 max_surge_fixed=ZONES,
                 max_unavailable_fixed=0,
             ),
-            # `up` returns once the servers run their new template and are healthy.
+            # `up` returns once the servers run their new template and are healthy: a first boot
+            # takes up to BOOT_SECONDS, a rollout of more replicas several of them.
             wait_for_instances=True,
             wait_for_instances_status="UPDATED",
-            opts=mine,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                custom_timeouts=pulumi.CustomTimeouts(create="60m", update="60m", delete="30m"),
+                # Its zones are chosen once (a change would replace the group); its fixed name
+                # would collide with a replacement made first.
+                ignore_changes=["distributionPolicyZones"],
+                delete_before_replace=True,
+            ),
         )  # fmt: skip
         self.rules = {}
         for label, scheme, address in (

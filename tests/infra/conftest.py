@@ -16,6 +16,19 @@ STACKS = [p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACK_FI
 _cache: dict[str, dict] = {}
 
 
+def replicas(stack: str) -> int:
+    """The stack file's trackingReplicas (1 unless set)."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    return int(config.get("mlops-platform:trackingReplicas", 1))
+
+
+SINGLE_VM_STACKS = [s for s in STACKS if replicas(s) == 1]
+"""Stack files with one tracking VM (the single VM's own tests run on these)."""
+REPLICATED_STACKS = [s for s in STACKS if replicas(s) > 1]
+
+
 class Declared:
     """What one stack's program declared, with small lookups for the tests."""
 
@@ -48,7 +61,17 @@ class Declared:
         return vm
 
     def user_data(self) -> str:
-        """The tracking VM's user-data, as the VM receives it."""
+        """The tracking server's user-data, as a VM receives it: the single VM's, or with
+        replicas the launch template's (base64) or the instance template's."""
+        import base64
+
+        [template] = self.of_type("aws:ec2/launchTemplate:LaunchTemplate") or self.of_type(
+            "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate") or [None]  # fmt: skip
+        if template:
+            inputs = template["inputs"]
+            if "userData" in inputs:
+                return base64.b64decode(inputs["userData"]).decode()
+            return inputs["metadata"]["user-data"]
         inputs = self.vm()["inputs"]
         return inputs.get("userData") or inputs["metadata"]["user-data"]
 
@@ -99,27 +122,49 @@ def run_stack(tmp_dir: Path, stack_file: Path, overrides: dict | None = None) ->
     return json.loads(out.read_text())
 
 
-@pytest.fixture(scope="session", params=STACKS)
-def declared(request, tmp_path_factory) -> Declared:
-    stack = request.param
-    if stack not in _cache:
-        _cache[stack] = run_stack(tmp_path_factory.mktemp("stacks"), ROOT / f"Pulumi.{stack}.yaml")
-    data = _cache[stack]
+def _platform(stack: str, cloud: str, tmp_path_factory) -> Declared:
+    key = stack if cloud == "aws" else f"gcp:{stack}"
+    if key not in _cache:
+        overrides = GCP_OVERRIDES if cloud == "gcp" else None
+        _cache[key] = run_stack(tmp_path_factory.mktemp("stacks"), ROOT / f"Pulumi.{stack}.yaml",
+                                overrides)  # fmt: skip
+    data = _cache[key]
     assert data["error"] is None, data["error"]
     return Declared(data, stack)
+
+
+@pytest.fixture(scope="session", params=STACKS)
+def declared(request, tmp_path_factory) -> Declared:
+    return _platform(request.param, "aws", tmp_path_factory)
 
 
 @pytest.fixture(scope="session", params=STACKS)
 def declared_gcp(request, tmp_path_factory) -> Declared:
-    stack = request.param
-    key = f"gcp:{stack}"
-    if key not in _cache:
-        _cache[key] = run_stack(
-            tmp_path_factory.mktemp("gcp"), ROOT / f"Pulumi.{stack}.yaml", GCP_OVERRIDES
-        )
-    data = _cache[key]
-    assert data["error"] is None, data["error"]
-    return Declared(data, stack)
+    return _platform(request.param, "gcp", tmp_path_factory)
+
+
+@pytest.fixture(scope="session", params=SINGLE_VM_STACKS)
+def declared_vm(request, tmp_path_factory) -> Declared:
+    """A stack file with one tracking VM, on AWS."""
+    return _platform(request.param, "aws", tmp_path_factory)
+
+
+@pytest.fixture(scope="session", params=SINGLE_VM_STACKS)
+def declared_gcp_vm(request, tmp_path_factory) -> Declared:
+    """A stack file with one tracking VM, on GCP."""
+    return _platform(request.param, "gcp", tmp_path_factory)
+
+
+@pytest.fixture(scope="session", params=REPLICATED_STACKS)
+def declared_replicated(request, tmp_path_factory) -> Declared:
+    """A stack file with replicated tracking servers, on AWS."""
+    return _platform(request.param, "aws", tmp_path_factory)
+
+
+@pytest.fixture(scope="session", params=REPLICATED_STACKS)
+def declared_gcp_replicated(request, tmp_path_factory) -> Declared:
+    """A stack file with replicated tracking servers, on GCP."""
+    return _platform(request.param, "gcp", tmp_path_factory)
 
 
 DOMAIN = "mlflow.example.com"

@@ -147,10 +147,10 @@ def test_no_ssh_and_no_postgres_from_anywhere(declared):
     ]
 
 
-def test_mlflow_port_only_from_allowed_cidrs_and_the_client_group(declared):
-    config = yaml.safe_load((ROOT / f"Pulumi.{declared.stack}.yaml").read_text())["config"]
+def test_mlflow_port_only_from_allowed_cidrs_and_the_client_group(declared_vm):
+    config = yaml.safe_load((ROOT / f"Pulumi.{declared_vm.stack}.yaml").read_text())["config"]
     allowed = config.get("mlops-platform:allowedCidrs", [])
-    rules = sg_named(declared, "-mlflow-server")["inputs"]["ingress"]
+    rules = sg_named(declared_vm, "-mlflow-server")["inputs"]["ingress"]
     cidrs = [c for r in rules for c in r.get("cidrBlocks", [])]
     groups = [g for r in rules for g in r.get("securityGroups", [])]
     assert sorted(cidrs) == sorted(allowed)
@@ -198,8 +198,8 @@ def test_instance_role_is_scoped_to_this_bucket_and_these_secrets(declared):
     assert not any("FullAccess" in a for a in attached)
 
 
-def test_instance_requires_imdsv2_and_encrypts_its_disk(declared):
-    vm = declared.one(EC2)["inputs"]
+def test_instance_requires_imdsv2_and_encrypts_its_disk(declared_vm):
+    vm = declared_vm.one(EC2)["inputs"]
     assert vm["metadataOptions"]["httpTokens"] == "required"
     assert (
         vm["rootBlockDevice"]["encrypted"] is True and vm["rootBlockDevice"]["volumeType"] == "gp3"
@@ -208,17 +208,17 @@ def test_instance_requires_imdsv2_and_encrypts_its_disk(declared):
     assert vm["ami"] == "ami-0aaaaaaaaaaaaaaa1"
 
 
-def test_user_data_holds_no_secret_value(declared):
+def test_user_data_holds_no_secret_value(declared_vm):
     """Secrets are fetched on the VM at start; user-data is readable from the EC2 console, the
     bundle by whoever may read the bucket's server-bundles/."""
-    assert isinstance(declared.one(EC2)["inputs"]["userData"], str)  # no secret flowed in
-    assert isinstance(declared.bundle()["content"], str)
-    for text in (declared.user_data(), declared.bundle()["content"]):
+    assert isinstance(declared_vm.one(EC2)["inputs"]["userData"], str)  # no secret flowed in
+    assert isinstance(declared_vm.bundle()["content"], str)
+    for text in (declared_vm.user_data(), declared_vm.bundle()["content"]):
         assert SECRET_SENTINEL not in text
         assert "PGPASSWORD=" not in text
-    auth_ini = json.loads(_written(declared, "/etc/mlflow/server.json"))["authIni"]
+    auth_ini = json.loads(_written(declared_vm, "/etc/mlflow/server.json"))["authIni"]
     assert not re.search(r"^\s*admin_password\s*=", auth_ini, re.MULTILINE)
-    secret_value = declared.named(
+    secret_value = declared_vm.named(
         "aws:secretsmanager/secretVersion:SecretVersion", "mlops-credentials-value"
     )["inputs"]["secretString"]
     # The generated values went to Secrets Manager instead, marked secret in Pulumi's state.
@@ -239,16 +239,16 @@ def test_server_command_is_the_shared_rendering(declared):
     assert "198.51.100.7:5000" in argv[argv.index("--allowed-hosts") + 1].split(",")
 
 
-def test_outputs_are_the_contract(declared):
-    assert set(declared.outputs) == set(out.AWS)
-    assert declared.outputs[out.TRACKING_URI]["value"] == "https://198.51.100.7:5000"
-    assert declared.outputs[out.STATIC_IP]["value"] == "198.51.100.7"
-    assert declared.outputs[out.TRACKING_INSTANCE]["value"] == (
+def test_outputs_are_the_contract(declared_vm):
+    assert set(declared_vm.outputs) == set(out.AWS)
+    assert declared_vm.outputs[out.TRACKING_URI]["value"] == "https://198.51.100.7:5000"
+    assert declared_vm.outputs[out.STATIC_IP]["value"] == "198.51.100.7"
+    assert declared_vm.outputs[out.TRACKING_INSTANCE]["value"] == (
         "arn:aws:ec2:us-east-1:123456789012:instance/i-0mock"
     )
-    assert declared.outputs[out.ADMIN_PASSWORD]["secret"] is True
-    public = {k for k, v in declared.outputs.items() if not v["secret"]}
-    assert not any(SECRET_SENTINEL in json.dumps(declared.outputs[k]["value"]) for k in public)
+    assert declared_vm.outputs[out.ADMIN_PASSWORD]["secret"] is True
+    public = {k for k, v in declared_vm.outputs.items() if not v["secret"]}
+    assert not any(SECRET_SENTINEL in json.dumps(declared_vm.outputs[k]["value"]) for k in public)
 
 
 def _written(declared, path: str) -> str:
@@ -285,14 +285,14 @@ def test_zones_without_the_instance_type_are_skipped(declared, tmp_path):
     assert "mlops-platform:instanceType" in result["error"]
 
 
-def test_a_replaced_server_keeps_its_addresses(declared):
+def test_a_replaced_server_keeps_its_addresses(declared_vm):
     """A new bootstrap replaces the instance; the new one takes over the fixed private address
     (the services read trackingPrivateUri once) and the Elastic IP, so the old one goes first."""
-    ec2 = declared.one(EC2)
+    ec2 = declared_vm.one(EC2)
     assert ec2["inputs"]["userDataReplaceOnChange"] is True
     assert ec2["options"]["deleteBeforeReplace"] is True
     assert ec2["inputs"]["privateIp"] == "10.40.0.10"
-    assert declared.outputs[out.TRACKING_PRIVATE_URI]["value"] == "https://10.40.0.10:5000"
+    assert declared_vm.outputs[out.TRACKING_PRIVATE_URI]["value"] == "https://10.40.0.10:5000"
     # The launcher reads its secrets at first boot: the role's policy exists before the VM.
     assert any(d.endswith("aws:iam/rolePolicy:RolePolicy::mlops-access")
                for d in ec2["options"]["dependencies"])  # fmt: skip
@@ -300,22 +300,22 @@ def test_a_replaced_server_keeps_its_addresses(declared):
     # itself only once the bucket is versioned and encrypted.
     assert any(d.endswith("aws:s3/bucketObjectv2:BucketObjectv2::mlops-bundle")
                for d in ec2["options"]["dependencies"])  # fmt: skip
-    bundle = declared.one("aws:s3/bucketObjectv2:BucketObjectv2")
+    bundle = declared_vm.one("aws:s3/bucketObjectv2:BucketObjectv2")
     for configured in ("bucketVersioning:BucketVersioning::mlops-versioning",
                        "bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration::mlops-encryption"):  # fmt: skip
         assert any(d.endswith(configured) for d in bundle["options"]["dependencies"]), configured
 
 
-def test_a_newer_ubuntu_image_changes_nothing_until_the_pin_is_bumped(declared, tmp_path):
+def test_a_newer_ubuntu_image_changes_nothing_until_the_pin_is_bumped(declared_vm, tmp_path):
     """Canonical publishes a new AMI: the instance's inputs stay as they were (a changed `ami`
     would replace the VM); bumping vmImage is what moves it."""
     from tests.infra.conftest import run_stack
     from tests.infra.harness import STATE
 
-    stack_file = ROOT / f"Pulumi.{declared.stack}.yaml"
+    stack_file = ROOT / f"Pulumi.{declared_vm.stack}.yaml"
     pinned = yaml.safe_load(stack_file.read_text())["config"]["mlops-platform:vmImage"]
     assert pinned == f"{AMI_PREFIX}20251212"
-    assert declared.one(EC2)["inputs"]["ami"] == "ami-0aaaaaaaaaaaaaaa1"
+    assert declared_vm.one(EC2)["inputs"]["ami"] == "ami-0aaaaaaaaaaaaaaa1"
     newer = {
         "name": f"{AMI_PREFIX}20261130",
         "id": "ami-0bbbbbbbbbbbbbbb2",
@@ -325,7 +325,7 @@ def test_a_newer_ubuntu_image_changes_nothing_until_the_pin_is_bumped(declared, 
     after = run_stack(tmp_path, stack_file, {"__amiCatalogue": catalogue})
     assert after["error"] is None, after["error"]
     (ec2_after,) = [r for r in after["resources"] if r["type"] == EC2]
-    assert ec2_after["inputs"] == declared.one(EC2)["inputs"]
+    assert ec2_after["inputs"] == declared_vm.one(EC2)["inputs"]
     # The lookup asks for the pinned name only, Canonical's, deprecated ones included.
     (lookup,) = [c["args"] for c in after["calls"] if c["token"] == "aws:ec2/getAmi:getAmi"]
     assert lookup["owners"] == ["099720109477"] and lookup["includeDeprecated"] is True
@@ -423,13 +423,13 @@ def test_each_workload_user_has_a_password_secret_the_vm_reads(declared):
         assert isinstance(value, dict) and SECRET_SENTINEL in value["value"]  # secret, generated
 
 
-def test_a_renewed_certificate_replaces_no_vm(declared):
+def test_a_renewed_certificate_replaces_no_vm(declared_vm):
     """A renewal (scripts/renew-cert) replaces the certificate and writes its secret version:
     the instance must not depend on either, through its inputs (the user-data) or explicitly, or
     the weekly run would replace the VM."""
-    vm = declared.one(EC2)
+    vm = declared_vm.one(EC2)
     touched = ("locallySignedCert:LocallySignedCert::mlops-tls-cert",
                "secretVersion:SecretVersion::mlops-tls-key-value")  # fmt: skip
     assert not [d for d in vm["options"]["dependencies"] if d.endswith(touched)]
-    version = declared.named(SECRET_VALUE, "mlops-tls-key-value")
+    version = declared_vm.named(SECRET_VALUE, "mlops-tls-key-value")
     assert any(d.endswith(touched[0]) for d in version["options"]["dependencies"])

@@ -92,14 +92,14 @@ def test_ssh_only_from_google_iap(declared_gcp):
             assert rule["inputs"]["sourceRanges"] == [IAP_RANGE]
 
 
-def test_mlflow_port_only_from_allowed_cidrs_and_the_services_range(declared_gcp):
-    config = yaml.safe_load((ROOT / f"Pulumi.{declared_gcp.stack}.yaml").read_text())["config"]
+def test_mlflow_port_only_from_allowed_cidrs_and_the_services_range(declared_gcp_vm):
+    config = yaml.safe_load((ROOT / f"Pulumi.{declared_gcp_vm.stack}.yaml").read_text())["config"]
     sources = set()
-    for rule in declared_gcp.of_type(FIREWALL):
+    for rule in declared_gcp_vm.of_type(FIREWALL):
         ports = [p for allow in rule["inputs"]["allows"] for p in allow.get("ports", [])]
         if "5000" in ports:
             sources |= set(rule["inputs"]["sourceRanges"])
-    subnet = declared_gcp.one("gcp:compute/subnetwork:Subnetwork")["inputs"]["ipCidrRange"]
+    subnet = declared_gcp_vm.one("gcp:compute/subnetwork:Subnetwork")["inputs"]["ipCidrRange"]
     assert sources == {subnet, *config.get("mlops-platform:allowedCidrs", [])}
 
 
@@ -135,8 +135,8 @@ def test_service_account_reaches_this_bucket_and_these_secrets_only(declared_gcp
     }
 
 
-def test_vm_is_shielded_and_runs_as_its_own_service_account(declared_gcp):
-    vm = declared_gcp.one(VM)["inputs"]
+def test_vm_is_shielded_and_runs_as_its_own_service_account(declared_gcp_vm):
+    vm = declared_gcp_vm.one(VM)["inputs"]
     shielded = vm["shieldedInstanceConfig"]
     assert shielded["enableSecureBoot"] is True and shielded["enableVtpm"] is True
     assert vm["serviceAccount"]["email"].startswith("mlflow-")
@@ -147,12 +147,12 @@ def test_vm_is_shielded_and_runs_as_its_own_service_account(declared_gcp):
     assert vm["metadata"]["block-project-ssh-keys"] == "true"
 
 
-def test_vm_uses_the_reserved_static_ip(declared_gcp):
-    address = declared_gcp.named("gcp:compute/address:Address", "mlops-ip")["inputs"]
+def test_vm_uses_the_reserved_static_ip(declared_gcp_vm):
+    address = declared_gcp_vm.named("gcp:compute/address:Address", "mlops-ip")["inputs"]
     assert address["addressType"] == "EXTERNAL"
-    nic = declared_gcp.one(VM)["inputs"]["networkInterfaces"][0]
+    nic = declared_gcp_vm.one(VM)["inputs"]["networkInterfaces"][0]
     assert nic["accessConfigs"][0]["natIp"] == "203.0.113.50"
-    assert declared_gcp.outputs[out.STATIC_IP]["value"] == "203.0.113.50"
+    assert declared_gcp_vm.outputs[out.STATIC_IP]["value"] == "203.0.113.50"
 
 
 def test_user_data_holds_no_secret_and_fetches_from_secret_manager(declared_gcp):
@@ -176,17 +176,17 @@ def test_user_data_holds_no_secret_and_fetches_from_secret_manager(declared_gcp)
     assert "\nboto3==" not in files[REQUIREMENTS_PATH]
 
 
-def test_outputs_have_the_shared_names(declared_gcp):
-    assert set(declared_gcp.outputs) == set(out.GCP)
-    assert declared_gcp.outputs[out.TRACKING_URI]["value"] == "https://203.0.113.50:5000"
-    zone = declared_gcp.one(VM)["inputs"]["zone"]
-    assert declared_gcp.outputs[out.TRACKING_INSTANCE]["value"] == (
+def test_outputs_have_the_shared_names(declared_gcp_vm):
+    assert set(declared_gcp_vm.outputs) == set(out.GCP)
+    assert declared_gcp_vm.outputs[out.TRACKING_URI]["value"] == "https://203.0.113.50:5000"
+    zone = declared_gcp_vm.one(VM)["inputs"]["zone"]
+    assert declared_gcp_vm.outputs[out.TRACKING_INSTANCE]["value"] == (
         f"projects/mlops-test/zones/{zone}/instances/mlops-vm-0mock"
     )
-    assert declared_gcp.outputs[out.ADMIN_PASSWORD]["secret"] is True
+    assert declared_gcp_vm.outputs[out.ADMIN_PASSWORD]["secret"] is True
     assert (
-        declared_gcp.outputs[out.CREDENTIALS_SECRET]["value"]
-        == f"mlflow-{declared_gcp.stack}-credentials"
+        declared_gcp_vm.outputs[out.CREDENTIALS_SECRET]["value"]
+        == f"mlflow-{declared_gcp_vm.stack}-credentials"
     )
 
 
@@ -212,9 +212,9 @@ def test_a_fresh_project_gets_its_apis_before_anything_that_needs_them(declared_
         assert not missing, (resource["name"], missing)
 
 
-def test_the_vm_zone_is_looked_up_not_guessed(declared_gcp, tmp_path):
+def test_the_vm_zone_is_looked_up_not_guessed(declared_gcp_vm, tmp_path):
     """europe-west1 has no zone -a: the region's zones are looked up (or the stack names one)."""
-    assert declared_gcp.one(VM)["inputs"]["zone"] == "europe-west1-b"
+    assert declared_gcp_vm.one(VM)["inputs"]["zone"] == "europe-west1-b"
     from tests.infra.conftest import GCP_OVERRIDES, run_stack
 
     chosen = run_stack(
@@ -226,16 +226,16 @@ def test_the_vm_zone_is_looked_up_not_guessed(declared_gcp, tmp_path):
     assert vm["inputs"]["zone"] == "europe-west1-d"
 
 
-def test_a_replaced_vm_keeps_both_addresses(declared_gcp):
+def test_a_replaced_vm_keeps_both_addresses(declared_gcp_vm):
     """A new VM needs the old one's static addresses, which two VMs cannot hold at once: the
     engine must delete first. The private address is reserved, so the services' URI holds."""
-    vm = declared_gcp.one(VM)
+    vm = declared_gcp_vm.one(VM)
     assert vm["options"]["deleteBeforeReplace"] is True
     assert vm["options"]["replaceOnChanges"] == ["metadata"]
-    private = declared_gcp.named("gcp:compute/address:Address", "mlops-private-ip")["inputs"]
+    private = declared_gcp_vm.named("gcp:compute/address:Address", "mlops-private-ip")["inputs"]
     assert (private["addressType"], private["purpose"]) == ("INTERNAL", "GCE_ENDPOINT")
     assert vm["inputs"]["networkInterfaces"][0]["networkIp"] == "10.40.0.5"
-    assert declared_gcp.outputs[out.TRACKING_PRIVATE_URI]["value"] == "https://10.40.0.5:5000"
+    assert declared_gcp_vm.outputs[out.TRACKING_PRIVATE_URI]["value"] == "https://10.40.0.5:5000"
 
 
 def test_a_grown_database_disk_does_not_make_the_next_up_replace_it(declared_gcp):
@@ -244,17 +244,17 @@ def test_a_grown_database_disk_does_not_make_the_next_up_replace_it(declared_gcp
     assert "settings.diskSize" in sql["options"]["ignoreChanges"]
 
 
-def test_a_destroy_is_not_blocked_by_what_mlflow_created(declared_gcp):
+def test_a_destroy_is_not_blocked_by_what_mlflow_created(declared_gcp_vm):
     """A role owning MLflow's objects cannot be dropped, and Cloud SQL holds the peering for a
     while after its instance is gone: those go with their parents instead."""
     for typ in ("gcp:sql/database:Database", "gcp:sql/user:User",
                 "gcp:servicenetworking/connection:Connection"):  # fmt: skip
-        assert {r["inputs"]["deletionPolicy"] for r in declared_gcp.of_type(typ)} == {"ABANDON"}
+        assert {r["inputs"]["deletionPolicy"] for r in declared_gcp_vm.of_type(typ)} == {"ABANDON"}
     # The VM connects to the database: created after it, so destroyed before it.
-    depends = declared_gcp.one(VM)["options"]["dependencies"]
+    depends = declared_gcp_vm.one(VM)["options"]["dependencies"]
     assert any(d.endswith(f"{SQL}::mlops-postgres") for d in depends)
     # The launcher reads its secrets at first boot: every secret grant exists before the VM.
-    grants = declared_gcp.of_type("gcp:secretmanager/secretIamMember:SecretIamMember")
+    grants = declared_gcp_vm.of_type("gcp:secretmanager/secretIamMember:SecretIamMember")
     assert len(grants) == 6
     assert all(any(d.endswith(f"SecretIamMember::{g['name']}") for d in depends) for g in grants)
     # The bootstrap fetches the server's code bundle at first boot with the VM's account: the
@@ -304,68 +304,68 @@ def test_server_and_bootstrap_logs_go_to_cloud_logging(declared_gcp):
         assert writer["inputs"]["member"] == member
 
 
-def test_tls_without_a_domain_and_the_key_only_in_secret_manager(declared_gcp):
-    request = declared_gcp.one("tls:index/certRequest:CertRequest")["inputs"]
+def test_tls_without_a_domain_and_the_key_only_in_secret_manager(declared_gcp_vm):
+    request = declared_gcp_vm.one("tls:index/certRequest:CertRequest")["inputs"]
     assert request["ipAddresses"] == ["203.0.113.50", "10.40.0.5"]  # static IP, fixed private
-    assert declared_gcp.outputs[out.TRACKING_URI]["value"].startswith("https://")
-    ca = declared_gcp.outputs[out.TRACKING_CA_CERT]
+    assert declared_gcp_vm.outputs[out.TRACKING_URI]["value"].startswith("https://")
+    ca = declared_gcp_vm.outputs[out.TRACKING_CA_CERT]
     assert ca["secret"] is False and ca["value"].startswith("-----BEGIN CERTIFICATE")
-    metadata = declared_gcp.one(VM)["inputs"]["metadata"]
+    metadata = declared_gcp_vm.one(VM)["inputs"]["metadata"]
     assert "PRIVATE KEY" not in json.dumps(metadata)
-    files = declared_gcp.vm_files()
+    files = declared_gcp_vm.vm_files()
     assert (
         "/etc/mlflow/tls.crt" not in files
         and "BEGIN CERTIFICATE-----\nMOCK mlops-tls-cert" not in json.dumps(files)
     )
     spec = json.loads(files["/etc/mlflow/server.json"])
-    stack = declared_gcp.stack
+    stack = declared_gcp_vm.stack
     assert spec["secrets"]["tlsKeySecret"] == f"projects/mlops-test/secrets/mlflow-{stack}-tls-key"
     assert spec["secrets"]["identitySecrets"] == {
         user: f"projects/mlops-test/secrets/mlflow-{stack}-{user}-password"
         for user in ("trainer", "model-api", "streaming")
     }
-    [key] = [v for v in declared_gcp.of_type("gcp:secretmanager/secretVersion:SecretVersion")
+    [key] = [v for v in declared_gcp_vm.of_type("gcp:secretmanager/secretVersion:SecretVersion")
              if v["name"] == "mlops-tls-key-value"]  # fmt: skip
     assert isinstance(key["inputs"]["secretData"], dict)  # a Pulumi secret
     assert "MOCK mlops-tls-cert" in key["inputs"]["secretData"]["value"]  # with its certificate
-    assert declared_gcp.outputs[out.TRACKING_CERT_EXPIRY]["value"] == "2027-12-06T05:50:00Z"
-    public = {k: v for k, v in declared_gcp.outputs.items() if not v["secret"]}
+    assert declared_gcp_vm.outputs[out.TRACKING_CERT_EXPIRY]["value"] == "2027-12-06T05:50:00Z"
+    public = {k: v for k, v in declared_gcp_vm.outputs.items() if not v["secret"]}
     assert "PRIVATE KEY" not in json.dumps(public)
-    assert declared_gcp.outputs[out.PASSWORD_SECRETS["trainer"]]["value"] == (
+    assert declared_gcp_vm.outputs[out.PASSWORD_SECRETS["trainer"]]["value"] == (
         f"mlflow-{stack}-trainer-password"
     )
 
 
-def test_the_vm_fetches_its_bundle_from_the_bucket_by_its_sha256(declared_gcp):
+def test_the_vm_fetches_its_bundle_from_the_bucket_by_its_sha256(declared_gcp_vm):
     """As on AWS: every file but the fetcher is one object of the artifact bucket, named and
     checked by its sha256, which the user-data carries; the VM is replaced when it changes."""
     import hashlib
 
     from infra.vm import FETCH_PATH
 
-    bundle = declared_gcp.bundle()
+    bundle = declared_gcp_vm.bundle()
     sha256 = hashlib.sha256(bundle["content"].encode()).hexdigest()
     assert bundle["name"] == f"server-bundles/{sha256}.json"
-    assert bundle["bucket"] == declared_gcp.outputs[out.ARTIFACT_BUCKET]["value"]
+    assert bundle["bucket"] == declared_gcp_vm.outputs[out.ARTIFACT_BUCKET]["value"]
     command = f"python3 {FETCH_PATH} gs://{bundle['bucket']}/{bundle['name']} {sha256}\n"
-    assert command in declared_gcp.user_data()
-    assert len(declared_gcp.user_data().encode()) <= 8 * 1024
-    vm = declared_gcp.vm()
+    assert command in declared_gcp_vm.user_data()
+    assert len(declared_gcp_vm.user_data().encode()) <= 8 * 1024
+    vm = declared_gcp_vm.vm()
     assert vm["options"]["replaceOnChanges"] == ["metadata"]
     assert vm["options"]["deleteBeforeReplace"] is True
     assert any(d.endswith("gcp:storage/bucketObject:BucketObject::mlops-bundle")
                for d in vm["options"]["dependencies"])  # fmt: skip
 
 
-def test_the_zone_lookup_waits_for_the_apis_and_the_image_is_no_lookup(declared_gcp):
+def test_the_zone_lookup_waits_for_the_apis_and_the_image_is_no_lookup(declared_gcp_vm):
     """In a fresh project Compute's API is off until the stack turns it on; the zone lookup is
     no resource, so it waits for every enabled API explicitly. The image is pinned by name (a
     family lookup would follow each release and replace the VM)."""
-    apis = {r["name"] for r in declared_gcp.of_type("gcp:projects/service:Service")}
+    apis = {r["name"] for r in declared_gcp_vm.of_type("gcp:projects/service:Service")}
     assert "api-compute" in apis
-    tokens = [i["token"] for i in declared_gcp.invokes]
+    tokens = [i["token"] for i in declared_gcp_vm.invokes]
     assert "gcp:compute/getImage:getImage" not in tokens
-    (zones,) = [i for i in declared_gcp.invokes if i["token"] == "gcp:compute/getZones:getZones"]
+    (zones,) = [i for i in declared_gcp_vm.invokes if i["token"] == "gcp:compute/getZones:getZones"]
     assert {u.rsplit("::", 1)[1] for u in zones["dependsOn"]} == apis
 
 
@@ -374,10 +374,10 @@ def test_the_ops_agent_may_write_logs_and_metrics_and_nothing_more(declared_gcp)
     assert roles == {"roles/logging.logWriter", "roles/monitoring.metricWriter"}
 
 
-def test_a_renewed_certificate_replaces_no_vm(declared_gcp):
+def test_a_renewed_certificate_replaces_no_vm(declared_gcp_vm):
     """As on AWS: the VM depends on the TLS secret (the launcher reads it) but neither on the
     certificate nor on the version a renewal writes."""
-    depends = declared_gcp.one(VM)["options"]["dependencies"]
+    depends = declared_gcp_vm.one(VM)["options"]["dependencies"]
     touched = ("locallySignedCert:LocallySignedCert::mlops-tls-cert",
                "secretVersion:SecretVersion::mlops-tls-key-value")  # fmt: skip
     assert not [d for d in depends if d.endswith(touched)]

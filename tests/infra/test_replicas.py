@@ -53,12 +53,16 @@ def test_aws_replicas_replace_the_single_vm_with_a_group_across_two_zones(aws_re
     # Launch before terminate: every healthy server stays until its replacement is healthy.
     refresh = inputs["instanceRefresh"]
     assert refresh["strategy"] == "Rolling"
+    # one more server at a time (max 150% of 2), as the database's budget counts
     assert (refresh["preferences"]["minHealthyPercentage"],
-            refresh["preferences"]["maxHealthyPercentage"]) == (100, 200)  # fmt: skip
+            refresh["preferences"]["maxHealthyPercentage"]) == (100, 150)  # fmt: skip
     # The bootstrap reads the bundle and its secrets at first boot.
     bundle = of_type(aws_replicas, "aws:s3/bucketObjectv2:BucketObjectv2")[0]
     access = named(aws_replicas, "aws:iam/rolePolicy:RolePolicy", "mlops-access")
     assert depends_on(group, bundle) and depends_on(group, access)
+    # The internal load balancer takes the fixed private address before any server could.
+    for balancer in of_type(aws_replicas, NLB):
+        assert depends_on(group, balancer)
     # The same bootstrap as the single VM: the fetcher and the bundle's name, base64 here.
     user_data = base64.b64decode(template["inputs"]["userData"]).decode()
     assert user_data.startswith("#!") and bundle["inputs"]["key"] in user_data
@@ -84,7 +88,10 @@ def test_aws_load_balancers_hold_the_addresses_and_check_health_over_https(aws_r
     assert inputs["loadBalancerType"] == "network"
     assert inputs["internal"] is (label == "internal")
     assert inputs["enableCrossZoneLoadBalancing"] is True
-    [mapping] = inputs["subnetMappings"]
+    # In both zones the group's servers are in (a zone it is not in sends its targets nothing).
+    mapping, other = inputs["subnetMappings"]
+    assert [mapping["subnetId"], other["subnetId"]] == outputs["publicSubnetIds"]["value"]
+    assert set(other) == {"subnetId"}  # the second zone's address is AWS's to choose
     if label == "public":
         [eip] = of_type(aws_replicas, "aws:ec2/eip:Eip")
         assert mapping["allocationId"] == eip["state"]["allocationId"]
@@ -95,6 +102,8 @@ def test_aws_load_balancers_hold_the_addresses_and_check_health_over_https(aws_r
     # TLS passes through: TCP in, TCP to the servers; health over HTTPS on /health.
     assert (listener["inputs"]["protocol"], listener["inputs"]["port"]) == ("TCP", 5000)
     assert listener["inputs"]["defaultActions"][0]["targetGroupArn"] == target["state"]["arn"]
+    # Inside, servers call themselves through it: their own address would come back to them.
+    assert target["inputs"]["preserveClientIp"] == ("false" if label == "internal" else "true")
     check = target["inputs"]["healthCheck"]
     assert (check["protocol"], check["path"], check["matcher"]) == ("HTTPS", "/health", "200")
     assert (target["inputs"]["protocol"], target["inputs"]["port"]) == ("TCP", 5000)
@@ -110,7 +119,12 @@ def test_aws_only_the_load_balancers_reach_the_servers(aws_replicas):
         [public["state"]["id"], internal["state"]["id"]]
     ]
     assert not any(r.get("cidrBlocks") for r in mlflow)
-    assert internal["inputs"]["ingress"][0]["securityGroups"] == [clients["state"]["id"]]
+    assert "ingress" not in internal["inputs"]  # its rules stand apart: they name the servers
+    rules = {r["inputs"]["referencedSecurityGroupId"]: r["inputs"] for r in
+             of_type(aws_replicas, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")}  # fmt: skip
+    assert set(rules) == {clients["state"]["id"], server["state"]["id"]}
+    assert all(r["securityGroupId"] == internal["state"]["id"] and r["fromPort"] == 5000
+               for r in rules.values())  # fmt: skip
     assert public["inputs"]["ingress"][0]["cidrBlocks"] == ["203.0.113.0/24"]  # allowedCidrs
     for label, group in (("public", public), ("internal", internal)):
         assert named(aws_replicas, NLB, f"mlops-{label}")["inputs"]["securityGroups"] == [
@@ -118,10 +132,10 @@ def test_aws_only_the_load_balancers_reach_the_servers(aws_replicas):
         ]
 
 
-def test_one_replica_is_today_s_single_vm(declared):
-    assert len(declared.of_type("aws:ec2/instance:Instance")) == 1
-    assert not declared.of_type("aws:autoscaling/group:Group")
-    assert not declared.of_type(NLB)
+def test_one_replica_is_today_s_single_vm(declared_vm):
+    assert len(declared_vm.of_type("aws:ec2/instance:Instance")) == 1
+    assert not declared_vm.of_type("aws:autoscaling/group:Group")
+    assert not declared_vm.of_type(NLB)
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +167,10 @@ def test_gcp_replicas_are_a_regional_group_rolled_with_no_server_unavailable(gcp
         0,
     )
     assert policy["maxSurgeFixed"] == 2  # one per zone: a regional group's least
+    options = group["options"]
+    assert (
+        options["ignoreChanges"] == ["distributionPolicyZones"] and options["deleteBeforeReplace"]
+    )
     assert inputs["autoHealingPolicies"]["healthCheck"] == health["state"]["id"]
     check = health["inputs"]["httpsHealthCheck"]
     assert (check["requestPath"], check["port"]) == ("/health", 5000)
@@ -201,3 +219,37 @@ def test_replicas_with_a_domain_or_a_night_are_refused():
     with pytest.raises(ConfigError, match="sleepSchedule: a night for replicated servers"):
         load({"cloud": "aws", "trackingReplicas": "2", "dbInstanceClass": "db.t4g.small",
               "sleepSchedule": '{"wake": "07:00", "sleep": "20:00"}'}, "dev")  # fmt: skip
+
+
+def test_aws_a_replicated_stack_file_keeps_the_outputs_and_hardens_its_servers(declared_replicated):
+    from infra import outputs as out
+
+    d = declared_replicated
+    assert set(out.AWS) <= set(d.outputs)
+    [group] = d.of_type("aws:autoscaling/group:Group")
+    assert d.outputs["trackingInstance"]["value"] == group["state"]["arn"]
+    assert group["inputs"]["desiredCapacity"] == 2  # the stack file's trackingReplicas
+    [template] = d.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    assert template["inputs"]["metadataOptions"]["httpTokens"] == "required"  # IMDSv2
+    [disk] = template["inputs"]["blockDeviceMappings"]
+    assert disk["ebs"]["encrypted"] == "true"
+    for label in ("public", "internal"):  # prod keeps its load balancers from a destroy
+        balancer = [b for b in d.of_type(NLB) if b["name"] == f"mlops-{label}"][0]
+        assert balancer["inputs"]["enableDeletionProtection"] is True
+
+
+def test_gcp_a_replicated_stack_file_keeps_the_outputs_and_hardens_its_servers(
+    declared_gcp_replicated,
+):
+    from infra import outputs as out
+
+    d = declared_gcp_replicated
+    assert set(out.GCP) <= set(d.outputs)
+    [group] = d.of_type("gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager")
+    assert d.outputs["trackingInstance"]["value"] == group["state"]["id"]
+    assert group["inputs"]["targetSize"] == 2
+    [template] = d.of_type("gcp:compute/regionInstanceTemplate:RegionInstanceTemplate")
+    shielded = template["inputs"]["shieldedInstanceConfig"]
+    assert shielded == {"enableSecureBoot": True, "enableVtpm": True,
+                        "enableIntegrityMonitoring": True}  # fmt: skip
+    assert template["inputs"]["metadata"]["block-project-ssh-keys"] == "true"

@@ -246,17 +246,17 @@ def test_a_daily_timer_collects_garbage_through_the_server_it_verifies(declared)
     assert "OnCalendar=*-*-* 03:30:00 UTC" in timer and "Persistent=true" in timer
 
 
-def test_a_changed_bundle_is_a_changed_user_data_which_replaces_the_vm(declared):
+def test_a_changed_bundle_is_a_changed_user_data_which_replaces_the_vm(declared_vm):
     """cloud-init runs once per instance: a changed bundle (its sha256 in the user-data) must
     bring a new VM, which takes over the old one's addresses, so the old one goes first."""
     from infra.vm import ServerBundle, user_data
 
-    vm = declared.vm()
+    vm = declared_vm.vm()
     assert vm["inputs"]["userDataReplaceOnChange"] is True
     assert vm["options"]["deleteBeforeReplace"] is True
-    bucket = f"s3://{declared.bundle()['bucket']}"
-    files = [(path, "0644", text) for path, text in declared.vm_files().items()]
+    bucket = f"s3://{declared_vm.bundle()['bucket']}"
+    files = [(path, "0644", text) for path, text in declared_vm.vm_files().items()]
     changed = ServerBundle.of([*files[:-1], (files[-1][0], "0644", files[-1][2] + "\n")])
-    same = ServerBundle(declared.bundle()["content"])
-    assert user_data(bucket, same.key, same.sha256, "us-east-1") == declared.user_data()
-    assert user_data(bucket, changed.key, changed.sha256, "us-east-1") != declared.user_data()
+    same = ServerBundle(declared_vm.bundle()["content"])
+    assert user_data(bucket, same.key, same.sha256, "us-east-1") == declared_vm.user_data()
+    assert user_data(bucket, changed.key, changed.sha256, "us-east-1") != declared_vm.user_data()
