@@ -29,6 +29,18 @@ SINGLE_VM_STACKS = [s for s in STACKS if replicas(s) == 1]
 REPLICATED_STACKS = [s for s in STACKS if replicas(s) > 1]
 
 
+def of_type(result: dict, typ: str) -> list[dict]:
+    """A harness result's resources of one type."""
+    return [r for r in result["resources"] if r["type"] == typ]
+
+
+def depends_on(resource: dict, other: dict) -> bool:
+    """Whether the engine gets `other` among `resource`'s dependencies (by type and name: the
+    URNs the SDK sends name the nearest component only)."""
+    me = f"{other['type']}::{other['name']}"
+    return any(urn.endswith(me) for urn in resource["options"]["dependencies"])
+
+
 class Declared:
     """What one stack's program declared, with small lookups for the tests."""
 

@@ -16,7 +16,7 @@ from monitoring import metrics
 from services.deploy.aws.alerts import MONITOR_ALARMS
 from services.deploy.config import load
 from services.deploy.gcp.alerts import MONITOR_ALERTS, metric_filter
-from tests.infra.conftest import SERVICES_GCP_OVERRIDES, run_services
+from tests.infra.conftest import SERVICES_GCP_OVERRIDES, depends_on, of_type, run_services
 
 ALERTS = {"mlops-services:alertEmail": "oncall@example.com",
           "mlops-services:alertWebhook": "https://hooks.example.com/mlops"}  # fmt: skip
@@ -37,17 +37,6 @@ def gcp_alerting(tmp_path_factory):
                           {**SERVICES_GCP_OVERRIDES, **ALERTS})  # fmt: skip
     assert result["error"] is None, result["error"]
     return result
-
-
-def of_type(result: dict, typ: str) -> list[dict]:
-    return [r for r in result["resources"] if r["type"] == typ]
-
-
-def depends_on(resource: dict, other: dict) -> bool:
-    """Whether the engine gets `other` among `resource`'s dependencies (by type and name: the
-    URNs the SDK sends name the nearest component only)."""
-    me = f"{other['type']}::{other['name']}"
-    return any(urn.endswith(me) for urn in resource["options"]["dependencies"])
 
 
 def monitor_command(result: dict) -> list[str]:

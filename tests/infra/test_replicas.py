@@ -9,25 +9,16 @@ import base64
 
 import pytest
 
-from tests.infra.conftest import ROOT, run_stack
+from tests.infra.conftest import ROOT, depends_on, of_type, run_stack
 
 REPLICAS = {"mlops-platform:trackingReplicas": "2",
             "mlops-platform:dbInstanceClass": "db.t4g.small"}  # fmt: skip
 NLB = "aws:lb/loadBalancer:LoadBalancer"
 
 
-def of_type(result: dict, typ: str) -> list[dict]:
-    return [r for r in result["resources"] if r["type"] == typ]
-
-
 def named(result: dict, typ: str, name: str) -> dict:
     [found] = [r for r in of_type(result, typ) if r["name"] == name]
     return found
-
-
-def depends_on(resource: dict, other: dict) -> bool:
-    me = f"{other['type']}::{other['name']}"
-    return any(urn.endswith(me) for urn in resource["options"]["dependencies"])
 
 
 @pytest.fixture(scope="module")

@@ -9,21 +9,12 @@ import json
 import pytest
 
 from infra.aws.sleep import SDK
-from tests.infra.conftest import GCP_OVERRIDES, ROOT, run_stack
+from tests.infra.conftest import GCP_OVERRIDES, ROOT, depends_on, of_type, run_stack
 
 NIGHT = {"wake": "07:00", "sleep": "20:00", "timeZone": "Europe/Berlin"}
 PLATFORM = {"mlops-platform:sleepSchedule": json.dumps(NIGHT),
             "mlops-platform:alertEmail": "dba@example.com"}  # fmt: skip
 SCHEDULE = "aws:scheduler/schedule:Schedule"
-
-
-def of_type(result: dict, typ: str) -> list[dict]:
-    return [r for r in result["resources"] if r["type"] == typ]
-
-
-def depends_on(resource: dict, other: dict) -> bool:
-    me = f"{other['type']}::{other['name']}"
-    return any(urn.endswith(me) for urn in resource["options"]["dependencies"])
 
 
 @pytest.fixture(scope="module")
