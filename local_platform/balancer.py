@@ -154,7 +154,7 @@ def balancer_start(port: int, replicas: int, ca_cert: Path, workdir: Path, log: 
 
 def roll(
     balancer: Balancer, servers: dict[str, Proc], start: Callable[[], Proc],
-    say: Callable[[str], None] = lambda _: None,
+    say: Callable[[str], None] = lambda _: None, drain_seconds: float = DRAIN_SECONDS,
 ) -> dict[str, Proc]:  # fmt: skip
     """Replace every server in `servers` (slot -> its process) one at a time, as the clouds'
     rolling updates do: start a new one, wait until the balancer finds it healthy, drain the old
@@ -166,7 +166,7 @@ def roll(
         port = int(new.url.rsplit(":", 1)[1])
         balancer.enter(slot, port)
         say(f"{slot}: a new server (port {port}) is healthy and in service")
-        balancer.drain(old_slot)
+        balancer.drain(old_slot, drain_seconds)
         now.pop(old_slot).stop(timeout=30)
         balancer.empty(old_slot)
         say(f"{old_slot}: drained and stopped")

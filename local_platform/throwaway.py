@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.vm_launcher import environ
-from local_platform.balancer import Balancer, balancer_start, roll
+from local_platform.balancer import DRAIN_SECONDS, Balancer, balancer_start, roll
 from local_platform.postgres import pg_ensure_databases, pg_init, pg_start
 from local_platform.processes import LOOPBACK, Proc, free_port, new_password
 from local_platform.stores import (
@@ -59,9 +59,11 @@ class TrackingGroup:
     start: Callable[[], Proc]
     """Start one more server as the others were (a free port); it waits until healthy."""
 
-    def roll(self, say: Callable[[str], None] = lambda _: None) -> None:
+    def roll(
+        self, say: Callable[[str], None] = lambda _: None, drain_seconds: float = DRAIN_SECONDS
+    ) -> None:
         """Replace every server, one at a time, as the clouds' rolling updates do."""
-        self.servers = roll(self.balancer, self.servers, self.start, say)
+        self.servers = roll(self.balancer, self.servers, self.start, say, drain_seconds)
 
     def stop(self) -> None:
         for server in self.servers.values():
