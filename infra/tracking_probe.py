@@ -27,9 +27,8 @@ def probe(uri: str, ca_pem: str = "", timeout: float = TIMEOUT_SECONDS, now=time
     certificate's days left, or healthy 0 with why. A certificate that no longer verifies
     (expired, another CA) is unhealthy: its days are then unknown."""
     parts = urlsplit(uri)
-    context = ssl.create_default_context()
-    if ca_pem:
-        context = ssl.create_default_context(cadata=ca_pem)
+    # The stack's CA alone, or (a domain: no CA given) the system's.
+    context = ssl.create_default_context(cadata=ca_pem or None)
     connection = http.client.HTTPSConnection(
         parts.hostname, parts.port or 443, timeout=timeout, context=context
     )
